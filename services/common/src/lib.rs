@@ -1,0 +1,25 @@
+//! What both services share: the domain types that money and orders are made
+//! of, and the few HTTP pieces that must behave identically on both sides of
+//! the payment call.
+//!
+//! Both services parse the same fields (`amount`, `currency`, `merchant_id`,
+//! `order_id`) from JSON, so they share one parser: a value that order-service
+//! accepts is exactly a value payment-service accepts.
+//!
+//! # Layout
+//! - [`domain`]: newtypes that can only hold valid values (`Amount`,
+//!   `Currency`, `MerchantId`, `OrderId`, `IdempotencyKey`) and the
+//!   [`domain::FieldError`] a failed parse reports.
+//! - [`problem`]: RFC 9457 problem details, the only error body either
+//!   service sends.
+//! - [`body`]: reads a JSON request body with a size limit and a content-type
+//!   check, so oversized or non-JSON input is refused before it is parsed.
+//! - [`admin`]: the bearer-token gate in front of `/admin/*`.
+//! - [`logging`]: the log subscriber both binaries install.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod body;
+pub mod domain;
+pub mod logging;
+pub mod problem;

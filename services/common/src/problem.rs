@@ -1,0 +1,128 @@
+//! RFC 9457 problem details: the one shape of every error either service
+//! answers, so clients (and loadgen's failure categories) can tell a breaker
+//! rejection from a full bulkhead by `title` without parsing prose.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A stable identifier of the kind of problem, `urn:reliable-orders:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// Every field that failed validation, not only the first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip)]
+    retry_after_secs: Option<u64>,
+    #[serde(skip)]
+    bearer_challenge: bool,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: format!("urn:reliable-orders:problem:{slug}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            trace_id: None,
+            order_id: None,
+            errors: Vec::new(),
+            retry_after_secs: None,
+            bearer_challenge: false,
+        }
+    }
+
+    /// 422 listing every invalid field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+                detail,
+            )
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn with_order_id(mut self, order_id: impl ToString) -> Self {
+        self.order_id = Some(order_id.to_string());
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// Adds `WWW-Authenticate: Bearer` (a 401 must say how to authenticate).
+    pub fn with_bearer_challenge(mut self) -> Self {
+        self.bearer_challenge = true;
+        self
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn to_response(&self) -> HttpResponse {
+        let mut response = HttpResponseBuilder::new(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)));
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs));
+        }
+        if self.bearer_challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.body(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.title, self.status, self.detail)
+    }
+}
+
+/// The app's `default_service`: unknown paths answer problem+json too.
+pub async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
+    Problem::not_found(format!("no resource at {} {}", req.method(), req.path())).to_response()
+}

@@ -1,0 +1,29 @@
+//! `POST /orders` body, parsed. Fields are read as raw JSON first so that a
+//! field of the wrong type is a 422 naming the field, while a body that is
+//! not JSON, or has an unknown field, is a 400.
+
+use common::domain::{FieldError, PaymentDetails};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub details: PaymentDetails,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrderBody {
+    merchant_id: Option<Box<RawValue>>,
+    amount: Option<Box<RawValue>>,
+    currency: Option<Box<RawValue>>,
+}
+
+impl TryFrom<NewOrderBody> for NewOrder {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: NewOrderBody) -> Result<Self, Self::Error> {
+        PaymentDetails::parse(&body.merchant_id, &body.amount, &body.currency)
+            .map(|details| Self { details })
+    }
+}

@@ -1,0 +1,56 @@
+//! An order and its status. `pending` means "an attempt may have reached
+//! payment-service and we do not know the outcome": the one status that
+//! must never be read as either charged or not charged.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use common::domain::{Amount, Currency, MerchantId, OrderId};
+use serde::{Serialize, Serializer};
+
+use super::NewOrder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+    pub merchant_id: MerchantId,
+    pub amount: Amount,
+    pub currency: Currency,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// Why a `failed` order failed, or what left it `pending`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl Order {
+    pub fn pending(id: OrderId, new: &NewOrder) -> Self {
+        Self {
+            order_id: id,
+            status: OrderStatus::Pending,
+            merchant_id: new.details.merchant_id.clone(),
+            amount: new.details.amount,
+            currency: new.details.currency,
+            transaction_id: None,
+            reason: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    pub fn location(&self) -> String {
+        format!("/orders/{}", self.order_id)
+    }
+}
+
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}

@@ -1,0 +1,27 @@
+//! order-service: takes orders and charges them through payment-service,
+//! without ever charging an order twice or losing one.
+//!
+//! # Layout
+//! - [`config`]: every knob, as environment variable and flag.
+//! - [`startup`]: binds the listener (port 0 works) and wires every route.
+//! - [`domain`]: the order and the request that creates one, parsed at the edge.
+//! - [`orders`]: the order flow: record, charge, persist the outcome.
+//! - [`payment`]: the call to payment-service: one HTTP attempt
+//!   ([`payment::client`]) and the policy around it ([`payment::call`]),
+//!   where the reliability actors plug in.
+//! - [`store`]: where orders live, behind a trait (in memory by default).
+//! - [`routes`]: the HTTP handlers, thin.
+//! - [`error`]: the one place where a failure becomes an HTTP answer.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod orders;
+pub mod payment;
+pub mod routes;
+pub mod startup;
+pub mod store;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,143 @@
+//! One HTTP attempt at a charge, classified by what it proves.
+//!
+//! The classification is about money, not HTTP: a refused connection proves
+//! nothing was charged; a timeout or a 5xx proves nothing at all (the charge
+//! may have been recorded before the failure), so the order must stay
+//! `pending` until a later attempt with the same key tells.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::RETRY_AFTER;
+use awc::error::SendRequestError;
+use common::domain::{Amount, Currency, MerchantId, OrderId};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Order;
+
+/// Header carrying the caller's remaining budget; payment-service answers
+/// 504 without charging when it cannot finish within it.
+pub const TIMEOUT_HEADER: &str = "X-Request-Timeout-Ms";
+/// Largest response body read from payment-service.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Receipt {
+    pub transaction_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// 2xx: charged (now, or earlier under the same key).
+    Charged(Receipt),
+    /// A 4xx other than 429: payment-service refuses this charge for good.
+    Rejected { status: StatusCode, detail: String },
+    /// 5xx or 429: transient; the charge may or may not exist.
+    Failed {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    /// No answer within the time given; the request may have been processed.
+    TimedOut,
+    /// The connection could not be opened: the request was never sent.
+    ConnectFailed(String),
+    /// The connection broke after the request was sent.
+    Broken(String),
+}
+
+impl Attempt {
+    /// Whether payment-service may have seen (and charged) this attempt.
+    pub fn may_have_reached_payment(&self) -> bool {
+        !matches!(self, Self::ConnectFailed(_))
+    }
+}
+
+#[derive(Serialize)]
+struct ChargeBody<'a> {
+    order_id: OrderId,
+    merchant_id: &'a MerchantId,
+    amount: Amount,
+    currency: Currency,
+}
+
+#[derive(Deserialize)]
+struct ProblemBody {
+    detail: Option<String>,
+}
+
+/// Not `Send` (awc's client is per thread): build one per worker.
+pub struct PaymentClient {
+    http: awc::Client,
+    charge_url: String,
+}
+
+impl PaymentClient {
+    pub fn new(base_url: &str) -> Self {
+        let http = awc::Client::builder()
+            // The budget is enforced around the whole attempt instead.
+            .disable_timeout()
+            .finish();
+        Self {
+            http,
+            charge_url: format!("{}/charge", base_url.trim_end_matches('/')),
+        }
+    }
+
+    /// One attempt, given `time_left` for connect, send and the whole answer.
+    pub async fn charge(&self, order: &Order, time_left: Duration) -> Attempt {
+        match actix_rt::time::timeout(time_left, self.send(order, time_left)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::TimedOut,
+        }
+    }
+
+    async fn send(&self, order: &Order, time_left: Duration) -> Attempt {
+        let body = ChargeBody {
+            order_id: order.order_id,
+            merchant_id: &order.merchant_id,
+            amount: order.amount,
+            currency: order.currency,
+        };
+        let sent = self
+            .http
+            .post(&self.charge_url)
+            .insert_header(("Idempotency-Key", order.order_id.to_string()))
+            .insert_header((TIMEOUT_HEADER, time_left.as_millis().to_string()))
+            .send_json(&body)
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(SendRequestError::Connect(e)) => return Attempt::ConnectFailed(e.to_string()),
+            Err(SendRequestError::Timeout) => return Attempt::TimedOut,
+            Err(e) => return Attempt::Broken(e.to_string()),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match response.body().limit(MAX_RESPONSE_BYTES).await {
+            Ok(body) => body,
+            Err(e) => return Attempt::Broken(format!("reading the response: {e}")),
+        };
+        if status.is_success() {
+            match serde_json::from_slice::<Receipt>(&body) {
+                Ok(receipt) => Attempt::Charged(receipt),
+                Err(e) => Attempt::Broken(format!("unreadable charge receipt: {e}")),
+            }
+        } else if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+            let detail = serde_json::from_slice::<ProblemBody>(&body)
+                .ok()
+                .and_then(|p| p.detail)
+                .unwrap_or_else(|| format!("payment-service answered {status}"));
+            Attempt::Rejected { status, detail }
+        } else {
+            Attempt::Failed {
+                status,
+                retry_after,
+            }
+        }
+    }
+}

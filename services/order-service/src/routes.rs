@@ -1,0 +1,4 @@
+//! HTTP handlers: parse at the edge, call the flow, answer.
+
+pub mod health;
+pub mod orders;

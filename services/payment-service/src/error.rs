@@ -1,0 +1,95 @@
+//! Every way a charge request can fail, and the one place each becomes an
+//! HTTP status and a problem+json body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use common::domain::FieldError;
+use common::problem::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChargeError {
+    /// The body could not be read or parsed (content type, size, syntax).
+    #[error("{0}")]
+    Body(Problem),
+    #[error("the Idempotency-Key header is required")]
+    MissingKey,
+    #[error("bad header {0}")]
+    BadHeader(FieldError),
+    #[error("invalid charge request")]
+    Validation(Vec<FieldError>),
+    #[error("rate limited (injected)")]
+    RateLimited,
+    #[error("internal error (injected)")]
+    Injected,
+    #[error("charge recorded, then failed (injected)")]
+    FailedAfterCharge,
+    #[error("cannot finish within the caller's X-Request-Timeout-Ms")]
+    DeadlineExceeded,
+    #[error("declined: {0}")]
+    Declined(String),
+    #[error("Idempotency-Key already used for a different charge")]
+    KeyReused,
+    #[error("ledger unavailable")]
+    Ledger(#[source] std::io::Error),
+}
+
+impl ChargeError {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::Body(problem) => problem.clone(),
+            Self::MissingKey => Problem::bad_request(self.to_string()),
+            Self::BadHeader(e) => Problem::bad_request(e.to_string()),
+            Self::Validation(errors) => Problem::validation(errors.clone()),
+            Self::RateLimited => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                self.to_string(),
+            )
+            .with_retry_after(1),
+            Self::Injected | Self::FailedAfterCharge => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected-fault",
+                "Internal server error",
+                self.to_string(),
+            ),
+            Self::DeadlineExceeded => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "deadline-exceeded",
+                "Deadline exceeded",
+                "the caller's X-Request-Timeout-Ms leaves too little time; nothing was charged",
+            ),
+            Self::Declined(reason) => Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-declined",
+                "Payment declined",
+                reason.clone(),
+            ),
+            Self::KeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used for a charge with a different body",
+            ),
+            Self::Ledger(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger-unavailable",
+                "Ledger unavailable",
+                "the charge could not be recorded durably; nothing was charged",
+            ),
+        }
+    }
+}
+
+impl ResponseError for ChargeError {
+    fn status_code(&self) -> StatusCode {
+        self.problem().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Ledger(e) = self {
+            tracing::error!(error = %e, "ledger write failed");
+        }
+        self.problem().to_response()
+    }
+}

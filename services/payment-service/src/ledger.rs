@@ -1,0 +1,328 @@
+//! The charge ledger: one charge per `Idempotency-Key`, ever.
+//!
+//! The check "is this key charged?" and the write of a new charge happen under
+//! one lock, so two concurrent requests with the same key produce one charge
+//! and one replay. With a log, the charge is appended and synced to disk
+//! *before* it is visible or acknowledged: an acknowledged charge survives a
+//! SIGKILL, and a charge that was never acknowledged may survive too, which
+//! is harmless because its key replays it.
+
+mod log;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use common::domain::{IdempotencyKey, OrderId, PaymentDetails};
+use serde::{Deserialize, Serialize};
+
+pub use log::{LedgerLog, Replay};
+
+/// What a client asks to be charged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    pub order_id: OrderId,
+    pub details: PaymentDetails,
+}
+
+/// A charge as recorded, acknowledged and replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub transaction_id: String,
+    pub status: ChargeStatus,
+    pub order_id: OrderId,
+    pub merchant_id: common::domain::MerchantId,
+    pub amount: common::domain::Amount,
+    pub currency: common::domain::Currency,
+    pub idempotency_key: IdempotencyKey,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeStatus {
+    Approved,
+}
+
+impl Charge {
+    fn new(key: IdempotencyKey, request: &ChargeRequest) -> Self {
+        Self {
+            transaction_id: format!("txn_{}", uuid::Uuid::new_v4().simple()),
+            status: ChargeStatus::Approved,
+            order_id: request.order_id,
+            merchant_id: request.details.merchant_id.clone(),
+            amount: request.details.amount,
+            currency: request.details.currency,
+            idempotency_key: key,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// Same body as the one this charge was made for (amounts compare by
+    /// value: `10.5` and `10.50` are the same money).
+    pub fn matches(&self, request: &ChargeRequest) -> bool {
+        self.order_id == request.order_id
+            && self.merchant_id == request.details.merchant_id
+            && self.amount == request.details.amount
+            && self.currency == request.details.currency
+    }
+}
+
+#[derive(Debug)]
+pub enum Recorded {
+    /// Charged now.
+    New(Charge),
+    /// Charged before, for the same body: the original charge.
+    Existing(Charge),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("idempotency key already used for a different charge")]
+    KeyReused { existing: Box<Charge> },
+    #[error("could not write the ledger log")]
+    Io(#[from] io::Error),
+}
+
+/// Read by `GET /ledger`: enough to audit a run for double charges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Audit {
+    pub charges: usize,
+    pub keys: usize,
+    /// Orders charged more than once (under different keys). Must stay empty.
+    pub duplicates: Vec<Duplicate>,
+    /// What the start-up replay of the log found.
+    pub replay: ReplaySummary,
+    /// Every charge, only with `?detail=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<Charge>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Duplicate {
+    pub order_id: OrderId,
+    pub transaction_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ReplaySummary {
+    pub durable: bool,
+    pub replayed: usize,
+    /// Bytes of a torn last line dropped at start-up (a crash mid-append).
+    pub torn_tail_bytes: usize,
+}
+
+pub struct Ledger {
+    state: Mutex<State>,
+    replay: ReplaySummary,
+}
+
+struct State {
+    by_key: HashMap<IdempotencyKey, Charge>,
+    log: Option<LedgerLog>,
+}
+
+impl Ledger {
+    pub fn in_memory() -> Self {
+        Self {
+            state: Mutex::new(State {
+                by_key: HashMap::new(),
+                log: None,
+            }),
+            replay: ReplaySummary::default(),
+        }
+    }
+
+    /// Opens (or creates) the log at `path` and replays it. A torn last line
+    /// is dropped and reported; any other unreadable line is an error, since
+    /// guessing would risk forgetting a charge.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let (log, replay) = LedgerLog::open(path)?;
+        let mut by_key = HashMap::with_capacity(replay.charges.len());
+        let replayed = replay.charges.len();
+        for charge in replay.charges {
+            by_key.entry(charge.idempotency_key.clone()).or_insert(charge);
+        }
+        Ok(Self {
+            state: Mutex::new(State {
+                by_key,
+                log: Some(log),
+            }),
+            replay: ReplaySummary {
+                durable: true,
+                replayed,
+                torn_tail_bytes: replay.torn_tail_bytes,
+            },
+        })
+    }
+
+    pub fn replay_summary(&self) -> ReplaySummary {
+        self.replay
+    }
+
+    pub fn lookup(&self, key: &IdempotencyKey) -> Option<Charge> {
+        self.lock().by_key.get(key).cloned()
+    }
+
+    /// Charges `request` under `key` unless the key is already charged.
+    /// Blocking (it syncs the log): call it from a blocking thread.
+    pub fn record(
+        &self,
+        key: IdempotencyKey,
+        request: &ChargeRequest,
+    ) -> Result<Recorded, LedgerError> {
+        let mut state = self.lock();
+        if let Some(existing) = state.by_key.get(&key) {
+            return if existing.matches(request) {
+                Ok(Recorded::Existing(existing.clone()))
+            } else {
+                Err(LedgerError::KeyReused {
+                    existing: Box::new(existing.clone()),
+                })
+            };
+        }
+        let charge = Charge::new(key.clone(), request);
+        if let Some(log) = state.log.as_mut() {
+            log.append(&charge)?;
+        }
+        state.by_key.insert(key, charge.clone());
+        Ok(Recorded::New(charge))
+    }
+
+    pub fn audit(&self, detail: bool) -> Audit {
+        let state = self.lock();
+        let mut by_order: BTreeMap<OrderId, Vec<String>> = BTreeMap::new();
+        for charge in state.by_key.values() {
+            by_order
+                .entry(charge.order_id)
+                .or_default()
+                .push(charge.transaction_id.clone());
+        }
+        let duplicates = by_order
+            .into_iter()
+            .filter(|(_, txns)| txns.len() > 1)
+            .map(|(order_id, transaction_ids)| Duplicate {
+                order_id,
+                transaction_ids,
+            })
+            .collect();
+        let entries = detail.then(|| {
+            let mut all: Vec<Charge> = state.by_key.values().cloned().collect();
+            all.sort_by_key(|c| c.created_at);
+            all
+        });
+        Audit {
+            charges: state.by_key.len(),
+            keys: state.by_key.len(),
+            duplicates,
+            replay: self.replay,
+            entries,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-made charge:
+        // the map is only changed after the log write succeeded.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    pub(crate) fn request(amount: &str) -> ChargeRequest {
+        let raw = |s: &str| Some(RawValue::from_string(s.to_owned()).unwrap());
+        ChargeRequest {
+            order_id: OrderId::new(),
+            details: PaymentDetails::parse(&raw(r#""m_1""#), &raw(amount), &raw(r#""USD""#))
+                .unwrap(),
+        }
+    }
+
+    fn key(k: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(k).unwrap()
+    }
+
+    #[test]
+    fn same_key_same_body_is_charged_once() {
+        let ledger = Ledger::in_memory();
+        let req = request("10.00");
+        let Recorded::New(first) = ledger.record(key("k"), &req).unwrap() else {
+            panic!("first charge must be new")
+        };
+        let Recorded::Existing(again) = ledger.record(key("k"), &req).unwrap() else {
+            panic!("second charge must replay")
+        };
+        assert_eq!(first, again);
+        assert_eq!(ledger.audit(false).charges, 1);
+    }
+
+    #[test]
+    fn same_key_different_body_is_refused() {
+        let ledger = Ledger::in_memory();
+        ledger.record(key("k"), &request("10.00")).unwrap();
+        assert!(matches!(
+            ledger.record(key("k"), &request("10.00")),
+            Err(LedgerError::KeyReused { .. })
+        ));
+    }
+
+    #[test]
+    fn audit_lists_orders_charged_under_two_keys() {
+        let ledger = Ledger::in_memory();
+        let req = request("1.00");
+        ledger.record(key("a"), &req).unwrap();
+        ledger.record(key("b"), &req).unwrap();
+        let audit = ledger.audit(true);
+        assert_eq!(audit.charges, 2);
+        assert_eq!(audit.duplicates.len(), 1);
+        assert_eq!(audit.duplicates[0].order_id, req.order_id);
+        assert_eq!(audit.entries.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn durable_ledger_survives_reopen_and_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let req = request("12.34");
+        let first = {
+            let ledger = Ledger::open(&path).unwrap();
+            match ledger.record(key("k1"), &req).unwrap() {
+                Recorded::New(c) => c,
+                other => panic!("{other:?}"),
+            }
+        };
+        // A crash in the middle of the next append.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"transaction_id\":\"tx"))
+            .unwrap();
+
+        let ledger = Ledger::open(&path).unwrap();
+        let summary = ledger.replay_summary();
+        assert_eq!(summary.replayed, 1);
+        assert_eq!(summary.torn_tail_bytes, 21);
+        assert_eq!(ledger.lookup(&key("k1")), Some(first));
+        ledger.record(key("k2"), &request("1.00")).unwrap();
+        drop(ledger);
+
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.replay_summary().replayed, 2);
+        assert_eq!(ledger.replay_summary().torn_tail_bytes, 0);
+    }
+
+    #[test]
+    fn a_corrupt_line_before_the_end_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        std::fs::write(&path, "not json\n").unwrap();
+        let err = Ledger::open(&path).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}

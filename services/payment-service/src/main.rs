@@ -1,0 +1,13 @@
+use clap::Parser;
+use payment_service::{Application, Config};
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let config = Config::parse();
+    common::logging::init();
+    let app = Application::build(config)?;
+    tracing::info!(port = app.port(), "payment-service listening");
+    app.run_until_stopped().await?;
+    tracing::info!("payment-service stopped");
+    Ok(())
+}

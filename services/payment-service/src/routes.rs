@@ -1,0 +1,7 @@
+//! One module per resource.
+
+pub mod admin;
+pub mod charge;
+pub mod charges;
+pub mod health;
+pub mod ledger;

@@ -1,0 +1,199 @@
+//! `POST /charge`: the charge pipeline.
+//!
+//! Order matters here. Injected refusals (429, 500) come first and charge
+//! nothing. Then the caller's deadline (`X-Request-Timeout-Ms`): if the work
+//! cannot finish in time the answer is an immediate 504 with nothing charged,
+//! instead of charging for a caller that has already given up. Then the
+//! injected delay, the replay of a known key, the simulated `validate` and
+//! `gatewayCall` steps, the decline rule, a last deadline check, and only
+//! then the durable write. `fail_after_charge` strikes after the write: the
+//! charge exists but the caller sees a 500, exactly the case a retry with
+//! the same key must not double-charge.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use common::body::{DEFAULT_LIMIT, parse_json, read_json_body};
+use common::domain::{
+    FieldError, IdempotencyKey, OrderId, PaymentDetails, json_string, required,
+};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tracing::Instrument;
+
+use crate::error::ChargeError;
+use crate::faults::FaultPlan;
+use crate::ledger::{Charge, ChargeRequest, LedgerError, Recorded};
+use crate::startup::AppState;
+
+/// Amounts above this are declined (402), as a card issuer would.
+pub const DECLINE_ABOVE: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
+
+/// The caller's remaining budget in milliseconds.
+pub const TIMEOUT_HEADER: &str = "X-Request-Timeout-Ms";
+
+/// The simulated work of a charge.
+#[derive(Debug, Clone, Copy)]
+pub struct SimulatedWork {
+    pub validate: Duration,
+    pub gateway: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChargeBody {
+    order_id: Option<Box<RawValue>>,
+    merchant_id: Option<Box<RawValue>>,
+    amount: Option<Box<RawValue>>,
+    currency: Option<Box<RawValue>>,
+}
+
+impl ChargeBody {
+    fn into_request(self) -> Result<ChargeRequest, Vec<FieldError>> {
+        let order_id = required(&self.order_id, "order_id")
+            .and_then(|raw| json_string(raw, "order_id"))
+            .and_then(|id| OrderId::parse(&id));
+        let details = PaymentDetails::parse(&self.merchant_id, &self.amount, &self.currency);
+        match (order_id, details) {
+            (Ok(order_id), Ok(details)) => Ok(ChargeRequest { order_id, details }),
+            (order_id, details) => {
+                let mut errors: Vec<_> = order_id.err().into_iter().collect();
+                errors.extend(details.err().unwrap_or_default());
+                Err(errors)
+            }
+        }
+    }
+}
+
+pub async fn charge(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ChargeError> {
+    let received = Instant::now();
+    let key = idempotency_key(&req)?;
+    let deadline = deadline(&req, received)?;
+    let body = read_json_body(&req, payload, DEFAULT_LIMIT)
+        .await
+        .map_err(ChargeError::Body)?;
+    let request = parse_json::<ChargeBody>(&body)
+        .map_err(ChargeError::Body)?
+        .into_request()
+        .map_err(ChargeError::Validation)?;
+    let plan = state.faults.plan();
+    let span = tracing::info_span!(
+        "processCharge",
+        order.id = %request.order_id,
+        idempotency.key = %key,
+        fault.delay_ms = plan.delay.as_millis() as u64,
+        fault.rate_limited = plan.rate_limited,
+        fault.error = plan.error_before_charge,
+        fault.fail_after_charge = plan.fail_after_charge,
+    );
+    process(&state, key, request, plan, deadline)
+        .instrument(span)
+        .await
+}
+
+async fn process(
+    state: &AppState,
+    key: IdempotencyKey,
+    request: ChargeRequest,
+    plan: FaultPlan,
+    deadline: Option<Instant>,
+) -> Result<HttpResponse, ChargeError> {
+    if plan.rate_limited {
+        return Err(ChargeError::RateLimited);
+    }
+    if plan.error_before_charge {
+        return Err(ChargeError::Injected);
+    }
+    let work = plan.delay + state.work.validate + state.work.gateway;
+    if deadline.is_some_and(|d| Instant::now() + work > d) {
+        return Err(ChargeError::DeadlineExceeded);
+    }
+    actix_rt::time::sleep(plan.delay).await;
+
+    if let Some(existing) = state.ledger.lookup(&key) {
+        if !existing.matches(&request) {
+            return Err(ChargeError::KeyReused);
+        }
+        return respond(StatusCode::OK, existing, plan);
+    }
+
+    actix_rt::time::sleep(state.work.validate)
+        .instrument(tracing::info_span!("validate"))
+        .await;
+
+    let gateway = tracing::info_span!("gatewayCall", transaction.id = tracing::field::Empty);
+    let recorded = async {
+        actix_rt::time::sleep(state.work.gateway).await;
+        let amount = request.details.amount.value();
+        if amount > DECLINE_ABOVE {
+            return Err(ChargeError::Declined(format!(
+                "amount {amount} is over the limit of {DECLINE_ABOVE}"
+            )));
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(ChargeError::DeadlineExceeded);
+        }
+        let ledger = state.ledger.clone();
+        let recorded = web::block(move || ledger.record(key, &request))
+            .await
+            .map_err(|e| ChargeError::Ledger(std::io::Error::other(e.to_string())))?
+            .map_err(|e| match e {
+                LedgerError::KeyReused { .. } => ChargeError::KeyReused,
+                LedgerError::Io(e) => ChargeError::Ledger(e),
+            })?;
+        let charge = match &recorded {
+            Recorded::New(c) | Recorded::Existing(c) => c,
+        };
+        tracing::Span::current().record("transaction.id", charge.transaction_id.as_str());
+        Ok(recorded)
+    }
+    .instrument(gateway)
+    .await?;
+
+    match recorded {
+        Recorded::New(charge) => respond(StatusCode::CREATED, charge, plan),
+        Recorded::Existing(charge) => respond(StatusCode::OK, charge, plan),
+    }
+}
+
+fn respond(status: StatusCode, charge: Charge, plan: FaultPlan) -> Result<HttpResponse, ChargeError> {
+    if plan.fail_after_charge {
+        tracing::info!(transaction.id = %charge.transaction_id, "charge recorded, answering 500 (injected)");
+        return Err(ChargeError::FailedAfterCharge);
+    }
+    Ok(HttpResponse::build(status).json(charge))
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, ChargeError> {
+    let value = req
+        .headers()
+        .get("Idempotency-Key")
+        .ok_or(ChargeError::MissingKey)?;
+    let text = value.to_str().map_err(|_| {
+        ChargeError::BadHeader(FieldError::new("Idempotency-Key", "must be printable ASCII"))
+    })?;
+    IdempotencyKey::parse(text).map_err(ChargeError::BadHeader)
+}
+
+fn deadline(req: &HttpRequest, received: Instant) -> Result<Option<Instant>, ChargeError> {
+    let Some(value) = req.headers().get(TIMEOUT_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|ms| Some(received + Duration::from_millis(ms)))
+        .ok_or_else(|| {
+            ChargeError::BadHeader(FieldError::new(
+                TIMEOUT_HEADER,
+                "must be a whole number of milliseconds",
+            ))
+        })
+}

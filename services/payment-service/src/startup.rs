@@ -1,0 +1,89 @@
+//! Builds the application: opens the ledger, binds the listener (port 0
+//! works, the real port is read back) and wires every route in one place.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use common::admin::{AdminToken, require_admin};
+use common::problem::unknown_route;
+
+use crate::config::Config;
+use crate::faults::FaultInjector;
+use crate::ledger::Ledger;
+use crate::routes::charge::SimulatedWork;
+use crate::routes::{admin, charge, charges, health, ledger};
+
+/// Shared by every worker.
+pub struct AppState {
+    pub ledger: Arc<Ledger>,
+    pub faults: FaultInjector,
+    pub work: SimulatedWork,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub fn build(config: Config) -> std::io::Result<Self> {
+        let ledger = match &config.ledger_path {
+            Some(path) => Ledger::open(path)?,
+            None => Ledger::in_memory(),
+        };
+        let state = web::Data::new(AppState {
+            ledger: Arc::new(ledger),
+            faults: FaultInjector::new(config.faults, config.fault_seed),
+            work: SimulatedWork {
+                validate: Duration::from_millis(config.validate_ms),
+                gateway: Duration::from_millis(config.gateway_ms),
+            },
+        });
+        let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
+
+        let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(admin_token.clone())
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .route("/charge", web::post().to(charge::charge))
+                .route("/charges/{key}", web::get().to(charges::get_charge))
+                .route("/ledger", web::get().to(ledger::audit))
+                .route("/health", web::get().to(health::health))
+                .service(
+                    web::scope("/admin")
+                        .wrap(from_fn(require_admin))
+                        .route("/faults", web::get().to(admin::get_faults))
+                        .route("/faults", web::put().to(admin::put_faults)),
+                )
+                .default_service(web::to(unknown_route))
+        })
+        .shutdown_timeout(config.shutdown_timeout_secs);
+        if let Some(workers) = config.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from a test (SIGTERM does the same for the binary).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped; on SIGTERM/SIGINT, in-flight requests get
+    /// `shutdown_timeout_secs` to finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

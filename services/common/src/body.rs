@@ -56,7 +56,8 @@ pub async fn read_json_body(
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Problem::bad_request(format!("could not read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| Problem::bad_request(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

@@ -156,7 +156,8 @@ mod tests {
 
     #[test]
     fn amount_precision_follows_the_currency() {
-        let errors = PaymentDetails::parse(&raw(r#""m""#), &raw("1.5"), &raw(r#""JPY""#)).unwrap_err();
+        let errors =
+            PaymentDetails::parse(&raw(r#""m""#), &raw("1.5"), &raw(r#""JPY""#)).unwrap_err();
         assert_eq!(errors[0].field, "amount");
         assert!(PaymentDetails::parse(&raw(r#""m""#), &raw("150"), &raw(r#""JPY""#)).is_ok());
     }

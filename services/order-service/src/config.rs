@@ -22,7 +22,11 @@ pub struct Config {
     pub bind_addr: IpAddr,
 
     /// Base URL of payment-service.
-    #[arg(long, env = "PAYMENT_SERVICE_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "PAYMENT_SERVICE_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub payment_service_url: String,
 
     /// Bearer token for /admin/*; unset, the admin endpoints answer 404.
@@ -38,7 +42,11 @@ pub struct Config {
     pub workers: Option<usize>,
 
     /// Seconds in-flight requests get to finish after SIGTERM.
-    #[arg(long = "shutdown-timeout-secs", env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long = "shutdown-timeout-secs",
+        env = "SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub shutdown_timeout_secs: u64,
 }
 

@@ -36,7 +36,8 @@ impl Application {
         let budget = config.payment_timeout();
         let mut server = HttpServer::new(move || {
             // awc's client is per thread, so each worker has its own.
-            let payments = web::Data::new(PaymentCall::new(PaymentClient::new(&payment_url), budget));
+            let payments =
+                web::Data::new(PaymentCall::new(PaymentClient::new(&payment_url), budget));
             App::new()
                 .app_data(store.clone())
                 .app_data(admin_token.clone())

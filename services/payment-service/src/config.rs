@@ -32,11 +32,19 @@ pub struct Config {
     pub faults: Faults,
 
     /// Simulated time of the `validate` step, in milliseconds.
-    #[arg(long = "payment-validate-ms", env = "PAYMENT_VALIDATE_MS", default_value_t = 5)]
+    #[arg(
+        long = "payment-validate-ms",
+        env = "PAYMENT_VALIDATE_MS",
+        default_value_t = 5
+    )]
     pub validate_ms: u64,
 
     /// Simulated time of the `gatewayCall` step, in milliseconds.
-    #[arg(long = "payment-gateway-ms", env = "PAYMENT_GATEWAY_MS", default_value_t = 20)]
+    #[arg(
+        long = "payment-gateway-ms",
+        env = "PAYMENT_GATEWAY_MS",
+        default_value_t = 20
+    )]
     pub gateway_ms: u64,
 
     /// Append-only ledger log; unset, charges live in memory only and a
@@ -53,7 +61,11 @@ pub struct Config {
     pub workers: Option<usize>,
 
     /// Seconds in-flight requests get to finish after SIGTERM.
-    #[arg(long = "shutdown-timeout-secs", env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long = "shutdown-timeout-secs",
+        env = "SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub shutdown_timeout_secs: u64,
 }
 

@@ -18,7 +18,11 @@ pub const MAX_DELAY_MS: u64 = 300_000;
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Extra latency added to every charge request, in milliseconds.
-    #[arg(long = "payment-delay-ms", env = "PAYMENT_DELAY_MS", default_value_t = 0)]
+    #[arg(
+        long = "payment-delay-ms",
+        env = "PAYMENT_DELAY_MS",
+        default_value_t = 0
+    )]
     pub delay_ms: u64,
 
     /// Percentage of charge requests answered 500 before anything is charged.
@@ -56,7 +60,11 @@ impl Faults {
                 errors.push(FieldError::new(field, "must be a percentage from 0 to 100"));
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -121,17 +129,25 @@ mod tests {
             !p.rate_limited && !p.error_before_charge && !p.fail_after_charge
         }));
         injector
-            .replace(Faults { error_pct: 100, ..Faults::default() })
+            .replace(Faults {
+                error_pct: 100,
+                ..Faults::default()
+            })
             .unwrap();
         assert!((0..1000).all(|_| injector.plan().error_before_charge));
     }
 
     #[test]
     fn a_percentage_fires_about_that_often_and_reproducibly() {
-        let faults = Faults { error_pct: 30, ..Faults::default() };
+        let faults = Faults {
+            error_pct: 30,
+            ..Faults::default()
+        };
         let count = |seed| {
             let injector = FaultInjector::new(faults, Some(seed));
-            (0..10_000).filter(|_| injector.plan().error_before_charge).count()
+            (0..10_000)
+                .filter(|_| injector.plan().error_before_charge)
+                .count()
         };
         let n = count(7);
         assert!((2_700..3_300).contains(&n), "{n}");
@@ -141,7 +157,11 @@ mod tests {
     #[test]
     fn refuses_out_of_range_values() {
         let injector = FaultInjector::new(Faults::default(), None);
-        let bad = Faults { delay_ms: MAX_DELAY_MS + 1, rate_limit_pct: 101, ..Faults::default() };
+        let bad = Faults {
+            delay_ms: MAX_DELAY_MS + 1,
+            rate_limit_pct: 101,
+            ..Faults::default()
+        };
         let errors = injector.replace(bad).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert_eq!(injector.current(), Faults::default());

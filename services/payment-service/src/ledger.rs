@@ -143,7 +143,9 @@ impl Ledger {
         let mut by_key = HashMap::with_capacity(replay.charges.len());
         let replayed = replay.charges.len();
         for charge in replay.charges {
-            by_key.entry(charge.idempotency_key.clone()).or_insert(charge);
+            by_key
+                .entry(charge.idempotency_key.clone())
+                .or_insert(charge);
         }
         Ok(Self {
             state: Mutex::new(State {

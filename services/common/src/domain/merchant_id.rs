@@ -60,7 +60,14 @@ mod tests {
 
     #[test]
     fn refuses_empty_long_and_other_characters() {
-        for id in ["", &"m".repeat(65), "merchant 123", "mérchant", "a/b", "a\nb"] {
+        for id in [
+            "",
+            &"m".repeat(65),
+            "merchant 123",
+            "mérchant",
+            "a/b",
+            "a\nb",
+        ] {
             assert!(MerchantId::parse(id).is_err(), "{id:?}");
         }
     }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use tracing::Instrument;
 
 use super::client::{Attempt, PaymentClient, Receipt};
@@ -76,7 +77,13 @@ fn outcome(attempt: Attempt) -> Result<Receipt, PaymentError> {
     match attempt {
         Attempt::Charged(receipt) => Ok(receipt),
         Attempt::Rejected { detail, .. } => Err(PaymentError::Declined { detail }),
-        Attempt::TimedOut => Err(PaymentError::TimedOut),
+        // Payment-service's own 504 says the budget it was sent cannot
+        // cover the work: the budget ran out, just noticed downstream.
+        Attempt::TimedOut
+        | Attempt::Failed {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            ..
+        } => Err(PaymentError::TimedOut),
         Attempt::Failed { status, .. } => Err(PaymentError::Failed {
             reached,
             detail: format!("payment-service answered {status}"),

@@ -53,7 +53,10 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, OrderErr
         return Ok(None);
     };
     let text = value.to_str().map_err(|_| {
-        OrderError::BadHeader(FieldError::new("Idempotency-Key", "must be printable ASCII"))
+        OrderError::BadHeader(FieldError::new(
+            "Idempotency-Key",
+            "must be printable ASCII",
+        ))
     })?;
     IdempotencyKey::parse(text)
         .map(Some)

@@ -41,10 +41,7 @@ impl LedgerLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
 
-        let whole = bytes
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let torn_tail_bytes = bytes.len() - whole;
         if torn_tail_bytes > 0 {
             tracing::warn!(

@@ -1,0 +1,170 @@
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+
+use actix_web::dev::ServerHandle;
+use awc::http::StatusCode;
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub address: String,
+    pub payment_address: String,
+    pub client: awc::Client,
+    pub handles: Vec<ServerHandle>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json error with this status.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["type"].is_string());
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+    }
+}
+
+pub const ADMIN_TOKEN: &str = "payment-admin";
+
+pub fn payment_config() -> payment_service::Config {
+    let mut config = payment_service::Config::defaults();
+    config.port = 0;
+    config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.workers = Some(2);
+    config.validate_ms = 0;
+    config.gateway_ms = 0;
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config
+}
+
+pub fn order_config() -> order_service::Config {
+    let mut config = order_service::Config::defaults();
+    config.port = 0;
+    config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.workers = Some(2);
+    config
+}
+
+/// order-service and payment-service with default settings.
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(order_config(), payment_config())
+}
+
+pub fn spawn_app_with(
+    mut order: order_service::Config,
+    payment: payment_service::Config,
+) -> TestApp {
+    common::logging::init_for_tests();
+    let payment = payment_service::Application::build(payment).expect("payment-service starts");
+    let payment_address = format!("http://127.0.0.1:{}", payment.port());
+    let mut handles = vec![payment.handle()];
+    actix_rt::spawn(payment.run_until_stopped());
+    order.payment_service_url = payment_address.clone();
+    let mut app = spawn_order_service(order);
+    app.payment_address = payment_address;
+    handles.append(&mut app.handles);
+    app.handles = handles;
+    app
+}
+
+/// order-service alone, charging whatever `config.payment_service_url` names.
+pub fn spawn_order_service(config: order_service::Config) -> TestApp {
+    common::logging::init_for_tests();
+    let app = order_service::Application::build(config).expect("order-service starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handles = vec![app.handle()];
+    actix_rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        payment_address: String::new(),
+        client: awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .finish(),
+        handles,
+    }
+}
+
+/// A loopback URL on which nothing listens.
+pub fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+pub fn order_body() -> Value {
+    json!({"merchant_id": "merchant_123", "amount": 99.99, "currency": "USD"})
+}
+
+impl TestApp {
+    pub async fn send(&self, req: awc::ClientRequest, body: Option<String>) -> Reply {
+        let mut response = match body {
+            Some(body) => req.send_body(body).await,
+            None => req.send().await,
+        }
+        .expect("request sent");
+        let bytes = response.body().limit(1 << 20).await.expect("body read");
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn post_orders(&self) -> awc::ClientRequest {
+        self.client.post(format!("{}/orders", self.address))
+    }
+
+    /// `POST /orders` with a raw body as JSON.
+    pub async fn post_order_raw(&self, body: impl Into<String>) -> Reply {
+        let req = self
+            .post_orders()
+            .insert_header(("Content-Type", "application/json"));
+        self.send(req, Some(body.into())).await
+    }
+
+    pub async fn post_order(&self, body: &Value) -> Reply {
+        self.post_order_raw(body.to_string()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(format!("{}{path}", self.address)), None)
+            .await
+    }
+
+    pub async fn get_payment(&self, path: &str) -> Reply {
+        self.send(
+            self.client.get(format!("{}{path}", self.payment_address)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn set_faults(&self, faults: Value) {
+        let req = self
+            .client
+            .put(format!("{}/admin/faults", self.payment_address))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")));
+        let reply = self.send(req, Some(faults.to_string())).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
+    /// Charges in payment-service's ledger.
+    pub async fn charges(&self) -> u64 {
+        self.get_payment("/ledger").await.body["charges"]
+            .as_u64()
+            .unwrap()
+    }
+}

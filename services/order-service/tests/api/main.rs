@@ -1,0 +1,9 @@
+//! Black-box tests of order-service: the real app on a random port, charging
+//! a real payment-service on its own random port over real HTTP.
+
+mod admin;
+mod health;
+mod helpers;
+mod orders;
+mod payment_failures;
+mod validation;

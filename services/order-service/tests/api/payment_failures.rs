@@ -1,0 +1,66 @@
+//! What an order answers when payment-service fails it, and what it records:
+//! `failed` only when no charge can exist, `pending` whenever one might.
+
+use serde_json::json;
+
+use crate::helpers::{
+    closed_port_url, order_body, order_config, payment_config, spawn_app, spawn_app_with,
+    spawn_order_service,
+};
+
+#[actix_web::test]
+async fn payment_unreachable_is_502_and_the_order_failed_uncharged() {
+    let mut config = order_config();
+    config.payment_service_url = closed_port_url();
+    let app = spawn_order_service(config);
+    let reply = app.post_order(&order_body()).await;
+    reply.assert_problem(502);
+    let id = reply.body["order_id"]
+        .as_str()
+        .expect("problem names the order");
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was charged")
+    );
+    let order = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(order.body["status"], "failed");
+}
+
+#[actix_web::test]
+async fn a_payment_error_is_502_and_leaves_the_order_pending() {
+    let app = spawn_app();
+    app.set_faults(json!({"fail_after_charge_pct": 100})).await;
+    let reply = app.post_order(&order_body()).await;
+    reply.assert_problem(502);
+    let id = reply.body["order_id"].as_str().unwrap();
+    let order = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(
+        order.body["status"], "pending",
+        "a charge may exist: it does"
+    );
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn a_slow_payment_is_504_within_the_budget_and_the_order_pending() {
+    let mut payment = payment_config();
+    payment.faults.delay_ms = 2_000;
+    let mut order = order_config();
+    order.payment_timeout_ms = 300;
+    let app = spawn_app_with(order, payment);
+    let started = std::time::Instant::now();
+    let reply = app.post_order(&order_body()).await;
+    let elapsed = started.elapsed();
+    reply.assert_problem(504);
+    assert!(
+        elapsed.as_millis() < 300 + 200,
+        "answered within the budget: {elapsed:?}"
+    );
+    let id = reply.body["order_id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/orders/{id}")).await.body["status"],
+        "pending"
+    );
+}

@@ -1,0 +1,132 @@
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use actix_web::dev::ServerHandle;
+use awc::http::StatusCode;
+use payment_service::{Application, Config};
+use serde_json::{Value, json};
+
+pub struct TestPayment {
+    pub address: String,
+    pub handle: ServerHandle,
+    pub client: awc::Client,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json error with this status.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+    }
+}
+
+/// Defaults, on a random loopback port, with no simulated latency.
+pub fn config() -> Config {
+    common::logging::init_for_tests();
+    let mut config = Config::defaults();
+    config.port = 0;
+    config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.workers = Some(2);
+    config.validate_ms = 0;
+    config.gateway_ms = 0;
+    config.fault_seed = Some(42);
+    config
+}
+
+pub fn spawn(config: Config) -> TestPayment {
+    let app = Application::build(config).expect("payment-service starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_rt::spawn(app.run_until_stopped());
+    TestPayment {
+        address,
+        handle,
+        client: awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .finish(),
+    }
+}
+
+pub fn spawn_durable(path: &Path) -> TestPayment {
+    let mut config = config();
+    config.ledger_path = Some(path.to_owned());
+    spawn(config)
+}
+
+pub fn charge_body(order_id: &str, amount: &str) -> String {
+    format!(
+        r#"{{"order_id":"{order_id}","merchant_id":"merchant_123","amount":{amount},"currency":"USD"}}"#
+    )
+}
+
+pub fn new_order_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl TestPayment {
+    pub async fn send(&self, req: awc::ClientRequest, body: Option<String>) -> Reply {
+        let mut response = match body {
+            Some(body) => req.send_body(body).await,
+            None => req.send().await,
+        }
+        .expect("request sent");
+        let bytes = response.body().await.expect("body read");
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn charge(&self, key: &str, body: String) -> Reply {
+        let req = self
+            .client
+            .post(format!("{}/charge", self.address))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Idempotency-Key", key));
+        self.send(req, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(format!("{}{path}", self.address)), None)
+            .await
+    }
+
+    pub async fn put_faults(&self, faults: Value, token: Option<&str>) -> Reply {
+        let mut req = self
+            .client
+            .put(format!("{}/admin/faults", self.address))
+            .insert_header(("Content-Type", "application/json"));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        self.send(req, Some(faults.to_string())).await
+    }
+
+    pub async fn charges(&self) -> u64 {
+        self.get("/ledger").await.body["charges"].as_u64().unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+pub fn no_faults() -> Value {
+    json!({"delay_ms": 0, "error_pct": 0, "rate_limit_pct": 0, "fail_after_charge_pct": 0})
+}

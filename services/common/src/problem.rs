@@ -3,7 +3,7 @@
 //! rejection from a full bulkhead by `title` without parsing prose.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde::Serialize;
 
@@ -103,16 +103,29 @@ impl Problem {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    pub fn to_response(&self) -> HttpResponse {
-        let mut response = HttpResponseBuilder::new(self.status_code());
-        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)));
+    /// The response headers: content type, and `Retry-After` or
+    /// `WWW-Authenticate` where they apply.
+    pub fn headers(&self) -> Vec<(HeaderName, String)> {
+        let mut headers = vec![(header::CONTENT_TYPE, CONTENT_TYPE.to_owned())];
         if let Some(secs) = self.retry_after_secs {
-            response.insert_header((header::RETRY_AFTER, secs));
+            headers.push((header::RETRY_AFTER, secs.to_string()));
         }
         if self.bearer_challenge {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            headers.push((header::WWW_AUTHENTICATE, "Bearer".to_owned()));
         }
-        response.body(serde_json::to_vec(self).unwrap_or_default())
+        headers
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn to_response(&self) -> HttpResponse {
+        let mut response = HttpResponseBuilder::new(self.status_code());
+        for (name, value) in self.headers() {
+            response.insert_header((name, value));
+        }
+        response.body(self.body())
     }
 }
 

@@ -4,7 +4,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use actors::bulkhead::BulkheadConfig;
+use actors::circuit_breaker::BreakerConfig;
+use actors::idempotency::IdempotencyConfig;
 use clap::Parser;
+
+use crate::payment::CallPolicy;
+use crate::payment::retry::{RetryBudgetConfig, RetryPolicy};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -33,9 +39,156 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
-    /// Budget for the whole payment call, in milliseconds.
-    #[arg(long, env = "PAYMENT_TIMEOUT_MS", default_value_t = 500)]
+    /// Budget for the whole payment call (all attempts and backoff), in milliseconds.
+    #[arg(
+        long,
+        env = "PAYMENT_TIMEOUT_MS",
+        default_value_t = 500,
+        help_heading = "Timeout and retries"
+    )]
     pub payment_timeout_ms: u64,
+
+    /// Attempts per payment call, the first included.
+    #[arg(long, env = "RETRY_MAX_ATTEMPTS", default_value_t = 3, help_heading = "Timeout and retries",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub retry_max_attempts: u32,
+
+    /// Backoff before the first retry, doubled for each further one, in milliseconds.
+    #[arg(
+        long,
+        env = "RETRY_BASE_MS",
+        default_value_t = 50,
+        help_heading = "Timeout and retries"
+    )]
+    pub retry_base_ms: u64,
+
+    /// Uniform jitter on each backoff, as a fraction (0.3 = ±30 %).
+    #[arg(long, env = "RETRY_JITTER", default_value_t = 0.3, help_heading = "Timeout and retries",
+          value_parser = fraction)]
+    pub retry_jitter: f64,
+
+    /// Retries may add at most this percentage to the calls of the budget window.
+    #[arg(
+        long,
+        env = "RETRY_BUDGET_PCT",
+        default_value_t = 20,
+        help_heading = "Timeout and retries"
+    )]
+    pub retry_budget_pct: u32,
+
+    /// Retries per second always allowed by the retry budget.
+    #[arg(
+        long,
+        env = "RETRY_BUDGET_MIN_PER_SEC",
+        default_value_t = 10,
+        help_heading = "Timeout and retries"
+    )]
+    pub retry_budget_min_per_sec: u32,
+
+    /// Window of the retry budget, in milliseconds.
+    #[arg(
+        long,
+        env = "RETRY_BUDGET_WINDOW_MS",
+        default_value_t = 10_000,
+        help_heading = "Timeout and retries"
+    )]
+    pub retry_budget_window_ms: u64,
+
+    /// Seed of the retry jitter, for reproducible runs; unset, seeded from the OS.
+    #[arg(long, env = "RETRY_SEED", help_heading = "Timeout and retries")]
+    pub retry_seed: Option<u64>,
+
+    /// Consecutive failed attempts that open the circuit.
+    #[arg(
+        long,
+        env = "CB_CONSECUTIVE_FAILURES",
+        default_value_t = 5,
+        help_heading = "Circuit breaker"
+    )]
+    pub cb_consecutive_failures: u32,
+
+    /// Failure ratio over the window that opens the circuit (with CB_MIN_CALLS calls).
+    #[arg(long, env = "CB_FAILURE_RATIO", default_value_t = 0.6, help_heading = "Circuit breaker",
+          value_parser = fraction)]
+    pub cb_failure_ratio: f64,
+
+    /// Calls the window needs before the ratio rule applies.
+    #[arg(
+        long,
+        env = "CB_MIN_CALLS",
+        default_value_t = 10,
+        help_heading = "Circuit breaker"
+    )]
+    pub cb_min_calls: u32,
+
+    /// Rolling window of the ratio rule, in milliseconds.
+    #[arg(
+        long,
+        env = "CB_WINDOW_MS",
+        default_value_t = 10_000,
+        help_heading = "Circuit breaker"
+    )]
+    pub cb_window_ms: u64,
+
+    /// How long the circuit stays open before half-open trials, in milliseconds.
+    #[arg(
+        long,
+        env = "CB_OPEN_MS",
+        default_value_t = 30_000,
+        help_heading = "Circuit breaker"
+    )]
+    pub cb_open_ms: u64,
+
+    /// Trial calls admitted half-open; all must succeed to close.
+    #[arg(long, env = "CB_HALF_OPEN_CALLS", default_value_t = 3, help_heading = "Circuit breaker",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub cb_half_open_calls: u32,
+
+    /// Payment attempts in flight at once.
+    #[arg(long, env = "BULKHEAD_MAX", default_value_t = 10, help_heading = "Bulkhead",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub bulkhead_max: u64,
+
+    /// Longest wait for a bulkhead permit (never past the budget), in milliseconds.
+    #[arg(
+        long,
+        env = "BULKHEAD_MAX_WAIT_MS",
+        default_value_t = 250,
+        help_heading = "Bulkhead"
+    )]
+    pub bulkhead_max_wait_ms: u64,
+
+    /// Callers allowed to wait for a permit; more are refused at once.
+    #[arg(
+        long,
+        env = "BULKHEAD_MAX_QUEUE",
+        default_value_t = 200,
+        help_heading = "Bulkhead"
+    )]
+    pub bulkhead_max_queue: u64,
+
+    /// How long an Idempotency-Key is remembered, in seconds.
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_TTL_SECS",
+        default_value_t = 86_400,
+        help_heading = "Idempotency"
+    )]
+    pub idempotency_ttl_secs: u64,
+
+    /// Most keys remembered; beyond it new keys get 503, known ones still replay.
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_MAX_KEYS",
+        default_value_t = 1_000_000,
+        help_heading = "Idempotency"
+    )]
+    pub idempotency_max_keys: u64,
+
+    /// How often expired keys are swept, in seconds.
+    #[arg(long, env = "IDEMPOTENCY_SWEEP_SECS", default_value_t = 60, help_heading = "Idempotency",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_sweep_secs: u64,
 
     /// HTTP worker threads; unset, one per core.
     #[arg(long = "http-workers", env = "HTTP_WORKERS")]
@@ -58,7 +211,58 @@ impl Config {
         config
     }
 
-    pub fn payment_timeout(&self) -> Duration {
-        Duration::from_millis(self.payment_timeout_ms)
+    pub fn call_policy(&self) -> CallPolicy {
+        CallPolicy {
+            budget: Duration::from_millis(self.payment_timeout_ms),
+            retry: RetryPolicy {
+                max_attempts: self.retry_max_attempts,
+                base: Duration::from_millis(self.retry_base_ms),
+                jitter: self.retry_jitter,
+            },
+            bulkhead_wait: Duration::from_millis(self.bulkhead_max_wait_ms),
+            bulkhead_max: self.bulkhead_max as usize,
+        }
+    }
+
+    pub fn retry_budget(&self) -> RetryBudgetConfig {
+        RetryBudgetConfig {
+            pct: self.retry_budget_pct,
+            min_per_sec: self.retry_budget_min_per_sec,
+            window: Duration::from_millis(self.retry_budget_window_ms),
+        }
+    }
+
+    pub fn breaker(&self) -> BreakerConfig {
+        BreakerConfig {
+            consecutive_failures: self.cb_consecutive_failures,
+            failure_ratio: self.cb_failure_ratio,
+            min_calls: self.cb_min_calls,
+            window: Duration::from_millis(self.cb_window_ms),
+            open_for: Duration::from_millis(self.cb_open_ms),
+            half_open_calls: self.cb_half_open_calls,
+        }
+    }
+
+    pub fn bulkhead(&self) -> BulkheadConfig {
+        BulkheadConfig {
+            max_concurrent: self.bulkhead_max as usize,
+            max_queue: self.bulkhead_max_queue as usize,
+        }
+    }
+
+    pub fn idempotency(&self) -> IdempotencyConfig {
+        IdempotencyConfig {
+            ttl: Duration::from_secs(self.idempotency_ttl_secs),
+            max_keys: self.idempotency_max_keys as usize,
+            sweep_every: Duration::from_secs(self.idempotency_sweep_secs),
+        }
+    }
+}
+
+/// A number from 0 to 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text} is not a number from 0 to 1")),
     }
 }

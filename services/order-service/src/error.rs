@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use actors::idempotency::StoredResponse;
 use common::domain::{FieldError, OrderId};
 use common::problem::Problem;
 
@@ -24,9 +25,31 @@ pub enum OrderError {
     Payment(OrderId, #[source] PaymentError),
     #[error("order store failed")]
     Store(#[source] StoreError, Option<OrderId>),
+    #[error("a request with this Idempotency-Key is in flight")]
+    KeyInFlight,
+    #[error("Idempotency-Key reused with a different body")]
+    KeyReused,
+    #[error("the idempotency store is full")]
+    IdempotencyFull,
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
 }
 
 impl OrderError {
+    /// The answer as stored for replay under an idempotency key.
+    pub fn stored_response(&self) -> StoredResponse {
+        let problem = self.problem();
+        StoredResponse {
+            status: problem.status,
+            headers: problem
+                .headers()
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
+            body: problem.body(),
+        }
+    }
+
     fn problem(&self) -> Problem {
         match self {
             Self::Body(problem) => problem.clone(),
@@ -47,6 +70,33 @@ impl OrderError {
                     None => problem,
                 }
             }
+            Self::KeyInFlight => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                "Request in flight",
+                "a request with this Idempotency-Key is being processed; retry shortly",
+            )
+            .with_retry_after(1),
+            Self::KeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used with a different request body",
+            ),
+            Self::IdempotencyFull => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idempotency-store-full",
+                "Idempotency store full",
+                "too many Idempotency-Keys are remembered; new keys are refused until old ones expire",
+            )
+            .with_retry_after(60),
+            Self::Unavailable(what) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                format!("the {what} is restarting; retry shortly"),
+            )
+            .with_retry_after(1),
         }
     }
 }
@@ -72,6 +122,20 @@ fn payment_problem(e: &PaymentError) -> Problem {
                 format!("{detail}; {outcome}"),
             )
         }
+        PaymentError::CircuitOpen { retry_after } => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "circuit-open",
+            "Circuit breaker open",
+            "payment-service is failing; calls are suspended, nothing was charged",
+        )
+        .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+        PaymentError::BulkheadFull => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bulkhead-full",
+            "Bulkhead limit reached",
+            "too many payment calls in flight; nothing was charged",
+        )
+        .with_retry_after(1),
         PaymentError::TimedOut => Problem::new(
             StatusCode::GATEWAY_TIMEOUT,
             "payment-timeout",

@@ -7,8 +7,10 @@
 //! - [`domain`]: the order and the request that creates one, parsed at the edge.
 //! - [`orders`]: the order flow: record, charge, persist the outcome.
 //! - [`payment`]: the call to payment-service: one HTTP attempt
-//!   ([`payment::client`]) and the policy around it ([`payment::call`]),
-//!   where the reliability actors plug in.
+//!   ([`payment::client`]), the budget and retry policy
+//!   ([`payment::retry`]) and the pipeline through breaker and bulkhead
+//!   ([`payment::call`]).
+//! - [`reliability`]: starts the supervised actors of the `actors` crate.
 //! - [`store`]: where orders live, behind a trait (in memory by default).
 //! - [`routes`]: the HTTP handlers, thin.
 //! - [`error`]: the one place where a failure becomes an HTTP answer.
@@ -19,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod orders;
 pub mod payment;
+pub mod reliability;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -1,11 +1,12 @@
 //! The call to payment-service, split the way the contract's pipeline is:
 //! [`client`] makes exactly one HTTP attempt and classifies its outcome;
-//! [`call`] is the policy around attempts (the timeout budget now; retries,
-//! the circuit breaker and the bulkhead wrap the attempt there as actor
-//! messages, without the order flow changing).
+//! [`retry`] is the budget and retry policy; [`call`] runs one call through
+//! retry, circuit breaker and bulkhead to the client.
 
 pub mod call;
 pub mod client;
+pub mod retry;
 
-pub use call::{PaymentCall, PaymentError};
+pub use call::{CallPolicy, PaymentCall};
 pub use client::{Attempt, PaymentClient, Receipt};
+pub use retry::{CallReport, PaymentError};

@@ -1,4 +1,5 @@
 //! HTTP handlers: parse at the edge, call the flow, answer.
 
+pub mod admin;
 pub mod health;
 pub mod orders;

@@ -1,5 +1,6 @@
-//! Builds the application: binds the listener (port 0 works, the real port
-//! is read back) and wires every route in one place.
+//! Builds the application: starts the reliability actors, binds the
+//! listener (port 0 works, the real port is read back) and wires every
+//! route in one place.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -7,59 +8,106 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use actors::clock::{SharedClock, SystemClock};
 use common::admin::{AdminToken, require_admin};
 use common::problem::unknown_route;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use crate::config::Config;
+use crate::orders::Orders;
 use crate::payment::{PaymentCall, PaymentClient};
-use crate::routes::{health, orders};
+use crate::reliability::Reliability;
+use crate::routes::{admin, health, orders};
 use crate::store::{MemoryStore, OrderStore};
 
 pub struct Application {
     port: u16,
     server: Server,
+    reliability: Reliability,
 }
 
 impl Application {
+    /// Call inside the actix system (the actors start on its arbiter).
     pub fn build(config: Config) -> std::io::Result<Self> {
         let store: Arc<dyn OrderStore> = Arc::new(MemoryStore::default());
-        Self::build_with_store(config, store)
+        Self::build_with(config, store, Arc::new(SystemClock))
     }
 
-    /// With a given store, so tests (and later a shared store) can plug in.
-    pub fn build_with_store(config: Config, store: Arc<dyn OrderStore>) -> std::io::Result<Self> {
-        let store = web::Data::from(store);
+    /// With a given store and clock, so tests (and later a shared store) can plug in.
+    pub fn build_with(
+        config: Config,
+        store: Arc<dyn OrderStore>,
+        clock: SharedClock,
+    ) -> std::io::Result<Self> {
+        let reliability = Reliability::start(&config, clock);
         let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
         let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
-        let payment_url = config.payment_service_url.clone();
-        let budget = config.payment_timeout();
+        let shared = web::Data::new(reliability.clone());
+        let store_data = web::Data::from(store.clone());
+        let (shutdown_timeout, workers) = (config.shutdown_timeout_secs, config.workers);
+        let seeds = config.retry_seed;
+        let worker = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut server = HttpServer::new(move || {
-            // awc's client is per thread, so each worker has its own.
-            let payments =
-                web::Data::new(PaymentCall::new(PaymentClient::new(&payment_url), budget));
+            // awc's client is per thread, so each worker has its own pipeline.
+            let rng = match seeds {
+                Some(seed) => StdRng::seed_from_u64(
+                    seed.wrapping_add(worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+                ),
+                None => rand::make_rng(),
+            };
+            let payments = PaymentCall::new(
+                PaymentClient::new(&config.payment_service_url),
+                config.call_policy(),
+                shared.breaker.clone(),
+                shared.bulkhead.clone(),
+                shared.retry_budget.clone(),
+                shared.clock.clone(),
+                rng,
+            );
+            let orders = web::Data::new(Orders {
+                store: store.clone(),
+                payments,
+                idempotency: shared.idempotency.clone(),
+            });
             App::new()
-                .app_data(store.clone())
+                .app_data(orders)
+                .app_data(store_data.clone())
+                .app_data(shared.clone())
                 .app_data(admin_token.clone())
-                .app_data(payments)
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .route("/orders", web::post().to(orders::create_order))
                 .route("/orders/{id}", web::get().to(orders::get_order))
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
-                .service(web::scope("/admin").wrap(from_fn(require_admin)))
+                .service(
+                    web::scope("/admin")
+                        .wrap(from_fn(require_admin))
+                        .route("/breaker", web::get().to(admin::get_breaker))
+                        .route("/breaker", web::put().to(admin::put_breaker)),
+                )
                 .default_service(web::to(unknown_route))
-        })
-        .shutdown_timeout(config.shutdown_timeout_secs);
-        if let Some(workers) = config.workers {
+        });
+        server = server.shutdown_timeout(shutdown_timeout);
+        if let Some(workers) = workers {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            reliability,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The actors' addresses (tests send them messages directly).
+    pub fn reliability(&self) -> &Reliability {
+        &self.reliability
     }
 
     /// Stops the server from a test (SIGTERM does the same for the binary).

@@ -27,3 +27,12 @@ impl TryFrom<NewOrderBody> for NewOrder {
             .map(|details| Self { details })
     }
 }
+
+impl NewOrder {
+    /// What makes two bodies "the same request" for an idempotency key:
+    /// the parsed values, so `99.9` and `99.90` are the same order.
+    pub fn fingerprint(&self) -> String {
+        let d = &self.details;
+        format!("{}|{}|{}", d.merchant_id, d.amount, d.currency)
+    }
+}

@@ -1,100 +1,197 @@
-//! The policy around payment attempts: everything between "charge this
-//! order" and one HTTP attempt. Today that is the timeout budget; the
-//! contract's retry, circuit breaker and bulkhead slot in here.
+//! The payment call: the contract's pipeline below the idempotency layer.
+//!
+//! budget → retry → circuit breaker → bulkhead → one HTTP attempt
+//!
+//! The budget is a deadline shared by every attempt and backoff. Each
+//! attempt asks the breaker actor for admission, then the bulkhead actor for
+//! a permit (waiting at most `bulkhead_wait`, never past the deadline), then
+//! makes the HTTP attempt with whatever time is left, and reports the
+//! outcome to the breaker. Only attempts that reached payment-service count
+//! as breaker outcomes: a bulkhead refusal is local overload.
 
-use std::time::{Duration, Instant};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use tracing::Instrument;
+use actix::Addr;
+use actors::bulkhead::{self, Bulkhead, BulkheadError};
+use actors::circuit_breaker::{Admit, AdmitError, CircuitBreaker, Outcome, Record};
+use actors::clock::SharedClock;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tracing::{Instrument, Span, field::Empty};
 
-use super::client::{Attempt, PaymentClient, Receipt};
+use super::client::{Attempt, PaymentClient};
+use super::retry::{
+    AttemptInfo, AttemptResult, CallReport, Retrier, RetryBudget, RetryPolicy, TokioSleeper,
+};
 use crate::domain::Order;
 
-/// How a payment call ended without a charge.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PaymentError {
-    /// Payment-service refused the charge for good (decline, invalid).
-    #[error("declined: {detail}")]
-    Declined { detail: String },
-    /// No charge confirmed; `reached` if an attempt may have been processed.
-    #[error("{detail}")]
-    Failed { reached: bool, detail: String },
-    /// The budget ran out; an attempt may have been processed.
-    #[error("payment budget ran out")]
-    TimedOut,
+/// Settings of the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    pub budget: Duration,
+    pub retry: RetryPolicy,
+    pub bulkhead_wait: Duration,
+    pub bulkhead_max: usize,
 }
 
-impl PaymentError {
-    /// Whether a charge may exist although none was confirmed.
-    pub fn outcome_unknown(&self) -> bool {
-        match self {
-            Self::Declined { .. } => false,
-            Self::Failed { reached, .. } => *reached,
-            Self::TimedOut => true,
-        }
-    }
-}
-
+/// One per worker (the HTTP client is per thread); the actors and the retry
+/// budget are shared by all.
 pub struct PaymentCall {
     client: PaymentClient,
-    budget: Duration,
+    policy: CallPolicy,
+    breaker: Addr<CircuitBreaker>,
+    bulkhead: Addr<Bulkhead>,
+    retry_budget: Arc<RetryBudget>,
+    clock: SharedClock,
+    /// Seeds each call's jitter RNG; seeded from `RETRY_SEED` when set.
+    rng: RefCell<StdRng>,
 }
 
 impl PaymentCall {
-    pub fn new(client: PaymentClient, budget: Duration) -> Self {
-        Self { client, budget }
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: PaymentClient,
+        policy: CallPolicy,
+        breaker: Addr<CircuitBreaker>,
+        bulkhead: Addr<Bulkhead>,
+        retry_budget: Arc<RetryBudget>,
+        clock: SharedClock,
+        rng: StdRng,
+    ) -> Self {
+        Self {
+            client,
+            policy,
+            breaker,
+            bulkhead,
+            retry_budget,
+            clock,
+            rng: RefCell::new(rng),
+        }
     }
 
-    pub async fn charge(&self, order: &Order) -> Result<Receipt, PaymentError> {
+    pub async fn charge(&self, order: &Order) -> CallReport {
         let span = tracing::info_span!(
             "callPayment",
-            timeout_ms = self.budget.as_millis() as u64,
-            retry.attempts = 1,
+            timeout_ms = self.policy.budget.as_millis() as u64,
+            retry.attempts = Empty,
+            retry.succeeded = Empty,
+            retry.exhausted = Empty,
+            retry.budget_exhausted = Empty,
         );
         async {
-            let deadline = Instant::now() + self.budget;
-            let attempt_span = tracing::info_span!(
-                "POST",
-                otel.kind = "client",
-                retry.attempt = 0,
-                http.response.status_code = tracing::field::Empty,
-            );
-            let time_left = deadline.saturating_duration_since(Instant::now());
-            let attempt = self
-                .client
-                .charge(order, time_left)
-                .instrument(attempt_span)
+            let deadline = self.clock.now() + self.policy.budget;
+            let mut rng = StdRng::seed_from_u64(self.rng.borrow_mut().next_u64());
+            let retrier = Retrier {
+                policy: self.policy.retry,
+                budget: &self.retry_budget,
+                clock: self.clock.as_ref(),
+                sleeper: &TokioSleeper,
+            };
+            let report = retrier
+                .run(deadline, &mut rng, |info| self.attempt(order, info))
                 .await;
-            outcome(attempt)
+            let span = Span::current();
+            span.record("retry.attempts", report.attempts);
+            match &report.result {
+                Ok(_) => span.record("retry.succeeded", true),
+                Err(_) => span.record("retry.exhausted", true),
+            };
+            if report.budget_exhausted {
+                span.record("retry.budget_exhausted", true);
+            }
+            report
         }
         .instrument(span)
         .await
     }
-}
 
-fn outcome(attempt: Attempt) -> Result<Receipt, PaymentError> {
-    let reached = attempt.may_have_reached_payment();
-    match attempt {
-        Attempt::Charged(receipt) => Ok(receipt),
-        Attempt::Rejected { detail, .. } => Err(PaymentError::Declined { detail }),
-        // Payment-service's own 504 says the budget it was sent cannot
-        // cover the work: the budget ran out, just noticed downstream.
-        Attempt::TimedOut
-        | Attempt::Failed {
-            status: StatusCode::GATEWAY_TIMEOUT,
-            ..
-        } => Err(PaymentError::TimedOut),
-        Attempt::Failed { status, .. } => Err(PaymentError::Failed {
-            reached,
-            detail: format!("payment-service answered {status}"),
-        }),
-        Attempt::ConnectFailed(e) => Err(PaymentError::Failed {
-            reached,
-            detail: format!("payment-service unreachable: {e}"),
-        }),
-        Attempt::Broken(e) => Err(PaymentError::Failed {
-            reached,
-            detail: format!("connection to payment-service broke: {e}"),
-        }),
+    async fn attempt(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
+        let span = tracing::info_span!(
+            "POST",
+            otel.kind = "client",
+            retry.attempt = info.index,
+            retry.backoff_ms = info.backoff.as_millis() as u64,
+            http.request.resend_count = (info.index > 0).then_some(info.index),
+            cb.state = Empty,
+            bulkhead.max = self.policy.bulkhead_max,
+            http.response.status_code = Empty,
+            error.type = Empty,
+        );
+        async {
+            let span = Span::current();
+            let admission = match self.breaker.send(Admit { span: span.clone() }).await {
+                Ok(Ok(admission)) => {
+                    span.record("cb.state", admission.state.as_str());
+                    Some(admission)
+                }
+                Ok(Err(AdmitError::Open(rejection))) => {
+                    span.record("cb.state", rejection.state.as_str());
+                    span.record("error.type", "circuit_open");
+                    return AttemptResult::CircuitOpen {
+                        retry_after: rejection.retry_after,
+                    };
+                }
+                // The breaker is advisory: while its actor restarts, attempts
+                // go ahead untracked rather than fail.
+                Ok(Err(AdmitError::Failed(_))) | Err(_) => None,
+            };
+            let report = |outcome| {
+                if let Some(admission) = admission {
+                    self.breaker.do_send(Record {
+                        admission,
+                        outcome,
+                        span: span.clone(),
+                    });
+                }
+            };
+
+            let time_left = info.deadline.saturating_duration_since(self.clock.now());
+            let wait = self.policy.bulkhead_wait.min(time_left);
+            let permit = match bulkhead::acquire(&self.bulkhead, wait, span.clone()).await {
+                Ok(permit) => permit,
+                Err(e) => {
+                    report(Outcome::NotAttempted);
+                    span.record("error.type", "bulkhead_full");
+                    if e == BulkheadError::Unavailable {
+                        tracing::warn!("bulkhead actor unavailable; refusing the attempt");
+                    }
+                    return AttemptResult::BulkheadFull;
+                }
+            };
+            let time_left = info.deadline.saturating_duration_since(self.clock.now());
+            if time_left < Duration::from_millis(1) {
+                // The budget went on waiting for the permit: local overload.
+                report(Outcome::NotAttempted);
+                span.record("error.type", "budget_exhausted");
+                return AttemptResult::BulkheadFull;
+            }
+
+            let attempt = self.client.charge(order, time_left).await;
+            drop(permit);
+            report(match &attempt {
+                Attempt::Charged { .. } | Attempt::Rejected { .. } => Outcome::Success,
+                _ => Outcome::Failure,
+            });
+            match &attempt {
+                Attempt::Charged { .. } => {}
+                Attempt::Rejected { status, .. } | Attempt::Failed { status, .. } => {
+                    span.record("error.type", status.as_str());
+                }
+                Attempt::TimedOut => {
+                    span.record("error.type", "timeout");
+                }
+                Attempt::ConnectFailed(_) | Attempt::Broken(_) => {
+                    span.record("error.type", "connection");
+                }
+            }
+            if let Some(status) = attempt.status() {
+                span.record("http.response.status_code", status.as_u16());
+            }
+            AttemptResult::Http(attempt)
+        }
+        .instrument(span)
+        .await
     }
 }

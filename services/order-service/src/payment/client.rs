@@ -29,7 +29,10 @@ pub struct Receipt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
     /// 2xx: charged (now, or earlier under the same key).
-    Charged(Receipt),
+    Charged {
+        receipt: Receipt,
+        status: StatusCode,
+    },
     /// A 4xx other than 429: payment-service refuses this charge for good.
     Rejected { status: StatusCode, detail: String },
     /// 5xx or 429: transient; the charge may or may not exist.
@@ -49,6 +52,16 @@ impl Attempt {
     /// Whether payment-service may have seen (and charged) this attempt.
     pub fn may_have_reached_payment(&self) -> bool {
         !matches!(self, Self::ConnectFailed(_))
+    }
+
+    /// The HTTP status, when an answer came.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Charged { status, .. }
+            | Self::Rejected { status, .. }
+            | Self::Failed { status, .. } => Some(*status),
+            _ => None,
+        }
     }
 }
 
@@ -124,7 +137,7 @@ impl PaymentClient {
         };
         if status.is_success() {
             match serde_json::from_slice::<Receipt>(&body) {
-                Ok(receipt) => Attempt::Charged(receipt),
+                Ok(receipt) => Attempt::Charged { receipt, status },
                 Err(e) => Attempt::Broken(format!("unreadable charge receipt: {e}")),
             }
         } else if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {

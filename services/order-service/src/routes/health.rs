@@ -2,6 +2,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use common::problem::Problem;
 
+use crate::reliability::Reliability;
 use crate::store::OrderStore;
 
 /// Liveness: the process answers HTTP.
@@ -9,16 +10,20 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "healthy" }))
 }
 
-/// Readiness: the store can be reached, so an order can be taken.
-pub async fn ready(store: web::Data<dyn OrderStore>) -> HttpResponse {
-    match store.ping().await {
+/// Readiness: the actors run and the store can be reached.
+pub async fn ready(
+    store: web::Data<dyn OrderStore>,
+    reliability: web::Data<Reliability>,
+) -> HttpResponse {
+    let ready = if reliability.running() {
+        store.ping().await.map_err(|e| e.to_string())
+    } else {
+        Err("the reliability actors are not running".to_owned())
+    };
+    match ready {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
-        Err(e) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            e.to_string(),
-        )
-        .to_response(),
+        Err(e) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", e).to_response()
+        }
     }
 }

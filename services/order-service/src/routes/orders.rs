@@ -1,22 +1,21 @@
 //! `POST /orders` and `GET /orders/{id}`.
 
-use actix_web::http::header::LOCATION;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use actors::idempotency::StoredResponse;
 use common::body::{DEFAULT_LIMIT, parse_json, read_json_body};
 use common::domain::{FieldError, IdempotencyKey, OrderId};
 
 use crate::domain::NewOrder;
 use crate::domain::new_order::NewOrderBody;
 use crate::error::OrderError;
-use crate::orders::place_order;
-use crate::payment::PaymentCall;
+use crate::orders::Orders;
 use crate::store::OrderStore;
 
 pub async fn create_order(
     req: HttpRequest,
     payload: web::Payload,
-    store: web::Data<dyn OrderStore>,
-    payments: web::Data<PaymentCall>,
+    orders: web::Data<Orders>,
 ) -> Result<HttpResponse, OrderError> {
     let key = idempotency_key(&req)?;
     let body = read_json_body(&req, payload, DEFAULT_LIMIT)
@@ -26,10 +25,15 @@ pub async fn create_order(
         .map_err(OrderError::Body)?
         .try_into()
         .map_err(OrderError::Validation)?;
-    let order = place_order(store.get_ref(), &payments, new, key.as_ref()).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((LOCATION, order.location()))
-        .json(order))
+    let answer = orders.create(new, key).await?;
+    let mut response = to_http(&answer.response);
+    if answer.replayed {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
 
 pub async fn get_order(
@@ -45,6 +49,15 @@ pub async fn get_order(
         Some(order) => Ok(HttpResponse::Ok().json(order)),
         None => Err(OrderError::NotFound(id.into_inner())),
     }
+}
+
+fn to_http(stored: &StoredResponse) -> HttpResponse {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    for (name, value) in &stored.headers {
+        response.insert_header((name.as_str(), value.as_str()));
+    }
+    response.body(stored.body.clone())
 }
 
 /// The optional `Idempotency-Key` header; present but invalid is a 400.

@@ -89,6 +89,9 @@ pub enum LedgerError {
 /// Read by `GET /ledger`: enough to audit a run for double charges.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Audit {
+    /// `POST /charge` requests received since start (set by the route).
+    #[serde(default)]
+    pub requests: u64,
     pub charges: usize,
     pub keys: usize,
     /// Orders charged more than once (under different keys). Must stay empty.
@@ -216,6 +219,7 @@ impl Ledger {
             all
         });
         Audit {
+            requests: 0,
             charges: state.by_key.len(),
             keys: state.by_key.len(),
             duplicates,

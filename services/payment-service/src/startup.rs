@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -22,6 +23,9 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     pub faults: FaultInjector,
     pub work: SimulatedWork,
+    /// Charge requests received, whatever their fate: lets a test prove
+    /// that a caller sent nothing.
+    pub requests: AtomicU64,
 }
 
 pub struct Application {
@@ -42,6 +46,7 @@ impl Application {
                 validate: Duration::from_millis(config.validate_ms),
                 gateway: Duration::from_millis(config.gateway_ms),
             },
+            requests: AtomicU64::new(0),
         });
         let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
 

@@ -344,3 +344,345 @@ fn retry_after(attempt: &Attempt) -> Option<Duration> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use actix_web::http::StatusCode;
+    use actors::clock::ManualClock;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Sleeping moves the manual clock and is written down.
+    struct JumpingSleeper {
+        clock: ManualClock,
+        slept: RefCell<Vec<Duration>>,
+    }
+
+    impl Sleeper for JumpingSleeper {
+        fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+            self.clock.advance(duration);
+            self.slept.borrow_mut().push(duration);
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    fn failed(status: u16) -> AttemptResult {
+        AttemptResult::Http(Attempt::Failed {
+            status: StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+        })
+    }
+
+    fn charged() -> AttemptResult {
+        AttemptResult::Http(Attempt::Charged {
+            receipt: Receipt {
+                transaction_id: "txn_1".into(),
+            },
+            status: StatusCode::CREATED,
+        })
+    }
+
+    fn rejected(status: u16) -> AttemptResult {
+        AttemptResult::Http(Attempt::Rejected {
+            status: StatusCode::from_u16(status).unwrap(),
+            detail: "no".into(),
+        })
+    }
+
+    struct Run {
+        report: CallReport,
+        infos: Vec<AttemptInfo>,
+        slept: Vec<Duration>,
+        elapsed: Duration,
+    }
+
+    /// Runs the retry loop over scripted attempts, each taking `took`.
+    fn run_with(
+        budget: Duration,
+        retry_budget: &RetryBudget,
+        seed: u64,
+        script: Vec<(AttemptResult, Duration)>,
+    ) -> Run {
+        let clock = ManualClock::default();
+        let start = clock.now();
+        let sleeper = JumpingSleeper {
+            clock: clock.clone(),
+            slept: RefCell::default(),
+        };
+        let retrier = Retrier {
+            policy: RetryPolicy::default(),
+            budget: retry_budget,
+            clock: &clock,
+            sleeper: &sleeper,
+        };
+        let script = RefCell::new(VecDeque::from(script));
+        let infos = RefCell::new(Vec::new());
+        let mut rng = StdRng::seed_from_u64(seed);
+        let report = futures_executor(retrier.run(start + budget, &mut rng, |info| {
+            infos.borrow_mut().push(info);
+            let (result, took) = script.borrow_mut().pop_front().expect("script long enough");
+            clock.advance(took.min(info.deadline.saturating_duration_since(clock.now())));
+            std::future::ready(result)
+        }));
+        Run {
+            report,
+            infos: infos.into_inner(),
+            slept: sleeper.slept.into_inner(),
+            elapsed: clock.now() - start,
+        }
+    }
+
+    fn run(script: Vec<(AttemptResult, Duration)>) -> Run {
+        run_with(
+            Duration::from_millis(500),
+            &RetryBudget::new(RetryBudgetConfig::default()),
+            7,
+            script,
+        )
+    }
+
+    /// The loop never really waits here: every future is ready at once.
+    fn futures_executor<F: Future>(future: F) -> F::Output {
+        actix_rt::System::new().block_on(future)
+    }
+
+    #[test]
+    fn transient_failures_are_retried_up_to_three_attempts() {
+        let r = run(vec![
+            (failed(500), MS),
+            (failed(429), MS),
+            (failed(503), MS),
+        ]);
+        assert_eq!(r.report.attempts, 3);
+        assert_eq!(
+            r.report.result,
+            Err(PaymentError::Failed {
+                reached: true,
+                detail: "payment-service answered 503 Service Unavailable".into()
+            })
+        );
+        assert_eq!(r.slept.len(), 2);
+        assert_eq!(
+            r.infos.iter().map(|i| i.index).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert_eq!(r.infos[1].backoff, r.slept[0]);
+    }
+
+    #[test]
+    fn a_success_after_a_failure_is_a_success() {
+        let r = run(vec![(failed(502), MS), (charged(), MS)]);
+        assert_eq!(r.report.attempts, 2);
+        assert_eq!(r.report.result.unwrap().transaction_id, "txn_1");
+    }
+
+    #[test]
+    fn backoff_doubles_within_the_jitter_bounds() {
+        let policy = RetryPolicy::default();
+        for seed in 0..500 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            for (retry, nominal) in [(1, 50.0), (2, 100.0), (3, 200.0)] {
+                let ms = policy.backoff(retry, &mut rng).as_secs_f64() * 1000.0;
+                assert!(
+                    ms >= nominal * 0.7 - 1e-9 && ms <= nominal * 1.3 + 1e-9,
+                    "retry {retry}: {ms} ms"
+                );
+            }
+        }
+        let r = run(vec![
+            (failed(500), MS),
+            (failed(500), MS),
+            (failed(500), MS),
+        ]);
+        let ms: Vec<f64> = r.slept.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        assert!(
+            (35.0..=65.0).contains(&ms[0]) && (70.0..=130.0).contains(&ms[1]),
+            "{ms:?}"
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_the_backoff() {
+        let policy = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let samples: std::collections::HashSet<_> =
+            (0..50).map(|_| policy.backoff(1, &mut rng)).collect();
+        assert!(samples.len() > 40);
+    }
+
+    #[test]
+    fn other_client_errors_are_never_retried() {
+        for status in [400, 402, 404, 409, 422] {
+            let r = run(vec![(rejected(status), MS)]);
+            assert_eq!(r.report.attempts, 1, "{status}");
+            assert!(matches!(
+                r.report.result,
+                Err(PaymentError::Declined { .. })
+            ));
+            assert!(r.slept.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_budget_is_never_exceeded() {
+        // Each attempt would take 200 ms; 500 ms allow two and part of a third.
+        let slow = Duration::from_millis(200);
+        let r = run(vec![
+            (failed(500), slow),
+            (failed(500), slow),
+            (failed(500), slow),
+        ]);
+        assert!(r.elapsed <= Duration::from_millis(500), "{:?}", r.elapsed);
+        for info in &r.infos {
+            assert_eq!(info.deadline - r.infos[0].deadline, Duration::ZERO);
+        }
+        // An attempt that times out at the deadline ends the call as a timeout.
+        let r = run(vec![(
+            AttemptResult::Http(Attempt::TimedOut),
+            Duration::from_secs(1),
+        )]);
+        assert_eq!(r.report.result, Err(PaymentError::TimedOut));
+        assert_eq!(r.report.attempts, 1);
+        assert_eq!(r.elapsed, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn no_backoff_is_started_that_would_end_past_the_deadline() {
+        // After 480 ms, even the shortest backoff (35 ms) would overrun.
+        let r = run(vec![(failed(500), Duration::from_millis(480))]);
+        assert_eq!(r.report.attempts, 1);
+        assert!(r.slept.is_empty());
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_the_budget_stops_at_once() {
+        let limited = AttemptResult::Http(Attempt::Failed {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(Duration::from_secs(1)),
+        });
+        let r = run(vec![(limited, MS)]);
+        assert_eq!(r.report.attempts, 1);
+        assert!(r.slept.is_empty());
+        assert!(matches!(
+            r.report.result,
+            Err(PaymentError::Failed { reached: true, .. })
+        ));
+    }
+
+    #[test]
+    fn a_shorter_retry_after_replaces_the_backoff() {
+        let unavailable = AttemptResult::Http(Attempt::Failed {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: Some(Duration::from_secs(1)),
+        });
+        let r = run_with(
+            Duration::from_secs(5),
+            &RetryBudget::new(RetryBudgetConfig::default()),
+            7,
+            vec![(unavailable, MS), (charged(), MS)],
+        );
+        assert_eq!(r.slept, [Duration::from_secs(1)]);
+        assert!(r.report.result.is_ok());
+    }
+
+    #[test]
+    fn a_payment_504_or_a_timeout_ends_as_a_timeout() {
+        let r = run(vec![
+            (failed(500), MS),
+            (failed(504), MS),
+            (failed(504), MS),
+        ]);
+        assert_eq!(r.report.result, Err(PaymentError::TimedOut));
+    }
+
+    #[test]
+    fn unreachable_payment_is_a_failure_that_charged_nothing() {
+        let refused = || {
+            (
+                AttemptResult::Http(Attempt::ConnectFailed("refused".into())),
+                MS,
+            )
+        };
+        let r = run(vec![refused(), refused(), refused()]);
+        assert!(matches!(
+            r.report.result,
+            Err(PaymentError::Failed { reached: false, .. })
+        ));
+        assert!(!r.report.result.unwrap_err().outcome_unknown());
+    }
+
+    #[test]
+    fn local_refusals_end_the_call_and_keep_a_reached_attempt_pending() {
+        let open = AttemptResult::CircuitOpen {
+            retry_after: Duration::from_secs(30),
+        };
+        let r = run(vec![(open.clone(), MS)]);
+        assert_eq!(
+            r.report.result,
+            Err(PaymentError::CircuitOpen {
+                retry_after: Duration::from_secs(30)
+            })
+        );
+        let r = run(vec![(AttemptResult::BulkheadFull, MS)]);
+        assert_eq!(r.report.result, Err(PaymentError::BulkheadFull));
+        let r = run(vec![(failed(500), MS), (open, MS)]);
+        assert_eq!(r.report.attempts, 2);
+        assert!(
+            r.report.result.unwrap_err().outcome_unknown(),
+            "the 500 may have charged"
+        );
+    }
+
+    #[test]
+    fn the_retry_budget_allows_twenty_percent_plus_ten_per_second() {
+        let budget = RetryBudget::new(RetryBudgetConfig::default());
+        let now = Instant::now();
+        // No calls: the floor, 10/s over a 10 s window.
+        assert_eq!((0..1000).filter(|_| budget.try_retry(now)).count(), 100);
+        for _ in 0..1000 {
+            budget.record_call(now);
+        }
+        // 20 % of 1000 calls more.
+        assert_eq!((0..1000).filter(|_| budget.try_retry(now)).count(), 200);
+        // Ten seconds on, the window is empty again.
+        let later = now + Duration::from_secs(10);
+        assert_eq!((0..1000).filter(|_| budget.try_retry(later)).count(), 100);
+    }
+
+    #[test]
+    fn a_refused_retry_ends_the_call_as_exhausted() {
+        let budget = RetryBudget::new(RetryBudgetConfig {
+            pct: 20,
+            min_per_sec: 0,
+            window: Duration::from_secs(10),
+        });
+        let r = run_with(
+            Duration::from_millis(500),
+            &budget,
+            7,
+            vec![(failed(500), MS)],
+        );
+        assert!(r.report.budget_exhausted);
+        assert_eq!(r.report.attempts, 1);
+        assert!(matches!(r.report.result, Err(PaymentError::Failed { .. })));
+        // Five calls earn one retry (20 %).
+        let now = Instant::now();
+        for _ in 0..4 {
+            budget.record_call(now);
+        }
+        let r = run_with(
+            Duration::from_millis(500),
+            &budget,
+            7,
+            vec![(failed(500), MS), (failed(500), MS)],
+        );
+        assert_eq!(r.report.attempts, 2);
+        assert!(r.report.budget_exhausted);
+    }
+}

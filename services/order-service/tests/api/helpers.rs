@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 pub struct TestApp {
     pub address: String,
+    pub reliability: order_service::reliability::Reliability,
     pub payment_address: String,
     pub client: awc::Client,
     pub handles: Vec<ServerHandle>,
@@ -84,9 +85,11 @@ pub fn spawn_order_service(config: order_service::Config) -> TestApp {
     let app = order_service::Application::build(config).expect("order-service starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handles = vec![app.handle()];
+    let reliability = app.reliability().clone();
     actix_rt::spawn(app.run_until_stopped());
     TestApp {
         address,
+        reliability,
         payment_address: String::new(),
         client: awc::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
@@ -159,6 +162,30 @@ impl TestApp {
             .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")));
         let reply = self.send(req, Some(faults.to_string())).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
+    pub async fn post_order_with_key(&self, key: &str, body: &Value) -> Reply {
+        let req = self
+            .post_orders()
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Idempotency-Key", key));
+        self.send(req, Some(body.to_string())).await
+    }
+
+    pub async fn breaker(&self) -> actors::circuit_breaker::Status {
+        self.reliability
+            .breaker
+            .send(actors::circuit_breaker::GetStatus)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// `POST /charge` requests payment-service has received.
+    pub async fn payment_requests(&self) -> u64 {
+        self.get_payment("/ledger").await.body["requests"]
+            .as_u64()
+            .unwrap()
     }
 
     /// Charges in payment-service's ledger.

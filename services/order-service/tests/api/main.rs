@@ -4,6 +4,9 @@
 mod admin;
 mod health;
 mod helpers;
+mod idempotency;
 mod orders;
 mod payment_failures;
+mod reliability;
+mod supervision;
 mod validation;

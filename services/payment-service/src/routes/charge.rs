@@ -10,6 +10,7 @@
 //! charge exists but the caller sees a 500, exactly the case a retry with
 //! the same key must not double-charge.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -71,6 +72,7 @@ pub async fn charge(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ChargeError> {
     let received = Instant::now();
+    state.requests.fetch_add(1, Ordering::Relaxed);
     let key = idempotency_key(&req)?;
     let deadline = deadline(&req, received)?;
     let body = read_json_body(&req, payload, DEFAULT_LIMIT)

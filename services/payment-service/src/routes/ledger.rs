@@ -1,6 +1,8 @@
 //! `GET /ledger`: counts and duplicate charges, for audits after a load run;
 //! `?detail=true` adds every charge.
 
+use std::sync::atomic::Ordering;
+
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
@@ -13,5 +15,7 @@ pub struct Query {
 }
 
 pub async fn audit(query: web::Query<Query>, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.ledger.audit(query.detail))
+    let mut audit = state.ledger.audit(query.detail);
+    audit.requests = state.requests.load(Ordering::Relaxed);
+    HttpResponse::Ok().json(audit)
 }

@@ -1,0 +1,146 @@
+//! `Idempotency-Key` on `POST /orders`: one operation per key, whatever the
+//! concurrency, and a retry after a transient failure resumes the same order.
+
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{order_body, spawn_app};
+
+#[actix_web::test]
+async fn the_same_key_replays_the_same_order_with_a_marker() {
+    let app = spawn_app();
+    let first = app
+        .post_order_with_key("order-abc-123", &order_body())
+        .await;
+    assert_eq!(first.status, 201);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let again = app
+        .post_order_with_key("order-abc-123", &order_body())
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn the_same_key_with_another_body_is_422() {
+    let app = spawn_app();
+    app.post_order_with_key("k-1", &order_body()).await;
+    let other = json!({"merchant_id": "merchant_123", "amount": 5, "currency": "USD"});
+    let reply = app.post_order_with_key("k-1", &other).await;
+    reply.assert_problem(422);
+    assert_eq!(
+        reply.body["type"],
+        "urn:reliable-orders:problem:idempotency-key-reused"
+    );
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn twenty_concurrent_requests_with_one_key_make_one_order_and_one_charge() {
+    let app = spawn_app();
+    app.set_faults(json!({"delay_ms": 50})).await;
+    let body = order_body();
+    let replies = join_all((0..20).map(|_| app.post_order_with_key("same-key", &body))).await;
+    let fresh: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == 201 && r.header("idempotent-replayed").is_none())
+        .collect();
+    assert_eq!(fresh.len(), 1, "exactly one request did the work");
+    let order_id = &fresh[0].body["order_id"];
+    for reply in &replies {
+        match reply.status.as_u16() {
+            201 => assert_eq!(&reply.body["order_id"], order_id),
+            409 => {
+                reply.assert_problem(409);
+                assert_eq!(reply.header("retry-after"), Some("1"));
+            }
+            other => panic!("{other}: {}", reply.body),
+        }
+    }
+    assert!(
+        replies.iter().any(|r| r.status == 409),
+        "the others overlapped it"
+    );
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn a_retry_after_a_transient_failure_resumes_the_same_order() {
+    let app = spawn_app();
+    app.set_faults(json!({"error_pct": 100})).await;
+    let failed = app.post_order_with_key("retry-me", &order_body()).await;
+    failed.assert_problem(502);
+    let order_id = failed.body["order_id"].clone();
+
+    app.set_faults(json!({})).await;
+    let retried = app.post_order_with_key("retry-me", &order_body()).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(
+        retried.body["order_id"], order_id,
+        "same order, same payment key"
+    );
+    assert_eq!(retried.header("idempotent-replayed"), None);
+    let stored = app
+        .get(&format!("/orders/{}", order_id.as_str().unwrap()))
+        .await;
+    assert_eq!(stored.body["status"], "completed");
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn a_retry_after_a_charge_whose_answer_was_lost_is_not_charged_again() {
+    let app = spawn_app();
+    app.set_faults(json!({"fail_after_charge_pct": 100})).await;
+    let lost = app.post_order_with_key("lost-answer", &order_body()).await;
+    lost.assert_problem(502);
+    assert_eq!(
+        app.charges().await,
+        1,
+        "charged, though every answer was a 500"
+    );
+
+    app.set_faults(json!({})).await;
+    let retried = app.post_order_with_key("lost-answer", &order_body()).await;
+    assert_eq!(retried.status, 201);
+    assert_eq!(retried.body["order_id"], lost.body["order_id"]);
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn a_decline_is_replayed_not_retried() {
+    let app = spawn_app();
+    let body = json!({"merchant_id": "m", "amount": 20000, "currency": "USD"});
+    let first = app.post_order_with_key("big", &body).await;
+    first.assert_problem(402);
+    let requests = app.payment_requests().await;
+    let again = app.post_order_with_key("big", &body).await;
+    again.assert_problem(402);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    assert_eq!(app.payment_requests().await, requests);
+}
+
+#[actix_web::test]
+async fn keys_are_independent() {
+    let app = spawn_app();
+    let ids: HashSet<_> = join_all((0..10).map(|i| {
+        let app = &app;
+        async move {
+            let reply = app
+                .post_order_with_key(&format!("key-{i}"), &order_body())
+                .await;
+            assert_eq!(reply.status, 201);
+            reply.body["order_id"].as_str().unwrap().to_owned()
+        }
+    }))
+    .await
+    .into_iter()
+    .collect();
+    assert_eq!(ids.len(), 10);
+    assert_eq!(app.charges().await, 10);
+}

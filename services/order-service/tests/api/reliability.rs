@@ -1,0 +1,283 @@
+//! The reliability pipeline against a real payment-service misbehaving on
+//! demand: retries, the circuit breaker, the timeout budget, the bulkhead.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actors::circuit_breaker::{State, TripReason};
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{TestApp, order_body, order_config, payment_config, spawn_app_with};
+
+/// Orders one after another; the (status, body) of each.
+async fn place_orders(app: &TestApp, n: usize) -> Vec<crate::helpers::Reply> {
+    let mut replies = Vec::with_capacity(n);
+    for _ in 0..n {
+        replies.push(app.post_order(&order_body()).await);
+    }
+    replies
+}
+
+#[actix_web::test]
+async fn retries_carry_orders_through_30_percent_errors_without_double_charges() {
+    let mut payment = payment_config();
+    payment.faults.error_pct = 30;
+    payment.fault_seed = Some(30);
+    let mut order = order_config();
+    order.cb_consecutive_failures = 1000;
+    order.retry_seed = Some(30);
+    let app = spawn_app_with(order, payment);
+
+    let replies = place_orders(&app, 200).await;
+    let created: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+    assert!(
+        created.len() >= 190,
+        "only {} of 200 succeeded",
+        created.len()
+    );
+    for reply in &replies {
+        assert!(matches!(reply.status.as_u16(), 201 | 502), "{}", reply.body);
+    }
+    let audit = app.get_payment("/ledger?detail=true").await.body;
+    assert_eq!(audit["duplicates"], json!([]));
+    assert_eq!(
+        audit["charges"].as_u64().unwrap() as usize,
+        created.len(),
+        "one charge per success"
+    );
+    let charged: std::collections::HashSet<_> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["transaction_id"].as_str().unwrap().to_owned())
+        .collect();
+    for reply in created {
+        assert!(charged.contains(reply.body["transaction_id"].as_str().unwrap()));
+    }
+    assert!(app.payment_requests().await > 200, "retries happened");
+    assert_eq!(app.breaker().await.state, State::Closed);
+}
+
+#[actix_web::test]
+async fn at_80_percent_errors_the_breaker_opens_and_then_spares_payment() {
+    let mut payment = payment_config();
+    payment.faults.error_pct = 80;
+    payment.fault_seed = Some(80);
+    let app = spawn_app_with(order_config(), payment);
+
+    let mut opened_after = None;
+    for n in 1..=10 {
+        let reply = app.post_order(&order_body()).await;
+        if reply.status == 503 {
+            assert_eq!(
+                reply.body["type"],
+                "urn:reliable-orders:problem:circuit-open"
+            );
+            opened_after = Some(n);
+            break;
+        }
+    }
+    let opened_after = opened_after.expect("the breaker opened within 10 orders");
+    assert!(opened_after <= 5, "opened only after {opened_after} orders");
+    assert_eq!(app.breaker().await.state, State::Open);
+
+    let before = app.payment_requests().await;
+    for reply in place_orders(&app, 20).await {
+        reply.assert_problem(503);
+        let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=30).contains(&retry_after));
+        let id = reply.body["order_id"].as_str().unwrap();
+        assert_eq!(
+            app.get(&format!("/orders/{id}")).await.body["status"],
+            "failed"
+        );
+    }
+    assert_eq!(
+        app.payment_requests().await,
+        before,
+        "no request reached payment"
+    );
+}
+
+#[actix_web::test]
+async fn with_payment_down_the_open_breaker_fails_fast_and_sends_nothing() {
+    let app = spawn_app_with(order_config(), payment_config());
+    assert_eq!(app.post_order(&order_body()).await.status, 201);
+    let payment_port: u16 = app
+        .payment_address
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    app.handles[0].stop(true).await;
+
+    // Refused connections are downstream failures: the breaker opens.
+    let mut statuses = Vec::new();
+    while app.breaker().await.state != State::Open {
+        let reply = app.post_order(&order_body()).await;
+        assert!(statuses.len() < 10, "breaker still closed: {statuses:?}");
+        statuses.push(reply.status.as_u16());
+    }
+    // 502 while attempts fail; 503 for an order whose retry met the open breaker.
+    assert!(
+        statuses.iter().all(|&s| s == 502 || s == 503),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[0], 502);
+
+    // Listen where payment was, and count who knocks.
+    let listener = TcpListener::bind(("127.0.0.1", payment_port)).expect("payment's port is free");
+    listener.set_nonblocking(true).unwrap();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let reply = app.post_order(&order_body()).await;
+        reply.assert_problem(503);
+        assert!(started.elapsed() < Duration::from_millis(50), "fails fast");
+        assert!(reply.header("retry-after").is_some());
+    }
+    assert!(
+        listener.accept().is_err(),
+        "no connection reached payment's port"
+    );
+}
+
+#[actix_web::test]
+async fn the_breaker_recovers_through_half_open_when_payment_comes_back() {
+    let mut order = order_config();
+    order.cb_open_ms = 200;
+    let app = spawn_app_with(order, payment_config());
+    app.set_faults(json!({"error_pct": 100})).await;
+    while app.breaker().await.state != State::Open {
+        app.post_order(&order_body()).await;
+    }
+    app.set_faults(json!({})).await;
+
+    // Wait for the probe time on the breaker's own report, then order.
+    while app.breaker().await.next_probe_in_ms.unwrap_or(0) > 0 {
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..3 {
+        let reply = app.post_order(&order_body()).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let status = app.breaker().await;
+    assert_eq!(status.state, State::Closed);
+    assert_eq!(
+        status.last_transition,
+        Some(TripReason::TrialsSucceeded { trials: 3 })
+    );
+    assert_eq!(app.post_order(&order_body()).await.status, 201);
+}
+
+#[actix_web::test]
+async fn a_payment_slower_than_the_budget_is_a_prompt_504() {
+    let mut payment = payment_config();
+    payment.faults.delay_ms = 600;
+    let app = spawn_app_with(order_config(), payment);
+    let started = Instant::now();
+    let reply = app.post_order(&order_body()).await;
+    let elapsed = started.elapsed();
+    reply.assert_problem(504);
+    assert!(elapsed < Duration::from_millis(500 + 100), "{elapsed:?}");
+    let id = reply.body["order_id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/orders/{id}")).await.body["status"],
+        "pending"
+    );
+    assert_eq!(
+        app.charges().await,
+        0,
+        "payment refused work it could not finish in time"
+    );
+}
+
+#[actix_web::test]
+async fn fail_after_charge_with_retries_never_charges_an_order_twice() {
+    let mut payment = payment_config();
+    payment.faults.fail_after_charge_pct = 50;
+    payment.fault_seed = Some(50);
+    let mut order = order_config();
+    order.cb_consecutive_failures = 1000;
+    order.cb_min_calls = 1000;
+    let app = spawn_app_with(order, payment);
+
+    let replies = place_orders(&app, 60).await;
+    let audit = app.get_payment("/ledger?detail=true").await.body;
+    assert_eq!(audit["duplicates"], json!([]), "no order charged twice");
+    let entries = audit["entries"].as_array().unwrap();
+    for reply in &replies {
+        let id = reply.body["order_id"].as_str().unwrap();
+        let charges = entries.iter().filter(|c| c["order_id"] == id).count();
+        match reply.status.as_u16() {
+            201 => {
+                assert_eq!(charges, 1);
+                let charge = entries.iter().find(|c| c["order_id"] == id).unwrap();
+                assert_eq!(charge["transaction_id"], reply.body["transaction_id"]);
+            }
+            502 => {
+                assert!(charges <= 1);
+                assert_eq!(
+                    app.get(&format!("/orders/{id}")).await.body["status"],
+                    "pending"
+                );
+            }
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    let created = replies.iter().filter(|r| r.status == 201).count();
+    assert!(
+        created >= 40,
+        "retries rescued most orders: {created} of 60"
+    );
+}
+
+#[actix_web::test]
+async fn overload_is_answered_201_or_a_prompt_503_and_never_trips_the_breaker() {
+    let mut payment = payment_config();
+    payment.validate_ms = 5;
+    payment.gateway_ms = 20;
+    let app = spawn_app_with(order_config(), payment);
+
+    let client = |_| async {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let reply = app.post_order(&order_body()).await;
+            seen.push((reply, started.elapsed()));
+        }
+        seen
+    };
+    let results: Vec<_> = join_all((0..100).map(client))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut created = 0;
+    let mut refused = 0;
+    for (reply, elapsed) in &results {
+        match reply.status.as_u16() {
+            201 => created += 1,
+            503 => {
+                refused += 1;
+                assert_eq!(
+                    reply.body["type"],
+                    "urn:reliable-orders:problem:bulkhead-full"
+                );
+                assert!(reply.header("retry-after").is_some());
+                assert!(*elapsed < Duration::from_millis(600), "prompt: {elapsed:?}");
+            }
+            other => panic!("{other}: {}", reply.body),
+        }
+    }
+    let breaker = app.breaker().await;
+    assert_eq!(breaker.state, State::Closed);
+    assert_eq!(
+        breaker.transitions, 0,
+        "local overload never trips the breaker"
+    );
+    assert_eq!(created + refused, 300);
+    assert!(created > 0);
+    println!("overload: {created} created, {refused} refused with 503");
+}

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 ORDER_URL ?= http://localhost:8080
 PAYMENT_URL ?= http://localhost:8081
 
-.PHONY: help build-native run stop status smoke test lint ci
+.PHONY: help build-native run stop status smoke test bench lint ci
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ smoke: ## Send one order to a running order-service and pretty-print the answer
 
 test: ## Run the whole test suite
 	cargo test --workspace --all-targets
+
+bench: ## Measure the actors' cost per order beside a whole order's latency
+	cargo bench -p order-service --bench pipeline
 
 lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all -- --check

@@ -1,0 +1,152 @@
+//! What the reliability actors cost one order: the actor round-trips of the
+//! pipeline, in µs, beside the latency of a whole order over loopback with
+//! payment's simulated latency at 0. `make bench` runs it.
+//!
+//! The actors run on their own arbiter (thread) and are messaged from
+//! another, as the HTTP workers message them in the service.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Arbiter, Supervisor};
+use actors::bulkhead::{self, Bulkhead, BulkheadConfig};
+use actors::circuit_breaker::{Admit, BreakerConfig, CircuitBreaker, Outcome, Record};
+use actors::clock::{SharedClock, SystemClock};
+use actors::idempotency::{
+    self, IdempotencyConfig, IdempotencyStore, KeyLease, Reserve, StoredResponse,
+};
+use tracing::Span;
+
+const ORDERS: usize = 5_000;
+
+fn main() {
+    actix_rt::System::new().block_on(async {
+        let actors = measure_actor_round_trips().await;
+        let (plain, keyed) = measure_orders().await;
+        println!("actor messages per keyed order (3 awaited, 3 sent): {actors:.1} µs");
+        println!("whole order over loopback, no key:    {plain:.1} µs");
+        println!("whole order over loopback, with key:  {keyed:.1} µs");
+        println!(
+            "actor share of a keyed order:         {:.0} %",
+            actors / keyed * 100.0
+        );
+    });
+}
+
+/// Per order: Reserve, Admit, Acquire awaited; Record, permit release and
+/// Complete sent without waiting (as the service does).
+async fn measure_actor_round_trips() -> f64 {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let arbiter = Arbiter::new();
+    let (breaker, bulkhead, store) = {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let clock = clock.clone();
+        arbiter.spawn(async move {
+            let breaker = Supervisor::start(move |_| {
+                CircuitBreaker::new(BreakerConfig::default(), clock.clone())
+            });
+            let bulkhead = Supervisor::start(|_| Bulkhead::new(BulkheadConfig::default()));
+            let records = idempotency::new_records();
+            let clock = Arc::new(SystemClock);
+            let store = Supervisor::start(move |_| {
+                IdempotencyStore::new(IdempotencyConfig::default(), records.clone(), clock.clone())
+            });
+            let _ = tx.send((breaker, bulkhead, store));
+        });
+        rx.await.unwrap()
+    };
+
+    let run = |n: usize, offset: usize| {
+        let (breaker, bulkhead, store) = (breaker.clone(), bulkhead.clone(), store.clone());
+        async move {
+            let started = Instant::now();
+            for i in offset..offset + n {
+                let key = format!("bench-{i}");
+                store
+                    .send(Reserve {
+                        key: key.clone(),
+                        fingerprint: "f".into(),
+                        order_id: "o".into(),
+                        span: Span::none(),
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let lease = KeyLease::new(store.clone(), key);
+                let admission = breaker
+                    .send(Admit { span: Span::none() })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let permit = bulkhead::acquire(&bulkhead, Duration::from_millis(250), Span::none())
+                    .await
+                    .unwrap();
+                breaker.do_send(Record {
+                    admission,
+                    outcome: Outcome::Success,
+                    span: Span::none(),
+                });
+                drop(permit);
+                lease.complete(
+                    StoredResponse {
+                        status: 201,
+                        headers: vec![],
+                        body: vec![],
+                    },
+                    Span::none(),
+                );
+            }
+            started.elapsed()
+        }
+    };
+    run(500, 0).await; // warm-up
+    let elapsed = run(ORDERS, 1_000).await;
+    arbiter.stop();
+    elapsed.as_secs_f64() * 1e6 / ORDERS as f64
+}
+
+/// Sequential orders against both real apps on loopback.
+async fn measure_orders() -> (f64, f64) {
+    let mut payment = payment_service::Config::defaults();
+    payment.port = 0;
+    payment.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    payment.validate_ms = 0;
+    payment.gateway_ms = 0;
+    let payment = payment_service::Application::build(payment).unwrap();
+    let payment_url = format!("http://127.0.0.1:{}", payment.port());
+    actix_rt::spawn(payment.run_until_stopped());
+
+    let mut order = order_service::Config::defaults();
+    order.port = 0;
+    order.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    order.payment_service_url = payment_url;
+    let order = order_service::Application::build(order).unwrap();
+    let url = format!("http://127.0.0.1:{}/orders", order.port());
+    actix_rt::spawn(order.run_until_stopped());
+
+    let client = awc::Client::default();
+    let body = r#"{"merchant_id":"bench","amount":12.34,"currency":"EUR"}"#;
+    let run = |n: usize, keyed: bool, offset: usize| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let started = Instant::now();
+            for i in offset..offset + n {
+                let mut req = client
+                    .post(&url)
+                    .insert_header(("Content-Type", "application/json"));
+                if keyed {
+                    req = req.insert_header(("Idempotency-Key", format!("bench-order-{i}")));
+                }
+                let mut res = req.send_body(body).await.unwrap();
+                assert_eq!(res.status(), 201);
+                res.body().await.unwrap();
+            }
+            started.elapsed().as_secs_f64() * 1e6 / n as f64
+        }
+    };
+    run(300, false, 0).await; // warm-up
+    let plain = run(ORDERS / 2, false, 0).await;
+    let keyed = run(ORDERS / 2, true, 10_000).await;
+    (plain, keyed)
+}

@@ -18,12 +18,17 @@ use actors::idempotency::{
 };
 use tracing::Span;
 
-const ORDERS: usize = 5_000;
-
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // binary too, and then a few iterations show it still works.
+    let orders = if std::env::args().any(|a| a == "--bench") {
+        5_000
+    } else {
+        20
+    };
     actix_rt::System::new().block_on(async {
-        let actors = measure_actor_round_trips().await;
-        let (plain, keyed) = measure_orders().await;
+        let actors = measure_actor_round_trips(orders).await;
+        let (plain, keyed) = measure_orders(orders).await;
         println!("actor messages per keyed order (3 awaited, 3 sent): {actors:.1} µs");
         println!("whole order over loopback, no key:    {plain:.1} µs");
         println!("whole order over loopback, with key:  {keyed:.1} µs");
@@ -36,7 +41,7 @@ fn main() {
 
 /// Per order: Reserve, Admit, Acquire awaited; Record, permit release and
 /// Complete sent without waiting (as the service does).
-async fn measure_actor_round_trips() -> f64 {
+async fn measure_actor_round_trips(orders: usize) -> f64 {
     let clock: SharedClock = Arc::new(SystemClock);
     let arbiter = Arbiter::new();
     let (breaker, bulkhead, store) = {
@@ -100,14 +105,14 @@ async fn measure_actor_round_trips() -> f64 {
             started.elapsed()
         }
     };
-    run(500, 0).await; // warm-up
-    let elapsed = run(ORDERS, 1_000).await;
+    run(orders / 10, 0).await; // warm-up
+    let elapsed = run(orders, orders).await;
     arbiter.stop();
-    elapsed.as_secs_f64() * 1e6 / ORDERS as f64
+    elapsed.as_secs_f64() * 1e6 / orders as f64
 }
 
 /// Sequential orders against both real apps on loopback.
-async fn measure_orders() -> (f64, f64) {
+async fn measure_orders(orders: usize) -> (f64, f64) {
     let mut payment = payment_service::Config::defaults();
     payment.port = 0;
     payment.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -145,8 +150,8 @@ async fn measure_orders() -> (f64, f64) {
             started.elapsed().as_secs_f64() * 1e6 / n as f64
         }
     };
-    run(300, false, 0).await; // warm-up
-    let plain = run(ORDERS / 2, false, 0).await;
-    let keyed = run(ORDERS / 2, true, 10_000).await;
+    run(orders / 10, false, 0).await; // warm-up
+    let plain = run(orders / 2, false, 0).await;
+    let keyed = run(orders / 2, true, orders).await;
     (plain, keyed)
 }

@@ -15,11 +15,9 @@
 //! - [`body`]: reads a JSON request body with a size limit and a content-type
 //!   check, so oversized or non-JSON input is refused before it is parsed.
 //! - [`admin`]: the bearer-token gate in front of `/admin/*`.
-//! - [`logging`]: the log subscriber both binaries install.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod body;
 pub mod domain;
-pub mod logging;
 pub mod problem;

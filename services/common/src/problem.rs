@@ -44,7 +44,8 @@ impl Problem {
             title: title.into(),
             status: status.as_u16(),
             detail: detail.into(),
-            trace_id: None,
+            // Built while handling the request: its trace is current.
+            trace_id: observability::current_trace_id(),
             order_id: None,
             errors: Vec::new(),
             retry_after_secs: None,

@@ -14,11 +14,13 @@
 //! - [`store`]: where orders live, behind a trait (in memory by default).
 //! - [`routes`]: the HTTP handlers, thin.
 //! - [`error`]: the one place where a failure becomes an HTTP answer.
+//! - [`metrics`]: the Prometheus metrics and `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod orders;
 pub mod payment;
 pub mod reliability;

@@ -4,10 +4,13 @@ use order_service::{Application, Config};
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let config = Config::parse();
-    common::logging::init();
+    let telemetry = observability::init("order-service");
     let app = Application::build(config)?;
     tracing::info!(port = app.port(), "order-service listening");
-    app.run_until_stopped().await?;
+    let served = app.run_until_stopped().await;
+    // Flush the last spans off the async runtime (blocking there loses them).
+    let _ = actix_web::rt::task::spawn_blocking(move || telemetry.shutdown()).await;
+    served?;
     tracing::info!("order-service stopped");
     Ok(())
 }

@@ -17,6 +17,7 @@ use tracing::{Instrument, Span, field::Empty};
 
 use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
+use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentCall, PaymentError};
 use crate::store::OrderStore;
 
@@ -31,6 +32,7 @@ pub struct Orders {
     pub store: Arc<dyn OrderStore>,
     pub payments: PaymentCall,
     pub idempotency: Addr<IdempotencyStore>,
+    pub metrics: OrderMetrics,
 }
 
 impl Orders {
@@ -48,9 +50,40 @@ impl Orders {
             order.currency = %new.details.currency,
             idempotency.key = key.as_ref().map(IdempotencyKey::as_str),
         );
-        self.create_in_span(new, key, candidate)
+        let result = self
+            .create_in_span(new, key, candidate)
             .instrument(span)
-            .await
+            .await;
+        self.count(&result);
+        result
+    }
+
+    fn count(&self, result: &Result<Answer, OrderError>) {
+        let m = &self.metrics;
+        match result {
+            Ok(answer) if answer.replayed => m.idempotency_hits.inc(),
+            Ok(_) => m.orders.with_label_values(&["completed"]).inc(),
+            Err(OrderError::KeyInFlight) => m
+                .idempotency_conflicts
+                .with_label_values(&["in_flight"])
+                .inc(),
+            Err(OrderError::KeyReused) => m
+                .idempotency_conflicts
+                .with_label_values(&["mismatch"])
+                .inc(),
+            Err(OrderError::IdempotencyFull) => {
+                m.idempotency_conflicts.with_label_values(&["full"]).inc()
+            }
+            Err(OrderError::Payment(_, e)) => {
+                let status = if e.outcome_unknown() {
+                    "pending"
+                } else {
+                    "failed"
+                };
+                m.orders.with_label_values(&[status]).inc();
+            }
+            Err(_) => {}
+        }
     }
 
     async fn create_in_span(

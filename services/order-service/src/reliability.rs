@@ -10,6 +10,7 @@ use actors::clock::SharedClock;
 use actors::idempotency::{self, IdempotencyStore};
 
 use crate::config::Config;
+use crate::metrics::OrderMetrics;
 use crate::payment::retry::RetryBudget;
 
 #[derive(Clone)]
@@ -24,10 +25,14 @@ pub struct Reliability {
 
 impl Reliability {
     /// Starts the actors on the current arbiter (call inside the actix system).
-    pub fn start(config: &Config, clock: SharedClock) -> Self {
+    pub fn start(config: &Config, clock: SharedClock, metrics: &OrderMetrics) -> Self {
         let breaker = {
             let (config, clock) = (config.breaker(), clock.clone());
-            Supervisor::start(move |_| CircuitBreaker::new(config, clock))
+            let metrics = metrics.clone();
+            Supervisor::start(move |_| {
+                CircuitBreaker::new(config, clock.clone())
+                    .with_observer(metrics.transition_observer())
+            })
         };
         let bulkhead = {
             let config = config.bulkhead();

@@ -14,7 +14,12 @@ use common::problem::unknown_route;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use observability::http::ServerSpan;
+use observability::metrics::record_http;
+use tracing_actix_web::TracingLogger;
+
 use crate::config::Config;
+use crate::metrics::OrderMetrics;
 use crate::orders::Orders;
 use crate::payment::{PaymentCall, PaymentClient};
 use crate::reliability::Reliability;
@@ -40,7 +45,9 @@ impl Application {
         store: Arc<dyn OrderStore>,
         clock: SharedClock,
     ) -> std::io::Result<Self> {
-        let reliability = Reliability::start(&config, clock);
+        let metrics = OrderMetrics::default();
+        let reliability = Reliability::start(&config, clock, &metrics);
+        let metrics = web::Data::new(metrics);
         let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
         let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
@@ -65,22 +72,28 @@ impl Application {
                 shared.retry_budget.clone(),
                 shared.clock.clone(),
                 rng,
+                metrics.get_ref().clone(),
             );
             let orders = web::Data::new(Orders {
                 store: store.clone(),
                 payments,
                 idempotency: shared.idempotency.clone(),
+                metrics: metrics.get_ref().clone(),
             });
             App::new()
                 .app_data(orders)
                 .app_data(store_data.clone())
                 .app_data(shared.clone())
                 .app_data(admin_token.clone())
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(web::Data::new(metrics.http.clone()))
+                .app_data(metrics.clone())
+                .wrap(from_fn(record_http))
+                .wrap(TracingLogger::<ServerSpan>::new())
                 .route("/orders", web::post().to(orders::create_order))
                 .route("/orders/{id}", web::get().to(orders::get_order))
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
+                .route("/metrics", web::get().to(crate::metrics::metrics))
                 .service(
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))

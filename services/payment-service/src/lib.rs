@@ -9,6 +9,7 @@
 //!   append-only log when `PAYMENT_LEDGER_PATH` is set.
 //! - [`faults`]: the runtime-changeable faults and the dice they roll.
 //! - [`routes`]: one file per resource; `charge` is the processing pipeline.
+//! - [`metrics`]: the Prometheus metrics and `/metrics`.
 //! - [`error`]: the one place where a failed charge becomes an HTTP answer.
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod ledger;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 

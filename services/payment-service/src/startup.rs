@@ -12,9 +12,14 @@ use actix_web::{App, HttpServer, web};
 use common::admin::{AdminToken, require_admin};
 use common::problem::unknown_route;
 
+use observability::http::ServerSpan;
+use observability::metrics::record_http;
+use tracing_actix_web::TracingLogger;
+
 use crate::config::Config;
 use crate::faults::FaultInjector;
 use crate::ledger::Ledger;
+use crate::metrics::{self, PaymentMetrics};
 use crate::routes::charge::SimulatedWork;
 use crate::routes::{admin, charge, charges, health, ledger};
 
@@ -26,6 +31,7 @@ pub struct AppState {
     /// Charge requests received, whatever their fate: lets a test prove
     /// that a caller sent nothing.
     pub requests: AtomicU64,
+    pub metrics: PaymentMetrics,
 }
 
 pub struct Application {
@@ -47,7 +53,9 @@ impl Application {
                 gateway: Duration::from_millis(config.gateway_ms),
             },
             requests: AtomicU64::new(0),
+            metrics: PaymentMetrics::default(),
         });
+        let http_metrics = web::Data::new(state.metrics.http.clone());
         let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
 
         let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port))?;
@@ -56,11 +64,14 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(admin_token.clone())
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(http_metrics.clone())
+                .wrap(from_fn(record_http))
+                .wrap(TracingLogger::<ServerSpan>::new())
                 .route("/charge", web::post().to(charge::charge))
                 .route("/charges/{key}", web::get().to(charges::get_charge))
                 .route("/ledger", web::get().to(ledger::audit))
                 .route("/health", web::get().to(health::health))
+                .route("/metrics", web::get().to(metrics::metrics))
                 .service(
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))

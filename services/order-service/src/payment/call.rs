@@ -26,6 +26,7 @@ use super::retry::{
     AttemptInfo, AttemptResult, CallReport, Retrier, RetryBudget, RetryPolicy, TokioSleeper,
 };
 use crate::domain::Order;
+use crate::metrics::OrderMetrics;
 
 /// Settings of the pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,7 @@ pub struct PaymentCall {
     clock: SharedClock,
     /// Seeds each call's jitter RNG; seeded from `RETRY_SEED` when set.
     rng: RefCell<StdRng>,
+    metrics: OrderMetrics,
 }
 
 impl PaymentCall {
@@ -59,6 +61,7 @@ impl PaymentCall {
         retry_budget: Arc<RetryBudget>,
         clock: SharedClock,
         rng: StdRng,
+        metrics: OrderMetrics,
     ) -> Self {
         Self {
             client,
@@ -68,6 +71,7 @@ impl PaymentCall {
             retry_budget,
             clock,
             rng: RefCell::new(rng),
+            metrics,
         }
     }
 
@@ -79,6 +83,7 @@ impl PaymentCall {
             retry.succeeded = Empty,
             retry.exhausted = Empty,
             retry.budget_exhausted = Empty,
+            otel.status_code = Empty,
         );
         async {
             let deadline = self.clock.now() + self.policy.budget;
@@ -100,6 +105,10 @@ impl PaymentCall {
             };
             if report.budget_exhausted {
                 span.record("retry.budget_exhausted", true);
+                self.metrics.retry_budget_exhausted.inc();
+            }
+            if report.result.is_err() {
+                span.record("otel.status_code", "ERROR");
             }
             report
         }
@@ -108,6 +117,36 @@ impl PaymentCall {
     }
 
     async fn attempt(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
+        if info.index > 0 {
+            self.metrics.retries.inc();
+        }
+        let result = self.attempt_in_span(order, info).await;
+        let outcome = match &result {
+            AttemptResult::CircuitOpen { .. } => "circuit_open".to_owned(),
+            AttemptResult::BulkheadFull => "bulkhead_full".to_owned(),
+            AttemptResult::Http(Attempt::Charged { .. }) => "charged".to_owned(),
+            AttemptResult::Http(Attempt::Rejected { .. }) => "declined".to_owned(),
+            AttemptResult::Http(Attempt::Failed { status, .. }) => status.as_str().to_owned(),
+            AttemptResult::Http(Attempt::TimedOut) => "timeout".to_owned(),
+            AttemptResult::Http(Attempt::ConnectFailed(_) | Attempt::Broken(_)) => {
+                "connection".to_owned()
+            }
+        };
+        self.metrics
+            .attempts
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        if let AttemptResult::BulkheadFull = result {
+            self.metrics
+                .bulkhead_rejected
+                .with_label_values(&["no_permit"])
+                .inc();
+        }
+        result
+    }
+
+    async fn attempt_in_span(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
+        let url = self.client.charge_url();
         let span = tracing::info_span!(
             "POST",
             otel.kind = "client",
@@ -116,8 +155,13 @@ impl PaymentCall {
             http.request.resend_count = (info.index > 0).then_some(info.index),
             cb.state = Empty,
             bulkhead.max = self.policy.bulkhead_max,
+            http.request.method = "POST",
+            url.full = %url.full,
+            server.address = %url.host,
+            server.port = url.port,
             http.response.status_code = Empty,
             error.type = Empty,
+            otel.status_code = Empty,
         );
         async {
             let span = Span::current();
@@ -129,6 +173,7 @@ impl PaymentCall {
                 Ok(Err(AdmitError::Open(rejection))) => {
                     span.record("cb.state", rejection.state.as_str());
                     span.record("error.type", "circuit_open");
+                    span.record("otel.status_code", "ERROR");
                     return AttemptResult::CircuitOpen {
                         retry_after: rejection.retry_after,
                     };
@@ -154,6 +199,7 @@ impl PaymentCall {
                 Err(e) => {
                     report(Outcome::NotAttempted);
                     span.record("error.type", "bulkhead_full");
+                    span.record("otel.status_code", "ERROR");
                     if e == BulkheadError::Unavailable {
                         tracing::warn!("bulkhead actor unavailable; refusing the attempt");
                     }
@@ -165,6 +211,7 @@ impl PaymentCall {
                 // The budget went on waiting for the permit: local overload.
                 report(Outcome::NotAttempted);
                 span.record("error.type", "budget_exhausted");
+                span.record("otel.status_code", "ERROR");
                 return AttemptResult::BulkheadFull;
             }
 
@@ -188,6 +235,9 @@ impl PaymentCall {
             }
             if let Some(status) = attempt.status() {
                 span.record("http.response.status_code", status.as_u16());
+            }
+            if !matches!(attempt, Attempt::Charged { .. }) {
+                span.record("otel.status_code", "ERROR");
             }
             AttemptResult::Http(attempt)
         }

@@ -78,10 +78,18 @@ struct ProblemBody {
     detail: Option<String>,
 }
 
+/// Where charges go, split for the client span's attributes.
+#[derive(Debug, Clone)]
+pub struct ChargeUrl {
+    pub full: String,
+    pub host: String,
+    pub port: u16,
+}
+
 /// Not `Send` (awc's client is per thread): build one per worker.
 pub struct PaymentClient {
     http: awc::Client,
-    charge_url: String,
+    charge_url: ChargeUrl,
 }
 
 impl PaymentClient {
@@ -90,10 +98,21 @@ impl PaymentClient {
             // The budget is enforced around the whole attempt instead.
             .disable_timeout()
             .finish();
+        let full = format!("{}/charge", base_url.trim_end_matches('/'));
+        let uri: Option<actix_web::http::Uri> = full.parse().ok();
+        let host = uri.as_ref().and_then(|u| u.host()).unwrap_or("").to_owned();
+        let port = uri
+            .as_ref()
+            .and_then(|u| u.port_u16())
+            .unwrap_or(if full.starts_with("https") { 443 } else { 80 });
         Self {
             http,
-            charge_url: format!("{}/charge", base_url.trim_end_matches('/')),
+            charge_url: ChargeUrl { full, host, port },
         }
+    }
+
+    pub fn charge_url(&self) -> &ChargeUrl {
+        &self.charge_url
     }
 
     /// One attempt, given `time_left` for connect, send and the whole answer.
@@ -111,9 +130,12 @@ impl PaymentClient {
             amount: order.amount,
             currency: order.currency,
         };
-        let sent = self
-            .http
-            .post(&self.charge_url)
+        let mut request = self.http.post(&self.charge_url.full);
+        // The trace continues in payment-service under this attempt's span.
+        for (name, value) in observability::http::outgoing_trace_headers() {
+            request = request.insert_header((name, value));
+        }
+        let sent = request
             .insert_header(("Idempotency-Key", order.order_id.to_string()))
             .insert_header((TIMEOUT_HEADER, time_left.as_millis().to_string()))
             .send_json(&body)

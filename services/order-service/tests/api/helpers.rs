@@ -66,7 +66,7 @@ pub fn spawn_app_with(
     mut order: order_service::Config,
     payment: payment_service::Config,
 ) -> TestApp {
-    common::logging::init_for_tests();
+    observability::init_for_tests();
     let payment = payment_service::Application::build(payment).expect("payment-service starts");
     let payment_address = format!("http://127.0.0.1:{}", payment.port());
     let mut handles = vec![payment.handle()];
@@ -81,7 +81,7 @@ pub fn spawn_app_with(
 
 /// order-service alone, charging whatever `config.payment_service_url` names.
 pub fn spawn_order_service(config: order_service::Config) -> TestApp {
-    common::logging::init_for_tests();
+    observability::init_for_tests();
     let app = order_service::Application::build(config).expect("order-service starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handles = vec![app.handle()];

@@ -83,6 +83,7 @@ pub async fn charge(
         .into_request()
         .map_err(ChargeError::Validation)?;
     let plan = state.faults.plan();
+    count_faults(&state, &plan);
     let span = tracing::info_span!(
         "processCharge",
         order.id = %request.order_id,
@@ -92,9 +93,35 @@ pub async fn charge(
         fault.error = plan.error_before_charge,
         fault.fail_after_charge = plan.fail_after_charge,
     );
-    process(&state, key, request, plan, deadline)
+    let result = process(&state, key, request, plan, deadline)
         .instrument(span)
-        .await
+        .await;
+    let label = match &result {
+        Ok(response) if response.status() == StatusCode::CREATED => "created",
+        Ok(_) => "replayed",
+        Err(ChargeError::Declined(_)) => "declined",
+        Err(ChargeError::KeyReused) => "rejected",
+        Err(ChargeError::DeadlineExceeded) => "deadline_exceeded",
+        Err(ChargeError::RateLimited) => "rate_limited",
+        Err(ChargeError::FailedAfterCharge) => "failed_after_charge",
+        Err(_) => "error",
+    };
+    state.metrics.charges.with_label_values(&[label]).inc();
+    result
+}
+
+fn count_faults(state: &AppState, plan: &FaultPlan) {
+    let faults = &state.metrics.faults;
+    for (fired, fault) in [
+        (!plan.delay.is_zero(), "delay"),
+        (plan.rate_limited, "rate_limit"),
+        (plan.error_before_charge && !plan.rate_limited, "error"),
+        (plan.fail_after_charge, "fail_after_charge"),
+    ] {
+        if fired {
+            faults.with_label_values(&[fault]).inc();
+        }
+    }
 }
 
 async fn process(

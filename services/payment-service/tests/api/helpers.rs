@@ -37,7 +37,7 @@ impl Reply {
 
 /// Defaults, on a random loopback port, with no simulated latency.
 pub fn config() -> Config {
-    common::logging::init_for_tests();
+    observability::init_for_tests();
     let mut config = Config::defaults();
     config.port = 0;
     config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);

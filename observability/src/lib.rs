@@ -1,0 +1,35 @@
+//! Telemetry both services share: traces to an OTLP collector, JSON log
+//! lines that carry the trace, and Prometheus metrics — set up the same way
+//! in both binaries so a trace crosses the service boundary intact.
+//!
+//! # Layout
+//! - [`traces`]: the tracer provider (batch OTLP/gRPC exporter on its own
+//!   thread, configured by the standard `OTEL_*` variables), the W3C
+//!   propagator, and the guard that flushes on shutdown.
+//! - [`logs`]: one JSON object per line with `trace_id` and `span_id`.
+//! - [`http`]: the server span of each request (HTTP semantic conventions)
+//!   and the `traceparent` headers for an outgoing call.
+//! - [`metrics`]: a Prometheus registry per application, the request
+//!   metrics middleware and the text exposition.
+//! - [`metric_names`]: every metric name, in one place.
+#![forbid(unsafe_code)]
+
+pub mod http;
+pub mod logs;
+pub mod metric_names;
+pub mod metrics;
+pub mod traces;
+
+pub use traces::{Telemetry, init, init_for_tests};
+
+/// The trace id of the current span, for problem bodies and logs.
+pub fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}

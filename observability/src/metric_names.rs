@@ -1,0 +1,23 @@
+//! Every metric name, in one place (the dashboard and its test read them).
+//! Prometheus conventions: base units in the name, counters end in `_total`.
+
+pub const HTTP_REQUESTS: &str = "http_server_requests_total";
+pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
+
+pub const ORDERS: &str = "orders_total";
+pub const PAYMENT_ATTEMPTS: &str = "payment_attempts_total";
+pub const PAYMENT_RETRIES: &str = "payment_retries_total";
+pub const RETRY_BUDGET_EXHAUSTED: &str = "payment_retry_budget_exhausted_total";
+pub const CB_STATE: &str = "cb_state";
+pub const CB_TRANSITIONS: &str = "cb_transitions_total";
+pub const BULKHEAD_IN_USE: &str = "bulkhead_in_use";
+pub const BULKHEAD_WAITING: &str = "bulkhead_waiting";
+pub const BULKHEAD_MAX: &str = "bulkhead_max";
+pub const BULKHEAD_REJECTED: &str = "bulkhead_rejected_total";
+pub const IDEMPOTENCY_HITS: &str = "idempotency_hits_total";
+pub const IDEMPOTENCY_CONFLICTS: &str = "idempotency_conflicts_total";
+pub const IDEMPOTENCY_ENTRIES: &str = "idempotency_entries";
+
+pub const CHARGES: &str = "payment_charges_total";
+pub const FAULTS_INJECTED: &str = "payment_faults_injected_total";
+pub const LEDGER_CHARGES: &str = "payment_ledger_charges";

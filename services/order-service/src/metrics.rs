@@ -1,0 +1,136 @@
+//! order-service's metrics (names in `observability::metric_names`).
+//! Counters are bumped where things happen; the gauges that mirror actor
+//! state are refreshed from the actors when `/metrics` is scraped.
+
+use actix_web::{HttpResponse, web};
+use actors::bulkhead;
+use actors::circuit_breaker::{self, Transition};
+use actors::idempotency;
+use observability::metric_names as names;
+use observability::metrics::{HttpMetrics, counter, counter_vec, exposition, gauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
+
+use crate::reliability::Reliability;
+
+#[derive(Clone)]
+pub struct OrderMetrics {
+    pub registry: Registry,
+    pub http: HttpMetrics,
+    pub orders: IntCounterVec,
+    pub attempts: IntCounterVec,
+    pub retries: IntCounter,
+    pub retry_budget_exhausted: IntCounter,
+    pub cb_state: IntGauge,
+    pub cb_transitions: IntCounterVec,
+    pub bulkhead_in_use: IntGauge,
+    pub bulkhead_waiting: IntGauge,
+    pub bulkhead_max: IntGauge,
+    pub bulkhead_rejected: IntCounterVec,
+    pub idempotency_hits: IntCounter,
+    pub idempotency_conflicts: IntCounterVec,
+    pub idempotency_entries: IntGauge,
+}
+
+impl Default for OrderMetrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        Self {
+            http: HttpMetrics::new(&r),
+            orders: counter_vec(
+                &r,
+                names::ORDERS,
+                "Orders answered, by resulting status.",
+                &["status"],
+            ),
+            attempts: counter_vec(
+                &r,
+                names::PAYMENT_ATTEMPTS,
+                "Payment attempts, by outcome (charged, declined, the status code, timeout, connection, circuit_open, bulkhead_full).",
+                &["outcome"],
+            ),
+            retries: counter(
+                &r,
+                names::PAYMENT_RETRIES,
+                "Payment attempts that were retries.",
+            ),
+            retry_budget_exhausted: counter(
+                &r,
+                names::RETRY_BUDGET_EXHAUSTED,
+                "Retries refused by the retry budget.",
+            ),
+            cb_state: gauge(
+                &r,
+                names::CB_STATE,
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+            ),
+            cb_transitions: counter_vec(
+                &r,
+                names::CB_TRANSITIONS,
+                "Circuit breaker transitions, by from and to state.",
+                &["from", "to"],
+            ),
+            bulkhead_in_use: gauge(&r, names::BULKHEAD_IN_USE, "Bulkhead permits in use."),
+            bulkhead_waiting: gauge(
+                &r,
+                names::BULKHEAD_WAITING,
+                "Callers waiting for a bulkhead permit.",
+            ),
+            bulkhead_max: gauge(&r, names::BULKHEAD_MAX, "Bulkhead permits in all."),
+            bulkhead_rejected: counter_vec(
+                &r,
+                names::BULKHEAD_REJECTED,
+                "Attempts refused by the bulkhead, by reason.",
+                &["reason"],
+            ),
+            idempotency_hits: counter(
+                &r,
+                names::IDEMPOTENCY_HITS,
+                "Requests answered from a stored response (Idempotent-Replayed).",
+            ),
+            idempotency_conflicts: counter_vec(
+                &r,
+                names::IDEMPOTENCY_CONFLICTS,
+                "Idempotency-Key refusals, by kind (in_flight, mismatch, full).",
+                &["kind"],
+            ),
+            idempotency_entries: gauge(
+                &r,
+                names::IDEMPOTENCY_ENTRIES,
+                "Idempotency-Keys remembered.",
+            ),
+            registry: r,
+        }
+    }
+}
+
+impl OrderMetrics {
+    /// For the breaker actor: every transition, counted and mirrored.
+    pub fn transition_observer(&self) -> circuit_breaker::TransitionObserver {
+        let (state, transitions) = (self.cb_state.clone(), self.cb_transitions.clone());
+        Box::new(move |t: &Transition| {
+            transitions
+                .with_label_values(&[t.from.as_str(), t.to.as_str()])
+                .inc();
+            state.set(t.to.gauge());
+        })
+    }
+}
+
+/// `GET /metrics`: refreshes the actor gauges, then the text exposition.
+pub async fn metrics(
+    metrics: web::Data<OrderMetrics>,
+    reliability: web::Data<Reliability>,
+) -> HttpResponse {
+    if let Ok(Ok(status)) = reliability.breaker.send(circuit_breaker::GetStatus).await {
+        metrics.cb_state.set(status.state.gauge());
+    }
+    if let Ok(Ok(status)) = reliability.bulkhead.send(bulkhead::GetStatus).await {
+        metrics.bulkhead_in_use.set(status.in_use as i64);
+        metrics.bulkhead_waiting.set(status.waiting as i64);
+        metrics.bulkhead_max.set(status.max as i64);
+    }
+    if let Ok(Ok(stats)) = reliability.idempotency.send(idempotency::GetStats).await {
+        metrics.idempotency_entries.set(stats.entries as i64);
+    }
+    exposition(&metrics.registry)
+}

@@ -1,0 +1,49 @@
+//! payment-service's metrics (names in `observability::metric_names`).
+
+use actix_web::{HttpResponse, web};
+use observability::metric_names as names;
+use observability::metrics::{HttpMetrics, counter_vec, exposition, gauge};
+use prometheus::{IntCounterVec, IntGauge, Registry};
+
+use crate::startup::AppState;
+
+#[derive(Clone)]
+pub struct PaymentMetrics {
+    pub registry: Registry,
+    pub http: HttpMetrics,
+    pub charges: IntCounterVec,
+    pub faults: IntCounterVec,
+    pub ledger_charges: IntGauge,
+}
+
+impl Default for PaymentMetrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        Self {
+            http: HttpMetrics::new(&r),
+            charges: counter_vec(
+                &r,
+                names::CHARGES,
+                "Charge requests, by result (created, replayed, declined, rejected, deadline_exceeded, rate_limited, error, failed_after_charge).",
+                &["result"],
+            ),
+            faults: counter_vec(
+                &r,
+                names::FAULTS_INJECTED,
+                "Faults injected, by kind (delay, error, rate_limit, fail_after_charge).",
+                &["fault"],
+            ),
+            ledger_charges: gauge(&r, names::LEDGER_CHARGES, "Charges in the ledger."),
+            registry: r,
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let metrics = &state.metrics;
+    metrics
+        .ledger_charges
+        .set(state.ledger.audit(false).charges as i64);
+    exposition(&metrics.registry)
+}

@@ -53,6 +53,8 @@ pub enum BulkheadError {
 #[derive(Debug)]
 pub struct Permit {
     bulkhead: Option<Addr<Bulkhead>>,
+    /// Permits in use when this one was granted, this one included.
+    pub in_use: usize,
 }
 
 impl Permit {
@@ -118,6 +120,7 @@ impl Bulkhead {
     fn permit(&self) -> Permit {
         Permit {
             bulkhead: self.me.clone(),
+            in_use: self.in_use,
         }
     }
 

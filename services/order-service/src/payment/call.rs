@@ -155,6 +155,7 @@ impl PaymentCall {
             http.request.resend_count = (info.index > 0).then_some(info.index),
             cb.state = Empty,
             bulkhead.max = self.policy.bulkhead_max,
+            bulkhead.in_use = Empty,
             http.request.method = "POST",
             url.full = %url.full,
             server.address = %url.host,
@@ -195,7 +196,10 @@ impl PaymentCall {
             let time_left = info.deadline.saturating_duration_since(self.clock.now());
             let wait = self.policy.bulkhead_wait.min(time_left);
             let permit = match bulkhead::acquire(&self.bulkhead, wait, span.clone()).await {
-                Ok(permit) => permit,
+                Ok(permit) => {
+                    span.record("bulkhead.in_use", permit.in_use);
+                    permit
+                }
                 Err(e) => {
                     report(Outcome::NotAttempted);
                     span.record("error.type", "bulkhead_full");

@@ -1,0 +1,182 @@
+//! An OTLP/gRPC trace receiver: the real protobuf over a real socket, so
+//! the services export exactly as they would to a collector.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+/// A received span, flattened.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub service: String,
+    pub name: String,
+    pub kind: i32,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub attributes: Vec<(String, String)>,
+    pub events: Vec<(String, Vec<(String, String)>)>,
+    pub status_code: i32,
+}
+
+impl Span {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn event(&self, name: &str) -> Option<&[(String, String)]> {
+        self.events
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, attrs)| attrs.as_slice())
+    }
+}
+
+pub const SERVER: i32 = 2;
+pub const CLIENT: i32 = 3;
+pub const STATUS_ERROR: i32 = 2;
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+    attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| pairs(&r.attributes))
+                .unwrap_or_default();
+            let service = resource
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            for scope_spans in resource_spans.scope_spans {
+                for span in scope_spans.spans {
+                    received.push(Span {
+                        service: service.clone(),
+                        name: span.name,
+                        kind: span.kind,
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        attributes: pairs(&span.attributes),
+                        events: span
+                            .events
+                            .iter()
+                            .map(|e| (e.name.clone(), pairs(&e.attributes)))
+                            .collect(),
+                        status_code: span.status.map(|s| s.code).unwrap_or(0),
+                    });
+                }
+            }
+        }
+        self.spans.lock().unwrap().extend(received);
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+pub struct Collector {
+    pub endpoint: String,
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+impl Collector {
+    /// Starts the receiver on its own thread and runtime.
+    pub fn start() -> Self {
+        let receiver = Receiver::default();
+        let spans = receiver.spans.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+                tx.send(incoming.local_addr().unwrap()).unwrap();
+                tonic::transport::Server::builder()
+                    .serve_with_incoming(TraceServiceServer::new(receiver), incoming)
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            endpoint: format!("http://{addr}"),
+            spans,
+        }
+    }
+
+    /// Waits until the trace holds spans named as `names` (each at least as
+    /// often as listed), then returns the whole trace.
+    pub async fn await_trace(&self, trace_id: &str, names: &[&str]) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let trace: Vec<Span> = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.trace_id == trace_id)
+                .cloned()
+                .collect();
+            let complete = names.iter().all(|name| {
+                let wanted = names.iter().filter(|n| *n == name).count();
+                trace.iter().filter(|s| s.name == *name).count() >= wanted
+            });
+            if complete {
+                return trace;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trace {trace_id} still lacks some of {names:?}; has {:?}",
+                trace.iter().map(|s| &s.name).collect::<Vec<_>>()
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Traces end to end: both services run as real processes exporting OTLP to
+//! an in-test receiver, and each test asserts the span tree of CONTRACT §6
+//! for one kind of order.
+
+mod collector;
+mod processes;
+
+use collector::{CLIENT, Collector, SERVER, STATUS_ERROR, Span};
+use processes::{ADMIN_TOKEN, spawn_pair};
+use serde_json::{Value, json};
+
+/// A trace id of the test's choosing, sent as the caller's `traceparent`.
+fn new_trace() -> (String, String) {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    let header = format!("00-{trace_id}-{parent}-01");
+    (trace_id, header)
+}
+
+async fn post_order(base: &str, traceparent: &str, key: Option<&str>) -> (u16, Value) {
+    let client = awc::Client::default();
+    let mut req = client
+        .post(format!("{base}/orders"))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("traceparent", traceparent));
+    if let Some(key) = key {
+        req = req.insert_header(("Idempotency-Key", key));
+    }
+    let mut res = req
+        .send_body(r#"{"merchant_id":"merchant_123","amount":99.99,"currency":"USD"}"#)
+        .await
+        .unwrap();
+    let body = res.body().await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+fn one<'a>(trace: &'a [Span], name: &str) -> &'a Span {
+    let found: Vec<_> = trace.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "exactly one {name}: {found:?}");
+    found[0]
+}
+
+fn all<'a>(trace: &'a [Span], name: &str) -> Vec<&'a Span> {
+    let mut spans: Vec<_> = trace.iter().filter(|s| s.name == name).collect();
+    spans.sort_by_key(|s| s.attr("retry.attempt").map(str::to_owned));
+    spans
+}
+
+/// The trace as an indented tree (printed with `--nocapture`).
+fn tree(trace: &[Span]) -> String {
+    fn walk(trace: &[Span], parent: &str, depth: usize, out: &mut String) {
+        for span in trace.iter().filter(|s| s.parent_span_id == parent) {
+            let attrs: Vec<_> = span
+                .attributes
+                .iter()
+                .filter(|(k, _)| {
+                    !k.starts_with("code.")
+                        && !k.starts_with("thread.")
+                        && k != "busy_ns"
+                        && k != "idle_ns"
+                        && !k.starts_with("target")
+                })
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            out.push_str(&format!(
+                "{}{} [{}] {}\n",
+                "  ".repeat(depth),
+                span.name,
+                span.service,
+                attrs.join(" ")
+            ));
+            walk(trace, &span.span_id, depth + 1, out);
+        }
+    }
+    let ids: std::collections::HashSet<_> = trace.iter().map(|s| s.span_id.as_str()).collect();
+    let mut out = String::new();
+    for root in trace
+        .iter()
+        .filter(|s| !ids.contains(s.parent_span_id.as_str()))
+    {
+        walk(
+            std::slice::from_ref(root),
+            &root.parent_span_id,
+            0,
+            &mut out,
+        );
+        walk(trace, &root.span_id, 1, &mut out);
+    }
+    out
+}
+
+fn assert_child(child: &Span, parent: &Span) {
+    assert_eq!(
+        child.parent_span_id, parent.span_id,
+        "{} should be a child of {}",
+        child.name, parent.name
+    );
+}
+
+#[actix_web::test]
+async fn a_plain_order_has_every_span_of_the_contract_across_both_services() {
+    let collector = Collector::start();
+    let pair = spawn_pair(&collector.endpoint, &[], &[]);
+    let (trace_id, traceparent) = new_trace();
+    let (status, order) = post_order(&pair.order.url, &traceparent, Some("trace-me")).await;
+    assert_eq!(status, 201, "{order}");
+
+    let trace = collector
+        .await_trace(
+            &trace_id,
+            &[
+                "POST /orders",
+                "createOrder",
+                "idempotency.reserve",
+                "callPayment",
+                "POST",
+                "breaker.admit",
+                "bulkhead.acquire",
+                "breaker.record",
+                "POST /charge",
+                "processCharge",
+                "validate",
+                "gatewayCall",
+                "persistOrder",
+                "idempotency.complete",
+            ],
+        )
+        .await;
+    println!("{}", tree(&trace));
+    let server = one(&trace, "POST /orders");
+    let create = one(&trace, "createOrder");
+    let reserve = one(&trace, "idempotency.reserve");
+    let call = one(&trace, "callPayment");
+    let attempt = one(&trace, "POST");
+    let charge_server = one(&trace, "POST /charge");
+    let process = one(&trace, "processCharge");
+    let gateway = one(&trace, "gatewayCall");
+
+    // One trace, two services.
+    assert_eq!(server.service, "order-service");
+    assert_eq!(charge_server.service, "payment-service");
+    assert!(trace.iter().all(|s| s.trace_id == trace_id));
+
+    // The tree.
+    assert_eq!(server.kind, SERVER);
+    assert_child(create, server);
+    assert_child(reserve, create);
+    assert_child(call, create);
+    assert_child(attempt, call);
+    assert_eq!(attempt.kind, CLIENT);
+    for actor_span in ["breaker.admit", "bulkhead.acquire", "breaker.record"] {
+        assert_child(one(&trace, actor_span), attempt);
+    }
+    assert_child(charge_server, attempt);
+    assert_eq!(charge_server.kind, SERVER);
+    assert_child(process, charge_server);
+    assert_child(one(&trace, "validate"), process);
+    assert_child(gateway, process);
+    assert_child(one(&trace, "persistOrder"), create);
+    assert_child(one(&trace, "idempotency.complete"), create);
+
+    // The attributes.
+    let id = order["order_id"].as_str().unwrap();
+    assert_eq!(create.attr("order.id"), Some(id));
+    assert_eq!(create.attr("merchant.id"), Some("merchant_123"));
+    assert_eq!(create.attr("order.amount"), Some("99.99"));
+    assert_eq!(create.attr("order.currency"), Some("USD"));
+    assert_eq!(create.attr("idempotency.key"), Some("trace-me"));
+    assert_eq!(call.attr("timeout_ms"), Some("500"));
+    assert_eq!(call.attr("retry.attempts"), Some("1"));
+    assert_eq!(call.attr("retry.succeeded"), Some("true"));
+    assert_eq!(attempt.attr("retry.attempt"), Some("0"));
+    assert_eq!(attempt.attr("cb.state"), Some("closed"));
+    assert_eq!(attempt.attr("bulkhead.max"), Some("10"));
+    assert_eq!(attempt.attr("bulkhead.in_use"), Some("1"));
+    assert_eq!(attempt.attr("http.response.status_code"), Some("201"));
+    assert_eq!(
+        attempt.attr("url.full"),
+        Some(format!("{}/charge", pair.payment.url).as_str())
+    );
+    assert_eq!(attempt.attr("server.address"), Some("127.0.0.1"));
+    assert!(attempt.attr("server.port").is_some());
+    assert_eq!(server.attr("http.response.status_code"), Some("201"));
+    assert_eq!(server.attr("http.request.method"), Some("POST"));
+    assert_eq!(
+        gateway.attr("transaction.id"),
+        order["transaction_id"].as_str()
+    );
+    assert_eq!(process.attr("fault.error"), Some("false"));
+    assert_eq!(reserve.attr("actor.name"), Some("IdempotencyStore"));
+    assert_eq!(reserve.attr("actor.message"), Some("Reserve"));
+    assert_eq!(
+        one(&trace, "breaker.admit").attr("actor.name"),
+        Some("CircuitBreaker")
+    );
+    assert_eq!(
+        one(&trace, "bulkhead.acquire").attr("actor.name"),
+        Some("Bulkhead")
+    );
+
+    // The replay of the same key: served from the store, no payment call.
+    let (trace_id, traceparent) = new_trace();
+    let (status, replayed) = post_order(&pair.order.url, &traceparent, Some("trace-me")).await;
+    assert_eq!(status, 201);
+    assert_eq!(replayed, order);
+    let trace = collector
+        .await_trace(
+            &trace_id,
+            &["POST /orders", "createOrder", "idempotency.reserve"],
+        )
+        .await;
+    assert!(
+        one(&trace, "createOrder")
+            .event("idempotent_request_cached")
+            .is_some()
+    );
+    assert!(
+        trace
+            .iter()
+            .all(|s| s.name != "callPayment" && s.service == "order-service")
+    );
+}
+
+#[actix_web::test]
+async fn an_order_that_needed_retries_has_one_client_span_per_attempt() {
+    let collector = Collector::start();
+    // A seed whose first roll at 50 % fails and whose second passes.
+    let seed = (0..1000u64)
+        .find(|&seed| {
+            use rand::{RngExt, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            rng.random_range(0..100u8) < 50 && rng.random_range(0..100u8) >= 50
+        })
+        .unwrap()
+        .to_string();
+    let pair = spawn_pair(
+        &collector.endpoint,
+        &[],
+        &[("PAYMENT_ERROR_PCT", "50"), ("PAYMENT_FAULT_SEED", &seed)],
+    );
+    let (trace_id, traceparent) = new_trace();
+    let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
+    assert_eq!(status, 201, "{body}");
+
+    let trace = collector
+        .await_trace(
+            &trace_id,
+            &[
+                "callPayment",
+                "POST",
+                "POST",
+                "processCharge",
+                "processCharge",
+                "gatewayCall",
+            ],
+        )
+        .await;
+    let call = one(&trace, "callPayment");
+    assert_eq!(call.attr("retry.attempts"), Some("2"));
+    assert_eq!(call.attr("retry.succeeded"), Some("true"));
+    let retry = call.event("retry_due_to_status").expect("a retry event");
+    assert!(
+        retry
+            .iter()
+            .any(|(k, v)| k == "http.response.status_code" && v == "500")
+    );
+    let attempts = all(&trace, "POST");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].attr("retry.attempt"), Some("0"));
+    assert_eq!(attempts[0].attr("http.response.status_code"), Some("500"));
+    assert_eq!(attempts[0].attr("error.type"), Some("500"));
+    assert_eq!(attempts[0].status_code, STATUS_ERROR);
+    assert_eq!(attempts[1].attr("retry.attempt"), Some("1"));
+    assert_eq!(attempts[1].attr("http.request.resend_count"), Some("1"));
+    assert_eq!(attempts[1].attr("http.response.status_code"), Some("201"));
+    let backoff: u64 = attempts[1]
+        .attr("retry.backoff_ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((35..=65).contains(&backoff), "{backoff}");
+    for attempt in attempts {
+        assert_child(attempt, call);
+    }
+    // Each attempt reached payment as its own server span, under its own client span.
+    let servers = all(&trace, "POST /charge");
+    assert_eq!(servers.len(), 2);
+    let parents: std::collections::HashSet<_> =
+        servers.iter().map(|s| s.parent_span_id.clone()).collect();
+    assert_eq!(parents.len(), 2);
+}
+
+#[actix_web::test]
+async fn a_breaker_transition_and_an_open_rejection_are_traced() {
+    let collector = Collector::start();
+    let pair = spawn_pair(
+        &collector.endpoint,
+        &[("CB_CONSECUTIVE_FAILURES", "1")],
+        &[("PAYMENT_ERROR_PCT", "100")],
+    );
+
+    // The first failed attempt opens the breaker, inside this order's trace.
+    let (trace_id, traceparent) = new_trace();
+    let (status, _) = post_order(&pair.order.url, &traceparent, None).await;
+    assert_eq!(status, 502);
+    let trace = collector
+        .await_trace(&trace_id, &["breaker.record", "POST", "POST"])
+        .await;
+    let record = trace
+        .iter()
+        .find(|s| s.name == "breaker.record" && s.event("cb.transition").is_some())
+        .expect("a breaker.record span with the transition");
+    let event = record.event("cb.transition").unwrap();
+    assert!(event.iter().any(|(k, v)| k == "cb.from" && v == "closed"));
+    assert!(event.iter().any(|(k, v)| k == "cb.to" && v == "open"));
+
+    // The next order is rejected by the open breaker: no payment span at all.
+    let (trace_id, traceparent) = new_trace();
+    let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["trace_id"].as_str() == Some(trace_id.as_str()),
+        "the problem names its trace"
+    );
+    let trace = collector
+        .await_trace(
+            &trace_id,
+            &["POST /orders", "callPayment", "POST", "breaker.admit"],
+        )
+        .await;
+    let attempt = one(&trace, "POST");
+    assert_eq!(attempt.attr("cb.state"), Some("open"));
+    assert_eq!(attempt.attr("error.type"), Some("circuit_open"));
+    assert_eq!(
+        one(&trace, "callPayment").attr("retry.exhausted"),
+        Some("true")
+    );
+    assert_eq!(
+        one(&trace, "POST /orders").status_code,
+        STATUS_ERROR,
+        "5xx marks the server span"
+    );
+    assert!(
+        trace.iter().all(|s| s.service == "order-service"),
+        "payment saw nothing"
+    );
+
+    // Setting the mode is traced too.
+    let client = awc::Client::default();
+    let res = client
+        .put(format!("{}/admin/breaker", pair.order.url))
+        .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(json!({"mode": "auto"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[actix_web::test]
+async fn orders_succeed_while_the_collector_is_down_and_it_is_reported_once() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let pair = spawn_pair(&closed, &[], &[]);
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let (_, traceparent) = new_trace();
+        let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    println!("50 orders with the collector down: {:?}", started.elapsed());
+    // Let several export rounds fail (the batch delay is 100 ms).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let warnings = || {
+        pair.order
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("trace export failed"))
+            .count()
+    };
+    while warnings() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was never reported"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for _ in 0..20 {
+        let (_, traceparent) = new_trace();
+        assert_eq!(post_order(&pair.order.url, &traceparent, None).await.0, 201);
+    }
+    actix_rt::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(warnings(), 1, "one warning, then quiet");
+}

@@ -1,14 +1,51 @@
 # reliable-orders. `make help` lists the targets.
+#
+# Two ways to run: natively (`make run`, no Docker needed) or as the compose
+# stack with the collector, Jaeger, Prometheus and Grafana (`make up`,
+# `make up-metrics`). The fault-* targets work against either: they change
+# payment-service's faults at runtime through /admin/faults.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 ORDER_URL ?= http://localhost:8080
 PAYMENT_URL ?= http://localhost:8081
+ADMIN_TOKEN ?= dev-admin-token
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: help build-native run stop status smoke test bench lint ci
+.PHONY: help build up up-metrics down logs jaeger clean \
+        build-native run stop status smoke test test-deps bench lint ci \
+        fault-delay fault-errors fault-combined fault-clear faults breaker
 
 help: ## Show the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+# --- compose stack --------------------------------------------------------
+
+build: ## Build the Docker image of the services
+	$(COMPOSE) build
+
+up: ## Start order, payment, OTel collector and Jaeger with docker compose
+	$(COMPOSE) up --build -d
+	@echo "order-service http://localhost:8080  payment-service http://localhost:8081  Jaeger http://localhost:16686"
+
+up-metrics: ## As `up`, plus Prometheus (9090) and Grafana (3000, admin/admin)
+	$(COMPOSE) --profile metrics up --build -d
+	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000 (dashboard: reliable-orders)"
+
+down: ## Stop the compose stack
+	$(COMPOSE) --profile metrics down
+
+logs: ## Follow the compose stack's logs
+	$(COMPOSE) --profile metrics logs -f
+
+jaeger: ## Open the Jaeger UI
+	@url=http://localhost:16686; (xdg-open $$url || open $$url) >/dev/null 2>&1 || echo "Open $$url"
+
+clean: ## Remove the stack, its volumes and image, and the native logs and run state
+	-$(COMPOSE) --profile metrics down -v --rmi local
+	rm -rf logs run
+
+# --- native ---------------------------------------------------------------
 
 build-native: ## Build the release binaries
 	cargo build --release --bins
@@ -28,7 +65,36 @@ smoke: ## Send one order to a running order-service and pretty-print the answer
 	  -d '{"merchant_id": "merchant_123", "amount": 99.99, "currency": "USD"}' \
 	  | sed -n '1p;/^\r\?$$/,$$p' | { read -r status; echo "$$status"; python3 -m json.tool 2>/dev/null || cat; }
 
-test: ## Run the whole test suite
+# --- faults (compose or native) ---------------------------------------------
+
+PUT_FAULTS = curl -fsS -X PUT $(PAYMENT_URL)/admin/faults \
+	  -H "Authorization: Bearer $(ADMIN_TOKEN)" -H "Content-Type: application/json" -d
+
+fault-delay: ## Payment answers 300 ms late
+	@$(PUT_FAULTS) '{"delay_ms":300}' && echo
+
+fault-errors: ## Payment fails 30 % of charges with 500
+	@$(PUT_FAULTS) '{"error_pct":30}' && echo
+
+fault-combined: ## 300 ms delay, 30 % errors and 10 % rate limiting
+	@$(PUT_FAULTS) '{"delay_ms":300,"error_pct":30,"rate_limit_pct":10}' && echo
+
+fault-clear: ## No faults
+	@$(PUT_FAULTS) '{}' && echo
+
+faults: ## Show payment's current faults
+	@curl -fsS $(PAYMENT_URL)/admin/faults -H "Authorization: Bearer $(ADMIN_TOKEN)" && echo
+
+breaker: ## Show order-service's circuit breaker
+	@curl -fsS $(ORDER_URL)/admin/breaker -H "Authorization: Bearer $(ADMIN_TOKEN)" && echo
+
+# --- checks -----------------------------------------------------------------
+
+test-deps: ## Install what the tests need besides Rust (prometheus, promtool, docker-compose)
+	@scripts/test-deps.sh
+
+test: test-deps ## Run the whole test suite
+	cargo build --bins
 	cargo test --workspace --all-targets
 
 bench: ## Measure the actors' cost per order beside a whole order's latency

@@ -52,8 +52,12 @@ stop_one() {
 case "${1:-}" in
   start)
     mkdir -p "$RUN_DIR" "$LOG_DIR"
-    start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}"
-    start_one order-service "$ORDER_PORT" PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}"
+    # The same admin token as the compose stack, so `make fault-*` works on both.
+    export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
+    start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}" \
+      OTEL_SERVICE_NAME=payment-service
+    start_one order-service "$ORDER_PORT" PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}" \
+      OTEL_SERVICE_NAME=order-service
     ;;
   stop)
     stop_one order-service

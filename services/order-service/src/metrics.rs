@@ -34,7 +34,7 @@ pub struct OrderMetrics {
 impl Default for OrderMetrics {
     fn default() -> Self {
         let r = Registry::new();
-        Self {
+        let metrics = Self {
             http: HttpMetrics::new(&r),
             orders: counter_vec(
                 &r,
@@ -99,11 +99,43 @@ impl Default for OrderMetrics {
                 "Idempotency-Keys remembered.",
             ),
             registry: r,
-        }
+        };
+        metrics.start_known_series_at_zero();
+        metrics
     }
 }
 
 impl OrderMetrics {
+    /// Every known label value exists from the start, at zero: a series that
+    /// appears only at its first event makes `rate()` miss that event.
+    fn start_known_series_at_zero(&self) {
+        for status in ["completed", "failed", "pending"] {
+            self.orders.with_label_values(&[status]);
+        }
+        for outcome in [
+            "charged",
+            "declined",
+            "timeout",
+            "connection",
+            "circuit_open",
+            "bulkhead_full",
+        ] {
+            self.attempts.with_label_values(&[outcome]);
+        }
+        for (from, to) in [
+            ("closed", "open"),
+            ("open", "half_open"),
+            ("half_open", "closed"),
+            ("half_open", "open"),
+        ] {
+            self.cb_transitions.with_label_values(&[from, to]);
+        }
+        self.bulkhead_rejected.with_label_values(&["no_permit"]);
+        for kind in ["in_flight", "mismatch", "full"] {
+            self.idempotency_conflicts.with_label_values(&[kind]);
+        }
+    }
+
     /// For the breaker actor: every transition, counted and mirrored.
     pub fn transition_observer(&self) -> circuit_breaker::TransitionObserver {
         let (state, transitions) = (self.cb_state.clone(), self.cb_transitions.clone());

@@ -19,7 +19,7 @@ pub struct PaymentMetrics {
 impl Default for PaymentMetrics {
     fn default() -> Self {
         let r = Registry::new();
-        Self {
+        let metrics = Self {
             http: HttpMetrics::new(&r),
             charges: counter_vec(
                 &r,
@@ -35,7 +35,24 @@ impl Default for PaymentMetrics {
             ),
             ledger_charges: gauge(&r, names::LEDGER_CHARGES, "Charges in the ledger."),
             registry: r,
+        };
+        // Known label values start at zero, so `rate()` sees their first event.
+        for result in [
+            "created",
+            "replayed",
+            "declined",
+            "rejected",
+            "deadline_exceeded",
+            "rate_limited",
+            "error",
+            "failed_after_charge",
+        ] {
+            metrics.charges.with_label_values(&[result]);
         }
+        for fault in ["delay", "error", "rate_limit", "fail_after_charge"] {
+            metrics.faults.with_label_values(&[fault]);
+        }
+        metrics
     }
 }
 

@@ -1,0 +1,345 @@
+//! The two load models.
+//!
+//! **Closed** (default): `concurrency` virtual users, each on its own
+//! connection, send back to back; latency is from send to answer. With
+//! stages, the number of active users follows the ramp.
+//!
+//! **Open** (`--rate`, or a rate ramp with `--stages`): a scheduler emits
+//! each request's *intended* send time at the arrival rate, and connections
+//! pick them up. When the server stalls and every connection is busy,
+//! scheduled requests wait — and their latency, measured from the intended
+//! time, includes that wait. A closed-model tool would instead stop sending
+//! during the stall and report only the fast answers (coordinated omission).
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::Method;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::mpsc;
+
+use crate::cli::{Args, Stages};
+use crate::client::{Connection, Outcome, Spec, Target};
+use crate::report::{Recorder, Report};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    Count(u64),
+    After(Duration),
+}
+
+/// Everything a run needs, parsed from the flags.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: Target,
+    pub spec: Spec,
+    pub idempotent: bool,
+    pub concurrency: usize,
+    pub stop: Stop,
+    pub rate: Option<f64>,
+    pub stages: Option<Stages>,
+    pub timeout: Duration,
+    pub replay_pct: f64,
+    pub seed: u64,
+    pub progress: bool,
+}
+
+impl Plan {
+    pub fn from_args(args: &Args) -> Result<Self, String> {
+        let method: Method = args
+            .method
+            .to_uppercase()
+            .parse()
+            .map_err(|_| format!("bad method {}", args.method))?;
+        let body = (method == Method::POST).then(|| {
+            Bytes::from(format!(
+                r#"{{"merchant_id":{},"amount":{},"currency":{}}}"#,
+                serde_json::Value::from(args.merchant.as_str()),
+                args.amount,
+                serde_json::Value::from(args.currency.as_str())
+            ))
+        });
+        if !(0.0..=100.0).contains(&args.replay_pct) {
+            return Err("--replay-pct must be from 0 to 100".into());
+        }
+        if args.concurrency == 0 {
+            return Err("-c must be at least 1".into());
+        }
+        let stop = match (&args.stages, args.duration) {
+            (Some(stages), _) => Stop::After(stages.total()),
+            (None, Some(duration)) => Stop::After(duration),
+            (None, None) => Stop::Count(args.requests),
+        };
+        Ok(Self {
+            target: Target::parse(&args.url)?,
+            spec: Spec {
+                method,
+                body,
+                want_order_id: args.audit.is_some() || args.replay_pct > 0.0,
+            },
+            idempotent: args.idempotent || args.replay_pct > 0.0,
+            concurrency: args.concurrency,
+            stop,
+            rate: args.rate,
+            stages: args.stages.clone(),
+            timeout: args.timeout,
+            replay_pct: args.replay_pct,
+            seed: args.seed.unwrap_or_else(rand::random),
+            progress: std::io::stdout().is_terminal(),
+        })
+    }
+
+    fn open(&self) -> bool {
+        self.rate.is_some()
+    }
+}
+
+struct Shared {
+    plan: Plan,
+    start: Instant,
+    issued: AtomicU64,
+    recorder: Mutex<Recorder>,
+}
+
+impl Shared {
+    fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.recorder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the run is over for a request about to start now.
+    fn over(&self, now: Instant) -> bool {
+        match self.plan.stop {
+            Stop::After(duration) => now.duration_since(self.start) >= duration,
+            Stop::Count(n) => self.issued.load(Ordering::Relaxed) >= n,
+        }
+    }
+}
+
+pub async fn run(plan: Plan) -> Report {
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        recorder: Mutex::new(Recorder::new(start, plan.spec.want_order_id)),
+        plan,
+        start,
+        issued: AtomicU64::new(0),
+    });
+    let progress = tokio::spawn(progress(shared.clone()));
+    let users = if shared.plan.open() {
+        shared.plan.concurrency
+    } else {
+        shared
+            .plan
+            .stages
+            .as_ref()
+            .map_or(shared.plan.concurrency, |s| s.peak().ceil() as usize)
+            .max(1)
+    };
+    let mut tasks = Vec::with_capacity(users + 1);
+    if shared.plan.open() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        tasks.push(tokio::spawn(schedule(shared.clone(), tx)));
+        for user in 0..users {
+            tasks.push(tokio::spawn(open_user(
+                shared.clone(),
+                rx.clone(),
+                user as u64,
+            )));
+        }
+    } else {
+        for user in 0..users {
+            tasks.push(tokio::spawn(closed_user(shared.clone(), user)));
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    progress.abort();
+    let _ = progress.await;
+    let elapsed = start.elapsed();
+    let shared = Arc::try_unwrap(shared).unwrap_or_else(|_| unreachable!("every task has ended"));
+    let plan = shared.plan;
+    let recorder = shared
+        .recorder
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let replay = recorder.replay;
+    let mut report = recorder.finish(
+        elapsed,
+        if plan.open() { "open" } else { "closed" },
+        plan.concurrency,
+        plan.rate.filter(|_| plan.stages.is_none()),
+    );
+    if plan.replay_pct > 0.0 {
+        report.replay = Some(replay);
+    }
+    report
+}
+
+/// Open model: emits intended send times at the (possibly ramping) rate.
+/// Time advances in 1 ms steps, each adding `rate × 1 ms` of credit; a
+/// request is due whenever a whole unit has accrued. Integrating this way
+/// follows a ramp from 0 exactly, where stepping by `1 / rate` would jump a
+/// whole second at a rate of 1/s.
+async fn schedule(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Instant>) {
+    const STEP: Duration = Duration::from_millis(1);
+    let plan = &shared.plan;
+    let mut at = shared.start;
+    let mut credit = 0.0;
+    loop {
+        let rate = match &plan.stages {
+            Some(stages) => match stages.target_at(at.saturating_duration_since(shared.start)) {
+                Some(rate) => rate,
+                None => return,
+            },
+            None => plan.rate.unwrap_or(0.0),
+        };
+        credit += rate * STEP.as_secs_f64();
+        // A hair under 1 counts: 0.1 added ten times is 0.9999999999999999.
+        while credit >= 1.0 - 1e-9 {
+            if shared.over(at) || tx.send(at).is_err() {
+                return;
+            }
+            shared.issued.fetch_add(1, Ordering::Relaxed);
+            credit -= 1.0;
+        }
+        if shared.over(at) {
+            return;
+        }
+        at += STEP;
+        if at > Instant::now() {
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+}
+
+async fn open_user(
+    shared: Arc<Shared>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Instant>>>,
+    user: u64,
+) {
+    let mut connection = Connection::default();
+    let mut rng = StdRng::seed_from_u64(shared.plan.seed.wrapping_add(user));
+    loop {
+        let intended = match rx.lock().await.recv().await {
+            Some(at) => at,
+            None => break,
+        };
+        one_request(&shared, &mut connection, &mut rng, intended).await;
+    }
+}
+
+async fn closed_user(shared: Arc<Shared>, user: usize) {
+    let mut connection = Connection::default();
+    let mut rng = StdRng::seed_from_u64(shared.plan.seed.wrapping_add(user as u64));
+    loop {
+        let now = Instant::now();
+        if let Some(stages) = &shared.plan.stages {
+            match stages.target_at(now.duration_since(shared.start)) {
+                None => break,
+                Some(active) if (user as f64) >= active.ceil() => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        if let Stop::Count(n) = shared.plan.stop {
+            if shared.issued.fetch_add(1, Ordering::Relaxed) >= n {
+                break;
+            }
+        } else if shared.over(now) {
+            break;
+        }
+        one_request(&shared, &mut connection, &mut rng, now).await;
+    }
+}
+
+/// One request (and maybe its replay), recorded from `since`.
+async fn one_request(
+    shared: &Shared,
+    connection: &mut Connection,
+    rng: &mut StdRng,
+    since: Instant,
+) {
+    let plan = &shared.plan;
+    let key = plan
+        .idempotent
+        .then(|| format!("loadgen-{}", uuid::Uuid::new_v4()));
+    let replay = key.is_some() && rng.random_range(0.0..100.0) < plan.replay_pct;
+    let concurrent = replay && rng.random_bool(0.5);
+    let send = connection.send(&plan.target, &plan.spec, key.as_deref(), plan.timeout);
+    let (outcome, concurrent_replay) = if concurrent {
+        let mut other = Connection::default();
+        let again = other.send(&plan.target, &plan.spec, key.as_deref(), plan.timeout);
+        let (outcome, again) = tokio::join!(send, again);
+        (outcome, Some(again))
+    } else {
+        (send.await, None)
+    };
+    shared.recorder().record(since, since.elapsed(), &outcome);
+    if replay {
+        let again = match concurrent_replay {
+            Some(again) => again,
+            None => {
+                connection
+                    .send(&plan.target, &plan.spec, key.as_deref(), plan.timeout)
+                    .await
+            }
+        };
+        let mut recorder = shared.recorder();
+        let stats = &mut recorder.replay;
+        stats.sent += 1;
+        stats.concurrent += u64::from(concurrent);
+        match (order_of(&outcome), order_of(&again)) {
+            (Some(a), Some(b)) if a == b => stats.same_order += 1,
+            (Some(_), Some(_)) => stats.violations += 1,
+            _ => {}
+        }
+        if matches!(again, Outcome::Response { status: 409, .. }) {
+            stats.in_flight += 1;
+        }
+    }
+}
+
+fn order_of(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::Response {
+            status: 200..=299,
+            order_id: Some(id),
+            ..
+        } => Some(id),
+        _ => None,
+    }
+}
+
+/// A live bar when stdout is a terminal; a plain line every 5 s otherwise.
+async fn progress(shared: Arc<Shared>) {
+    let bar = shared.plan.progress.then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let every = if bar.is_some() {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    let mut last = (Instant::now(), 0);
+    loop {
+        tokio::time::sleep(every).await;
+        let (done, failed) = shared.recorder().completed();
+        let now = Instant::now();
+        let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+        last = (now, done);
+        let line = format!("{done} requests, {rate:.0}/s now, {failed} not 2xx");
+        match &bar {
+            Some(bar) => bar.set_message(line),
+            None => eprintln!("progress: {line}"),
+        }
+    }
+}

@@ -10,23 +10,25 @@ WORKDIR /src
 # Manifests only, with stub sources: this layer changes when dependencies do.
 COPY Cargo.toml Cargo.lock ./
 COPY actors/Cargo.toml actors/
+COPY loadgen/Cargo.toml loadgen/
 COPY observability/Cargo.toml observability/
 COPY services/common/Cargo.toml services/common/
 COPY services/order-service/Cargo.toml services/order-service/
 COPY services/payment-service/Cargo.toml services/payment-service/
-RUN for crate in actors observability services/common services/order-service services/payment-service; do \
+RUN for crate in actors loadgen observability services/common services/order-service services/payment-service; do \
       mkdir -p $crate/src && echo '' > $crate/src/lib.rs && echo 'fn main() {}' > $crate/src/main.rs; \
     done \
  && mkdir -p services/order-service/benches \
  && echo 'fn main() {}' > services/order-service/benches/pipeline.rs \
  && cargo build --release --locked --bins \
- && rm -rf actors observability services
+ && rm -rf actors loadgen observability services
 
 # The real sources.
 COPY actors actors
+COPY loadgen loadgen
 COPY observability observability
 COPY services services
-RUN touch actors/src/lib.rs observability/src/lib.rs services/*/src/*.rs \
+RUN touch actors/src/lib.rs loadgen/src/*.rs observability/src/lib.rs services/*/src/*.rs \
  && cargo build --release --locked --bins
 
 FROM debian:bookworm-slim AS runtime
@@ -35,7 +37,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --create-home app \
  && mkdir /data && chown app /data
-COPY --from=builder /src/target/release/order-service /src/target/release/payment-service /usr/local/bin/
+COPY --from=builder /src/target/release/order-service /src/target/release/payment-service /src/target/release/loadgen /usr/local/bin/
 USER app
 WORKDIR /home/app
 ENV BIND_ADDR=0.0.0.0

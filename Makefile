@@ -14,7 +14,8 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 
 .PHONY: help build up up-metrics down logs jaeger clean \
         build-native run stop status smoke test test-deps bench lint ci \
-        fault-delay fault-errors fault-combined fault-clear faults breaker
+        fault-delay fault-errors fault-combined fault-clear faults breaker \
+        load load-heavy load-stress bench-loadgen
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -64,6 +65,32 @@ smoke: ## Send one order to a running order-service and pretty-print the answer
 	  -H "Content-Type: application/json" \
 	  -d '{"merchant_id": "merchant_123", "amount": 99.99, "currency": "USD"}' \
 	  | sed -n '1p;/^\r\?$$/,$$p' | { read -r status; echo "$$status"; python3 -m json.tool 2>/dev/null || cat; }
+
+# --- load (compose or native: the same loadgen binary, run here) ------------
+
+REPORTS := reports
+LOADGEN := target/release/loadgen
+LOAD_URL ?= $(ORDER_URL)/orders
+
+define load
+	@cargo build --release -q --bin loadgen
+	@mkdir -p $(REPORTS)
+	@svg=$(REPORTS)/$(1)-$$(date +%Y%m%d-%H%M%S).svg; \
+	  $(LOADGEN) -url $(LOAD_URL) $(2) -idempotent --audit $(PAYMENT_URL) --timeline $$svg \
+	  && echo "timeline: $$svg"
+endef
+
+load: ## Light load: 100 requests, 10 concurrent (timeline SVG in reports/)
+	$(call load,load,-n 100 -c 10)
+
+load-heavy: ## Heavy load: 1000 requests, 50 concurrent
+	$(call load,load-heavy,-n 1000 -c 50)
+
+load-stress: ## Stress: 1000 requests, 100 concurrent
+	$(call load,load-stress,-n 1000 -c 100)
+
+bench-loadgen: ## loadgen's requests/s against wrk's on payment /health, same run
+	@scripts/bench-loadgen.sh
 
 # --- faults (compose or native) ---------------------------------------------
 

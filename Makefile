@@ -15,7 +15,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 .PHONY: help build up up-metrics down logs jaeger clean \
         build-native run stop status smoke test test-deps bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker \
-        load load-heavy load-stress bench-loadgen
+        load load-heavy load-stress bench-loadgen bench-telemetry
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ load-heavy: ## Heavy load: 1000 requests, 50 concurrent
 
 load-stress: ## Stress: 1000 requests, 100 concurrent
 	$(call load,load-stress,-n 1000 -c 100)
+
+bench-telemetry: ## Order throughput with trace export on, sampled, and off, same run
+	@scripts/bench-telemetry.sh
 
 bench-loadgen: ## loadgen's requests/s against wrk's on payment /health, same run
 	@scripts/bench-loadgen.sh

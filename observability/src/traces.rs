@@ -21,6 +21,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -63,9 +64,12 @@ impl Telemetry {
 /// nothing but return an inert guard (tests start several apps).
 pub fn init(default_service_name: &str) -> Telemetry {
     global::set_text_map_propagator(TraceContextPropagator::new());
+    // RUST_LOG chooses what is *logged*; spans are exported at info and
+    // above whatever it says, so quieting the logs never empties Jaeger.
     let user_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(format!("{user_filter},{EXPORT_PATH_OFF}"))
+    let log_filter = EnvFilter::try_new(format!("{user_filter},{EXPORT_PATH_OFF}"))
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{EXPORT_PATH_OFF}")));
+    let trace_filter = EnvFilter::new(format!("info,{EXPORT_PATH_OFF}"));
 
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     let (provider, runtime) = if disabled {
@@ -80,12 +84,17 @@ pub fn init(default_service_name: &str) -> Telemetry {
         }
     };
     let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(default_service_name.to_owned()))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(default_service_name.to_owned()))
+            .with_filter(trace_filter)
     });
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(otel_layer)
-        .with(tracing_subscriber::fmt::layer().event_format(JsonLines))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonLines)
+                .with_filter(log_filter),
+        )
         .try_init()
         .is_ok();
     if !installed {

@@ -2,6 +2,7 @@
 //! the services export exactly as they would to a collector.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ pub const STATUS_ERROR: i32 = 2;
 #[derive(Clone, Default)]
 struct Receiver {
     spans: Arc<Mutex<Vec<Span>>>,
+    /// Keep every span (tests), or only count them (benchmarks).
+    keep: bool,
+    received: Arc<AtomicU64>,
 }
 
 fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -82,8 +86,19 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let request = request.into_inner();
+        if !self.keep {
+            let count: usize = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.received.fetch_add(count as u64, Ordering::Relaxed);
+            return Ok(Response::new(ExportTraceServiceResponse::default()));
+        }
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let resource = resource_spans
                 .resource
                 .map(|r| pairs(&r.attributes))
@@ -121,13 +136,32 @@ impl TraceService for Receiver {
 pub struct Collector {
     pub endpoint: String,
     spans: Arc<Mutex<Vec<Span>>>,
+    received: Arc<AtomicU64>,
 }
 
 impl Collector {
-    /// Starts the receiver on its own thread and runtime.
+    /// Starts a receiver that keeps every span, on its own thread and runtime.
     pub fn start() -> Self {
-        let receiver = Receiver::default();
+        Self::start_with(true)
+    }
+
+    /// Starts a receiver that only counts spans (for load).
+    pub fn start_counting() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Spans received by a counting receiver.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    fn start_with(keep: bool) -> Self {
+        let receiver = Receiver {
+            keep,
+            ..Receiver::default()
+        };
         let spans = receiver.spans.clone();
+        let received = receiver.received.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -148,6 +182,7 @@ impl Collector {
         Self {
             endpoint: format!("http://{addr}"),
             spans,
+            received,
         }
     }
 

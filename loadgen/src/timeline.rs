@@ -13,7 +13,7 @@ const WIDTH: f64 = 960.0;
 const PANEL: f64 = 220.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 56.0;
 const GAP: f64 = 60.0;
 
 pub fn render(report: &Report, title: &str) -> String {

@@ -14,6 +14,8 @@
 //!   time-limited queue; permits are guards returned on drop.
 //! - [`idempotency`]: reserve / complete / release of client keys, with TTL
 //!   sweep and a hard capacity.
+//! - [`reconciler`]: re-drives operations whose outcome is unknown until
+//!   it is known, with backoff and bounded concurrency.
 //! - [`clock`]: the injectable clock every time-based decision reads.
 //! - [`supervision`]: turns a panic inside a handler into a supervised
 //!   restart instead of a dead mailbox.
@@ -22,4 +24,5 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod clock;
 pub mod idempotency;
+pub mod reconciler;
 pub mod supervision;

@@ -33,3 +33,32 @@ pub fn current_trace_id() -> Option<String> {
         .is_valid()
         .then(|| span_context.trace_id().to_string())
 }
+
+/// A reference to a span of another trace, for an OpenTelemetry span link:
+/// work done later on behalf of a request (a reconciliation) points back to
+/// the request's trace instead of joining it.
+#[derive(Debug, Clone)]
+pub struct TraceLink(opentelemetry::trace::SpanContext);
+
+impl TraceLink {
+    /// The current span, to be linked to later.
+    pub fn current() -> Self {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        Self(
+            tracing::Span::current()
+                .context()
+                .span()
+                .span_context()
+                .clone(),
+        )
+    }
+
+    /// Adds the link to `span` (before it is entered).
+    pub fn attach_to(&self, span: &tracing::Span) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if self.0.is_valid() {
+            span.add_link(self.0.clone());
+        }
+    }
+}

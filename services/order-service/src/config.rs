@@ -7,6 +7,7 @@ use std::time::Duration;
 use actors::bulkhead::BulkheadConfig;
 use actors::circuit_breaker::BreakerConfig;
 use actors::idempotency::IdempotencyConfig;
+use actors::reconciler::ReconcilerConfig;
 use clap::Parser;
 
 use crate::payment::CallPolicy;
@@ -185,6 +186,26 @@ pub struct Config {
     )]
     pub idempotency_max_keys: u64,
 
+    /// How often the reconciler looks for pending orders to re-drive, in
+    /// milliseconds (also the first backoff, doubled per try).
+    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 1000, help_heading = "Reconciler",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconcile_interval_ms: u64,
+
+    /// Longest pause between two re-drives of one order, in milliseconds.
+    #[arg(
+        long,
+        env = "RECONCILE_MAX_BACKOFF_MS",
+        default_value_t = 30_000,
+        help_heading = "Reconciler"
+    )]
+    pub reconcile_max_backoff_ms: u64,
+
+    /// Re-drives running at once.
+    #[arg(long, env = "RECONCILE_MAX_CONCURRENT", default_value_t = 4, help_heading = "Reconciler",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconcile_max_concurrent: u64,
+
     /// How often expired keys are swept, in seconds.
     #[arg(long, env = "IDEMPOTENCY_SWEEP_SECS", default_value_t = 60, help_heading = "Idempotency",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -247,6 +268,14 @@ impl Config {
         BulkheadConfig {
             max_concurrent: self.bulkhead_max as usize,
             max_queue: self.bulkhead_max_queue as usize,
+        }
+    }
+
+    pub fn reconciler(&self) -> ReconcilerConfig {
+        ReconcilerConfig {
+            interval: Duration::from_millis(self.reconcile_interval_ms),
+            max_backoff: Duration::from_millis(self.reconcile_max_backoff_ms),
+            max_concurrent: self.reconcile_max_concurrent as usize,
         }
     }
 

@@ -10,6 +10,7 @@
 //!   ([`payment::client`]), the budget and retry policy
 //!   ([`payment::retry`]) and the pipeline through breaker and bulkhead
 //!   ([`payment::call`]).
+//! - [`reconcile`]: what the reconciler does for a `pending` order.
 //! - [`reliability`]: starts the supervised actors of the `actors` crate.
 //! - [`store`]: where orders live, behind a trait (in memory by default).
 //! - [`routes`]: the HTTP handlers, thin.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod metrics;
 pub mod orders;
 pub mod payment;
+pub mod reconcile;
 pub mod reliability;
 pub mod routes;
 pub mod startup;

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use actors::bulkhead;
 use actors::circuit_breaker::{self, Transition};
 use actors::idempotency;
+use actors::reconciler;
 use observability::metric_names as names;
 use observability::metrics::{HttpMetrics, counter, counter_vec, exposition, gauge};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
@@ -29,6 +30,8 @@ pub struct OrderMetrics {
     pub idempotency_hits: IntCounter,
     pub idempotency_conflicts: IntCounterVec,
     pub idempotency_entries: IntGauge,
+    pub reconciler_pending: IntGauge,
+    pub reconcile_attempts: IntCounterVec,
 }
 
 impl Default for OrderMetrics {
@@ -98,6 +101,17 @@ impl Default for OrderMetrics {
                 names::IDEMPOTENCY_ENTRIES,
                 "Idempotency-Keys remembered.",
             ),
+            reconciler_pending: gauge(
+                &r,
+                names::RECONCILER_PENDING,
+                "Orders whose payment outcome is unknown, tracked by the reconciler.",
+            ),
+            reconcile_attempts: counter_vec(
+                &r,
+                names::RECONCILE_ATTEMPTS,
+                "Reconciler re-drives, by outcome (completed, failed, still_pending, already_settled, store_error).",
+                &["outcome"],
+            ),
             registry: r,
         };
         metrics.start_known_series_at_zero();
@@ -134,6 +148,15 @@ impl OrderMetrics {
         for kind in ["in_flight", "mismatch", "full"] {
             self.idempotency_conflicts.with_label_values(&[kind]);
         }
+        for outcome in [
+            "completed",
+            "failed",
+            "still_pending",
+            "already_settled",
+            "store_error",
+        ] {
+            self.reconcile_attempts.with_label_values(&[outcome]);
+        }
     }
 
     /// For the breaker actor: every transition, counted and mirrored.
@@ -163,6 +186,9 @@ pub async fn metrics(
     }
     if let Ok(Ok(stats)) = reliability.idempotency.send(idempotency::GetStats).await {
         metrics.idempotency_entries.set(stats.entries as i64);
+    }
+    if let Ok(Ok(pending)) = reliability.reconciler.send(reconciler::PendingCount).await {
+        metrics.reconciler_pending.set(pending as i64);
     }
     exposition(&metrics.registry)
 }

@@ -5,6 +5,8 @@
 //! charge can exist for an order the store has never seen. A client key that
 //! ended in a transient failure is released with its order id kept: the
 //! client's retry resumes *that* order, charging under the same payment key.
+//! An order left `pending` (its charge may exist) is handed to the
+//! reconciler, which re-drives it until payment gives a definitive answer.
 
 use std::sync::Arc;
 
@@ -12,14 +14,17 @@ use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actors::idempotency::{IdempotencyStore, KeyLease, Reservation, Reserve, StoredResponse};
+use actors::reconciler::{Reconciler, Track};
 use common::domain::{IdempotencyKey, OrderId};
+use observability::TraceLink;
 use tracing::{Instrument, Span, field::Empty};
 
 use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
-use crate::payment::{PaymentCall, PaymentError};
-use crate::store::OrderStore;
+use crate::payment::{PaymentCall, PaymentError, Receipt};
+use crate::reconcile::PendingOrder;
+use crate::store::{OrderStore, StoreError};
 
 /// The answer to `POST /orders`, as sent and as replayed.
 pub struct Answer {
@@ -32,6 +37,7 @@ pub struct Orders {
     pub store: Arc<dyn OrderStore>,
     pub payments: PaymentCall,
     pub idempotency: Addr<IdempotencyStore>,
+    pub reconciler: Addr<Reconciler<PendingOrder>>,
     pub metrics: OrderMetrics,
 }
 
@@ -188,18 +194,41 @@ impl Orders {
 
     async fn charge(&self, order: Order) -> Result<Order, OrderError> {
         let id = order.order_id;
-        let report = self.payments.charge(&order).await;
-        let order = settle(order, &report.result);
-        self.store
-            .update(order.clone())
-            .instrument(tracing::info_span!("persistOrder", order.id = %id))
+        let (order, result) = charge_and_settle(self.store.as_ref(), &self.payments, order)
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
-        match report.result {
+        if order.status == OrderStatus::Pending {
+            // The outcome is unknown: the reconciler finds out.
+            self.reconciler.do_send(Track {
+                key: id.to_string(),
+                payload: PendingOrder {
+                    order_id: id,
+                    link: TraceLink::current(),
+                },
+            });
+        }
+        match result {
             Ok(_) => Ok(order),
             Err(e) => Err(OrderError::Payment(id, e)),
         }
     }
+}
+
+/// Charges `order` through the pipeline and persists what it learned.
+/// Shared by the request path and the reconciler.
+pub async fn charge_and_settle(
+    store: &dyn OrderStore,
+    payments: &PaymentCall,
+    order: Order,
+) -> Result<(Order, Result<Receipt, PaymentError>), StoreError> {
+    let id = order.order_id;
+    let report = payments.charge(&order).await;
+    let order = settle(order, &report.result);
+    store
+        .update(order.clone())
+        .instrument(tracing::info_span!("persistOrder", order.id = %id))
+        .await?;
+    Ok((order, report.result))
 }
 
 /// Answers that are the operation's final word, replayed for the key:
@@ -222,9 +251,11 @@ fn created(order: &Order) -> StoredResponse {
     }
 }
 
-/// The order's status after a payment call: a charge only counts as absent
-/// when payment-service said so or the request provably never left.
-fn settle(mut order: Order, result: &Result<crate::payment::Receipt, PaymentError>) -> Order {
+/// The order's status after a payment call. A charge only counts as absent
+/// when payment-service said so (a decline) or no attempt, now or before,
+/// may have reached it: an order that was ever possibly charged stays
+/// `pending` until a definitive answer.
+fn settle(mut order: Order, result: &Result<Receipt, PaymentError>) -> Order {
     match result {
         Ok(receipt) => {
             order.status = OrderStatus::Completed;
@@ -232,13 +263,88 @@ fn settle(mut order: Order, result: &Result<crate::payment::Receipt, PaymentErro
             order.reason = None;
         }
         Err(e) => {
-            order.status = if e.outcome_unknown() {
-                OrderStatus::Pending
-            } else {
-                OrderStatus::Failed
+            order.maybe_charged |= e.outcome_unknown();
+            order.status = match e {
+                PaymentError::Declined { .. } => OrderStatus::Failed,
+                _ if order.maybe_charged => OrderStatus::Pending,
+                _ => OrderStatus::Failed,
             };
             order.reason = Some(e.to_string());
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use common::domain::PaymentDetails;
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    fn order() -> Order {
+        let raw = |s: &str| Some(RawValue::from_string(s.to_owned()).unwrap());
+        let details =
+            PaymentDetails::parse(&raw(r#""m""#), &raw("1.00"), &raw(r#""USD""#)).unwrap();
+        Order::pending(OrderId::new(), &NewOrder { details })
+    }
+
+    fn failed(reached: bool) -> Result<Receipt, PaymentError> {
+        Err(PaymentError::Failed {
+            reached,
+            detail: "500".into(),
+        })
+    }
+
+    #[test]
+    fn only_definitive_answers_settle_an_order() {
+        let charged = settle(
+            order(),
+            &Ok(Receipt {
+                transaction_id: "t".into(),
+            }),
+        );
+        assert_eq!(charged.status, OrderStatus::Completed);
+        assert_eq!(charged.transaction_id.as_deref(), Some("t"));
+        let declined = settle(
+            order(),
+            &Err(PaymentError::Declined {
+                detail: "no".into(),
+            }),
+        );
+        assert_eq!(declined.status, OrderStatus::Failed);
+        assert_eq!(settle(order(), &failed(true)).status, OrderStatus::Pending);
+        assert_eq!(
+            settle(order(), &Err(PaymentError::TimedOut)).status,
+            OrderStatus::Pending
+        );
+        assert_eq!(settle(order(), &failed(false)).status, OrderStatus::Failed);
+        let open = Err(PaymentError::CircuitOpen {
+            retry_after: Duration::from_secs(1),
+        });
+        assert_eq!(settle(order(), &open).status, OrderStatus::Failed);
+    }
+
+    #[test]
+    fn an_order_that_may_have_been_charged_stays_pending_until_told() {
+        let pending = settle(order(), &failed(true));
+        // A later call that never reaches payment proves nothing about the first.
+        let open = Err(PaymentError::CircuitOpen {
+            retry_after: Duration::from_secs(1),
+        });
+        let still = settle(pending, &open);
+        assert_eq!(still.status, OrderStatus::Pending);
+        assert_eq!(
+            settle(
+                still,
+                &Ok(Receipt {
+                    transaction_id: "t".into()
+                })
+            )
+            .status,
+            OrderStatus::Completed
+        );
+    }
 }

@@ -1,6 +1,11 @@
 //! The reliability actors of one order-service process, started once under
 //! supervision and shared by every worker through their addresses.
+//! A restart of the breaker may trip it again after a few failures; of the
+//! bulkhead, drops waiters; of the idempotency store or the reconciler,
+//! loses nothing but the message (or re-drives) in hand.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::{Addr, Supervisor};
@@ -8,16 +13,23 @@ use actors::bulkhead::Bulkhead;
 use actors::circuit_breaker::CircuitBreaker;
 use actors::clock::SharedClock;
 use actors::idempotency::{self, IdempotencyStore};
+use actors::reconciler::Reconciler;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
 use crate::payment::retry::RetryBudget;
+use crate::payment::{PaymentCall, PaymentClient};
+use crate::reconcile::{PendingOrder, redrive};
+use crate::store::OrderStore;
 
 #[derive(Clone)]
 pub struct Reliability {
     pub breaker: Addr<CircuitBreaker>,
     pub bulkhead: Addr<Bulkhead>,
     pub idempotency: Addr<IdempotencyStore>,
+    pub reconciler: Addr<Reconciler<PendingOrder>>,
     /// Not an actor: a counter behind a mutex is all it needs.
     pub retry_budget: Arc<RetryBudget>,
     pub clock: SharedClock,
@@ -25,7 +37,12 @@ pub struct Reliability {
 
 impl Reliability {
     /// Starts the actors on the current arbiter (call inside the actix system).
-    pub fn start(config: &Config, clock: SharedClock, metrics: &OrderMetrics) -> Self {
+    pub fn start(
+        config: &Config,
+        clock: SharedClock,
+        metrics: &OrderMetrics,
+        store: Arc<dyn OrderStore>,
+    ) -> Self {
         let breaker = {
             let (config, clock) = (config.breaker(), clock.clone());
             let metrics = metrics.clone();
@@ -44,17 +61,49 @@ impl Reliability {
             let (config, clock) = (config.idempotency(), clock.clone());
             Supervisor::start(move |_| IdempotencyStore::new(config, records, clock))
         };
+        let retry_budget = Arc::new(RetryBudget::new(config.retry_budget()));
+        let reconciler = {
+            // The reconciler charges through the same pipeline (breaker,
+            // bulkhead, budget, retries) with its own HTTP client, on this
+            // thread, where the actor runs.
+            let payments = Rc::new(PaymentCall::new(
+                PaymentClient::new(&config.payment_service_url),
+                config.call_policy(),
+                breaker.clone(),
+                bulkhead.clone(),
+                retry_budget.clone(),
+                clock.clone(),
+                match config.retry_seed {
+                    Some(seed) => StdRng::seed_from_u64(seed.wrapping_sub(1)),
+                    None => rand::make_rng(),
+                },
+                metrics.clone(),
+            ));
+            let redrive = RefCell::new(Some(redrive(store, payments, metrics.clone())));
+            let (config, clock) = (config.reconciler(), clock.clone());
+            Supervisor::start(move |_| {
+                let redrive = redrive
+                    .borrow_mut()
+                    .take()
+                    .expect("the reconciler is built once");
+                Reconciler::new(config, clock, redrive)
+            })
+        };
         Self {
             breaker,
             bulkhead,
             idempotency,
-            retry_budget: Arc::new(RetryBudget::new(config.retry_budget())),
+            reconciler,
+            retry_budget,
             clock,
         }
     }
 
     /// Whether every actor's mailbox is open (`/ready`).
     pub fn running(&self) -> bool {
-        self.breaker.connected() && self.bulkhead.connected() && self.idempotency.connected()
+        self.breaker.connected()
+            && self.bulkhead.connected()
+            && self.idempotency.connected()
+            && self.reconciler.connected()
     }
 }

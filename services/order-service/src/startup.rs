@@ -46,7 +46,7 @@ impl Application {
         clock: SharedClock,
     ) -> std::io::Result<Self> {
         let metrics = OrderMetrics::default();
-        let reliability = Reliability::start(&config, clock, &metrics);
+        let reliability = Reliability::start(&config, clock, &metrics, store.clone());
         let metrics = web::Data::new(metrics);
         let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
         let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port))?;
@@ -78,6 +78,7 @@ impl Application {
                 store: store.clone(),
                 payments,
                 idempotency: shared.idempotency.clone(),
+                reconciler: shared.reconciler.clone(),
                 metrics: metrics.get_ref().clone(),
             });
             App::new()

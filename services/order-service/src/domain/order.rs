@@ -30,6 +30,10 @@ pub struct Order {
     pub reason: Option<String>,
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// An attempt may have reached payment-service and left a charge: from
+    /// then on only a definitive answer may settle the order.
+    #[serde(skip)]
+    pub maybe_charged: bool,
 }
 
 impl Order {
@@ -43,6 +47,7 @@ impl Order {
             transaction_id: None,
             reason: None,
             created_at: Utc::now(),
+            maybe_charged: false,
         }
     }
 

@@ -54,6 +54,10 @@ pub fn order_config() -> order_service::Config {
     config.port = 0;
     config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     config.workers = Some(2);
+    // The reconciler re-drives pending orders in the background; tests of
+    // other behaviour would race it, so it acts only where a test asks
+    // (`reconcile_interval_ms`).
+    config.reconcile_interval_ms = 3_600_000;
     config
 }
 

@@ -281,3 +281,89 @@ async fn overload_is_answered_201_or_a_prompt_503_and_never_trips_the_breaker() 
     assert!(created > 0);
     println!("overload: {created} created, {refused} refused with 503");
 }
+
+/// Polls `GET /orders/{id}` until its status is `want` (bounded).
+async fn await_status(app: &TestApp, id: &str, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let order = app.get(&format!("/orders/{id}")).await.body;
+        if order["status"] == want {
+            return order;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id} never became {want}: {order}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_reconciler_completes_an_order_whose_charge_answer_was_lost() {
+    let mut order = order_config();
+    order.reconcile_interval_ms = 50;
+    // Its failing re-drives would otherwise open the breaker for 30 s.
+    order.cb_consecutive_failures = 1000;
+    order.cb_min_calls = 1000;
+    let app = spawn_app_with(order, payment_config());
+    app.set_faults(json!({"fail_after_charge_pct": 100})).await;
+    let reply = app.post_order(&order_body()).await;
+    reply.assert_problem(502);
+    let id = reply.body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get(&format!("/orders/{id}")).await.body["status"],
+        "pending"
+    );
+
+    // While payment keeps failing after charging, the order stays pending.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get(&format!("/orders/{id}")).await.body["status"],
+        "pending"
+    );
+    app.set_faults(json!({})).await;
+    let completed = await_status(&app, &id, "completed").await;
+    let charge = app.get_payment(&format!("/charges/{id}")).await.body;
+    assert_eq!(completed["transaction_id"], charge["transaction_id"]);
+    assert_eq!(
+        app.charges().await,
+        1,
+        "re-driven under the same key: no second charge"
+    );
+}
+
+#[actix_web::test]
+async fn the_reconciler_charges_an_order_whose_budget_ran_out() {
+    let mut order = order_config();
+    order.reconcile_interval_ms = 50;
+    let mut payment = payment_config();
+    payment.faults.delay_ms = 600;
+    let app = spawn_app_with(order, payment);
+    let reply = app.post_order(&order_body()).await;
+    reply.assert_problem(504);
+    let id = reply.body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.charges().await, 0);
+    app.set_faults(json!({})).await;
+    await_status(&app, &id, "completed").await;
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn a_client_retry_joins_the_order_the_reconciler_is_settling() {
+    let mut order = order_config();
+    order.reconcile_interval_ms = 50;
+    let app = spawn_app_with(order, payment_config());
+    app.set_faults(json!({"fail_after_charge_pct": 100})).await;
+    let first = app.post_order_with_key("joined", &order_body()).await;
+    first.assert_problem(502);
+    app.set_faults(json!({})).await;
+    // Retry at once, racing the reconciler: one order, one charge.
+    let retried = app.post_order_with_key("joined", &order_body()).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(retried.body["order_id"], first.body["order_id"]);
+    let id = first.body["order_id"].as_str().unwrap();
+    await_status(&app, id, "completed").await;
+    // Give the reconciler a few rounds to do anything it would do.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.charges().await, 1);
+}

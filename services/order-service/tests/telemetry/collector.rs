@@ -28,6 +28,8 @@ pub struct Span {
     pub parent_span_id: String,
     pub attributes: Vec<(String, String)>,
     pub events: Vec<(String, Vec<(String, String)>)>,
+    /// (trace id, span id) of each span link.
+    pub links: Vec<(String, String)>,
     pub status_code: i32,
 }
 
@@ -123,6 +125,11 @@ impl TraceService for Receiver {
                             .iter()
                             .map(|e| (e.name.clone(), pairs(&e.attributes)))
                             .collect(),
+                        links: span
+                            .links
+                            .iter()
+                            .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                            .collect(),
                         status_code: span.status.map(|s| s.code).unwrap_or(0),
                     });
                 }
@@ -183,6 +190,28 @@ impl Collector {
             endpoint: format!("http://{addr}"),
             spans,
             received,
+        }
+    }
+
+    /// Waits for a span named `name` that links to a span of `trace_id`.
+    pub async fn await_linked(&self, name: &str, trace_id: &str) -> Span {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| s.name == name && s.links.iter().any(|(t, _)| t == trace_id))
+                .cloned();
+            if let Some(span) = found {
+                return span;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {name} span linked to {trace_id}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -401,3 +401,57 @@ async fn orders_succeed_while_the_collector_is_down_and_it_is_reported_once() {
     actix_rt::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(warnings(), 1, "one warning, then quiet");
 }
+
+#[actix_web::test]
+async fn a_reconciliation_links_to_the_trace_that_left_the_order_pending() {
+    let collector = Collector::start();
+    let pair = spawn_pair(
+        &collector.endpoint,
+        &[
+            ("RECONCILE_INTERVAL_MS", "50"),
+            ("CB_CONSECUTIVE_FAILURES", "1000"),
+        ],
+        &[("PAYMENT_FAIL_AFTER_CHARGE_PCT", "100")],
+    );
+    let (trace_id, traceparent) = new_trace();
+    let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
+    assert_eq!(status, 502, "{body}");
+    let original = collector.await_trace(&trace_id, &["createOrder"]).await;
+    let create = one(&original, "createOrder");
+
+    let client = awc::Client::default();
+    let res = client
+        .put(format!("{}/admin/faults", pair.payment.url))
+        .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body("{}")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let reconcile = collector.await_linked("reconcileOrder", &trace_id).await;
+    assert_ne!(
+        reconcile.trace_id, trace_id,
+        "its own trace, linked, not joined"
+    );
+    assert!(
+        reconcile
+            .links
+            .contains(&(trace_id.clone(), create.span_id.clone()))
+    );
+    assert_eq!(reconcile.attr("order.id"), body["order_id"].as_str());
+    // The re-drive that completed it went through the whole pipeline.
+    let completed = collector
+        .await_trace(
+            &reconcile.trace_id,
+            &["reconcileOrder", "callPayment", "POST", "POST /charge"],
+        )
+        .await;
+    let outcome = one(&completed, "reconcileOrder")
+        .attr("reconcile.outcome")
+        .map(str::to_owned);
+    assert!(
+        matches!(outcome.as_deref(), Some("completed" | "still_pending")),
+        "{outcome:?}"
+    );
+}

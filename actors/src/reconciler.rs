@@ -1,0 +1,358 @@
+//! The reconciler actor: keeps re-driving every operation whose outcome is
+//! unknown until one attempt gives a definitive answer.
+//!
+//! Mechanism only: what "re-drive" means (charge the order again under the
+//! same payment key, then persist what payment said) is the `Redrive`
+//! function its owner provides; the actor owns the schedule. Each tracked
+//! key is due every `interval`, backing off exponentially up to
+//! `max_backoff` while its outcome stays unknown, with at most
+//! `max_concurrent` re-drives running at once so that a backlog after an
+//! outage does not stampede the recovering dependency.
+//!
+//! A restart keeps every tracked key (it is the same actor value) and
+//! forgets only the re-drives that were running: they are due again at once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use actix::fut::wrap_future;
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Supervised};
+
+use crate::clock::SharedClock;
+use crate::supervision::{ActorFailed, Crash, guarded};
+
+const NAME: &str = "Reconciler";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcilerConfig {
+    pub interval: Duration,
+    pub max_backoff: Duration,
+    pub max_concurrent: usize,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            max_concurrent: 4,
+        }
+    }
+}
+
+/// What one re-drive learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The outcome is known now (or there is nothing left to do): forget it.
+    Settled,
+    /// Still unknown: try again later.
+    Unknown,
+}
+
+/// Re-drives one tracked item; `attempt` counts from 1.
+pub type Redrive<T> = Box<dyn Fn(T, u32) -> Pin<Box<dyn Future<Output = Verdict>>>>;
+
+struct Entry<T> {
+    payload: T,
+    attempts: u32,
+    due: Instant,
+    running: bool,
+}
+
+/// Start re-driving `key` (no-op if it is tracked already).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Track<T: Send + 'static> {
+    pub key: String,
+    pub payload: T,
+}
+
+/// Run what is due now (the interval timer sends it too).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, ActorFailed>")]
+pub struct Tick;
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, ActorFailed>")]
+pub struct PendingCount;
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Done {
+    key: String,
+    verdict: Verdict,
+}
+
+pub struct Reconciler<T: Clone + Send + Unpin + 'static> {
+    config: ReconcilerConfig,
+    clock: SharedClock,
+    redrive: Redrive<T>,
+    entries: HashMap<String, Entry<T>>,
+    running: usize,
+}
+
+impl<T: Clone + Send + Unpin + 'static> Reconciler<T> {
+    pub fn new(config: ReconcilerConfig, clock: SharedClock, redrive: Redrive<T>) -> Self {
+        Self {
+            config,
+            clock,
+            redrive,
+            entries: HashMap::new(),
+            running: 0,
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        self.config
+            .interval
+            .saturating_mul(1 << attempts.min(16))
+            .min(self.config.max_backoff)
+    }
+
+    /// Starts the due re-drives, up to the concurrency limit.
+    fn run_due(&mut self, ctx: &mut Context<Self>) -> usize {
+        let now = self.clock.now();
+        let mut due: Vec<(Instant, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.running && e.due <= now)
+            .map(|(k, e)| (e.due, k.clone()))
+            .collect();
+        due.sort();
+        let mut started = 0;
+        for (_, key) in due {
+            if self.running >= self.config.max_concurrent {
+                break;
+            }
+            let entry = self.entries.get_mut(&key).expect("listed above");
+            entry.running = true;
+            entry.attempts += 1;
+            self.running += 1;
+            started += 1;
+            let future = (self.redrive)(entry.payload.clone(), entry.attempts);
+            ctx.spawn(wrap_future::<_, Self>(future).map(move |verdict, _, ctx| {
+                ctx.notify(Done { key, verdict });
+            }));
+        }
+        started
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Actor for Reconciler<T> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.config.interval, |reconciler, ctx| {
+            reconciler.run_due(ctx);
+        });
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Supervised for Reconciler<T> {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        // The running futures died with the old context: due again now.
+        let now = self.clock.now();
+        for entry in self.entries.values_mut().filter(|e| e.running) {
+            entry.running = false;
+            entry.due = now;
+        }
+        self.running = 0;
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Handler<Track<T>> for Reconciler<T> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Track<T>, ctx: &mut Context<Self>) {
+        let due = self.clock.now() + self.config.interval;
+        let _ = guarded(ctx, NAME, || {
+            self.entries.entry(msg.key).or_insert(Entry {
+                payload: msg.payload,
+                attempts: 0,
+                due,
+                running: false,
+            });
+        });
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Handler<Done> for Reconciler<T> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
+        let now = self.clock.now();
+        let _ = guarded(ctx, NAME, || {
+            self.running = self.running.saturating_sub(1);
+            match msg.verdict {
+                Verdict::Settled => {
+                    self.entries.remove(&msg.key);
+                }
+                Verdict::Unknown => {
+                    let attempts = self.entries.get(&msg.key).map_or(0, |e| e.attempts);
+                    let backoff = self.backoff(attempts);
+                    if let Some(entry) = self.entries.get_mut(&msg.key) {
+                        entry.running = false;
+                        entry.due = now + backoff;
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Handler<Tick> for Reconciler<T> {
+    type Result = Result<usize, ActorFailed>;
+
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) -> Self::Result {
+        let started = self.run_due(ctx);
+        Ok(started)
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Handler<PendingCount> for Reconciler<T> {
+    type Result = Result<usize, ActorFailed>;
+
+    fn handle(&mut self, _: PendingCount, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(ctx, NAME, || self.entries.len())
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Handler<Crash> for Reconciler<T> {
+    type Result = Result<(), ActorFailed>;
+
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(ctx, NAME, || panic!("Reconciler told to crash"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use actix::{Addr, Supervisor};
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// A redrive that answers from a script and logs (key, attempt).
+    fn scripted(answers: Vec<Verdict>) -> (Redrive<String>, Rc<RefCell<Vec<(String, u32)>>>) {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let answers = Rc::new(RefCell::new(VecDeque::from(answers)));
+        let seen = log.clone();
+        let redrive: Redrive<String> = Box::new(move |key, attempt| {
+            seen.borrow_mut().push((key, attempt));
+            let verdict = answers.borrow_mut().pop_front().unwrap_or(Verdict::Settled);
+            Box::pin(async move { verdict })
+        });
+        (redrive, log)
+    }
+
+    fn start(
+        clock: &ManualClock,
+        redrive: Redrive<String>,
+        max_concurrent: usize,
+    ) -> Addr<Reconciler<String>> {
+        let config = ReconcilerConfig {
+            // The timer never fires in these tests: they send Tick.
+            interval: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(4 * 3600),
+            max_concurrent,
+        };
+        let clock: SharedClock = Arc::new(clock.clone());
+        let redrive = RefCell::new(Some(redrive));
+        Supervisor::start(move |_| {
+            Reconciler::new(
+                config,
+                clock.clone(),
+                redrive.borrow_mut().take().expect("started once"),
+            )
+        })
+    }
+
+    async fn tick(addr: &Addr<Reconciler<String>>) -> usize {
+        let started = addr.send(Tick).await.unwrap().unwrap();
+        // Let the spawned re-drives finish and report back.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        started
+    }
+
+    async fn pending(addr: &Addr<Reconciler<String>>) -> usize {
+        addr.send(PendingCount).await.unwrap().unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn re_drives_until_settled_backing_off_between_tries() {
+        let clock = ManualClock::default();
+        let (redrive, log) = scripted(vec![Verdict::Unknown, Verdict::Unknown, Verdict::Settled]);
+        let addr = start(&clock, redrive, 4);
+        addr.send(Track {
+            key: "o1".into(),
+            payload: "o1".into(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(tick(&addr).await, 0, "not due before one interval");
+
+        let hour = Duration::from_secs(3600);
+        clock.advance(hour);
+        assert_eq!(tick(&addr).await, 1);
+        clock.advance(hour);
+        assert_eq!(tick(&addr).await, 0, "backed off to two intervals");
+        clock.advance(hour);
+        assert_eq!(tick(&addr).await, 1);
+        clock.advance(4 * hour);
+        assert_eq!(tick(&addr).await, 1);
+        assert_eq!(
+            *log.borrow(),
+            [("o1".into(), 1), ("o1".into(), 2), ("o1".into(), 3)]
+        );
+        assert_eq!(pending(&addr).await, 0, "settled and forgotten");
+    }
+
+    #[actix_rt::test]
+    async fn tracking_twice_is_tracking_once_and_concurrency_is_bounded() {
+        let clock = ManualClock::default();
+        let (redrive, log) = scripted(vec![]);
+        let addr = start(&clock, redrive, 2);
+        for key in ["a", "a", "b", "c"] {
+            addr.send(Track {
+                key: key.into(),
+                payload: key.into(),
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(pending(&addr).await, 3);
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(tick(&addr).await, 2, "at most two at once");
+        assert_eq!(tick(&addr).await, 1);
+        assert_eq!(log.borrow().len(), 3);
+        assert_eq!(pending(&addr).await, 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_restart_keeps_what_it_tracks() {
+        let clock = ManualClock::default();
+        let (redrive, log) = scripted(vec![]);
+        let addr = start(&clock, redrive, 4);
+        addr.send(Track {
+            key: "kept".into(),
+            payload: "kept".into(),
+        })
+        .await
+        .unwrap();
+        assert!(addr.send(Crash).await.unwrap().is_err());
+        assert_eq!(pending(&addr).await, 1);
+        clock.advance(Duration::from_secs(3600));
+        tick(&addr).await;
+        assert_eq!(log.borrow().len(), 1);
+        assert_eq!(pending(&addr).await, 0);
+    }
+}

@@ -1,0 +1,75 @@
+//! What the reconciler actor does for an order: look it up, and if it is
+//! still `pending`, charge it again under the same payment key (payment is
+//! idempotent: an existing charge is returned, not repeated) and persist
+//! the answer. Its span links to the trace of the request that left the
+//! order pending.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actors::reconciler::{Redrive, Verdict};
+use common::domain::OrderId;
+use observability::TraceLink;
+use tracing::{Instrument, field::Empty};
+
+use crate::domain::OrderStatus;
+use crate::metrics::OrderMetrics;
+use crate::orders::charge_and_settle;
+use crate::payment::PaymentCall;
+use crate::store::OrderStore;
+
+/// An order whose payment outcome is unknown.
+#[derive(Debug, Clone)]
+pub struct PendingOrder {
+    pub order_id: OrderId,
+    /// The request that left it pending.
+    pub link: TraceLink,
+}
+
+/// The re-drive the reconciler runs, on its own thread (hence `Rc`: the
+/// payment pipeline's HTTP client is per thread).
+pub fn redrive(
+    store: Arc<dyn OrderStore>,
+    payments: Rc<PaymentCall>,
+    metrics: OrderMetrics,
+) -> Redrive<PendingOrder> {
+    Box::new(move |pending: PendingOrder, attempt| {
+        let (store, payments, metrics) = (store.clone(), payments.clone(), metrics.clone());
+        let span = tracing::info_span!(
+            "reconcileOrder",
+            order.id = %pending.order_id,
+            reconcile.attempt = attempt,
+            reconcile.outcome = Empty,
+        );
+        pending.link.attach_to(&span);
+        Box::pin(
+            async move {
+                let outcome = match store.get(pending.order_id).await {
+                    Ok(Some(order)) if order.status == OrderStatus::Pending => {
+                        match charge_and_settle(store.as_ref(), &payments, order).await {
+                            Ok((order, _)) => match order.status {
+                                OrderStatus::Completed => "completed",
+                                OrderStatus::Failed => "failed",
+                                OrderStatus::Pending => "still_pending",
+                            },
+                            Err(_) => "store_error",
+                        }
+                    }
+                    // Settled meanwhile (a client retry), or gone.
+                    Ok(_) => "already_settled",
+                    Err(_) => "store_error",
+                };
+                tracing::Span::current().record("reconcile.outcome", outcome);
+                metrics
+                    .reconcile_attempts
+                    .with_label_values(&[outcome])
+                    .inc();
+                match outcome {
+                    "still_pending" | "store_error" => Verdict::Unknown,
+                    _ => Verdict::Settled,
+                }
+            }
+            .instrument(span),
+        )
+    })
+}

@@ -239,8 +239,11 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
-    /// A redrive that answers from a script and logs (key, attempt).
-    fn scripted(answers: Vec<Verdict>) -> (Redrive<String>, Rc<RefCell<Vec<(String, u32)>>>) {
+    /// (key, attempt) of every re-drive, in order.
+    type Log = Rc<RefCell<Vec<(String, u32)>>>;
+
+    /// A redrive that answers from a script and logs what it was asked.
+    fn scripted(answers: Vec<Verdict>) -> (Redrive<String>, Log) {
         let log = Rc::new(RefCell::new(Vec::new()));
         let answers = Rc::new(RefCell::new(VecDeque::from(answers)));
         let seen = log.clone();

@@ -13,7 +13,7 @@ ADMIN_TOKEN ?= dev-admin-token
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs jaeger clean \
-        build-native run stop status smoke test test-deps bench lint ci \
+        build-native run stop status smoke test test-deps chaos bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker \
         load load-heavy load-stress bench-loadgen bench-telemetry
 
@@ -126,6 +126,11 @@ test-deps: ## Install what the tests need besides Rust (prometheus, promtool, do
 test: test-deps ## Run the whole test suite
 	cargo build --bins
 	cargo test --workspace --all-targets
+
+chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a key flood
+	cargo build --release --bins
+	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
+	  --ignored --nocapture --test-threads=1
 
 bench: ## Measure the actors' cost per order beside a whole order's latency
 	cargo bench -p order-service --bench pipeline

@@ -5,6 +5,8 @@
 // Shared with the otlp_sink example, which uses its counting mode.
 #[allow(dead_code)]
 mod collector;
+// Shared with the chaos suite, which kills and measures processes too.
+#[allow(dead_code)]
 mod processes;
 
 use collector::{CLIENT, Collector, SERVER, STATUS_ERROR, Span};

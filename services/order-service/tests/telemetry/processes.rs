@@ -14,6 +14,32 @@ pub struct Service {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
+impl Service {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no goodbye, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident memory now, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -21,9 +47,19 @@ impl Drop for Service {
     }
 }
 
-fn binary(name: &str) -> PathBuf {
-    let order = PathBuf::from(env!("CARGO_BIN_EXE_order-service"));
-    let path = order.with_file_name(name);
+/// The binaries of this build, or of `$SERVICE_BINARIES` (the chaos suite
+/// runs the release build).
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SERVICE_BINARIES").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_BIN_EXE_order-service"))
+                .parent()
+                .unwrap()
+                .to_owned()
+        },
+        PathBuf::from,
+    );
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: build it first (`make test` builds every binary)",

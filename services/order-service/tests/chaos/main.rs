@@ -1,0 +1,629 @@
+//! The chaos suite (`make chaos`): the real binaries, one fault at a time
+//! and all at once, payment SIGKILLed mid-run, order-service SIGTERMed
+//! under load, and 200,000 unique keys against a bounded idempotency store.
+//! After each run it waits for quiescence and checks CONTRACT §5's
+//! invariant against payment's ledger and order-service's orders:
+//!
+//! every charge belongs to exactly one completed order, every completed
+//! order has exactly one charge, no order stays pending, and every 201 a
+//! client saw is a completed order.
+//!
+//! The tests are `#[ignore]`d so `cargo test` stays quick; `make chaos`
+//! runs them on the release build (`SERVICE_BINARIES=target/release`).
+
+#[allow(dead_code)]
+#[path = "../telemetry/processes.rs"]
+mod processes;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use processes::{ADMIN_TOKEN, Service, spawn};
+use serde_json::Value;
+
+const ORDERS: usize = 200;
+/// How long a client keeps retrying one order.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
+const CLIENTS: usize = 20;
+/// Warnings only, but the line announcing the port the service picked.
+const QUIET: &str = "warn,order_service=info,payment_service=info";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// payment-service on a fixed port with a durable ledger (it may be
+/// restarted on both), and order-service with short reconciler and
+/// breaker times so a scenario settles in seconds.
+struct Stack {
+    /// Killed and restarted by one scenario, hence the cell.
+    payment: RefCell<Service>,
+    payment_url: String,
+    order: Service,
+    payment_port: u16,
+    ledger: tempfile::TempDir,
+    client: awc::Client,
+}
+
+fn payment_env(
+    port: u16,
+    ledger: &std::path::Path,
+    faults: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("PORT", port.to_string()),
+        ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+        ("OTEL_SDK_DISABLED", "true".to_owned()),
+        ("RUST_LOG", QUIET.to_owned()),
+        (
+            "PAYMENT_LEDGER_PATH",
+            ledger.join("ledger.jsonl").display().to_string(),
+        ),
+    ];
+    env.extend(faults.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
+impl Stack {
+    /// `payment_env`: faults and other payment-service settings.
+    fn start(
+        payment_env_extra: &[(&'static str, &str)],
+        order_env: &[(&'static str, &str)],
+    ) -> Self {
+        let ledger = tempfile::tempdir().unwrap();
+        let payment_port = free_port();
+        let payment = spawn(
+            "payment-service",
+            &payment_env(payment_port, ledger.path(), payment_env_extra),
+        );
+        let mut env = vec![
+            ("PAYMENT_SERVICE_URL", payment.url.clone()),
+            ("OTEL_SDK_DISABLED", "true".to_owned()),
+            ("RUST_LOG", QUIET.to_owned()),
+            ("RECONCILE_INTERVAL_MS", "100".to_owned()),
+            ("RECONCILE_MAX_BACKOFF_MS", "1000".to_owned()),
+            ("CB_OPEN_MS", "1000".to_owned()),
+        ];
+        env.extend(order_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let order = spawn("order-service", &env);
+        Self {
+            payment_url: payment.url.clone(),
+            payment: RefCell::new(payment),
+            order,
+            payment_port,
+            ledger,
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .finish(),
+        }
+    }
+
+    fn kill_payment(&self) {
+        self.payment.borrow_mut().kill();
+    }
+
+    /// On the same port and the same ledger.
+    fn restart_payment(&self) {
+        *self.payment.borrow_mut() = spawn(
+            "payment-service",
+            &payment_env(self.payment_port, self.ledger.path(), &[]),
+        );
+    }
+
+    async fn clear_faults(&self) {
+        let res = self
+            .client
+            .put(format!("{}/admin/faults", self.payment_url))
+            .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body("{}")
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    async fn get(&self, url: String) -> Option<(u16, Value)> {
+        let mut res = self.client.get(url).send().await.ok()?;
+        let body = res.body().limit(1 << 26).await.ok()?;
+        Some((
+            res.status().as_u16(),
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        ))
+    }
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Seen {
+    order_ids: HashSet<String>,
+    created: HashSet<String>,
+    latencies_us: Vec<u64>,
+    gave_up: usize,
+}
+
+/// A careful client: retries 409/502/503/504 and lost connections with the
+/// same Idempotency-Key until a definitive answer, for at most
+/// `GIVE_UP_AFTER` per order (then the reconciler must finish the job).
+async fn careful_client(stack: &Stack, keys: Vec<String>, seen: &Mutex<Seen>) {
+    let body = r#"{"merchant_id":"chaos","amount":12.34,"currency":"EUR"}"#;
+    for key in keys {
+        let deadline = Instant::now() + GIVE_UP_AFTER;
+        loop {
+            let started = Instant::now();
+            let sent = stack
+                .client
+                .post(format!("{}/orders", stack.order.url))
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("Idempotency-Key", key.as_str()))
+                .send_body(body)
+                .await;
+            let mut pause = Duration::from_millis(50);
+            if let Ok(mut res) = sent {
+                let status = res.status().as_u16();
+                let retry_after = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let json: Value = res
+                    .body()
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(Value::Null);
+                let mut seen = seen.lock().unwrap();
+                seen.latencies_us.push(started.elapsed().as_micros() as u64);
+                if let Some(id) = json["order_id"].as_str() {
+                    seen.order_ids.insert(id.to_owned());
+                    if status == 201 {
+                        seen.created.insert(id.to_owned());
+                    }
+                }
+                if matches!(status, 201 | 402 | 422) {
+                    break;
+                }
+                assert!(
+                    matches!(status, 409 | 502 | 503 | 504),
+                    "unexpected {status}: {json}"
+                );
+                if let Some(secs) = retry_after {
+                    // Honour it, within reason for a test.
+                    pause = Duration::from_secs(secs).min(Duration::from_millis(200));
+                }
+            }
+            if Instant::now() + pause > deadline {
+                seen.lock().unwrap().gave_up += 1;
+                break;
+            }
+            actix_rt::time::sleep(pause).await;
+        }
+    }
+}
+
+async fn drive(stack: &Stack, scenario: &str, orders: usize) -> Seen {
+    let seen = Mutex::new(Seen::default());
+    let keys: Vec<String> = (0..orders)
+        .map(|i| format!("chaos-{scenario}-{i}"))
+        .collect();
+    let shares: Vec<Vec<String>> = (0..CLIENTS)
+        .map(|c| keys.iter().skip(c).step_by(CLIENTS).cloned().collect())
+        .collect();
+    join_all(
+        shares
+            .into_iter()
+            .map(|share| careful_client(stack, share, &seen)),
+    )
+    .await;
+    seen.into_inner().unwrap()
+}
+
+/// The invariant, after waiting for every order to settle.
+struct Row {
+    scenario: String,
+    attempted: usize,
+    created: usize,
+    charges: usize,
+    duplicates: usize,
+    pending: usize,
+    orphans: usize,
+    completed_without_charge: usize,
+    created_not_completed: usize,
+    p99_ms: f64,
+}
+
+async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen: Seen) -> Row {
+    stack.clear_faults().await;
+    let status_of = |id: String| async move {
+        stack
+            .get(format!("{}/orders/{id}", stack.order.url))
+            .await
+            .and_then(|(code, body)| {
+                (code == 200).then(|| body["status"].as_str().unwrap_or("").to_owned())
+            })
+    };
+    // Quiescence: no known order pending, and the reconciler tracks none.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut statuses: HashMap<String, String> = HashMap::new();
+    loop {
+        statuses.clear();
+        for id in &seen.order_ids {
+            if let Some(status) = status_of(id.clone()).await {
+                statuses.insert(id.clone(), status);
+            }
+        }
+        let pending = statuses.values().filter(|s| *s == "pending").count();
+        let tracked = reconciler_pending(stack).await.unwrap_or(1);
+        if pending == 0 && tracked == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (_, ledger) = stack
+        .get(format!("{}/ledger?detail=true", stack.payment_url))
+        .await
+        .expect("payment's ledger");
+    let mut charges_per_order: HashMap<String, usize> = HashMap::new();
+    for entry in ledger["entries"].as_array().unwrap() {
+        *charges_per_order
+            .entry(entry["order_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    // A charged order no client saw (every answer lost) is still an order
+    // order-service knows: look it up rather than call it an orphan.
+    for id in charges_per_order.keys() {
+        if !statuses.contains_key(id)
+            && let Some(status) = status_of(id.clone()).await
+        {
+            statuses.insert(id.clone(), status);
+        }
+    }
+    let completed: HashSet<&String> = statuses
+        .iter()
+        .filter(|(_, s)| *s == "completed")
+        .map(|(id, _)| id)
+        .collect();
+    let mut latencies = seen.latencies_us.clone();
+    latencies.sort_unstable();
+    let p99 = latencies
+        .get(latencies.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or(0);
+    Row {
+        scenario: scenario.to_owned(),
+        attempted,
+        created: seen.created.len(),
+        charges: charges_per_order.values().sum(),
+        duplicates: charges_per_order.values().filter(|&&n| n > 1).count()
+            + ledger["duplicates"].as_array().map_or(0, Vec::len),
+        pending: statuses.values().filter(|s| *s == "pending").count()
+            + reconciler_pending(stack).await.unwrap_or(0),
+        orphans: charges_per_order
+            .keys()
+            .filter(|id| !completed.contains(id))
+            .count(),
+        completed_without_charge: completed
+            .iter()
+            .filter(|id| !charges_per_order.contains_key(**id))
+            .count(),
+        created_not_completed: seen
+            .created
+            .iter()
+            .filter(|id| !completed.contains(id))
+            .count(),
+        p99_ms: p99 as f64 / 1000.0,
+    }
+}
+
+async fn reconciler_pending(stack: &Stack) -> Option<usize> {
+    let mut res = stack
+        .client
+        .get(format!("{}/metrics", stack.order.url))
+        .send()
+        .await
+        .ok()?;
+    let text = String::from_utf8(res.body().limit(1 << 22).await.ok()?.to_vec()).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("reconciler_pending_orders "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn print_header() {
+    println!(
+        "\n| {:<24} | {:>9} | {:>5} | {:>7} | {:>10} | {:>7} | {:>7} | {:>8} |",
+        "scenario", "attempted", "201s", "charges", "duplicates", "pending", "orphans", "p99 ms"
+    );
+    println!(
+        "|{:-<26}|{:-<11}|{:-<7}|{:-<9}|{:-<12}|{:-<9}|{:-<9}|{:-<10}|",
+        "", "", "", "", "", "", "", ""
+    );
+}
+
+fn check(row: &Row) {
+    println!(
+        "| {:<24} | {:>9} | {:>5} | {:>7} | {:>10} | {:>7} | {:>7} | {:>8.1} |",
+        row.scenario,
+        row.attempted,
+        row.created,
+        row.charges,
+        row.duplicates,
+        row.pending,
+        row.orphans,
+        row.p99_ms
+    );
+    assert_eq!(row.duplicates, 0, "{}: duplicate charges", row.scenario);
+    assert_eq!(row.pending, 0, "{}: orders left pending", row.scenario);
+    assert_eq!(
+        row.orphans, 0,
+        "{}: charges without a completed order",
+        row.scenario
+    );
+    assert_eq!(
+        row.completed_without_charge, 0,
+        "{}: completed orders without a charge",
+        row.scenario
+    );
+    assert_eq!(
+        row.created_not_completed, 0,
+        "{}: a 201 whose order is not completed",
+        row.scenario
+    );
+}
+
+async fn scenario(name: &str, faults: &[(&'static str, &str)]) -> Row {
+    let stack = Stack::start(faults, &[]);
+    let seen = drive(&stack, name, ORDERS).await;
+    settle_and_check(&stack, name, ORDERS, seen).await
+}
+
+#[actix_web::test]
+#[ignore = "chaos suite: run with `make chaos`"]
+async fn the_invariant_holds_under_every_fault() {
+    print_header();
+    let mut rows = Vec::new();
+    for (name, faults) in [
+        ("30 % errors", &[("PAYMENT_ERROR_PCT", "30")][..]),
+        ("10 % rate limited", &[("RATE_LIMIT_PCT", "10")][..]),
+        ("300 ms delay", &[("PAYMENT_DELAY_MS", "300")][..]),
+        ("600 ms delay (all 504)", &[("PAYMENT_DELAY_MS", "600")][..]),
+        (
+            "20 % fail after charge",
+            &[("PAYMENT_FAIL_AFTER_CHARGE_PCT", "20")][..],
+        ),
+        (
+            "all faults combined",
+            &[
+                ("PAYMENT_DELAY_MS", "300"),
+                ("PAYMENT_ERROR_PCT", "30"),
+                ("RATE_LIMIT_PCT", "10"),
+                ("PAYMENT_FAIL_AFTER_CHARGE_PCT", "20"),
+            ][..],
+        ),
+    ] {
+        let row = scenario(name, faults).await;
+        check(&row);
+        rows.push(row);
+    }
+
+    // Payment SIGKILLed in the middle of the run, restarted on its ledger.
+    let stack = Stack::start(&[], &[]);
+    let chaos = async {
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        stack.kill_payment();
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        stack.restart_payment();
+    };
+    let (seen, ()) = futures_util::join!(drive(&stack, "kill", 2 * ORDERS), chaos);
+    let row = settle_and_check(&stack, "payment SIGKILL+restart", 2 * ORDERS, seen).await;
+    check(&row);
+    rows.push(row);
+    assert_eq!(rows.len(), 7);
+}
+
+#[actix_web::test]
+#[ignore = "chaos suite: run with `make chaos`"]
+async fn sigterm_under_load_finishes_in_flight_requests_and_half_writes_nothing() {
+    let stack = Stack::start(&[], &[("SHUTDOWN_TIMEOUT_SECS", "5")]);
+    let seen = Mutex::new(Seen::default());
+    let failures = Mutex::new(0usize);
+    let client = |c: usize| {
+        let (stack, seen, failures) = (&stack, &seen, &failures);
+        async move {
+            for i in 0.. {
+                let key = format!("term-{c}-{i}");
+                let sent = stack
+                    .client
+                    .post(format!("{}/orders", stack.order.url))
+                    .insert_header(("Content-Type", "application/json"))
+                    .insert_header(("Idempotency-Key", key.as_str()))
+                    .send_body(r#"{"merchant_id":"term","amount":1.00,"currency":"EUR"}"#)
+                    .await;
+                match sent {
+                    Ok(mut res) => {
+                        let status = res.status().as_u16();
+                        let body = res
+                            .body()
+                            .await
+                            .expect("a started answer is a whole answer");
+                        let json: Value = serde_json::from_slice(&body).expect("a whole JSON body");
+                        if status == 201 {
+                            seen.lock()
+                                .unwrap()
+                                .created
+                                .insert(json["order_id"].as_str().unwrap().to_owned());
+                        } else {
+                            assert!((502..=504).contains(&status), "{status}: {json}");
+                        }
+                    }
+                    // Refused once the listener closed: a clean error, nothing sent.
+                    Err(_) => {
+                        *failures.lock().unwrap() += 1;
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let terminate = async {
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        // terminate() blocks while it waits: run it on a thread.
+        let pid = stack.order.pid();
+        actix_web::rt::task::spawn_blocking(move || {
+            let started = Instant::now();
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap();
+            while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z")
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(8),
+                    "order-service did not exit within 8 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            started.elapsed()
+        })
+        .await
+        .unwrap()
+    };
+    let (_, exited_after) = futures_util::join!(join_all((0..CLIENTS).map(client)), terminate);
+    let created = seen.into_inner().unwrap().created;
+    println!(
+        "SIGTERM under load: exited after {exited_after:?}; {} orders created before, {} clients saw the door close",
+        created.len(),
+        failures.into_inner().unwrap()
+    );
+    assert!(created.len() > 50, "the load was real");
+    // Every 201 a client saw is exactly one charge; nothing charged twice.
+    let (_, ledger) = stack
+        .get(format!("{}/ledger?detail=true", stack.payment_url))
+        .await
+        .unwrap();
+    let mut per_order: HashMap<&str, usize> = HashMap::new();
+    for entry in ledger["entries"].as_array().unwrap() {
+        *per_order
+            .entry(entry["order_id"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    assert!(
+        per_order.values().all(|&n| n == 1),
+        "no order charged twice"
+    );
+    for id in &created {
+        assert_eq!(
+            per_order.get(id.as_str()),
+            Some(&1),
+            "201 without its charge: {id}"
+        );
+    }
+}
+
+#[actix_web::test]
+#[ignore = "chaos suite: run with `make chaos`"]
+async fn a_flood_of_unique_keys_meets_a_bounded_store_and_memory_stays_flat() {
+    // No simulated payment latency: this is about order-service's memory.
+    let stack = Stack::start(
+        &[("PAYMENT_VALIDATE_MS", "0"), ("PAYMENT_GATEWAY_MS", "0")],
+        &[
+            ("IDEMPOTENCY_MAX_KEYS", "50000"),
+            ("BULKHEAD_MAX_QUEUE", "1000"),
+        ],
+    );
+    // Keys known before the flood must still replay after it.
+    let mut early = Vec::new();
+    for i in 0..5 {
+        let (status, body) = post_keyed(&stack, &format!("early-{i}")).await;
+        assert_eq!(status, 201);
+        early.push(body);
+    }
+    let loadgen = processes::binary("loadgen");
+    let flood = |n: u64| {
+        let url = format!("{}/orders", stack.order.url);
+        let loadgen = loadgen.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            let out = std::process::Command::new(loadgen)
+                .args([
+                    "--url",
+                    &url,
+                    "-n",
+                    &n.to_string(),
+                    "-c",
+                    "32",
+                    "-idempotent",
+                    "--json",
+                    "--method",
+                    "POST",
+                ])
+                .output()
+                .unwrap();
+            serde_json::from_slice::<Value>(&out.stdout).expect("loadgen's JSON report")
+        })
+    };
+    let rss_start = stack.order.rss_kib();
+    let first = flood(100_000).await.unwrap();
+    let rss_half = stack.order.rss_kib();
+    let second = flood(100_000).await.unwrap();
+    let rss_end = stack.order.rss_kib();
+    let count = |report: &Value, status: &str| report["status_codes"][status].as_u64().unwrap_or(0);
+    println!(
+        "200,000 unique keys, bound 50,000: RSS {rss_start} KiB at start, {rss_half} KiB after 100k, {rss_end} KiB after 200k; \
+         first half 201={} 503={}, second half 201={} 503={}",
+        count(&first, "201"),
+        count(&first, "503"),
+        count(&second, "201"),
+        count(&second, "503")
+    );
+    assert_eq!(
+        count(&first, "201") + count(&first, "503"),
+        100_000,
+        "it kept answering: {first}"
+    );
+    assert_eq!(
+        count(&second, "503"),
+        100_000,
+        "beyond the bound, new keys get 503: {second}"
+    );
+    assert!(count(&first, "201") >= 49_000);
+    // Flat: the second 100k (all refused) added next to nothing.
+    assert!(
+        rss_end <= rss_half + rss_half / 10,
+        "RSS grew from {rss_half} to {rss_end} KiB"
+    );
+    for (i, before) in early.iter().enumerate() {
+        let (status, body) = post_keyed(&stack, &format!("early-{i}")).await;
+        assert_eq!(status, 201);
+        assert_eq!(&body, before, "an existing key still replays");
+    }
+}
+
+async fn post_keyed(stack: &Stack, key: &str) -> (u16, Value) {
+    let mut res = stack
+        .client
+        .post(format!("{}/orders", stack.order.url))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("Idempotency-Key", key))
+        .send_body(r#"{"merchant_id":"flood","amount":1.00,"currency":"EUR"}"#)
+        .await
+        .unwrap();
+    let body = res.body().await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}

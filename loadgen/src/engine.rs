@@ -298,7 +298,7 @@ async fn one_request(
         match (order_of(&outcome), order_of(&again)) {
             (Some(a), Some(b)) if a == b => stats.same_order += 1,
             (Some(_), Some(_)) => stats.violations += 1,
-            _ => {}
+            _ => stats.not_comparable += 1,
         }
         if matches!(again, Outcome::Response { status: 409, .. }) {
             stats.in_flight += 1;

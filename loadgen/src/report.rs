@@ -62,6 +62,9 @@ pub struct ReplayReport {
     pub in_flight: u64,
     /// Both answers 2xx with different order_ids: the server is not idempotent.
     pub violations: u64,
+    /// Not comparable: one of the two answers was not a 2xx with an order_id
+    /// (a 409 while in flight, an error, a lost connection).
+    pub not_comparable: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -291,6 +294,11 @@ impl Report {
             );
             let _ = writeln!(out, "  same order_id: {}", r.same_order);
             let _ = writeln!(out, "  refused while in flight (409): {}", r.in_flight);
+            let _ = writeln!(
+                out,
+                "  not comparable (an answer was not a 2xx): {}",
+                r.not_comparable
+            );
             let _ = writeln!(out, "  VIOLATIONS (different order_id): {}", r.violations);
         }
         if let Some(a) = &self.audit {

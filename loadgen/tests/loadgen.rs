@@ -176,14 +176,18 @@ fn replays_catch_a_server_that_is_not_idempotent() {
     ));
     let replay = report.replay.unwrap();
     assert!(replay.sent > 20, "{replay:?}");
-    assert_eq!(replay.violations, replay.sent);
+    assert_eq!(replay.same_order, 0, "{replay:?}");
+    assert_eq!(replay.violations + replay.not_comparable, replay.sent);
+    // A lost connection makes a pair not comparable; nearly all compare.
+    assert!(replay.violations >= replay.sent * 9 / 10, "{replay:?}");
 
     let report = load(&format!(
         "loadgen --url {base}/idempotent -n 100 -c 4 --replay-pct 50 --seed 7"
     ));
     let replay = report.replay.unwrap();
-    assert_eq!(replay.violations, 0);
-    assert_eq!(replay.same_order, replay.sent);
+    assert_eq!(replay.violations, 0, "{replay:?}");
+    assert_eq!(replay.same_order + replay.not_comparable, replay.sent);
+    assert!(replay.same_order >= replay.sent * 9 / 10, "{replay:?}");
 }
 
 #[test]

@@ -15,9 +15,11 @@
 //! - [`body`]: reads a JSON request body with a size limit and a content-type
 //!   check, so oversized or non-JSON input is refused before it is parsed.
 //! - [`admin`]: the bearer-token gate in front of `/admin/*`.
+//! - [`server`]: the HTTP-server settings both services take.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod body;
 pub mod domain;
 pub mod problem;
+pub mod server;

@@ -115,7 +115,7 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
 async fn measure_orders(orders: usize) -> (f64, f64) {
     let mut payment = payment_service::Config::defaults();
     payment.port = 0;
-    payment.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    payment.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     payment.validate_ms = 0;
     payment.gateway_ms = 0;
     let payment = payment_service::Application::build(payment).unwrap();
@@ -124,7 +124,7 @@ async fn measure_orders(orders: usize) -> (f64, f64) {
 
     let mut order = order_service::Config::defaults();
     order.port = 0;
-    order.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    order.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     order.payment_service_url = payment_url;
     let order = order_service::Application::build(order).unwrap();
     let url = format!("http://127.0.0.1:{}/orders", order.port());

@@ -1,7 +1,6 @@
 //! Configuration: each setting is an environment variable and a flag, so
 //! `order-service --help` documents every knob and its default.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use actors::bulkhead::BulkheadConfig;
@@ -9,6 +8,7 @@ use actors::circuit_breaker::BreakerConfig;
 use actors::idempotency::IdempotencyConfig;
 use actors::reconciler::ReconcilerConfig;
 use clap::Parser;
+use common::server::ServerArgs;
 
 use crate::payment::CallPolicy;
 use crate::payment::retry::{RetryBudgetConfig, RetryPolicy};
@@ -24,9 +24,8 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
 
-    /// Address to bind.
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
-    pub bind_addr: IpAddr,
+    #[command(flatten)]
+    pub server: ServerArgs,
 
     /// Base URL of payment-service.
     #[arg(
@@ -35,10 +34,6 @@ pub struct Config {
         default_value = "http://127.0.0.1:8081"
     )]
     pub payment_service_url: String,
-
-    /// Bearer token for /admin/*; unset, the admin endpoints answer 404.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
 
     /// Budget for the whole payment call (all attempts and backoff), in milliseconds.
     #[arg(
@@ -210,25 +205,13 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_SWEEP_SECS", default_value_t = 60, help_heading = "Idempotency",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_sweep_secs: u64,
-
-    /// HTTP worker threads; unset, one per core.
-    #[arg(long = "http-workers", env = "HTTP_WORKERS")]
-    pub workers: Option<usize>,
-
-    /// Seconds in-flight requests get to finish after SIGTERM.
-    #[arg(
-        long = "shutdown-timeout-secs",
-        env = "SHUTDOWN_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub shutdown_timeout_secs: u64,
 }
 
 impl Config {
     /// The defaults, as if started with no environment and no flags.
     pub fn defaults() -> Self {
         let mut config = Self::parse_from(["order-service"]);
-        config.admin_token = None;
+        config.server.admin_token = None;
         config
     }
 

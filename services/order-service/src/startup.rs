@@ -48,12 +48,13 @@ impl Application {
         let metrics = OrderMetrics::default();
         let reliability = Reliability::start(&config, clock, &metrics, store.clone());
         let metrics = web::Data::new(metrics);
-        let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
-        let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port))?;
+        let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
+        let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let shared = web::Data::new(reliability.clone());
         let store_data = web::Data::from(store.clone());
-        let (shutdown_timeout, workers) = (config.shutdown_timeout_secs, config.workers);
+        let (shutdown_timeout, workers) =
+            (config.server.shutdown_timeout_secs, config.server.workers);
         let seeds = config.retry_seed;
         let worker = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut server = HttpServer::new(move || {

@@ -1,10 +1,10 @@
 //! Configuration: each setting is an environment variable and a flag, so
 //! `payment-service --help` documents every knob and its default.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use common::server::ServerArgs;
 
 use crate::faults::Faults;
 
@@ -19,13 +19,8 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8081)]
     pub port: u16,
 
-    /// Address to bind.
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
-    pub bind_addr: IpAddr,
-
-    /// Bearer token for /admin/*; unset, the admin endpoints answer 404.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 
     /// Initial faults; change them at runtime with PUT /admin/faults.
     #[command(flatten)]
@@ -55,18 +50,6 @@ pub struct Config {
     /// Seed for the fault dice, for reproducible runs; unset, seeded from the OS.
     #[arg(long = "payment-fault-seed", env = "PAYMENT_FAULT_SEED")]
     pub fault_seed: Option<u64>,
-
-    /// HTTP worker threads; unset, one per core.
-    #[arg(long = "http-workers", env = "HTTP_WORKERS")]
-    pub workers: Option<usize>,
-
-    /// Seconds in-flight requests get to finish after SIGTERM.
-    #[arg(
-        long = "shutdown-timeout-secs",
-        env = "SHUTDOWN_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
-    pub shutdown_timeout_secs: u64,
 }
 
 impl Config {
@@ -74,7 +57,7 @@ impl Config {
     pub fn defaults() -> Self {
         let mut config = Self::parse_from(["payment-service"]);
         // `parse_from` still reads the environment; undo what it may have taken.
-        config.admin_token = None;
+        config.server.admin_token = None;
         config.faults = Faults::default();
         config.ledger_path = None;
         config.fault_seed = None;

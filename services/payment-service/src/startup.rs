@@ -56,9 +56,9 @@ impl Application {
             metrics: PaymentMetrics::default(),
         });
         let http_metrics = web::Data::new(state.metrics.http.clone());
-        let admin_token = web::Data::new(AdminToken::new(config.admin_token.clone()));
+        let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
 
-        let listener = TcpListener::bind(SocketAddr::new(config.bind_addr, config.port))?;
+        let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -80,8 +80,8 @@ impl Application {
                 )
                 .default_service(web::to(unknown_route))
         })
-        .shutdown_timeout(config.shutdown_timeout_secs);
-        if let Some(workers) = config.workers {
+        .shutdown_timeout(config.server.shutdown_timeout_secs);
+        if let Some(workers) = config.server.workers {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();

@@ -6,7 +6,7 @@ async fn admin_is_404_without_a_token_and_401_with_a_wrong_one() {
     app.get("/admin/breaker").await.assert_problem(404);
 
     let mut config = order_config();
-    config.admin_token = Some("order-admin".into());
+    config.server.admin_token = Some("order-admin".into());
     let app = spawn_app_with(config, payment_config());
     let reply = app.get("/admin/breaker").await;
     reply.assert_problem(401);

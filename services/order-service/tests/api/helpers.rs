@@ -41,19 +41,19 @@ pub const ADMIN_TOKEN: &str = "payment-admin";
 pub fn payment_config() -> payment_service::Config {
     let mut config = payment_service::Config::defaults();
     config.port = 0;
-    config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.workers = Some(2);
+    config.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.server.workers = Some(2);
     config.validate_ms = 0;
     config.gateway_ms = 0;
-    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.server.admin_token = Some(ADMIN_TOKEN.into());
     config
 }
 
 pub fn order_config() -> order_service::Config {
     let mut config = order_service::Config::defaults();
     config.port = 0;
-    config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.workers = Some(2);
+    config.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.server.workers = Some(2);
     // The reconciler re-drives pending orders in the background; tests of
     // other behaviour would race it, so it acts only where a test asks
     // (`reconcile_interval_ms`).

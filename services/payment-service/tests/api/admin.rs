@@ -17,7 +17,7 @@ async fn admin_answers_404_when_no_token_is_configured() {
 #[actix_web::test]
 async fn admin_needs_the_bearer_token_when_one_is_configured() {
     let mut config = config();
-    config.admin_token = Some("s3cret".into());
+    config.server.admin_token = Some("s3cret".into());
     let app = spawn(config);
     let missing = app.get("/admin/faults").await;
     missing.assert_problem(401);

@@ -12,7 +12,7 @@ const TOKEN: &str = "test-token";
 #[actix_web::test]
 async fn every_fault_takes_effect_on_the_next_request() {
     let mut config = config();
-    config.admin_token = Some(TOKEN.into());
+    config.server.admin_token = Some(TOKEN.into());
     let app = spawn(config);
     let order = new_order_id();
 
@@ -77,7 +77,7 @@ async fn every_fault_takes_effect_on_the_next_request() {
 #[actix_web::test]
 async fn invalid_faults_are_refused_and_change_nothing() {
     let mut config = config();
-    config.admin_token = Some(TOKEN.into());
+    config.server.admin_token = Some(TOKEN.into());
     let app = spawn(config);
     app.put_faults(json!({"error_pct": 101}), Some(TOKEN))
         .await

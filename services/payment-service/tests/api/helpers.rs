@@ -40,8 +40,8 @@ pub fn config() -> Config {
     observability::init_for_tests();
     let mut config = Config::defaults();
     config.port = 0;
-    config.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.workers = Some(2);
+    config.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.server.workers = Some(2);
     config.validate_ms = 0;
     config.gateway_ms = 0;
     config.fault_seed = Some(42);

@@ -1,0 +1,28 @@
+//! The HTTP-server settings both services share (their ports differ, so
+//! each keeps its own `PORT`). Flattened into each service's `Config`, so
+//! `--help` lists them with the rest.
+
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address to bind.
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
+    pub bind_addr: IpAddr,
+
+    /// Bearer token for /admin/*; unset, the admin endpoints answer 404.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// HTTP worker threads; unset, one per core.
+    #[arg(long = "http-workers", env = "HTTP_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(
+        long = "shutdown-timeout-secs",
+        env = "SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub shutdown_timeout_secs: u64,
+}

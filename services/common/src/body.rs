@@ -66,6 +66,16 @@ pub async fn read_json_body(
     Ok(body.freeze())
 }
 
+/// A JSON request body of at most [`DEFAULT_LIMIT`] bytes, parsed into `T`:
+/// what every handler of both services reads.
+pub async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<T, Problem> {
+    let body = read_json_body(req, payload, DEFAULT_LIMIT).await?;
+    parse_json(&body)
+}
+
 /// Parses the body's syntax and shape; serde's message names the line,
 /// column and the offending field, which is what a client needs to fix it.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {

@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::circuit_breaker::{GetStatus, Mode, SetMode};
-use common::body::{DEFAULT_LIMIT, parse_json, read_json_body};
+use common::body::json_body;
 use common::problem::Problem;
 use serde::Deserialize;
 
@@ -39,10 +39,7 @@ pub async fn put_breaker(
     payload: web::Payload,
     reliability: web::Data<Reliability>,
 ) -> HttpResponse {
-    let body = match read_json_body(&req, payload, DEFAULT_LIMIT)
-        .await
-        .and_then(|body| parse_json::<ModeBody>(&body))
-    {
+    let body = match json_body::<ModeBody>(&req, payload).await {
         Ok(body) => body,
         Err(problem) => return problem.to_response(),
     };

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::idempotency::StoredResponse;
-use common::body::{DEFAULT_LIMIT, parse_json, read_json_body};
+use common::body::json_body;
 use common::domain::{FieldError, IdempotencyKey, OrderId};
 
 use crate::domain::NewOrder;
@@ -18,10 +18,8 @@ pub async fn create_order(
     orders: web::Data<Orders>,
 ) -> Result<HttpResponse, OrderError> {
     let key = idempotency_key(&req)?;
-    let body = read_json_body(&req, payload, DEFAULT_LIMIT)
+    let new: NewOrder = json_body::<NewOrderBody>(&req, payload)
         .await
-        .map_err(OrderError::Body)?;
-    let new: NewOrder = parse_json::<NewOrderBody>(&body)
         .map_err(OrderError::Body)?
         .try_into()
         .map_err(OrderError::Validation)?;

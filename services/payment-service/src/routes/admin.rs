@@ -3,7 +3,7 @@
 //! `{"error_pct":30}` means "30 % errors and nothing else".
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::body::{DEFAULT_LIMIT, parse_json, read_json_body};
+use common::body::json_body;
 use common::problem::Problem;
 
 use crate::faults::Faults;
@@ -18,10 +18,7 @@ pub async fn put_faults(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let faults = match read_json_body(&req, payload, DEFAULT_LIMIT)
-        .await
-        .and_then(|body| parse_json::<Faults>(&body))
-    {
+    let faults = match json_body::<Faults>(&req, payload).await {
         Ok(faults) => faults,
         Err(problem) => return problem.to_response(),
     };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::body::{DEFAULT_LIMIT, parse_json, read_json_body};
+use common::body::json_body;
 use common::domain::{FieldError, IdempotencyKey, OrderId, PaymentDetails, json_string, required};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -75,10 +75,8 @@ pub async fn charge(
     state.requests.fetch_add(1, Ordering::Relaxed);
     let key = idempotency_key(&req)?;
     let deadline = deadline(&req, received)?;
-    let body = read_json_body(&req, payload, DEFAULT_LIMIT)
+    let request = json_body::<ChargeBody>(&req, payload)
         .await
-        .map_err(ChargeError::Body)?;
-    let request = parse_json::<ChargeBody>(&body)
         .map_err(ChargeError::Body)?
         .into_request()
         .map_err(ChargeError::Validation)?;

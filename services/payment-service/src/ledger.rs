@@ -9,6 +9,7 @@
 
 mod log;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
@@ -115,6 +116,10 @@ pub struct ReplaySummary {
     pub replayed: usize,
     /// Bytes of a torn last line dropped at start-up (a crash mid-append).
     pub torn_tail_bytes: usize,
+    /// Lines whose key an earlier line had charged (each also listed in
+    /// `duplicates`). Must stay 0.
+    #[serde(default)]
+    pub repeated_keys: usize,
 }
 
 pub struct Ledger {
@@ -124,6 +129,10 @@ pub struct Ledger {
 
 struct State {
     by_key: HashMap<IdempotencyKey, Charge>,
+    /// Lines of the log whose key an earlier line already charged: only two
+    /// processes writing one log make them. The first line's charge is the
+    /// one replayed for the key; these are kept so the audit shows them.
+    repeated: Vec<Charge>,
     log: Option<LedgerLog>,
 }
 
@@ -132,6 +141,7 @@ impl Ledger {
         Self {
             state: Mutex::new(State {
                 by_key: HashMap::new(),
+                repeated: Vec::new(),
                 log: None,
             }),
             replay: ReplaySummary::default(),
@@ -144,21 +154,35 @@ impl Ledger {
     pub fn open(path: &Path) -> io::Result<Self> {
         let (log, replay) = LedgerLog::open(path)?;
         let mut by_key = HashMap::with_capacity(replay.charges.len());
+        let mut repeated = Vec::new();
         let replayed = replay.charges.len();
         for charge in replay.charges {
-            by_key
-                .entry(charge.idempotency_key.clone())
-                .or_insert(charge);
+            match by_key.entry(charge.idempotency_key.clone()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(charge);
+                }
+                Entry::Occupied(_) => {
+                    tracing::error!(
+                        idempotency.key = %charge.idempotency_key,
+                        transaction.id = %charge.transaction_id,
+                        "the ledger charged one key twice (two processes on one log?)"
+                    );
+                    repeated.push(charge);
+                }
+            }
         }
+        let repeated_keys = repeated.len();
         Ok(Self {
             state: Mutex::new(State {
                 by_key,
+                repeated,
                 log: Some(log),
             }),
             replay: ReplaySummary {
                 durable: true,
                 replayed,
                 torn_tail_bytes: replay.torn_tail_bytes,
+                repeated_keys,
             },
         })
     }
@@ -199,7 +223,7 @@ impl Ledger {
     pub fn audit(&self, detail: bool) -> Audit {
         let state = self.lock();
         let mut by_order: BTreeMap<OrderId, Vec<String>> = BTreeMap::new();
-        for charge in state.by_key.values() {
+        for charge in state.by_key.values().chain(&state.repeated) {
             by_order
                 .entry(charge.order_id)
                 .or_default()
@@ -214,13 +238,18 @@ impl Ledger {
             })
             .collect();
         let entries = detail.then(|| {
-            let mut all: Vec<Charge> = state.by_key.values().cloned().collect();
+            let mut all: Vec<Charge> = state
+                .by_key
+                .values()
+                .chain(&state.repeated)
+                .cloned()
+                .collect();
             all.sort_by_key(|c| c.created_at);
             all
         });
         Audit {
             requests: 0,
-            charges: state.by_key.len(),
+            charges: state.by_key.len() + state.repeated.len(),
             keys: state.by_key.len(),
             duplicates,
             replay: self.replay,
@@ -320,6 +349,45 @@ mod tests {
         let ledger = Ledger::open(&path).unwrap();
         assert_eq!(ledger.replay_summary().replayed, 2);
         assert_eq!(ledger.replay_summary().torn_tail_bytes, 0);
+    }
+
+    #[test]
+    fn a_second_open_of_one_log_is_refused_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let first = Ledger::open(&path).unwrap();
+        let err = Ledger::open(&path).err().expect("the log is locked");
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy);
+        assert!(err.to_string().contains("another payment-service"), "{err}");
+        drop(first);
+        Ledger::open(&path).expect("free once the first is closed");
+    }
+
+    #[test]
+    fn a_key_charged_twice_in_the_log_is_reported_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let req = request("5.00");
+        // What two processes on one log would leave: one key, two charges.
+        let charges: Vec<Charge> = (0..2).map(|_| Charge::new(key("k"), &req)).collect();
+        let lines: String = charges
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap() + "\n")
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.lookup(&key("k")), Some(charges[0].clone()));
+        let audit = ledger.audit(true);
+        assert_eq!((audit.charges, audit.keys), (2, 1));
+        assert_eq!(audit.replay.repeated_keys, 1);
+        assert_eq!(audit.duplicates.len(), 1);
+        assert_eq!(
+            audit.duplicates[0].transaction_ids.len(),
+            2,
+            "both transactions are listed"
+        );
+        assert_eq!(audit.entries.unwrap().len(), 2);
     }
 
     #[test]

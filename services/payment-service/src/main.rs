@@ -5,7 +5,15 @@ use payment_service::{Application, Config};
 async fn main() -> std::io::Result<()> {
     let config = Config::parse();
     let telemetry = observability::init("payment-service");
-    let app = Application::build(config)?;
+    let app = match Application::build(config) {
+        Ok(app) => app,
+        Err(e) => {
+            // Said plainly, once, where an operator looks: not a Debug dump.
+            tracing::error!(error = %e, "payment-service cannot start");
+            eprintln!("payment-service: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
     tracing::info!(port = app.port(), "payment-service listening");
     let served = app.run_until_stopped().await;
     // Flush the last spans off the async runtime (blocking there loses them).

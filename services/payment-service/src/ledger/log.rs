@@ -3,6 +3,12 @@
 //!
 //! A crash can only tear the line being written, which is the last one and
 //! was never acknowledged; on start that tail is cut off and reported.
+//!
+//! One process per log: the file is locked exclusively (`flock`) for as long
+//! as it is open, and a second process refuses to start. Two writers would
+//! each believe a key uncharged and both charge it (a rolling restart that
+//! overlaps). The kernel drops the lock when the process dies, even by
+//! SIGKILL, so a restart after a crash is never blocked.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -34,6 +40,17 @@ impl LedgerLog {
             .append(true)
             .create(true)
             .open(path)?;
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{} is locked by another payment-service process; one ledger has one \
+                     process, or both could charge the same key: stop the other one first",
+                    path.display()
+                ),
+            ),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
         if !existed {
             // Make the new file's directory entry durable too.
             File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;

@@ -10,7 +10,7 @@
 
 pub mod machine;
 
-use actix::{Actor, Context, Handler, Message, Supervised};
+use actix::{Actor, Addr, Context, Handler, Message, Supervised};
 use tracing::Span;
 
 pub use machine::{
@@ -49,6 +49,56 @@ pub struct Record {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Status, ActorFailed>")]
 pub struct GetStatus;
+
+/// An admitted attempt's duty to report how it ended. Dropped unreported —
+/// the request that held it was cancelled at an `.await` — it reports
+/// [`Outcome::Cancelled`], so no half-open trial slot is held by a request
+/// that no longer exists.
+#[derive(Debug)]
+pub struct Pass {
+    breaker: Addr<CircuitBreaker>,
+    admission: Option<Admission>,
+}
+
+impl Pass {
+    pub fn state(&self) -> State {
+        self.admission.map_or(State::Closed, |a| a.state)
+    }
+
+    pub fn record(mut self, outcome: Outcome, span: Span) {
+        if let Some(admission) = self.admission.take() {
+            self.breaker.do_send(Record {
+                admission,
+                outcome,
+                span,
+            });
+        }
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if let Some(admission) = self.admission.take() {
+            self.breaker.do_send(Record {
+                admission,
+                outcome: Outcome::Cancelled,
+                span: Span::none(),
+            });
+        }
+    }
+}
+
+/// Asks for admission of one attempt. An admission whose reply is lost (the
+/// caller was dropped while waiting for it) is covered by the machine's
+/// `trial_timeout`.
+pub async fn admit(breaker: &Addr<CircuitBreaker>, span: Span) -> Result<Pass, AdmitError> {
+    let failed = AdmitError::Failed(ActorFailed { actor: NAME });
+    let admission = breaker.send(Admit { span }).await.map_err(|_| failed)??;
+    Ok(Pass {
+        breaker: breaker.clone(),
+        admission: Some(admission),
+    })
+}
 
 /// Operator override (`PUT /admin/breaker`); answers the new status.
 #[derive(Debug, Message)]
@@ -153,8 +203,13 @@ impl Handler<Record> for CircuitBreaker {
 impl Handler<GetStatus> for CircuitBreaker {
     type Result = Result<Status, ActorFailed>;
 
+    /// Also ends an overdue half-open trial, so the status never shows a
+    /// breaker waiting on an outcome that will not come.
     fn handle(&mut self, _: GetStatus, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(ctx, NAME, || self.machine.status(self.clock.now()))
+        let now = self.clock.now();
+        let expired = guarded(ctx, NAME, || self.machine.expire(now))?;
+        self.announce(expired);
+        guarded(ctx, NAME, || self.machine.status(now))
     }
 }
 
@@ -236,6 +291,56 @@ mod tests {
         assert!(trial.trial);
         let status = addr.send(GetStatus).await.unwrap().unwrap();
         assert_eq!(status.state, State::HalfOpen);
+    }
+
+    async fn open_then_half_open(addr: &actix::Addr<CircuitBreaker>, clock: &ManualClock) {
+        fail(addr).await;
+        fail(addr).await;
+        clock.advance(Duration::from_secs(30));
+    }
+
+    #[actix_rt::test]
+    async fn a_dropped_pass_reports_cancelled_and_frees_the_trial_slot() {
+        let clock = ManualClock::default();
+        let addr = start(&clock);
+        open_then_half_open(&addr, &clock).await;
+        let passes: Vec<Pass> = admit_all(&addr, 3).await;
+        assert!(admit(&addr, Span::none()).await.is_err(), "3 trials only");
+        drop(passes);
+        let status = addr.send(GetStatus).await.unwrap().unwrap();
+        assert_eq!(
+            (status.state, status.half_open_admitted),
+            (State::HalfOpen, 0)
+        );
+        assert!(admit(&addr, Span::none()).await.is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn an_unreported_trial_expires_on_the_clock_and_status_shows_it_open() {
+        let clock = ManualClock::default();
+        let addr = start(&clock);
+        open_then_half_open(&addr, &clock).await;
+        // Admitted, but its reply never read: nobody will report.
+        let lost = addr
+            .send(Admit { span: Span::none() })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lost.trial);
+        clock.advance(Duration::from_millis(1500));
+        let status = addr.send(GetStatus).await.unwrap().unwrap();
+        assert_eq!(status.state, State::Open);
+        assert_eq!(status.last_transition, Some(TripReason::TrialTimedOut));
+        clock.advance(Duration::from_secs(30));
+        assert!(admit(&addr, Span::none()).await.is_ok(), "probes again");
+    }
+
+    async fn admit_all(addr: &actix::Addr<CircuitBreaker>, n: usize) -> Vec<Pass> {
+        let mut passes = Vec::new();
+        for _ in 0..n {
+            passes.push(admit(addr, Span::none()).await.unwrap());
+        }
+        passes
     }
 
     #[actix_rt::test]

@@ -8,6 +8,13 @@
 //!   payment key and cannot double-charge.
 //! - `Complete` stores the response to replay; `Release` (after a transient
 //!   failure) frees the key but keeps its order id.
+//! - A key in flight is held by one [`Holder`] under a lease: `Complete` and
+//!   `Release` from anyone else are ignored, and a lease unreleased for
+//!   `lease` (its holder's release was lost) is taken over by the next
+//!   `Reserve`, which resumes the same order id.
+//! - [`KeyLease::reserve`] makes the guard *before* the `Reserve` is sent:
+//!   a caller dropped while waiting for the reply still releases the key
+//!   (the release queues behind the reservation in the mailbox).
 //! - Records expire `ttl` after creation (swept every `sweep_every`), and at
 //!   most `max_keys` exist: when full, new keys are refused (`Full`, 503)
 //!   while existing ones still replay, so memory never grows without bound.
@@ -19,6 +26,7 @@
 //! backend can answer the same messages.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, Supervised};
@@ -37,6 +45,9 @@ pub struct IdempotencyConfig {
     pub ttl: Duration,
     pub max_keys: usize,
     pub sweep_every: Duration,
+    /// How long a key stays in flight without word from its holder before
+    /// another request may take it over.
+    pub lease: Duration,
 }
 
 impl Default for IdempotencyConfig {
@@ -45,6 +56,7 @@ impl Default for IdempotencyConfig {
             ttl: Duration::from_secs(24 * 3600),
             max_keys: 1_000_000,
             sweep_every: Duration::from_secs(60),
+            lease: Duration::from_secs(10),
         }
     }
 }
@@ -57,9 +69,20 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+/// Who holds a key in flight: one per reservation attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Holder(u64);
+
+impl Holder {
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    InFlight,
+    InFlight { holder: Holder, until: Instant },
     Released,
     Completed(Arc<StoredResponse>),
 }
@@ -103,6 +126,7 @@ pub struct Reserve {
     pub key: String,
     pub fingerprint: String,
     pub order_id: String,
+    pub holder: Holder,
     pub span: Span,
 }
 
@@ -110,6 +134,7 @@ pub struct Reserve {
 #[rtype(result = "Result<(), ActorFailed>")]
 pub struct Complete {
     pub key: String,
+    pub holder: Holder,
     pub response: StoredResponse,
     pub span: Span,
 }
@@ -118,6 +143,7 @@ pub struct Complete {
 #[rtype(result = "Result<(), ActorFailed>")]
 pub struct Release {
     pub key: String,
+    pub holder: Holder,
     pub span: Span,
 }
 
@@ -156,13 +182,17 @@ impl IdempotencyStore {
     fn reserve(&self, msg: &Reserve) -> Reservation {
         let now = self.clock.now();
         let full = self.records.len() >= self.config.max_keys;
+        let held = Phase::InFlight {
+            holder: msg.holder,
+            until: now + self.config.lease,
+        };
         match self.records.entry(msg.key.clone()) {
             Entry::Vacant(_) if full => Reservation::Full,
             Entry::Vacant(slot) => {
                 slot.insert(Record {
                     fingerprint: msg.fingerprint.clone(),
                     order_id: msg.order_id.clone(),
-                    phase: Phase::InFlight,
+                    phase: held,
                     created: now,
                 });
                 Reservation::New
@@ -173,10 +203,11 @@ impl IdempotencyStore {
                     return Reservation::Mismatch;
                 }
                 match &record.phase {
-                    Phase::InFlight => Reservation::InFlight,
+                    Phase::InFlight { until, .. } if *until > now => Reservation::InFlight,
                     Phase::Completed(response) => Reservation::Replay(response.clone()),
-                    Phase::Released => {
-                        record.phase = Phase::InFlight;
+                    // Released, or held by a holder gone silent past its lease.
+                    Phase::InFlight { .. } | Phase::Released => {
+                        record.phase = held;
                         Reservation::Resume {
                             order_id: record.order_id.clone(),
                         }
@@ -186,8 +217,12 @@ impl IdempotencyStore {
         }
     }
 
-    fn set_phase(&self, key: &str, phase: Phase) {
-        if let Some(mut record) = self.records.get_mut(key) {
+    /// Moves `key` out of flight, if `holder` still holds it: a completed
+    /// key stays completed, and a key taken over is its new holder's.
+    fn end_flight(&self, key: &str, holder: Holder, phase: Phase) {
+        if let Some(mut record) = self.records.get_mut(key)
+            && matches!(record.phase, Phase::InFlight { holder: h, .. } if h == holder)
+        {
             record.phase = phase;
         }
     }
@@ -248,7 +283,7 @@ impl Handler<Complete> for IdempotencyStore {
         let _entered = span.enter();
         let response = Arc::new(msg.response);
         guarded(ctx, NAME, || {
-            self.set_phase(&msg.key, Phase::Completed(response))
+            self.end_flight(&msg.key, msg.holder, Phase::Completed(response))
         })
     }
 }
@@ -260,13 +295,7 @@ impl Handler<Release> for IdempotencyStore {
         let span = actor_span(&msg.span, "Release", "idempotency.release", &msg.key);
         let _entered = span.enter();
         guarded(ctx, NAME, || {
-            // Only an operation in flight can be released: a completed one
-            // stays completed even if a stray release arrives late.
-            if let Some(mut record) = self.records.get_mut(&msg.key)
-                && record.phase == Phase::InFlight
-            {
-                record.phase = Phase::Released;
-            }
+            self.end_flight(&msg.key, msg.holder, Phase::Released)
         })
     }
 }
@@ -290,7 +319,7 @@ impl Handler<GetStats> for IdempotencyStore {
             };
             for record in self.records.iter() {
                 match record.phase {
-                    Phase::InFlight => stats.in_flight += 1,
+                    Phase::InFlight { .. } => stats.in_flight += 1,
                     Phase::Released => stats.released += 1,
                     Phase::Completed(_) => stats.completed += 1,
                 }
@@ -310,17 +339,48 @@ impl Handler<Crash> for IdempotencyStore {
 
 /// A key in flight, released when dropped unless completed or released:
 /// a request cancelled mid-way (client gone, panic) never leaves its key
-/// stuck in flight (409 forever).
+/// stuck in flight (409 for the whole TTL).
 pub struct KeyLease {
     store: Addr<IdempotencyStore>,
+    holder: Holder,
     key: Option<String>,
 }
 
 impl KeyLease {
-    pub fn new(store: Addr<IdempotencyStore>, key: String) -> Self {
-        Self {
-            store,
-            key: Some(key),
+    /// Reserves `key`. The lease exists before the message is sent, so a
+    /// caller dropped while awaiting the reply still releases what the
+    /// reservation took; when the reply says the key was not taken, the
+    /// lease is disarmed and the answer is all that is left.
+    pub async fn reserve(
+        store: &Addr<IdempotencyStore>,
+        key: String,
+        fingerprint: String,
+        order_id: String,
+        span: Span,
+    ) -> (Option<Self>, Result<Reservation, ActorFailed>) {
+        let holder = Holder::next();
+        let mut lease = Self {
+            store: store.clone(),
+            holder,
+            key: Some(key.clone()),
+        };
+        let reply = store
+            .send(Reserve {
+                key,
+                fingerprint,
+                order_id,
+                holder,
+                span,
+            })
+            .await
+            .unwrap_or(Err(ActorFailed { actor: NAME }));
+        match &reply {
+            Ok(Reservation::New | Reservation::Resume { .. }) => (Some(lease), reply),
+            // Not taken (or unknown: a failed actor handled nothing).
+            _ => {
+                lease.key = None;
+                (None, reply)
+            }
         }
     }
 
@@ -328,6 +388,7 @@ impl KeyLease {
         if let Some(key) = self.key.take() {
             self.store.do_send(Complete {
                 key,
+                holder: self.holder,
                 response,
                 span,
             });
@@ -336,7 +397,11 @@ impl KeyLease {
 
     pub fn release(mut self, span: Span) {
         if let Some(key) = self.key.take() {
-            self.store.do_send(Release { key, span });
+            self.store.do_send(Release {
+                key,
+                holder: self.holder,
+                span,
+            });
         }
     }
 }
@@ -346,6 +411,7 @@ impl Drop for KeyLease {
         if let Some(key) = self.key.take() {
             self.store.do_send(Release {
                 key,
+                holder: self.holder,
                 span: Span::none(),
             });
         }
@@ -362,6 +428,8 @@ mod tests {
     struct Fixture {
         addr: Addr<IdempotencyStore>,
         clock: ManualClock,
+        /// Who reserved each key last, as a handler would remember it.
+        holders: std::cell::RefCell<std::collections::HashMap<String, Holder>>,
     }
 
     fn start(max_keys: usize) -> Fixture {
@@ -371,30 +439,51 @@ mod tests {
             ttl: Duration::from_secs(3600),
             max_keys,
             sweep_every: Duration::from_secs(3600 * 24 * 365),
+            lease: Duration::from_secs(10),
         };
         let records = new_records();
         let addr = Supervisor::start(move |_| IdempotencyStore::new(config, records, shared));
-        Fixture { addr, clock }
+        Fixture {
+            addr,
+            clock,
+            holders: Default::default(),
+        }
     }
 
     impl Fixture {
         async fn reserve(&self, key: &str, fingerprint: &str, order_id: &str) -> Reservation {
-            self.addr
+            let holder = Holder::next();
+            let reservation = self
+                .addr
                 .send(Reserve {
                     key: key.into(),
                     fingerprint: fingerprint.into(),
                     order_id: order_id.into(),
+                    holder,
                     span: Span::none(),
                 })
                 .await
                 .unwrap()
-                .unwrap()
+                .unwrap();
+            if matches!(reservation, Reservation::New | Reservation::Resume { .. }) {
+                self.holders.borrow_mut().insert(key.into(), holder);
+            }
+            reservation
+        }
+
+        fn holder(&self, key: &str) -> Holder {
+            self.holders.borrow()[key]
         }
 
         async fn complete(&self, key: &str, body: &str) {
+            self.complete_as(key, self.holder(key), body).await;
+        }
+
+        async fn complete_as(&self, key: &str, holder: Holder, body: &str) {
             self.addr
                 .send(Complete {
                     key: key.into(),
+                    holder,
                     response: response(body),
                     span: Span::none(),
                 })
@@ -404,9 +493,14 @@ mod tests {
         }
 
         async fn release(&self, key: &str) {
+            self.release_as(key, self.holder(key)).await;
+        }
+
+        async fn release_as(&self, key: &str, holder: Holder) {
             self.addr
                 .send(Release {
                     key: key.into(),
+                    holder,
                     span: Span::none(),
                 })
                 .await
@@ -513,14 +607,104 @@ mod tests {
     #[actix_rt::test]
     async fn a_dropped_lease_releases_its_key() {
         let f = start(10);
-        f.reserve("k", "body", "o1").await;
-        drop(KeyLease::new(f.addr.clone(), "k".into()));
+        let (lease, reply) = KeyLease::reserve(
+            &f.addr,
+            "k".into(),
+            "body".into(),
+            "o1".into(),
+            Span::none(),
+        )
+        .await;
+        assert_eq!(reply, Ok(Reservation::New));
+        drop(lease);
         assert_eq!(
             f.reserve("k", "body", "o2").await,
             Reservation::Resume {
                 order_id: "o1".into()
             }
         );
+    }
+
+    /// A reservation whose caller is dropped after sending it, before the
+    /// reply: actix skips a queued message whose reply nobody awaits any
+    /// more, but handles one already taken from the mailbox. Either way the
+    /// key must not stay in flight.
+    #[actix_rt::test]
+    async fn a_reservation_dropped_before_its_reply_never_leaves_the_key_in_flight() {
+        for handled_before_the_drop in [false, true] {
+            let f = start(10);
+            let reserving = KeyLease::reserve(
+                &f.addr,
+                "k".into(),
+                "body".into(),
+                "o1".into(),
+                Span::none(),
+            );
+            let mut reserving = Box::pin(reserving);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(
+                reserving.as_mut().poll(&mut cx).is_pending(),
+                "sent, no reply yet"
+            );
+            if handled_before_the_drop {
+                // The mailbox is FIFO: once this is answered, so was the Reserve.
+                assert_eq!(f.stats().await.in_flight, 1);
+            }
+            drop(reserving);
+            let expected = if handled_before_the_drop {
+                Reservation::Resume {
+                    order_id: "o1".into(),
+                }
+            } else {
+                Reservation::New
+            };
+            assert_eq!(f.reserve("k", "body", "o2").await, expected);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_lease_that_was_not_granted_releases_nothing() {
+        let f = start(10);
+        assert_eq!(f.reserve("k", "body", "o1").await, Reservation::New);
+        let (lease, reply) = KeyLease::reserve(
+            &f.addr,
+            "k".into(),
+            "body".into(),
+            "o2".into(),
+            Span::none(),
+        )
+        .await;
+        assert_eq!(reply, Ok(Reservation::InFlight));
+        assert!(lease.is_none());
+        // A stray release by anyone but the holder changes nothing either.
+        f.release_as("k", Holder::next()).await;
+        f.complete_as("k", Holder::next(), "forged").await;
+        assert_eq!(f.reserve("k", "body", "o3").await, Reservation::InFlight);
+        assert_eq!(f.stats().await.in_flight, 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_lease_gone_silent_is_taken_over_with_the_same_order_id() {
+        let f = start(10);
+        f.reserve("k", "body", "o1").await;
+        let first = f.holder("k");
+        f.clock.advance(Duration::from_secs(9));
+        assert_eq!(f.reserve("k", "body", "o2").await, Reservation::InFlight);
+        f.clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            f.reserve("k", "body", "o3").await,
+            Reservation::Resume {
+                order_id: "o1".into()
+            }
+        );
+        // The first holder's late word no longer counts; the new holder's does.
+        f.release_as("k", first).await;
+        assert_eq!(f.reserve("k", "body", "o4").await, Reservation::InFlight);
+        f.complete("k", "done").await;
+        assert!(matches!(
+            f.reserve("k", "body", "o5").await,
+            Reservation::Replay(_)
+        ));
     }
 
     #[actix_rt::test]

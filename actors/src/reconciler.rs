@@ -9,6 +9,12 @@
 //! `max_concurrent` re-drives running at once so that a backlog after an
 //! outage does not stampede the recovering dependency.
 //!
+//! An operation is tracked *before* its first attempt leaves (`Track` with a
+//! `hold`): its owner is attempting it right now, so the first re-drive is
+//! due only when the hold ends; the owner `Report`s what it learned. An
+//! owner that never reports (cancelled, crashed) leaves the key due when its
+//! hold ends, so nothing depends on the owner running to the end.
+//!
 //! A restart keeps every tracked key (it is the same actor value) and
 //! forgets only the re-drives that were running: they are due again at once.
 
@@ -61,12 +67,23 @@ struct Entry<T> {
     running: bool,
 }
 
-/// Start re-driving `key` (no-op if it is tracked already).
+/// Start tracking `key`, first due after `hold` (its owner is attempting
+/// it meanwhile). Tracking a key already tracked only extends its hold.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Track<T: Send + 'static> {
     pub key: String,
     pub payload: T,
+    pub hold: Duration,
+}
+
+/// What the owner's own attempt learned: `Settled` forgets the key,
+/// `Unknown` makes it due after one interval.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Report {
+    pub key: String,
+    pub verdict: Verdict,
 }
 
 /// Run what is due now (the interval timer sends it too).
@@ -166,14 +183,37 @@ impl<T: Clone + Send + Unpin + 'static> Handler<Track<T>> for Reconciler<T> {
     type Result = ();
 
     fn handle(&mut self, msg: Track<T>, ctx: &mut Context<Self>) {
-        let due = self.clock.now() + self.config.interval;
+        let due = self.clock.now() + msg.hold;
         let _ = guarded(ctx, NAME, || {
-            self.entries.entry(msg.key).or_insert(Entry {
+            let entry = self.entries.entry(msg.key).or_insert(Entry {
                 payload: msg.payload,
                 attempts: 0,
                 due,
                 running: false,
             });
+            entry.due = entry.due.max(due);
+        });
+    }
+}
+
+impl<T: Clone + Send + Unpin + 'static> Handler<Report> for Reconciler<T> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
+        let due = self.clock.now() + self.config.interval;
+        let _ = guarded(ctx, NAME, || match msg.verdict {
+            // A re-drive still running reports on its own; it finds the
+            // entry gone and is done.
+            Verdict::Settled => {
+                self.entries.remove(&msg.key);
+            }
+            Verdict::Unknown => {
+                if let Some(entry) = self.entries.get_mut(&msg.key)
+                    && !entry.running
+                {
+                    entry.due = due;
+                }
+            }
         });
     }
 }
@@ -239,6 +279,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     /// (key, attempt) of every re-drive, in order.
     type Log = Rc<RefCell<Vec<(String, u32)>>>;
 
@@ -298,6 +340,7 @@ mod tests {
         addr.send(Track {
             key: "o1".into(),
             payload: "o1".into(),
+            hold: HOUR,
         })
         .await
         .unwrap();
@@ -328,6 +371,7 @@ mod tests {
             addr.send(Track {
                 key: key.into(),
                 payload: key.into(),
+                hold: HOUR,
             })
             .await
             .unwrap();
@@ -341,6 +385,42 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn an_owner_that_reports_settled_leaves_nothing_to_re_drive() {
+        let clock = ManualClock::default();
+        let (redrive, log) = scripted(vec![]);
+        let addr = start(&clock, redrive, 4);
+        for key in ["settled", "unknown", "silent"] {
+            addr.send(Track {
+                key: key.into(),
+                payload: key.into(),
+                hold: 2 * HOUR,
+            })
+            .await
+            .unwrap();
+        }
+        addr.send(Report {
+            key: "settled".into(),
+            verdict: Verdict::Settled,
+        })
+        .await
+        .unwrap();
+        addr.send(Report {
+            key: "unknown".into(),
+            verdict: Verdict::Unknown,
+        })
+        .await
+        .unwrap();
+        assert_eq!(pending(&addr).await, 2);
+        clock.advance(HOUR);
+        assert_eq!(tick(&addr).await, 1, "the unknown one, one interval later");
+        // The owner that never reported (cancelled, crashed): due when its hold ends.
+        clock.advance(HOUR);
+        assert_eq!(tick(&addr).await, 1);
+        assert_eq!(*log.borrow(), [("unknown".into(), 1), ("silent".into(), 1)]);
+        assert_eq!(pending(&addr).await, 0);
+    }
+
+    #[actix_rt::test]
     async fn a_restart_keeps_what_it_tracks() {
         let clock = ManualClock::default();
         let (redrive, log) = scripted(vec![]);
@@ -348,6 +428,7 @@ mod tests {
         addr.send(Track {
             key: "kept".into(),
             payload: "kept".into(),
+            hold: HOUR,
         })
         .await
         .unwrap();

@@ -6,7 +6,9 @@
 //!   `failure_ratio` failed. The [`TripReason`] says which, for operators.
 //! - Open → HalfOpen: the first admission after `open_for`.
 //! - HalfOpen: admits `half_open_calls` trial calls; all succeed → Closed,
-//!   any fails → Open again.
+//!   any fails → Open again. A trial that reports nothing within
+//!   `trial_timeout` counts as failed: an outcome lost on the way (a
+//!   cancelled request, a restarted caller) can never wedge it half-open.
 //!
 //! Outcomes are tagged with the epoch (a counter bumped at every transition)
 //! of their admission, so a slow attempt admitted before a transition cannot
@@ -25,6 +27,9 @@ pub struct BreakerConfig {
     pub window: Duration,
     pub open_for: Duration,
     pub half_open_calls: u32,
+    /// How long a half-open trial may stay unreported before it counts as
+    /// failed: the caller's whole budget plus a margin.
+    pub trial_timeout: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -37,6 +42,7 @@ impl Default for BreakerConfig {
             window: Duration::from_secs(10),
             open_for: Duration::from_secs(30),
             half_open_calls: 3,
+            trial_timeout: Duration::from_millis(1500),
         }
     }
 }
@@ -80,12 +86,23 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TripReason {
-    ConsecutiveFailures { failures: u32 },
-    FailureRatio { failures: u32, calls: u32 },
+    ConsecutiveFailures {
+        failures: u32,
+    },
+    FailureRatio {
+        failures: u32,
+        calls: u32,
+    },
     OpenTimeElapsed,
     TrialFailed,
-    TrialsSucceeded { trials: u32 },
-    ModeChanged { mode: Mode },
+    /// A trial reported nothing within `trial_timeout`.
+    TrialTimedOut,
+    TrialsSucceeded {
+        trials: u32,
+    },
+    ModeChanged {
+        mode: Mode,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +136,9 @@ pub enum Outcome {
     /// The attempt never reached payment (the bulkhead refused it, the
     /// budget ran out waiting): local overload, not a downstream failure.
     NotAttempted,
+    /// Its caller went away before learning the outcome (a dropped
+    /// request): it says nothing about payment, and frees its trial slot.
+    Cancelled,
 }
 
 /// `GET /admin/breaker`.
@@ -150,6 +170,8 @@ pub struct Machine {
     open_until: Instant,
     trials_admitted: u32,
     trials_succeeded: u32,
+    /// When the latest half-open trial was admitted.
+    last_trial_at: Instant,
     last_transition: Option<TripReason>,
     transitions: u64,
 }
@@ -167,6 +189,7 @@ impl Machine {
             open_until: now,
             trials_admitted: 0,
             trials_succeeded: 0,
+            last_trial_at: now,
             last_transition: None,
             transitions: 0,
         }
@@ -181,6 +204,14 @@ impl Machine {
     }
 
     pub fn admit(&mut self, now: Instant) -> (Result<Admission, Rejection>, Option<Transition>) {
+        if let Some(expired) = self.expire(now) {
+            let retry_after = self.open_until.saturating_duration_since(now);
+            let rejection = Rejection {
+                state: State::Open,
+                retry_after,
+            };
+            return (Err(rejection), Some(expired));
+        }
         let admission = |m: &Self, trial| Admission {
             epoch: m.epoch,
             trial,
@@ -207,10 +238,12 @@ impl Machine {
             (Mode::Auto, State::Open) => {
                 let transition = self.enter(State::HalfOpen, TripReason::OpenTimeElapsed, now);
                 self.trials_admitted = 1;
+                self.last_trial_at = now;
                 (Ok(admission(self, true)), Some(transition))
             }
             (Mode::Auto, State::HalfOpen) if self.trials_admitted < self.config.half_open_calls => {
                 self.trials_admitted += 1;
+                self.last_trial_at = now;
                 (Ok(admission(self, true)), None)
             }
             (Mode::Auto, State::HalfOpen) => (
@@ -234,7 +267,7 @@ impl Machine {
             return None;
         }
         match (self.state, outcome) {
-            (_, Outcome::NotAttempted) => {
+            (_, Outcome::NotAttempted | Outcome::Cancelled) => {
                 if admission.trial {
                     self.trials_admitted = self.trials_admitted.saturating_sub(1);
                 }
@@ -277,6 +310,17 @@ impl Machine {
             }
             _ => None,
         }
+    }
+
+    /// Half-open with a trial unreported for `trial_timeout`: that trial
+    /// counts as failed, and the breaker opens again. Every admission
+    /// checks this first; the actor also checks it when asked for status.
+    pub fn expire(&mut self, now: Instant) -> Option<Transition> {
+        let outstanding = self.trials_admitted > self.trials_succeeded;
+        let overdue =
+            now.saturating_duration_since(self.last_trial_at) >= self.config.trial_timeout;
+        (self.mode == Mode::Auto && self.state == State::HalfOpen && outstanding && overdue)
+            .then(|| self.trip(TripReason::TrialTimedOut, now))
     }
 
     /// `forced_open` / `forced_closed` override admission; `auto` resets to a
@@ -545,6 +589,75 @@ mod tests {
         assert!(h.admit().is_err());
         h.machine.record(trials[0], Outcome::NotAttempted, h.now);
         assert!(h.admit().is_ok(), "the slot is free again");
+    }
+
+    #[test]
+    fn a_cancelled_trial_frees_its_slot_and_counts_nothing() {
+        let mut h = Harness::new(consecutive_only());
+        for _ in 0..5 {
+            h.call(Outcome::Failure);
+        }
+        h.advance(Duration::from_secs(30));
+        let trials: Vec<_> = (0..3).map(|_| h.admit().unwrap()).collect();
+        assert_eq!(h.machine.record(trials[0], Outcome::Cancelled, h.now), None);
+        let again = h.admit().expect("the cancelled trial's slot is free again");
+        for trial in [trials[1], trials[2]] {
+            assert_eq!(h.machine.record(trial, Outcome::Success, h.now), None);
+        }
+        let t = h.machine.record(again, Outcome::Success, h.now).unwrap();
+        assert_eq!(t.to, State::Closed);
+        // Closed: a cancelled call is not a call of the window.
+        let call = h.admit().unwrap();
+        h.machine.record(call, Outcome::Cancelled, h.now);
+        assert_eq!(h.machine.status(h.now).window_calls, 0);
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_counts_as_failed_after_the_trial_timeout() {
+        let mut h = Harness::new(consecutive_only());
+        for _ in 0..5 {
+            h.call(Outcome::Failure);
+        }
+        h.advance(Duration::from_secs(30));
+        let lost = h.admit().unwrap();
+        let trials = [h.admit().unwrap(), h.admit().unwrap()];
+        for trial in trials {
+            h.machine.record(trial, Outcome::Success, h.now);
+        }
+        // The lost trial holds the last slot: everyone else is refused...
+        h.advance(Duration::from_millis(1499));
+        assert_eq!(h.admit().unwrap_err().state, State::HalfOpen);
+        assert_eq!(h.machine.expire(h.now), None);
+        // ...until it is overdue, when it counts as a failure.
+        h.advance(MS);
+        let (rejected, t) = h.machine.admit(h.now);
+        let t = t.expect("the overdue trial opens it");
+        assert_eq!(
+            (t.from, t.to, t.reason),
+            (State::HalfOpen, State::Open, TripReason::TrialTimedOut)
+        );
+        assert_eq!(rejected.unwrap_err().retry_after, Duration::from_secs(30));
+        // Its outcome, if it ever comes, belongs to a past period.
+        assert_eq!(h.machine.record(lost, Outcome::Failure, h.now), None);
+        h.advance(Duration::from_secs(30));
+        assert!(h.admit().unwrap().trial, "it probes again");
+    }
+
+    #[test]
+    fn trials_all_reported_never_expire() {
+        let mut h = Harness::new(BreakerConfig {
+            half_open_calls: 2,
+            ..consecutive_only()
+        });
+        for _ in 0..5 {
+            h.call(Outcome::Failure);
+        }
+        h.advance(Duration::from_secs(30));
+        let trial = h.admit().unwrap();
+        h.machine.record(trial, Outcome::Success, h.now);
+        h.advance(Duration::from_secs(3600));
+        assert_eq!(h.machine.expire(h.now), None);
+        assert_eq!(h.machine.state(), State::HalfOpen);
     }
 
     #[test]

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use actix::{Arbiter, Supervisor};
 use actors::bulkhead::{self, Bulkhead, BulkheadConfig};
-use actors::circuit_breaker::{Admit, BreakerConfig, CircuitBreaker, Outcome, Record};
+use actors::circuit_breaker::{self, BreakerConfig, CircuitBreaker, Outcome};
 use actors::clock::{SharedClock, SystemClock};
-use actors::idempotency::{
-    self, IdempotencyConfig, IdempotencyStore, KeyLease, Reserve, StoredResponse,
-};
+use actors::idempotency::{self, IdempotencyConfig, IdempotencyStore, KeyLease, StoredResponse};
+use actors::reconciler::{Reconciler, ReconcilerConfig, Report, Track, Verdict};
 use tracing::Span;
 
 fn main() {
@@ -29,7 +28,7 @@ fn main() {
     actix_rt::System::new().block_on(async {
         let actors = measure_actor_round_trips(orders).await;
         let (plain, keyed) = measure_orders(orders).await;
-        println!("actor messages per keyed order (3 awaited, 3 sent): {actors:.1} µs");
+        println!("actor messages per keyed order (3 awaited, 5 sent): {actors:.1} µs");
         println!("whole order over loopback, no key:    {plain:.1} µs");
         println!("whole order over loopback, with key:  {keyed:.1} µs");
         println!(
@@ -39,12 +38,12 @@ fn main() {
     });
 }
 
-/// Per order: Reserve, Admit, Acquire awaited; Record, permit release and
-/// Complete sent without waiting (as the service does).
+/// Per order: Reserve, Admit, Acquire awaited; Track, Record, permit
+/// release, Report and Complete sent without waiting (as the service does).
 async fn measure_actor_round_trips(orders: usize) -> f64 {
     let clock: SharedClock = Arc::new(SystemClock);
     let arbiter = Arbiter::new();
-    let (breaker, bulkhead, store) = {
+    let (breaker, bulkhead, store, reconciler) = {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let clock = clock.clone();
         arbiter.spawn(async move {
@@ -57,42 +56,51 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
             let store = Supervisor::start(move |_| {
                 IdempotencyStore::new(IdempotencyConfig::default(), records.clone(), clock.clone())
             });
-            let _ = tx.send((breaker, bulkhead, store));
+            let reconciler = Supervisor::start(move |_| {
+                Reconciler::<()>::new(
+                    ReconcilerConfig::default(),
+                    Arc::new(SystemClock),
+                    Box::new(|(), _| Box::pin(async { Verdict::Settled })),
+                )
+            });
+            let _ = tx.send((breaker, bulkhead, store, reconciler));
         });
         rx.await.unwrap()
     };
 
     let run = |n: usize, offset: usize| {
-        let (breaker, bulkhead, store) = (breaker.clone(), bulkhead.clone(), store.clone());
+        let (breaker, bulkhead, store, reconciler) = (
+            breaker.clone(),
+            bulkhead.clone(),
+            store.clone(),
+            reconciler.clone(),
+        );
         async move {
             let started = Instant::now();
             for i in offset..offset + n {
                 let key = format!("bench-{i}");
-                store
-                    .send(Reserve {
-                        key: key.clone(),
-                        fingerprint: "f".into(),
-                        order_id: "o".into(),
-                        span: Span::none(),
-                    })
+                let (lease, reserved) =
+                    KeyLease::reserve(&store, key.clone(), "f".into(), "o".into(), Span::none())
+                        .await;
+                reserved.unwrap();
+                let lease = lease.unwrap();
+                reconciler.do_send(Track {
+                    key: key.clone(),
+                    payload: (),
+                    hold: Duration::from_millis(1500),
+                });
+                let pass = circuit_breaker::admit(&breaker, Span::none())
                     .await
-                    .unwrap()
-                    .unwrap();
-                let lease = KeyLease::new(store.clone(), key);
-                let admission = breaker
-                    .send(Admit { span: Span::none() })
-                    .await
-                    .unwrap()
                     .unwrap();
                 let permit = bulkhead::acquire(&bulkhead, Duration::from_millis(250), Span::none())
                     .await
                     .unwrap();
-                breaker.do_send(Record {
-                    admission,
-                    outcome: Outcome::Success,
-                    span: Span::none(),
-                });
+                pass.record(Outcome::Success, Span::none());
                 drop(permit);
+                reconciler.do_send(Report {
+                    key,
+                    verdict: Verdict::Settled,
+                });
                 lease.complete(
                     StoredResponse {
                         status: 201,

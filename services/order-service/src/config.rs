@@ -181,6 +181,17 @@ pub struct Config {
     )]
     pub idempotency_max_keys: u64,
 
+    /// How long a key stays in flight with no word from the request holding
+    /// it before another request may take it over, in milliseconds (at
+    /// least twice PAYMENT_TIMEOUT_MS).
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_LEASE_MS",
+        default_value_t = 10_000,
+        help_heading = "Idempotency"
+    )]
+    pub idempotency_lease_ms: u64,
+
     /// How often the reconciler looks for pending orders to re-drive, in
     /// milliseconds (also the first backoff, doubled per try).
     #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 1000, help_heading = "Reconciler",
@@ -244,6 +255,7 @@ impl Config {
             window: Duration::from_millis(self.cb_window_ms),
             open_for: Duration::from_millis(self.cb_open_ms),
             half_open_calls: self.cb_half_open_calls,
+            trial_timeout: self.call_policy().longest_call(),
         }
     }
 
@@ -267,6 +279,10 @@ impl Config {
             ttl: Duration::from_secs(self.idempotency_ttl_secs),
             max_keys: self.idempotency_max_keys as usize,
             sweep_every: Duration::from_secs(self.idempotency_sweep_secs),
+            lease: Duration::from_millis(
+                self.idempotency_lease_ms
+                    .max(self.payment_timeout_ms.saturating_mul(2)),
+            ),
         }
     }
 }

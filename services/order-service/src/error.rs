@@ -7,6 +7,7 @@ use actors::idempotency::StoredResponse;
 use common::domain::{FieldError, OrderId};
 use common::problem::Problem;
 
+use crate::domain::OrderStatus;
 use crate::payment::PaymentError;
 use crate::store::StoreError;
 
@@ -21,8 +22,14 @@ pub enum OrderError {
     Validation(Vec<FieldError>),
     #[error("order {0} not found")]
     NotFound(String),
-    #[error("payment for order {0} failed")]
-    Payment(OrderId, #[source] PaymentError),
+    /// The call ended without a charge; `status` is the order's now.
+    #[error("payment for order {order_id} failed")]
+    Payment {
+        order_id: OrderId,
+        status: OrderStatus,
+        #[source]
+        cause: PaymentError,
+    },
     #[error("order store failed")]
     Store(#[source] StoreError, Option<OrderId>),
     #[error("a request with this Idempotency-Key is in flight")]
@@ -56,7 +63,11 @@ impl OrderError {
             Self::BadHeader(e) => Problem::bad_request(e.to_string()),
             Self::Validation(errors) => Problem::validation(errors.clone()),
             Self::NotFound(id) => Problem::not_found(format!("no order {id}")),
-            Self::Payment(id, e) => payment_problem(e).with_order_id(id),
+            Self::Payment {
+                order_id,
+                status,
+                cause,
+            } => payment_problem(cause, *status).with_order_id(order_id),
             Self::Store(e, id) => {
                 let problem = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -101,7 +112,15 @@ impl OrderError {
     }
 }
 
-fn payment_problem(e: &PaymentError) -> Problem {
+/// The problem for a call that ended without a charge. A call refused
+/// before any attempt (breaker, bulkhead) charged nothing itself, but the
+/// order it was for may still be pending from an earlier attempt.
+fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
+    let refused = if status == OrderStatus::Pending {
+        "no attempt was made now, but an earlier one may have charged: the order stays pending"
+    } else {
+        "nothing was charged"
+    };
     match e {
         PaymentError::Declined { detail } => Problem::new(
             StatusCode::PAYMENT_REQUIRED,
@@ -126,14 +145,14 @@ fn payment_problem(e: &PaymentError) -> Problem {
             StatusCode::SERVICE_UNAVAILABLE,
             "circuit-open",
             "Circuit breaker open",
-            "payment-service is failing; calls are suspended, nothing was charged",
+            format!("payment-service is failing; calls are suspended; {refused}"),
         )
         .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64),
         PaymentError::BulkheadFull => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "bulkhead-full",
             "Bulkhead limit reached",
-            "too many payment calls in flight; nothing was charged",
+            format!("too many payment calls in flight; {refused}"),
         )
         .with_retry_after(1),
         PaymentError::TimedOut => Problem::new(

@@ -1,20 +1,27 @@
 //! The order flow, outermost first: idempotency → record the order →
 //! payment call → persist the outcome → complete or release the key.
 //!
-//! The order is written `pending` before the charge is attempted, so no
-//! charge can exist for an order the store has never seen. A client key that
-//! ended in a transient failure is released with its order id kept: the
-//! client's retry resumes *that* order, charging under the same payment key.
-//! An order left `pending` (its charge may exist) is handed to the
-//! reconciler, which re-drives it until payment gives a definitive answer.
+//! The flow belongs to the service, not to the request: [`Orders::create`]
+//! runs it as a task of its own and only awaits its answer, so a client that
+//! hangs up (actix-web then drops the handler's future) cancels nothing:
+//! the order is settled and its key completed or released exactly as if the
+//! client had waited.
+//!
+//! Before the first attempt leaves, the order is stored `pending`, marked
+//! as possibly charged, and known to the reconciler: if the flow never gets
+//! to settle it, whoever finds the order assumes a charge may exist and
+//! re-drives it. A client key that ended in a transient failure is released
+//! with its order id kept: the client's retry resumes *that* order, charging
+//! under the same payment key. Settling is a compare-and-set on the status
+//! the flow read, so a slower writer never undoes a faster one.
 
 use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
-use actors::idempotency::{IdempotencyStore, KeyLease, Reservation, Reserve, StoredResponse};
-use actors::reconciler::{Reconciler, Track};
+use actors::idempotency::{IdempotencyStore, KeyLease, Reservation, StoredResponse};
+use actors::reconciler::{Reconciler, Report, Track, Verdict};
 use common::domain::{IdempotencyKey, OrderId};
 use observability::TraceLink;
 use tracing::{Instrument, Span, field::Empty};
@@ -24,7 +31,7 @@ use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentCall, PaymentError, Receipt};
 use crate::reconcile::PendingOrder;
-use crate::store::{OrderStore, StoreError};
+use crate::store::{OrderStore, StoreError, Updated};
 
 /// The answer to `POST /orders`, as sent and as replayed.
 pub struct Answer {
@@ -42,8 +49,10 @@ pub struct Orders {
 }
 
 impl Orders {
+    /// Runs one order's flow to its end on this worker, whether or not the
+    /// caller is still there to read the answer.
     pub async fn create(
-        &self,
+        self: Arc<Self>,
         new: NewOrder,
         key: Option<IdempotencyKey>,
     ) -> Result<Answer, OrderError> {
@@ -56,12 +65,15 @@ impl Orders {
             order.currency = %new.details.currency,
             idempotency.key = key.as_ref().map(IdempotencyKey::as_str),
         );
-        let result = self
-            .create_in_span(new, key, candidate)
-            .instrument(span)
-            .await;
-        self.count(&result);
-        result
+        let flow = async move {
+            let result = self.create_in_span(new, key, candidate).await;
+            self.count(&result);
+            result
+        };
+        // On this worker's own runtime (the payment pipeline is per thread).
+        actix_rt::spawn(flow.instrument(span))
+            .await
+            .unwrap_or(Err(OrderError::Unavailable("order flow")))
     }
 
     fn count(&self, result: &Result<Answer, OrderError>) {
@@ -80,11 +92,10 @@ impl Orders {
             Err(OrderError::IdempotencyFull) => {
                 m.idempotency_conflicts.with_label_values(&["full"]).inc()
             }
-            Err(OrderError::Payment(_, e)) => {
-                let status = if e.outcome_unknown() {
-                    "pending"
-                } else {
-                    "failed"
+            Err(OrderError::Payment { status, .. }) => {
+                let status = match status {
+                    OrderStatus::Pending => "pending",
+                    _ => "failed",
                 };
                 m.orders.with_label_values(&[status]).inc();
             }
@@ -108,41 +119,37 @@ impl Orders {
             });
         };
 
-        let reservation = self
-            .idempotency
-            .send(Reserve {
-                key: key.to_string(),
-                fingerprint: new.fingerprint(),
-                order_id: candidate.to_string(),
-                span: span.clone(),
-            })
-            .await
-            .map_err(|_| OrderError::Unavailable("idempotency store"))?
-            .map_err(|_| OrderError::Unavailable("idempotency store"))?;
-        let lease = || KeyLease::new(self.idempotency.clone(), key.to_string());
-        let (lease, result) = match reservation {
-            Reservation::Replay(response) => {
+        let unavailable = || OrderError::Unavailable("idempotency store");
+        let (lease, reservation) = KeyLease::reserve(
+            &self.idempotency,
+            key.to_string(),
+            new.fingerprint(),
+            candidate.to_string(),
+            span.clone(),
+        )
+        .await;
+        let (lease, result) = match (reservation.map_err(|_| unavailable())?, lease) {
+            (Reservation::Replay(response), _) => {
                 tracing::info!(idempotency.key = %key, "idempotent_request_cached");
                 return Ok(Answer {
                     response: (*response).clone(),
                     replayed: true,
                 });
             }
-            Reservation::InFlight => return Err(OrderError::KeyInFlight),
-            Reservation::Mismatch => return Err(OrderError::KeyReused),
-            Reservation::Full => return Err(OrderError::IdempotencyFull),
-            Reservation::New => {
-                let lease = lease();
+            (Reservation::InFlight, _) => return Err(OrderError::KeyInFlight),
+            (Reservation::Mismatch, _) => return Err(OrderError::KeyReused),
+            (Reservation::Full, _) => return Err(OrderError::IdempotencyFull),
+            (Reservation::New, Some(lease)) => {
                 span.record("order.id", candidate.to_string());
                 (lease, self.place(Order::pending(candidate, &new)).await)
             }
-            Reservation::Resume { order_id } => {
-                let lease = lease();
-                let id = OrderId::parse(&order_id)
-                    .map_err(|_| OrderError::Unavailable("idempotency store"))?;
+            (Reservation::Resume { order_id }, Some(lease)) => {
+                let id = OrderId::parse(&order_id).map_err(|_| unavailable())?;
                 span.record("order.id", order_id);
                 (lease, self.resume(id, &new).await)
             }
+            // A granted reservation always comes with its lease.
+            (Reservation::New | Reservation::Resume { .. }, None) => return Err(unavailable()),
         };
 
         let response = match &result {
@@ -163,8 +170,15 @@ impl Orders {
     /// A new order: recorded `pending`, then charged.
     async fn place(&self, order: Order) -> Result<Order, OrderError> {
         let id = order.order_id;
+        // Stored as possibly charged: should this flow never settle it,
+        // whoever finds it must assume the worst. The flow's own copy says
+        // what this order did before the call: nothing.
+        let stored = Order {
+            maybe_charged: true,
+            ..order.clone()
+        };
         self.store
-            .insert(order.clone())
+            .insert(stored)
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
         self.charge(order).await
@@ -172,49 +186,75 @@ impl Orders {
 
     /// A client retry of an order whose last call ended without a verdict.
     async fn resume(&self, id: OrderId, new: &NewOrder) -> Result<Order, OrderError> {
-        let existing = self
+        let store_error = |e| OrderError::Store(e, Some(id));
+        let order = match self.store.get(id).await.map_err(store_error)? {
+            None => return self.place(Order::pending(id, new)).await,
+            Some(order) => order,
+        };
+        match order.status {
+            OrderStatus::Completed => return Ok(order),
+            OrderStatus::Pending => return self.charge(order).await,
+            OrderStatus::Failed => {}
+        }
+        // Refused before any attempt could charge it (breaker open, bulkhead
+        // full): pending again, and possibly charged while this call runs.
+        let retry = Order {
+            status: OrderStatus::Pending,
+            reason: None,
+            ..order
+        };
+        let stored = Order {
+            maybe_charged: true,
+            ..retry.clone()
+        };
+        match self
             .store
-            .get(id)
+            .update(stored, OrderStatus::Failed)
             .await
-            .map_err(|e| OrderError::Store(e, Some(id)))?;
-        match existing {
-            Some(order) if order.status == OrderStatus::Completed => Ok(order),
-            Some(mut order) => {
-                order.status = OrderStatus::Pending;
-                order.reason = None;
-                self.store
-                    .update(order.clone())
-                    .await
-                    .map_err(|e| OrderError::Store(e, Some(id)))?;
-                self.charge(order).await
-            }
-            None => self.place(Order::pending(id, new)).await,
+            .map_err(store_error)?
+        {
+            Updated::Written => self.charge(retry).await,
+            Updated::Stale(current) if current.status == OrderStatus::Completed => Ok(current),
+            Updated::Stale(current) => self.charge(current).await,
         }
     }
 
     async fn charge(&self, order: Order) -> Result<Order, OrderError> {
         let id = order.order_id;
+        let key = id.to_string();
+        // Known to the reconciler before the first attempt leaves; its first
+        // re-drive is due only once this call has surely ended.
+        self.reconciler.do_send(Track {
+            key: key.clone(),
+            payload: PendingOrder {
+                order_id: id,
+                link: TraceLink::current(),
+            },
+            hold: self.payments.policy().longest_call(),
+        });
         let (order, result) = charge_and_settle(self.store.as_ref(), &self.payments, order)
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
-        if order.status == OrderStatus::Pending {
+        let verdict = match order.status {
             // The outcome is unknown: the reconciler finds out.
-            self.reconciler.do_send(Track {
-                key: id.to_string(),
-                payload: PendingOrder {
-                    order_id: id,
-                    link: TraceLink::current(),
-                },
-            });
-        }
+            OrderStatus::Pending => Verdict::Unknown,
+            OrderStatus::Completed | OrderStatus::Failed => Verdict::Settled,
+        };
+        self.reconciler.do_send(Report { key, verdict });
         match result {
-            Ok(_) => Ok(order),
-            Err(e) => Err(OrderError::Payment(id, e)),
+            // Another writer completed it first: that is the answer.
+            Err(cause) if order.status != OrderStatus::Completed => Err(OrderError::Payment {
+                order_id: id,
+                status: order.status,
+                cause,
+            }),
+            _ => Ok(order),
         }
     }
 }
 
-/// Charges `order` through the pipeline and persists what it learned.
+/// Charges `order` through the pipeline and persists what it learned, unless
+/// another writer settled it first: the answer is the order as it stands.
 /// Shared by the request path and the reconciler.
 pub async fn charge_and_settle(
     store: &dyn OrderStore,
@@ -223,11 +263,19 @@ pub async fn charge_and_settle(
 ) -> Result<(Order, Result<Receipt, PaymentError>), StoreError> {
     let id = order.order_id;
     let report = payments.charge(&order).await;
-    let order = settle(order, &report.result);
-    store
-        .update(order.clone())
-        .instrument(tracing::info_span!("persistOrder", order.id = %id))
-        .await?;
+    let settled = settle(order, &report.result);
+    let span = tracing::info_span!("persistOrder", order.id = %id, order.stale = Empty);
+    let order = match store
+        .update(settled.clone(), OrderStatus::Pending)
+        .instrument(span.clone())
+        .await?
+    {
+        Updated::Written => settled,
+        Updated::Stale(current) => {
+            span.record("order.stale", true);
+            current
+        }
+    };
     Ok((order, report.result))
 }
 
@@ -236,7 +284,11 @@ pub async fn charge_and_settle(
 fn is_definitive(result: &Result<Order, OrderError>) -> bool {
     matches!(
         result,
-        Ok(_) | Err(OrderError::Payment(_, PaymentError::Declined { .. }))
+        Ok(_)
+            | Err(OrderError::Payment {
+                cause: PaymentError::Declined { .. },
+                ..
+            })
     )
 }
 

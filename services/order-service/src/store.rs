@@ -1,6 +1,12 @@
 //! Where orders live. A trait, because the in-memory default forgets
-//! everything on restart and a shared store (Redis, PostgreSQL) will
-//! implement the same four operations.
+//! everything on restart and a shared store (PostgreSQL) implements the
+//! same operations.
+//!
+//! An order's status only moves forward: `update` is a compare-and-set on
+//! the status its writer read, so two writers working from copies of one
+//! order (a client's retry and the reconciler) cannot undo each other, and
+//! a `completed` order is final. A shared store keeps the same rule
+//! (`UPDATE … WHERE status = $from`).
 
 mod memory;
 
@@ -9,7 +15,7 @@ use common::domain::OrderId;
 
 pub use memory::MemoryStore;
 
-use crate::domain::Order;
+use crate::domain::{Order, OrderStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,12 +27,24 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// What a compare-and-set `update` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated {
+    /// The order was written.
+    Written,
+    /// Another writer moved the order first (or the move is not allowed):
+    /// nothing was written; this is the order as it stands.
+    Stale(Order),
+}
+
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
     /// Records a new order; refuses an id that exists.
     async fn insert(&self, order: Order) -> Result<(), StoreError>;
-    /// Replaces an existing order (its status changed).
-    async fn update(&self, order: Order) -> Result<(), StoreError>;
+    /// Replaces the stored order with `order` if its status is still `from`
+    /// and `from → order.status` is a move [`OrderStatus::may_become`]
+    /// allows.
+    async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError>;
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// Whether the store can be reached (`/ready`).
     async fn ping(&self) -> Result<(), StoreError>;

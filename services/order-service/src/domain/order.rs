@@ -16,6 +16,20 @@ pub enum OrderStatus {
     Failed,
 }
 
+impl OrderStatus {
+    /// The moves of an order's life: `pending` settles to `completed` or
+    /// `failed`; a `failed` order (refused before any attempt could charge
+    /// it) goes back to `pending` only for a retry under its key;
+    /// `completed` is final.
+    pub fn may_become(self, to: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, to),
+            (Pending, _) | (Failed, Pending) | (Failed, Failed)
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Order {
     pub order_id: OrderId,

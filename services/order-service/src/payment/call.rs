@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use actors::bulkhead::{self, Bulkhead, BulkheadError};
-use actors::circuit_breaker::{Admit, AdmitError, CircuitBreaker, Outcome, Record};
+use actors::circuit_breaker::{self, AdmitError, CircuitBreaker, Outcome};
 use actors::clock::SharedClock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -35,6 +35,15 @@ pub struct CallPolicy {
     pub retry: RetryPolicy,
     pub bulkhead_wait: Duration,
     pub bulkhead_max: usize,
+}
+
+impl CallPolicy {
+    /// The longest one call can take, with a margin for the actor messages
+    /// around it: past this, whoever waits on the call may assume it is lost
+    /// (a half-open trial that never reported, an order nobody settled).
+    pub fn longest_call(&self) -> Duration {
+        self.budget + Duration::from_secs(1)
+    }
 }
 
 /// One per worker (the HTTP client is per thread); the actors and the retry
@@ -73,6 +82,10 @@ impl PaymentCall {
             rng: RefCell::new(rng),
             metrics,
         }
+    }
+
+    pub fn policy(&self) -> &CallPolicy {
+        &self.policy
     }
 
     pub async fn charge(&self, order: &Order) -> CallReport {
@@ -166,12 +179,14 @@ impl PaymentCall {
         );
         async {
             let span = Span::current();
-            let admission = match self.breaker.send(Admit { span: span.clone() }).await {
-                Ok(Ok(admission)) => {
-                    span.record("cb.state", admission.state.as_str());
-                    Some(admission)
+            // A pass reports `Cancelled` if this future is dropped before
+            // the outcome is known, so a half-open trial slot is never lost.
+            let pass = match circuit_breaker::admit(&self.breaker, span.clone()).await {
+                Ok(pass) => {
+                    span.record("cb.state", pass.state().as_str());
+                    Some(pass)
                 }
-                Ok(Err(AdmitError::Open(rejection))) => {
+                Err(AdmitError::Open(rejection)) => {
                     span.record("cb.state", rejection.state.as_str());
                     span.record("error.type", "circuit_open");
                     span.record("otel.status_code", "ERROR");
@@ -181,15 +196,11 @@ impl PaymentCall {
                 }
                 // The breaker is advisory: while its actor restarts, attempts
                 // go ahead untracked rather than fail.
-                Ok(Err(AdmitError::Failed(_))) | Err(_) => None,
+                Err(AdmitError::Failed(_)) => None,
             };
             let report = |outcome| {
-                if let Some(admission) = admission {
-                    self.breaker.do_send(Record {
-                        admission,
-                        outcome,
-                        span: span.clone(),
-                    });
+                if let Some(pass) = pass {
+                    pass.record(outcome, span.clone());
                 }
             };
 

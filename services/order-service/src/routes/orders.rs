@@ -23,7 +23,7 @@ pub async fn create_order(
         .map_err(OrderError::Body)?
         .try_into()
         .map_err(OrderError::Validation)?;
-    let answer = orders.create(new, key).await?;
+    let answer = orders.into_inner().create(new, key).await?;
     let mut response = to_http(&answer.response);
     if answer.replayed {
         response.headers_mut().insert(

@@ -7,8 +7,8 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use common::domain::OrderId;
 
-use super::{OrderStore, StoreError};
-use crate::domain::Order;
+use super::{OrderStore, StoreError, Updated};
+use crate::domain::{Order, OrderStatus};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -26,13 +26,14 @@ impl OrderStore for MemoryStore {
         Ok(())
     }
 
-    async fn update(&self, order: Order) -> Result<(), StoreError> {
+    async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
         let mut orders = self.orders.write().unwrap_or_else(|e| e.into_inner());
         match orders.get_mut(&order.order_id) {
-            Some(slot) => {
+            Some(slot) if slot.status == from && from.may_become(order.status) => {
                 *slot = order;
-                Ok(())
+                Ok(Updated::Written)
             }
+            Some(slot) => Ok(Updated::Stale(slot.clone())),
             None => Err(StoreError::Missing(order.order_id)),
         }
     }
@@ -44,5 +45,92 @@ impl OrderStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::domain::PaymentDetails;
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::domain::NewOrder;
+
+    fn pending() -> Order {
+        let raw = |s: &str| Some(RawValue::from_string(s.to_owned()).unwrap());
+        let details =
+            PaymentDetails::parse(&raw(r#""m""#), &raw("1.00"), &raw(r#""USD""#)).unwrap();
+        Order::pending(OrderId::new(), &NewOrder { details })
+    }
+
+    fn with(order: &Order, status: OrderStatus) -> Order {
+        Order {
+            status,
+            ..order.clone()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_stale_writer_cannot_move_a_completed_order_back() {
+        let store = MemoryStore::default();
+        let order = pending();
+        store.insert(order.clone()).await.unwrap();
+        let completed = Order {
+            transaction_id: Some("txn".into()),
+            ..with(&order, OrderStatus::Completed)
+        };
+        // Two writers read it pending; the faster one completes it...
+        let first = store.update(completed.clone(), OrderStatus::Pending).await;
+        assert_eq!(first.unwrap(), Updated::Written);
+        // ...and the slower one's "still pending" is refused, with the truth.
+        let late = Order {
+            reason: Some("payment budget ran out".into()),
+            ..order.clone()
+        };
+        let second = store.update(late, OrderStatus::Pending).await.unwrap();
+        assert_eq!(second, Updated::Stale(completed.clone()));
+        assert_eq!(store.get(order.order_id).await.unwrap(), Some(completed));
+    }
+
+    #[actix_rt::test]
+    async fn completed_is_final_whatever_the_writer_claims_to_have_read() {
+        let store = MemoryStore::default();
+        let order = with(&pending(), OrderStatus::Completed);
+        store.insert(order.clone()).await.unwrap();
+        for to in [OrderStatus::Pending, OrderStatus::Failed] {
+            let tried = store
+                .update(with(&order, to), OrderStatus::Completed)
+                .await
+                .unwrap();
+            assert_eq!(tried, Updated::Stale(order.clone()));
+        }
+    }
+
+    #[actix_rt::test]
+    async fn only_the_moves_of_an_order_s_life_are_allowed() {
+        use OrderStatus::*;
+        for (from, to, allowed) in [
+            (Pending, Pending, true),
+            (Pending, Completed, true),
+            (Pending, Failed, true),
+            // A retry of an order that was refused before any attempt.
+            (Failed, Pending, true),
+            (Failed, Completed, false),
+            (Completed, Pending, false),
+            (Completed, Failed, false),
+        ] {
+            let store = MemoryStore::default();
+            let order = with(&pending(), from);
+            store.insert(order.clone()).await.unwrap();
+            let written = store.update(with(&order, to), from).await.unwrap();
+            assert_eq!(written == Updated::Written, allowed, "{from:?} → {to:?}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn updating_an_unknown_order_is_an_error() {
+        let store = MemoryStore::default();
+        let missing = store.update(pending(), OrderStatus::Pending).await;
+        assert!(matches!(missing, Err(StoreError::Missing(_))));
     }
 }

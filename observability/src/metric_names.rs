@@ -17,6 +17,7 @@ pub const BULKHEAD_REJECTED: &str = "bulkhead_rejected_total";
 pub const IDEMPOTENCY_HITS: &str = "idempotency_hits_total";
 pub const IDEMPOTENCY_CONFLICTS: &str = "idempotency_conflicts_total";
 pub const IDEMPOTENCY_ENTRIES: &str = "idempotency_entries";
+pub const IDEMPOTENCY_IN_FLIGHT: &str = "idempotency_keys_in_flight";
 pub const RECONCILER_PENDING: &str = "reconciler_pending_orders";
 pub const RECONCILE_ATTEMPTS: &str = "reconcile_attempts_total";
 

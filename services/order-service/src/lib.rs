@@ -15,7 +15,7 @@
 //! - [`store`]: where orders live, behind a trait (in memory by default).
 //! - [`routes`]: the HTTP handlers, thin.
 //! - [`error`]: the one place where a failure becomes an HTTP answer.
-//! - [`metrics`]: the Prometheus metrics and `/metrics`.
+//! - [`metrics`]: the Prometheus metrics (`/metrics` is a route).
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -1,17 +1,12 @@
 //! order-service's metrics (names in `observability::metric_names`).
 //! Counters are bumped where things happen; the gauges that mirror actor
-//! state are refreshed from the actors when `/metrics` is scraped.
+//! state are refreshed from the actors when `/metrics` is scraped
+//! ([`crate::routes::metrics`]).
 
-use actix_web::{HttpResponse, web};
-use actors::bulkhead;
 use actors::circuit_breaker::{self, Transition};
-use actors::idempotency;
-use actors::reconciler;
 use observability::metric_names as names;
-use observability::metrics::{HttpMetrics, counter, counter_vec, exposition, gauge};
+use observability::metrics::{HttpMetrics, counter, counter_vec, gauge};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
-
-use crate::reliability::Reliability;
 
 #[derive(Clone)]
 pub struct OrderMetrics {
@@ -30,6 +25,9 @@ pub struct OrderMetrics {
     pub idempotency_hits: IntCounter,
     pub idempotency_conflicts: IntCounterVec,
     pub idempotency_entries: IntGauge,
+    /// Keys held by a request in flight: one that stays up while traffic is
+    /// quiet is a key nobody will release.
+    pub idempotency_in_flight: IntGauge,
     pub reconciler_pending: IntGauge,
     pub reconcile_attempts: IntCounterVec,
 }
@@ -101,6 +99,11 @@ impl Default for OrderMetrics {
                 names::IDEMPOTENCY_ENTRIES,
                 "Idempotency-Keys remembered.",
             ),
+            idempotency_in_flight: gauge(
+                &r,
+                names::IDEMPOTENCY_IN_FLIGHT,
+                "Idempotency-Keys held by a request in flight now.",
+            ),
             reconciler_pending: gauge(
                 &r,
                 names::RECONCILER_PENDING,
@@ -169,26 +172,4 @@ impl OrderMetrics {
             state.set(t.to.gauge());
         })
     }
-}
-
-/// `GET /metrics`: refreshes the actor gauges, then the text exposition.
-pub async fn metrics(
-    metrics: web::Data<OrderMetrics>,
-    reliability: web::Data<Reliability>,
-) -> HttpResponse {
-    if let Ok(Ok(status)) = reliability.breaker.send(circuit_breaker::GetStatus).await {
-        metrics.cb_state.set(status.state.gauge());
-    }
-    if let Ok(Ok(status)) = reliability.bulkhead.send(bulkhead::GetStatus).await {
-        metrics.bulkhead_in_use.set(status.in_use as i64);
-        metrics.bulkhead_waiting.set(status.waiting as i64);
-        metrics.bulkhead_max.set(status.max as i64);
-    }
-    if let Ok(Ok(stats)) = reliability.idempotency.send(idempotency::GetStats).await {
-        metrics.idempotency_entries.set(stats.entries as i64);
-    }
-    if let Ok(Ok(pending)) = reliability.reconciler.send(reconciler::PendingCount).await {
-        metrics.reconciler_pending.set(pending as i64);
-    }
-    exposition(&metrics.registry)
 }

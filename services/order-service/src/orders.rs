@@ -30,13 +30,21 @@ use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentCall, PaymentError, Receipt};
-use crate::reconcile::PendingOrder;
 use crate::store::{OrderStore, StoreError, Updated};
 
 /// The answer to `POST /orders`, as sent and as replayed.
 pub struct Answer {
     pub response: StoredResponse,
     pub replayed: bool,
+}
+
+/// An order whose payment outcome may be unknown, as the reconciler tracks
+/// it.
+#[derive(Debug, Clone)]
+pub struct PendingOrder {
+    pub order_id: OrderId,
+    /// The request that left it pending.
+    pub link: TraceLink,
 }
 
 /// Everything the flow needs; one per worker.

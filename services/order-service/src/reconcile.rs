@@ -8,23 +8,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actors::reconciler::{Redrive, Verdict};
-use common::domain::OrderId;
-use observability::TraceLink;
 use tracing::{Instrument, field::Empty};
 
 use crate::domain::OrderStatus;
 use crate::metrics::OrderMetrics;
-use crate::orders::charge_and_settle;
+use crate::orders::{PendingOrder, charge_and_settle};
 use crate::payment::PaymentCall;
 use crate::store::OrderStore;
-
-/// An order whose payment outcome is unknown.
-#[derive(Debug, Clone)]
-pub struct PendingOrder {
-    pub order_id: OrderId,
-    /// The request that left it pending.
-    pub link: TraceLink,
-}
 
 /// The re-drive the reconciler runs, on its own thread (hence `Rc`: the
 /// payment pipeline's HTTP client is per thread).

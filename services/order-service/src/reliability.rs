@@ -19,9 +19,10 @@ use rand::rngs::StdRng;
 
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
+use crate::orders::PendingOrder;
 use crate::payment::retry::RetryBudget;
 use crate::payment::{PaymentCall, PaymentClient};
-use crate::reconcile::{PendingOrder, redrive};
+use crate::reconcile::redrive;
 use crate::store::OrderStore;
 
 #[derive(Clone)]

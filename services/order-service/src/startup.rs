@@ -23,7 +23,7 @@ use crate::metrics::OrderMetrics;
 use crate::orders::Orders;
 use crate::payment::{PaymentCall, PaymentClient};
 use crate::reliability::Reliability;
-use crate::routes::{admin, health, orders};
+use crate::routes::{admin, health, metrics, orders};
 use crate::store::{MemoryStore, OrderStore};
 
 pub struct Application {
@@ -95,7 +95,7 @@ impl Application {
                 .route("/orders/{id}", web::get().to(orders::get_order))
                 .route("/health", web::get().to(health::health))
                 .route("/ready", web::get().to(health::ready))
-                .route("/metrics", web::get().to(crate::metrics::metrics))
+                .route("/metrics", web::get().to(metrics::metrics))
                 .service(
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))

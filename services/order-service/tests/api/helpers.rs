@@ -1,4 +1,9 @@
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::clock::SystemClock;
+use order_service::store::OrderStore;
 
 use actix_web::dev::ServerHandle;
 use awc::http::StatusCode;
@@ -83,10 +88,33 @@ pub fn spawn_app_with(
     app
 }
 
+/// Both services, order-service keeping its orders in `store`.
+pub fn spawn_app_with_store(
+    mut order: order_service::Config,
+    payment: payment_service::Config,
+    store: Arc<dyn OrderStore>,
+) -> TestApp {
+    observability::init_for_tests();
+    let payment = payment_service::Application::build(payment).expect("payment-service starts");
+    let payment_address = format!("http://127.0.0.1:{}", payment.port());
+    let payment_handle = payment.handle();
+    actix_rt::spawn(payment.run_until_stopped());
+    order.payment_service_url = payment_address.clone();
+    let app = order_service::Application::build_with(order, store, Arc::new(SystemClock))
+        .expect("order-service starts");
+    let mut app = serve(app);
+    app.payment_address = payment_address;
+    app.handles.insert(0, payment_handle);
+    app
+}
+
 /// order-service alone, charging whatever `config.payment_service_url` names.
 pub fn spawn_order_service(config: order_service::Config) -> TestApp {
     observability::init_for_tests();
-    let app = order_service::Application::build(config).expect("order-service starts");
+    serve(order_service::Application::build(config).expect("order-service starts"))
+}
+
+fn serve(app: order_service::Application) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handles = vec![app.handle()];
     let reliability = app.reliability().clone();
@@ -197,5 +225,49 @@ impl TestApp {
         self.get_payment("/ledger").await.body["charges"]
             .as_u64()
             .unwrap()
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; fails the test after 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "never true: {what}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl TestApp {
+    /// Keys the idempotency store holds in flight.
+    pub async fn keys_in_flight(&self) -> usize {
+        self.reliability
+            .idempotency
+            .send(actors::idempotency::GetStats)
+            .await
+            .unwrap()
+            .unwrap()
+            .in_flight
+    }
+
+    /// Orders the reconciler tracks.
+    pub async fn tracked(&self) -> usize {
+        self.reliability
+            .reconciler
+            .send(actors::reconciler::PendingCount)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Every charge in payment's ledger.
+    pub async fn ledger_entries(&self) -> Vec<Value> {
+        self.get_payment("/ledger?detail=true").await.body["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }

@@ -2,6 +2,8 @@
 //! a real payment-service on its own random port over real HTTP.
 
 mod admin;
+mod hangup;
+mod hangups;
 mod health;
 mod helpers;
 mod idempotency;

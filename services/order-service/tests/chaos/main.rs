@@ -15,6 +15,9 @@
 #[path = "../telemetry/processes.rs"]
 mod processes;
 
+#[path = "../api/hangup.rs"]
+mod hangup;
+
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
@@ -23,9 +26,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use processes::{ADMIN_TOKEN, Service, spawn};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
 const ORDERS: usize = 200;
+/// Keyed orders of the "clients hang up" scenario.
+const HANG_UPS: usize = 500;
 /// How long a client keeps retrying one order.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
 const CLIENTS: usize = 20;
@@ -149,12 +156,36 @@ struct Seen {
     gave_up: usize,
 }
 
+const BODY: &str = r#"{"merchant_id":"chaos","amount":12.34,"currency":"EUR"}"#;
+
+/// How a client behaves.
+#[derive(Clone, Copy)]
+enum Client {
+    /// Waits for every answer.
+    Careful,
+    /// Sends each order once and resets the connection at a random moment
+    /// within this long (a killed client, a proxy that gave up), then
+    /// carries on as a careful client with the same key.
+    HangsUpWithin(Duration),
+}
+
 /// A careful client: retries 409/502/503/504 and lost connections with the
 /// same Idempotency-Key until a definitive answer, for at most
 /// `GIVE_UP_AFTER` per order (then the reconciler must finish the job).
-async fn careful_client(stack: &Stack, keys: Vec<String>, seen: &Mutex<Seen>) {
-    let body = r#"{"merchant_id":"chaos","amount":12.34,"currency":"EUR"}"#;
+async fn careful_client(
+    stack: &Stack,
+    keys: Vec<String>,
+    seen: &Mutex<Seen>,
+    kind: Client,
+    seed: u64,
+) {
+    let body = BODY;
+    let mut rng = StdRng::seed_from_u64(seed);
     for key in keys {
+        if let Client::HangsUpWithin(within) = kind {
+            let moment = hangup::after(within.mul_f64(rng.random::<f64>()));
+            hangup::post_order_then_reset(&stack.order.url, Some(&key), body, moment).await;
+        }
         let deadline = Instant::now() + GIVE_UP_AFTER;
         loop {
             let started = Instant::now();
@@ -209,6 +240,10 @@ async fn careful_client(stack: &Stack, keys: Vec<String>, seen: &Mutex<Seen>) {
 }
 
 async fn drive(stack: &Stack, scenario: &str, orders: usize) -> Seen {
+    drive_with(stack, scenario, orders, Client::Careful).await
+}
+
+async fn drive_with(stack: &Stack, scenario: &str, orders: usize, kind: Client) -> Seen {
     let seen = Mutex::new(Seen::default());
     let keys: Vec<String> = (0..orders)
         .map(|i| format!("chaos-{scenario}-{i}"))
@@ -219,7 +254,8 @@ async fn drive(stack: &Stack, scenario: &str, orders: usize) -> Seen {
     join_all(
         shares
             .into_iter()
-            .map(|share| careful_client(stack, share, &seen)),
+            .enumerate()
+            .map(|(i, share)| careful_client(stack, share, &seen, kind, i as u64)),
     )
     .await;
     seen.into_inner().unwrap()
@@ -236,6 +272,8 @@ struct Row {
     orphans: usize,
     completed_without_charge: usize,
     created_not_completed: usize,
+    /// Idempotency-Keys still held in flight once everything is quiet.
+    stuck_keys: usize,
     p99_ms: f64,
 }
 
@@ -260,8 +298,11 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
             }
         }
         let pending = statuses.values().filter(|s| *s == "pending").count();
-        let tracked = reconciler_pending(stack).await.unwrap_or(1);
-        if pending == 0 && tracked == 0 {
+        let tracked = gauge(stack, "reconciler_pending_orders").await.unwrap_or(1);
+        let in_flight = gauge(stack, "idempotency_keys_in_flight")
+            .await
+            .unwrap_or(1);
+        if pending == 0 && tracked == 0 && in_flight == 0 {
             break;
         }
         if Instant::now() > deadline {
@@ -308,7 +349,7 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
         duplicates: charges_per_order.values().filter(|&&n| n > 1).count()
             + ledger["duplicates"].as_array().map_or(0, Vec::len),
         pending: statuses.values().filter(|s| *s == "pending").count()
-            + reconciler_pending(stack).await.unwrap_or(0),
+            + gauge(stack, "reconciler_pending_orders").await.unwrap_or(0),
         orphans: charges_per_order
             .keys()
             .filter(|id| !completed.contains(id))
@@ -322,11 +363,15 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
             .iter()
             .filter(|id| !completed.contains(id))
             .count(),
+        stuck_keys: gauge(stack, "idempotency_keys_in_flight")
+            .await
+            .unwrap_or(usize::MAX),
         p99_ms: p99 as f64 / 1000.0,
     }
 }
 
-async fn reconciler_pending(stack: &Stack) -> Option<usize> {
+/// A gauge of order-service's `/metrics`.
+async fn gauge(stack: &Stack, name: &str) -> Option<usize> {
     let mut res = stack
         .client
         .get(format!("{}/metrics", stack.order.url))
@@ -335,25 +380,33 @@ async fn reconciler_pending(stack: &Stack) -> Option<usize> {
         .ok()?;
     let text = String::from_utf8(res.body().limit(1 << 22).await.ok()?.to_vec()).ok()?;
     text.lines()
-        .find(|l| l.starts_with("reconciler_pending_orders "))
+        .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
 
 fn print_header() {
     println!(
-        "\n| {:<24} | {:>9} | {:>5} | {:>7} | {:>10} | {:>7} | {:>7} | {:>8} |",
-        "scenario", "attempted", "201s", "charges", "duplicates", "pending", "orphans", "p99 ms"
+        "\n| {:<24} | {:>9} | {:>5} | {:>7} | {:>10} | {:>7} | {:>7} | {:>11} | {:>8} |",
+        "scenario",
+        "attempted",
+        "201s",
+        "charges",
+        "duplicates",
+        "pending",
+        "orphans",
+        "stuck keys",
+        "p99 ms"
     );
     println!(
-        "|{:-<26}|{:-<11}|{:-<7}|{:-<9}|{:-<12}|{:-<9}|{:-<9}|{:-<10}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<26}|{:-<11}|{:-<7}|{:-<9}|{:-<12}|{:-<9}|{:-<9}|{:-<13}|{:-<10}|",
+        "", "", "", "", "", "", "", "", ""
     );
 }
 
 fn check(row: &Row) {
     println!(
-        "| {:<24} | {:>9} | {:>5} | {:>7} | {:>10} | {:>7} | {:>7} | {:>8.1} |",
+        "| {:<24} | {:>9} | {:>5} | {:>7} | {:>10} | {:>7} | {:>7} | {:>11} | {:>8.1} |",
         row.scenario,
         row.attempted,
         row.created,
@@ -361,6 +414,7 @@ fn check(row: &Row) {
         row.duplicates,
         row.pending,
         row.orphans,
+        row.stuck_keys,
         row.p99_ms
     );
     assert_eq!(row.duplicates, 0, "{}: duplicate charges", row.scenario);
@@ -380,6 +434,7 @@ fn check(row: &Row) {
         "{}: a 201 whose order is not completed",
         row.scenario
     );
+    assert_eq!(row.stuck_keys, 0, "{}: keys left in flight", row.scenario);
 }
 
 async fn scenario(name: &str, faults: &[(&'static str, &str)]) -> Row {
@@ -429,7 +484,16 @@ async fn the_invariant_holds_under_every_fault() {
     let row = settle_and_check(&stack, "payment SIGKILL+restart", 2 * ORDERS, seen).await;
     check(&row);
     rows.push(row);
-    assert_eq!(rows.len(), 7);
+
+    // Every client resets its first try at a random moment, then retries.
+    let faults = [("PAYMENT_ERROR_PCT", "30"), ("PAYMENT_DELAY_MS", "300")];
+    let stack = Stack::start(&faults, &[]);
+    let hang_ups = Client::HangsUpWithin(Duration::from_millis(600));
+    let seen = drive_with(&stack, "hangup", HANG_UPS, hang_ups).await;
+    let row = settle_and_check(&stack, "clients hang up", HANG_UPS, seen).await;
+    check(&row);
+    rows.push(row);
+    assert_eq!(rows.len(), 8);
 }
 
 #[actix_web::test]

@@ -1,0 +1,372 @@
+//! Clients that hang up (a TCP reset) at every phase of an order: before
+//! and during the key's reservation, during the payment attempt, during a
+//! half-open trial, while the order is recorded and while it is settled.
+//! After each, once quiet: the order is settled as if the client had
+//! waited (CONTRACT §5), no key stays in flight, the breaker is not wedged,
+//! and payment's ledger has exactly one charge per completed order.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actors::circuit_breaker::{Mode, SetMode, State};
+use async_trait::async_trait;
+use common::domain::OrderId;
+use order_service::domain::{Order, OrderStatus};
+use order_service::store::{MemoryStore, OrderStore, StoreError, Updated};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tracing::Span;
+
+use crate::hangup::{after, post_order_then_reset};
+use crate::helpers::{
+    TestApp, eventually, order_body, order_config, payment_config, spawn_app_with,
+    spawn_app_with_store,
+};
+
+fn body() -> String {
+    order_body().to_string()
+}
+
+/// Resolves once payment-service has received `n` charge requests.
+async fn payment_received(app: &TestApp, n: u64) {
+    eventually("payment received the charge", || async {
+        app.payment_requests().await >= n
+    })
+    .await;
+}
+
+/// The only order charged so far, once its status is `status`.
+async fn the_charged_order(app: &TestApp, status: &str) -> Value {
+    let order = RefCell::new(Value::Null);
+    eventually("the charged order settles", || async {
+        let entries = app.ledger_entries().await;
+        let [charge] = entries.as_slice() else {
+            return false;
+        };
+        let id = charge["order_id"].as_str().unwrap();
+        let found = app.get(&format!("/orders/{id}")).await.body;
+        let settled =
+            found["status"] == status && found["transaction_id"] == charge["transaction_id"];
+        *order.borrow_mut() = found;
+        settled
+    })
+    .await;
+    order.into_inner()
+}
+
+/// Nothing left in flight: no key held, no order tracked by the reconciler.
+async fn quiet(app: &TestApp) {
+    eventually("no key in flight and no order tracked", || async {
+        app.keys_in_flight().await == 0 && app.tracked().await == 0
+    })
+    .await;
+}
+
+fn slow_payment(delay_ms: u64) -> payment_service::Config {
+    let mut payment = payment_config();
+    payment.faults.delay_ms = delay_ms;
+    payment
+}
+
+#[actix_web::test]
+async fn a_hang_up_during_the_payment_attempt_still_completes_the_order() {
+    let app = spawn_app_with(order_config(), slow_payment(300));
+    post_order_then_reset(&app.address, None, &body(), payment_received(&app, 1)).await;
+
+    the_charged_order(&app, "completed").await;
+    quiet(&app).await;
+    assert_eq!(app.charges().await, 1);
+}
+
+#[actix_web::test]
+async fn a_keyed_hang_up_during_the_payment_attempt_completes_the_order_and_its_key() {
+    let app = spawn_app_with(order_config(), slow_payment(300));
+    post_order_then_reset(
+        &app.address,
+        Some("reset-k"),
+        &body(),
+        payment_received(&app, 1),
+    )
+    .await;
+
+    let order = the_charged_order(&app, "completed").await;
+    quiet(&app).await;
+    let retry = app.post_order_with_key("reset-k", &order_body()).await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body["order_id"], order["order_id"]);
+    assert_eq!(retry.body["transaction_id"], order["transaction_id"]);
+    assert_eq!(app.charges().await, 1);
+}
+
+/// Resets swept across the whole life of a keyed order, 25 µs apart: some
+/// land before the request is read, some while its key is reserved, some
+/// during the payment call, some while it settles.
+#[actix_web::test]
+async fn hang_ups_at_every_moment_of_a_keyed_order_leave_no_key_in_flight() {
+    let app = spawn_app_with(order_config(), slow_payment(2));
+    let keys: Vec<String> = (0..200).map(|i| format!("sweep-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let moment = after(Duration::from_micros(25 * i as u64));
+        post_order_then_reset(&app.address, Some(key), &body(), moment).await;
+    }
+    quiet(&app).await;
+
+    // Every key answers now (none is stuck at 409), and every order that
+    // any of them created was charged exactly once.
+    let mut completed = std::collections::HashMap::new();
+    for key in &keys {
+        let retry = app.post_order_with_key(key, &order_body()).await;
+        assert_eq!(retry.status, 201, "{key}: {}", retry.body);
+        let id = retry.body["order_id"].as_str().unwrap().to_owned();
+        completed.insert(id, retry.body["transaction_id"].clone());
+    }
+    let entries = app.ledger_entries().await;
+    assert_eq!(entries.len(), keys.len(), "one charge per key");
+    for charge in &entries {
+        let id = charge["order_id"].as_str().unwrap();
+        assert_eq!(completed.get(id), Some(&charge["transaction_id"]), "{id}");
+    }
+    assert_eq!(app.keys_in_flight().await, 0);
+}
+
+#[actix_web::test]
+async fn a_hang_up_during_a_half_open_trial_does_not_wedge_the_breaker() {
+    let mut order = order_config();
+    order.cb_consecutive_failures = 1;
+    order.cb_open_ms = 200;
+    order.cb_half_open_calls = 1;
+    order.retry_max_attempts = 1;
+    let mut payment = payment_config();
+    payment.faults.error_pct = 100;
+    let app = spawn_app_with(order, payment);
+    app.post_order(&order_body()).await.assert_problem(502);
+    assert_eq!(app.breaker().await.state, State::Open);
+
+    app.set_faults(json!({"delay_ms": 300})).await;
+    eventually("the breaker is due to probe", || async {
+        app.breaker().await.next_probe_in_ms == Some(0)
+    })
+    .await;
+    let sent = app.payment_requests().await;
+    post_order_then_reset(&app.address, Some("trial"), &body(), async {
+        payment_received(&app, sent + 1).await;
+        assert_eq!(app.breaker().await.state, State::HalfOpen);
+    })
+    .await;
+
+    eventually("the trial's success closes the breaker", || async {
+        app.breaker().await.state == State::Closed
+    })
+    .await;
+    app.set_faults(json!({})).await;
+    assert_eq!(app.post_order(&order_body()).await.status, 201);
+    // The trial's order completed for the client who left.
+    let trial = app.post_order_with_key("trial", &order_body()).await;
+    assert_eq!(trial.status, 201, "{}", trial.body);
+    assert_eq!(trial.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.keys_in_flight().await, 0);
+}
+
+/// Which store operation a [`GatedStore`] holds back.
+#[derive(Clone, Copy, Debug)]
+enum Gate {
+    Insert,
+    Update,
+}
+
+/// The memory store, but the first `insert` or `update` (as chosen) waits
+/// at a gate: the test learns when a flow got there and says when it goes on.
+struct GatedStore {
+    inner: MemoryStore,
+    gate: Gate,
+    armed: AtomicBool,
+    reached: Notify,
+    open: Semaphore,
+}
+
+impl GatedStore {
+    fn new(gate: Gate) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::default(),
+            gate,
+            armed: AtomicBool::new(true),
+            reached: Notify::new(),
+            open: Semaphore::new(0),
+        })
+    }
+
+    async fn pass(&self, gate: Gate) {
+        let mine = matches!(
+            (gate, self.gate),
+            (Gate::Insert, Gate::Insert) | (Gate::Update, Gate::Update)
+        );
+        if mine && self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.open.acquire().await.expect("gate open").forget();
+        }
+    }
+
+    fn open(&self) {
+        self.open.add_permits(1);
+    }
+}
+
+#[async_trait]
+impl OrderStore for GatedStore {
+    async fn insert(&self, order: Order) -> Result<(), StoreError> {
+        self.pass(Gate::Insert).await;
+        self.inner.insert(order).await
+    }
+
+    async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
+        self.pass(Gate::Update).await;
+        self.inner.update(order, from).await
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[actix_web::test]
+async fn a_hang_up_while_the_order_is_recorded_or_settled_loses_nothing() {
+    for gate in [Gate::Insert, Gate::Update] {
+        let store = GatedStore::new(gate);
+        let app = spawn_app_with_store(order_config(), payment_config(), store.clone());
+        post_order_then_reset(
+            &app.address,
+            Some("gated"),
+            &body(),
+            store.reached.notified(),
+        )
+        .await;
+        // The client is gone; the flow is parked in the store. Let it go on.
+        store.open();
+
+        let order = the_charged_order(&app, "completed").await;
+        quiet(&app).await;
+        let retry = app.post_order_with_key("gated", &order_body()).await;
+        assert_eq!(
+            (retry.status.as_u16(), &retry.body["order_id"]),
+            (201, &order["order_id"]),
+            "{gate:?}"
+        );
+        assert_eq!(app.charges().await, 1, "{gate:?}");
+    }
+}
+
+/// The order's first flow charged it and then stalled before settling; its
+/// key's lease runs out and the client's retry takes the key over — and
+/// meets an open breaker. The retry must not call the order failed (a
+/// charge exists), and the stalled flow, when it settles, must not be
+/// undone by the retry's copy.
+#[actix_web::test]
+async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
+    let mut config = order_config();
+    config.idempotency_lease_ms = 1000;
+    let store = GatedStore::new(Gate::Update);
+    let app = spawn_app_with_store(config, payment_config(), store.clone());
+    let stalled = actix_rt::spawn({
+        let (address, client) = (app.address.clone(), app.client.clone());
+        async move {
+            client
+                .post(format!("{address}/orders"))
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("Idempotency-Key", "taken-over"))
+                .send_body(order_body().to_string())
+                .await
+                .map(|res| res.status().as_u16())
+        }
+    });
+    store.reached.notified().await;
+    assert_eq!(app.charges().await, 1);
+
+    app.reliability
+        .breaker
+        .send(SetMode {
+            mode: Mode::ForcedOpen,
+            span: Span::none(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let retry = RefCell::new(None);
+    eventually("the stalled holder's lease runs out", || async {
+        let reply = app.post_order_with_key("taken-over", &order_body()).await;
+        let done = reply.status != 409;
+        *retry.borrow_mut() = Some(reply);
+        done
+    })
+    .await;
+    let retry = retry.into_inner().unwrap();
+    retry.assert_problem(503);
+    assert!(
+        retry.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("order stays pending"),
+        "{}",
+        retry.body
+    );
+    let id = retry.body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get(&format!("/orders/{id}")).await.body["status"],
+        "pending"
+    );
+
+    store.open();
+    assert_eq!(stalled.await.unwrap().unwrap(), 201);
+    let order = the_charged_order(&app, "completed").await;
+    assert_eq!(order["order_id"], id.as_str());
+    let replay = app.post_order_with_key("taken-over", &order_body()).await;
+    assert_eq!(replay.status, 201, "{}", replay.body);
+    assert_eq!(replay.body["transaction_id"], order["transaction_id"]);
+    assert_eq!(app.charges().await, 1);
+}
+
+/// A writer that learned less, later: the order's first flow timed out
+/// (its answer: still pending) and stalled before writing that, while the
+/// reconciler charged and completed the order. The stale "pending" must
+/// not land on top of "completed".
+#[actix_web::test]
+async fn a_slow_writer_never_moves_a_completed_order_back() {
+    let mut config = order_config();
+    config.reconcile_interval_ms = 50;
+    let store = GatedStore::new(Gate::Update);
+    let app = spawn_app_with_store(config, slow_payment(600), store.clone());
+    let stalled = actix_rt::spawn({
+        let (address, client) = (app.address.clone(), app.client.clone());
+        async move {
+            let mut res = client
+                .post(format!("{address}/orders"))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(order_body().to_string())
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+            (res.status().as_u16(), body)
+        }
+    });
+    store.reached.notified().await;
+    app.set_faults(json!({})).await;
+
+    // The reconciler takes the order over once the first flow's hold ends.
+    let completed = the_charged_order(&app, "completed").await;
+    store.open();
+    let (status, body) = stalled.await.unwrap();
+    assert_eq!(status, 201, "the order completed meanwhile: {body}");
+    assert_eq!(body["transaction_id"], completed["transaction_id"]);
+    let id = completed["order_id"].as_str().unwrap();
+    let now = app.get(&format!("/orders/{id}")).await.body;
+    assert_eq!(now["status"], "completed", "{now}");
+    assert_eq!(now["transaction_id"], completed["transaction_id"]);
+    quiet(&app).await;
+    assert_eq!(app.charges().await, 1);
+}

@@ -12,9 +12,11 @@
 //!   `Release` from anyone else are ignored, and a lease unreleased for
 //!   `lease` (its holder's release was lost) is taken over by the next
 //!   `Reserve`, which resumes the same order id.
-//! - [`KeyLease::reserve`] makes the guard *before* the `Reserve` is sent:
-//!   a caller dropped while waiting for the reply still releases the key
-//!   (the release queues behind the reservation in the mailbox).
+//! - [`KeyLease::reserve`] makes the guard *before* the `Reserve` is sent,
+//!   so a caller dropped while waiting for the reply leaves nothing held:
+//!   actix skips a queued message whose reply nobody awaits any more, and a
+//!   reservation already handled is released by the guard's drop, whose
+//!   `Release` queues behind it.
 //! - Records expire `ttl` after creation (swept every `sweep_every`), and at
 //!   most `max_keys` exist: when full, new keys are refused (`Full`, 503)
 //!   while existing ones still replay, so memory never grows without bound.

@@ -339,16 +339,10 @@ fn settle(mut order: Order, result: &Result<Receipt, PaymentError>) -> Order {
 mod tests {
     use std::time::Duration;
 
-    use common::domain::PaymentDetails;
-    use serde_json::value::RawValue;
-
     use super::*;
 
     fn order() -> Order {
-        let raw = |s: &str| Some(RawValue::from_string(s.to_owned()).unwrap());
-        let details =
-            PaymentDetails::parse(&raw(r#""m""#), &raw("1.00"), &raw(r#""USD""#)).unwrap();
-        Order::pending(OrderId::new(), &NewOrder { details })
+        Order::example()
     }
 
     fn failed(reached: bool) -> Result<Receipt, PaymentError> {

@@ -68,6 +68,17 @@ impl Order {
     pub fn location(&self) -> String {
         format!("/orders/{}", self.order_id)
     }
+
+    /// A new pending order of 1.00 USD, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn example() -> Self {
+        use common::domain::PaymentDetails;
+        use serde_json::value::RawValue;
+        let raw = |s: &str| Some(RawValue::from_string(s.to_owned()).unwrap());
+        let details =
+            PaymentDetails::parse(&raw(r#""m""#), &raw("1.00"), &raw(r#""USD""#)).unwrap();
+        Self::pending(OrderId::new(), &NewOrder { details })
+    }
 }
 
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {

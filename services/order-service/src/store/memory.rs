@@ -50,17 +50,10 @@ impl OrderStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use common::domain::PaymentDetails;
-    use serde_json::value::RawValue;
-
     use super::*;
-    use crate::domain::NewOrder;
 
     fn pending() -> Order {
-        let raw = |s: &str| Some(RawValue::from_string(s.to_owned()).unwrap());
-        let details =
-            PaymentDetails::parse(&raw(r#""m""#), &raw("1.00"), &raw(r#""USD""#)).unwrap();
-        Order::pending(OrderId::new(), &NewOrder { details })
+        Order::example()
     }
 
     fn with(order: &Order, status: OrderStatus) -> Order {

@@ -15,7 +15,10 @@
 //! under the same payment key. Settling is a compare-and-set on the status
 //! the flow read, so a slower writer never undoes a faster one.
 
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
@@ -47,6 +50,53 @@ pub struct PendingOrder {
     pub link: TraceLink,
 }
 
+/// The order flows running now, counted so that a graceful shutdown lets
+/// them finish: their clients may be gone, and then nothing else waits for
+/// them.
+#[derive(Debug, Default)]
+pub struct Flows {
+    running: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One running flow; counted out when dropped, however the flow ends.
+struct Flow(Arc<Flows>);
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Flows {
+    fn enter(self: &Arc<Self>) -> Flow {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Flow(self.clone())
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Resolves when no flow runs, or once `within` has passed; answers
+    /// whether every flow ended.
+    pub async fn drained(&self, within: Duration) -> bool {
+        let wait = async {
+            loop {
+                let mut idle = pin!(self.idle.notified());
+                idle.as_mut().enable();
+                if self.running() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        actix_rt::time::timeout(within, wait).await.is_ok()
+    }
+}
+
 /// Everything the flow needs; one per worker.
 pub struct Orders {
     pub store: Arc<dyn OrderStore>,
@@ -54,6 +104,7 @@ pub struct Orders {
     pub idempotency: Addr<IdempotencyStore>,
     pub reconciler: Addr<Reconciler<PendingOrder>>,
     pub metrics: OrderMetrics,
+    pub flows: Arc<Flows>,
 }
 
 impl Orders {
@@ -73,7 +124,9 @@ impl Orders {
             order.currency = %new.details.currency,
             idempotency.key = key.as_ref().map(IdempotencyKey::as_str),
         );
+        let running = self.flows.enter();
         let flow = async move {
+            let _running = running;
             let result = self.create_in_span(new, key, candidate).await;
             self.count(&result);
             result
@@ -178,6 +231,7 @@ impl Orders {
     /// A new order: recorded `pending`, then charged.
     async fn place(&self, order: Order) -> Result<Order, OrderError> {
         let id = order.order_id;
+        let order = Order { calls: 1, ..order };
         // Stored as possibly charged: should this flow never settle it,
         // whoever finds it must assume the worst. The flow's own copy says
         // what this order did before the call: nothing.
@@ -197,33 +251,17 @@ impl Orders {
         let store_error = |e| OrderError::Store(e, Some(id));
         let order = match self.store.get(id).await.map_err(store_error)? {
             None => return self.place(Order::pending(id, new)).await,
+            Some(order) if order.status == OrderStatus::Completed => return Ok(order),
             Some(order) => order,
         };
-        match order.status {
-            OrderStatus::Completed => return Ok(order),
-            OrderStatus::Pending => return self.charge(order).await,
-            OrderStatus::Failed => {}
-        }
-        // Refused before any attempt could charge it (breaker open, bulkhead
-        // full): pending again, and possibly charged while this call runs.
-        let retry = Order {
-            status: OrderStatus::Pending,
-            reason: None,
-            ..order
-        };
-        let stored = Order {
-            maybe_charged: true,
-            ..retry.clone()
-        };
-        match self
-            .store
-            .update(stored, OrderStatus::Failed)
+        match claim(self.store.as_ref(), order)
             .await
             .map_err(store_error)?
         {
-            Updated::Written => self.charge(retry).await,
-            Updated::Stale(current) if current.status == OrderStatus::Completed => Ok(current),
-            Updated::Stale(current) => self.charge(current).await,
+            Ok(order) => self.charge(order).await,
+            Err(current) if current.status == OrderStatus::Completed => Ok(current),
+            // Moved between our read and our claim: let the client retry.
+            Err(_) => Err(OrderError::KeyInFlight),
         }
     }
 
@@ -259,6 +297,38 @@ impl Orders {
             _ => Ok(order),
         }
     }
+}
+
+/// Takes a stored order that is not `completed` into a new call: counts
+/// the call (a compare-and-set on the status read) and, for a `failed` one
+/// (refused before any attempt could charge it), makes it `pending` and
+/// possibly charged again. Answers the order to charge — its
+/// `maybe_charged` saying what the order may have done *before* this call —
+/// or, when another writer moved it first, the order as it stands.
+pub async fn claim(
+    store: &dyn OrderStore,
+    read: Order,
+) -> Result<Result<Order, Order>, StoreError> {
+    let before = read.status;
+    let prior = before == OrderStatus::Pending && read.maybe_charged;
+    let claimed = Order {
+        status: OrderStatus::Pending,
+        maybe_charged: true,
+        calls: read.calls + 1,
+        reason: if before == OrderStatus::Pending {
+            read.reason.clone()
+        } else {
+            None
+        },
+        ..read
+    };
+    Ok(match store.update(claimed.clone(), before).await? {
+        Updated::Written => Ok(Order {
+            maybe_charged: prior,
+            ..claimed
+        }),
+        Updated::Stale(current) => Err(current),
+    })
 }
 
 /// Charges `order` through the pipeline and persists what it learned, unless

@@ -12,7 +12,7 @@ use tracing::{Instrument, field::Empty};
 
 use crate::domain::OrderStatus;
 use crate::metrics::OrderMetrics;
-use crate::orders::{PendingOrder, charge_and_settle};
+use crate::orders::{PendingOrder, charge_and_settle, claim};
 use crate::payment::PaymentCall;
 use crate::store::OrderStore;
 
@@ -36,12 +36,19 @@ pub fn redrive(
             async move {
                 let outcome = match store.get(pending.order_id).await {
                     Ok(Some(order)) if order.status == OrderStatus::Pending => {
-                        match charge_and_settle(store.as_ref(), &payments, order).await {
-                            Ok((order, _)) => match order.status {
-                                OrderStatus::Completed => "completed",
-                                OrderStatus::Failed => "failed",
-                                OrderStatus::Pending => "still_pending",
-                            },
+                        match claim(store.as_ref(), order).await {
+                            Ok(Ok(order)) => {
+                                match charge_and_settle(store.as_ref(), &payments, order).await {
+                                    Ok((order, _)) => match order.status {
+                                        OrderStatus::Completed => "completed",
+                                        OrderStatus::Failed => "failed",
+                                        OrderStatus::Pending => "still_pending",
+                                    },
+                                    Err(_) => "store_error",
+                                }
+                            }
+                            // Settled between the read and the claim.
+                            Ok(Err(_)) => "already_settled",
                             Err(_) => "store_error",
                         }
                     }

@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
@@ -20,7 +21,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
-use crate::orders::Orders;
+use crate::orders::{Flows, Orders};
 use crate::payment::{PaymentCall, PaymentClient};
 use crate::reliability::Reliability;
 use crate::routes::{admin, health, metrics, orders};
@@ -30,6 +31,9 @@ pub struct Application {
     port: u16,
     server: Server,
     reliability: Reliability,
+    /// Order flows in progress: a shutdown waits for them (bounded).
+    flows: Arc<Flows>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -56,6 +60,8 @@ impl Application {
         let (shutdown_timeout, workers) =
             (config.server.shutdown_timeout_secs, config.server.workers);
         let seeds = config.retry_seed;
+        let flows = Arc::new(Flows::default());
+        let worker_flows = flows.clone();
         let worker = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut server = HttpServer::new(move || {
             // awc's client is per thread, so each worker has its own pipeline.
@@ -81,6 +87,7 @@ impl Application {
                 idempotency: shared.idempotency.clone(),
                 reconciler: shared.reconciler.clone(),
                 metrics: metrics.get_ref().clone(),
+                flows: worker_flows.clone(),
             });
             App::new()
                 .app_data(orders)
@@ -104,7 +111,8 @@ impl Application {
                 )
                 .default_service(web::to(unknown_route))
         });
-        server = server.shutdown_timeout(shutdown_timeout);
+        // Signals are ours (see `run_until`): the order flows come first.
+        server = server.shutdown_timeout(shutdown_timeout).disable_signals();
         if let Some(workers) = workers {
             server = server.workers(workers);
         }
@@ -113,6 +121,8 @@ impl Application {
             port,
             server,
             reliability,
+            flows,
+            shutdown_timeout: Duration::from_secs(shutdown_timeout),
         })
     }
 
@@ -130,9 +140,53 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped; on SIGTERM/SIGINT, in-flight requests get
-    /// `shutdown_timeout_secs` to finish.
+    /// Serves until SIGTERM or SIGINT, then shuts down as [`Self::run_until`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` resolves (or the handle stops it), then shuts
+    /// down gracefully: no new connections; the order flows in progress
+    /// get `shutdown_timeout_secs` to finish, whether or not their clients
+    /// are still there (a flow whose client hung up holds no connection, so
+    /// the server alone would not wait for it); then the answers in flight
+    /// get as long again.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + 'static) -> std::io::Result<()> {
+        let (handle, flows, grace) = (self.server.handle(), self.flows, self.shutdown_timeout);
+        actix_rt::spawn(async move {
+            stop.await;
+            handle.pause().await;
+            let running = flows.running();
+            tracing::info!(
+                order_flows = running,
+                "shutting down: letting the order flows in progress finish"
+            );
+            let drained = flows.drained(grace).await;
+            if !drained {
+                tracing::warn!(
+                    order_flows = flows.running(),
+                    "shutdown: order flows still running are abandoned"
+                );
+            }
+            handle.stop(drained).await;
+        });
         self.server.await
+    }
+}
+
+/// SIGTERM (an orchestrator stopping us) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use actix_rt::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = actix_rt::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; stopping on Ctrl-C only");
+            let _ = actix_rt::signal::ctrl_c().await;
+        }
     }
 }

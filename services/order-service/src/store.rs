@@ -43,7 +43,10 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn insert(&self, order: Order) -> Result<(), StoreError>;
     /// Replaces the stored order with `order` if its status is still `from`
     /// and `from → order.status` is a move [`OrderStatus::may_become`]
-    /// allows.
+    /// allows — except a `failed` from a writer whose `calls` is behind the
+    /// stored count: another flow has taken the order into a call since, so
+    /// "my call never reached payment" no longer proves nothing was charged.
+    /// The stored `calls` never goes down.
     async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError>;
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// Whether the store can be reached (`/ready`).

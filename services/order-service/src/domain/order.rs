@@ -48,6 +48,11 @@ pub struct Order {
     /// then on only a definitive answer may settle the order.
     #[serde(skip)]
     pub maybe_charged: bool,
+    /// Payment calls started on this order. Each flow bumps it as it takes
+    /// the order into a call, so a flow can tell whether another one has
+    /// started since its own (see [`crate::store::OrderStore::update`]).
+    #[serde(skip)]
+    pub calls: u32,
 }
 
 impl Order {
@@ -62,6 +67,7 @@ impl Order {
             reason: None,
             created_at: Utc::now(),
             maybe_charged: false,
+            calls: 0,
         }
     }
 

@@ -29,8 +29,13 @@ impl OrderStore for MemoryStore {
     async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
         let mut orders = self.orders.write().unwrap_or_else(|e| e.into_inner());
         match orders.get_mut(&order.order_id) {
-            Some(slot) if slot.status == from && from.may_become(order.status) => {
-                *slot = order;
+            Some(slot)
+                if slot.status == from
+                    && from.may_become(order.status)
+                    && !(order.status == OrderStatus::Failed && order.calls < slot.calls) =>
+            {
+                let calls = slot.calls.max(order.calls);
+                *slot = Order { calls, ..order };
                 Ok(Updated::Written)
             }
             Some(slot) => Ok(Updated::Stale(slot.clone())),
@@ -118,6 +123,38 @@ mod tests {
             let written = store.update(with(&order, to), from).await.unwrap();
             assert_eq!(written == Updated::Written, allowed, "{from:?} → {to:?}");
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_refusal_cannot_fail_an_order_another_flow_has_taken_into_a_call() {
+        let store = MemoryStore::default();
+        let first = Order {
+            calls: 1,
+            ..pending()
+        };
+        store.insert(first.clone()).await.unwrap();
+        // A second flow (the reconciler, a retry) takes it into a call...
+        let second = Order {
+            calls: 2,
+            ..first.clone()
+        };
+        let claimed = store.update(second.clone(), OrderStatus::Pending).await;
+        assert_eq!(claimed.unwrap(), Updated::Written);
+        // ...so the first flow's "my call never reached payment" proves nothing.
+        let refused = store
+            .update(with(&first, OrderStatus::Failed), OrderStatus::Pending)
+            .await
+            .unwrap();
+        assert_eq!(refused, Updated::Stale(second.clone()));
+        // Its stale "pending" may land, but never lowers the count.
+        let late = store.update(first.clone(), OrderStatus::Pending).await;
+        assert_eq!(late.unwrap(), Updated::Written);
+        let stored = store.get(first.order_id).await.unwrap().unwrap();
+        assert_eq!(stored.calls, 2);
+        // A definitive answer from any flow still settles it.
+        let completed = with(&first, OrderStatus::Completed);
+        let done = store.update(completed, OrderStatus::Pending).await;
+        assert_eq!(done.unwrap(), Updated::Written);
     }
 
     #[actix_rt::test]

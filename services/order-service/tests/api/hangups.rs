@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actors::circuit_breaker::{Mode, SetMode, State};
+use actors::clock::SystemClock;
 use async_trait::async_trait;
 use common::domain::OrderId;
 use order_service::domain::{Order, OrderStatus};
@@ -369,4 +370,100 @@ async fn a_slow_writer_never_moves_a_completed_order_back() {
     assert_eq!(now["transaction_id"], completed["transaction_id"]);
     quiet(&app).await;
     assert_eq!(app.charges().await, 1);
+}
+
+/// The first flow's call was refused (breaker open: nothing reached
+/// payment) and it stalled before writing `failed`; meanwhile the
+/// reconciler took the order into a call of its own that charges it. The
+/// late `failed` must not land: the charge would belong to a failed order.
+#[actix_web::test]
+async fn a_late_refusal_cannot_fail_an_order_another_flow_is_charging() {
+    let mut config = order_config();
+    config.reconcile_interval_ms = 50;
+    let store = GatedStore::new(Gate::Update);
+    let app = spawn_app_with_store(config, slow_payment(300), store.clone());
+    let set_mode = |mode| {
+        app.reliability.breaker.send(SetMode {
+            mode,
+            span: Span::none(),
+        })
+    };
+    set_mode(Mode::ForcedOpen).await.unwrap().unwrap();
+    let refused = actix_rt::spawn({
+        let (address, client) = (app.address.clone(), app.client.clone());
+        async move {
+            let mut res = client
+                .post(format!("{address}/orders"))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(order_body().to_string())
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+            (res.status().as_u16(), body)
+        }
+    });
+    store.reached.notified().await;
+    set_mode(Mode::Auto).await.unwrap().unwrap();
+    // The reconciler's call is at payment: only now may the refusal land.
+    payment_received(&app, 1).await;
+    store.open();
+
+    // The refused flow answers what it knows now: pending, maybe charged.
+    let (status, body) = refused.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("order stays pending"), "{detail}");
+    let order = the_charged_order(&app, "completed").await;
+    assert_eq!(body["order_id"], order["order_id"]);
+    quiet(&app).await;
+    assert_eq!(app.charges().await, 1);
+}
+
+/// SIGTERM's graceful shutdown waits for connections; a flow whose client
+/// hung up holds none. It must still be let finish.
+#[actix_web::test]
+async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
+    observability::init_for_tests();
+    let payment = payment_service::Application::build(slow_payment(400)).unwrap();
+    let payment_address = format!("http://127.0.0.1:{}", payment.port());
+    let payment_handle = payment.handle();
+    actix_rt::spawn(payment.run_until_stopped());
+    let mut config = order_config();
+    config.payment_service_url = payment_address.clone();
+    config.server.shutdown_timeout_secs = 5;
+    let store = Arc::new(MemoryStore::default());
+    let order =
+        order_service::Application::build_with(config, store.clone(), Arc::new(SystemClock))
+            .unwrap();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{}", order.port()),
+        reliability: order.reliability().clone(),
+        payment_address,
+        client: awc::Client::default(),
+        handles: vec![payment_handle.clone()],
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = actix_rt::spawn(order.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    for n in 1..=4 {
+        post_order_then_reset(&app.address, None, &body(), payment_received(&app, n)).await;
+    }
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+
+    // The server is gone; its store says how the four orders ended.
+    let entries = app.ledger_entries().await;
+    assert_eq!(entries.len(), 4);
+    for charge in entries {
+        let id = OrderId::parse(charge["order_id"].as_str().unwrap()).unwrap();
+        let order = store.get(id).await.unwrap().expect("the order exists");
+        assert_eq!(order.status, OrderStatus::Completed, "{order:?}");
+        assert_eq!(
+            order.transaction_id.as_deref(),
+            charge["transaction_id"].as_str()
+        );
+    }
+    payment_handle.stop(true).await;
 }

@@ -13,7 +13,9 @@
 //! re-drives it. A client key that ended in a transient failure is released
 //! with its order id kept: the client's retry resumes *that* order, charging
 //! under the same payment key. Settling is a compare-and-set on the status
-//! the flow read, so a slower writer never undoes a faster one.
+//! the flow read, so a slower writer never undoes a faster one; and every
+//! flow counts itself into the order's calls as it takes the order into one
+//! ([`claim`]), so a refusal never fails an order another flow is charging.
 
 use std::pin::pin;
 use std::sync::Arc;

@@ -19,7 +19,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix::Addr;
@@ -54,10 +54,12 @@ pub struct PendingOrder {
 
 /// The order flows running now, counted so that a graceful shutdown lets
 /// them finish: their clients may be gone, and then nothing else waits for
-/// them.
+/// them. Once it is closing, no new flow starts (keep-alive connections
+/// would otherwise feed it new orders for as long as it waits).
 #[derive(Debug, Default)]
 pub struct Flows {
     running: AtomicUsize,
+    closing: AtomicBool,
     idle: tokio::sync::Notify,
 }
 
@@ -66,25 +68,29 @@ struct Flow(Arc<Flows>);
 
 impl Drop for Flow {
     fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
     }
 }
 
 impl Flows {
-    fn enter(self: &Arc<Self>) -> Flow {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        Flow(self.clone())
+    /// A new flow, unless closing. Counted before the check, so that
+    /// [`Self::drained`], which closes first, cannot miss it.
+    fn enter(self: &Arc<Self>) -> Option<Flow> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let flow = Flow(self.clone());
+        (!self.closing.load(Ordering::SeqCst)).then_some(flow)
     }
 
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
+        self.running.load(Ordering::SeqCst)
     }
 
-    /// Resolves when no flow runs, or once `within` has passed; answers
-    /// whether every flow ended.
+    /// Starts no new flow from now on; resolves when none runs, or once
+    /// `within` has passed; answers whether every flow ended.
     pub async fn drained(&self, within: Duration) -> bool {
+        self.closing.store(true, Ordering::SeqCst);
         let wait = async {
             loop {
                 let mut idle = pin!(self.idle.notified());
@@ -126,7 +132,11 @@ impl Orders {
             order.currency = %new.details.currency,
             idempotency.key = key.as_ref().map(IdempotencyKey::as_str),
         );
-        let running = self.flows.enter();
+        // Shutting down: nothing was recorded, nothing charged.
+        let running = self
+            .flows
+            .enter()
+            .ok_or(OrderError::Unavailable("order-service"))?;
         let flow = async move {
             let _running = running;
             let result = self.create_in_span(new, key, candidate).await;

@@ -78,12 +78,15 @@ pub struct Track<T: Send + 'static> {
 }
 
 /// What the owner's own attempt learned: `Settled` forgets the key,
-/// `Unknown` makes it due after one interval.
+/// `Unknown` makes it due after one interval — tracking it again if a
+/// settled re-drive forgot it meanwhile (the owner joined while that
+/// re-drive ran), which is why it carries the payload.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Report {
+pub struct Report<T: Send + 'static> {
     pub key: String,
     pub verdict: Verdict,
+    pub payload: T,
 }
 
 /// Run what is due now (the interval timer sends it too).
@@ -196,10 +199,10 @@ impl<T: Clone + Send + Unpin + 'static> Handler<Track<T>> for Reconciler<T> {
     }
 }
 
-impl<T: Clone + Send + Unpin + 'static> Handler<Report> for Reconciler<T> {
+impl<T: Clone + Send + Unpin + 'static> Handler<Report<T>> for Reconciler<T> {
     type Result = ();
 
-    fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Report<T>, ctx: &mut Context<Self>) {
         let due = self.clock.now() + self.config.interval;
         let _ = guarded(ctx, NAME, || match msg.verdict {
             // A re-drive still running reports on its own; it finds the
@@ -208,9 +211,14 @@ impl<T: Clone + Send + Unpin + 'static> Handler<Report> for Reconciler<T> {
                 self.entries.remove(&msg.key);
             }
             Verdict::Unknown => {
-                if let Some(entry) = self.entries.get_mut(&msg.key)
-                    && !entry.running
-                {
+                let entry = self.entries.entry(msg.key).or_insert(Entry {
+                    payload: msg.payload,
+                    attempts: 0,
+                    due,
+                    running: false,
+                });
+                // A running re-drive reschedules when it is done.
+                if !entry.running {
                     entry.due = due;
                 }
             }
@@ -398,18 +406,15 @@ mod tests {
             .await
             .unwrap();
         }
-        addr.send(Report {
-            key: "settled".into(),
-            verdict: Verdict::Settled,
-        })
-        .await
-        .unwrap();
-        addr.send(Report {
-            key: "unknown".into(),
-            verdict: Verdict::Unknown,
-        })
-        .await
-        .unwrap();
+        for (key, verdict) in [("settled", Verdict::Settled), ("unknown", Verdict::Unknown)] {
+            addr.send(Report {
+                key: key.into(),
+                verdict,
+                payload: key.into(),
+            })
+            .await
+            .unwrap();
+        }
         assert_eq!(pending(&addr).await, 2);
         clock.advance(HOUR);
         assert_eq!(tick(&addr).await, 1, "the unknown one, one interval later");
@@ -418,6 +423,36 @@ mod tests {
         assert_eq!(tick(&addr).await, 1);
         assert_eq!(*log.borrow(), [("unknown".into(), 1), ("silent".into(), 1)]);
         assert_eq!(pending(&addr).await, 0);
+    }
+
+    /// A re-drive settles the key while its owner's new flow has just
+    /// joined; that flow's outcome stays unknown. The key is tracked again.
+    #[actix_rt::test]
+    async fn an_unknown_report_after_a_settled_re_drive_tracks_the_key_again() {
+        let clock = ManualClock::default();
+        let (redrive, log) = scripted(vec![Verdict::Settled, Verdict::Settled]);
+        let addr = start(&clock, redrive, 4);
+        addr.send(Track {
+            key: "o".into(),
+            payload: "o".into(),
+            hold: HOUR,
+        })
+        .await
+        .unwrap();
+        clock.advance(HOUR);
+        assert_eq!(tick(&addr).await, 1);
+        assert_eq!(pending(&addr).await, 0, "settled by the re-drive");
+        addr.send(Report {
+            key: "o".into(),
+            verdict: Verdict::Unknown,
+            payload: "o".into(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(pending(&addr).await, 1, "tracked again");
+        clock.advance(HOUR);
+        assert_eq!(tick(&addr).await, 1);
+        assert_eq!(log.borrow().len(), 2);
     }
 
     #[actix_rt::test]

@@ -100,6 +100,7 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
                 reconciler.do_send(Report {
                     key,
                     verdict: Verdict::Settled,
+                    payload: (),
                 });
                 lease.complete(
                     StoredResponse {

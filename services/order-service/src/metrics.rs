@@ -112,7 +112,7 @@ impl Default for OrderMetrics {
             reconcile_attempts: counter_vec(
                 &r,
                 names::RECONCILE_ATTEMPTS,
-                "Reconciler re-drives, by outcome (completed, failed, still_pending, already_settled, store_error).",
+                "Reconciler re-drives, by outcome (completed, failed, still_pending, already_settled, claimed_elsewhere, store_error).",
                 &["outcome"],
             ),
             registry: r,
@@ -156,6 +156,7 @@ impl OrderMetrics {
             "failed",
             "still_pending",
             "already_settled",
+            "claimed_elsewhere",
             "store_error",
         ] {
             self.reconcile_attempts.with_label_values(&[outcome]);

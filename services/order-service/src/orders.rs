@@ -251,11 +251,26 @@ impl Orders {
             maybe_charged: true,
             ..order.clone()
         };
+        self.track(id);
         self.store
             .insert(stored)
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
         self.charge(order).await
+    }
+
+    /// Known to the reconciler *before* the write that makes the order
+    /// pending (a store may commit and still answer an error), first due
+    /// only once this flow's call has surely ended.
+    fn track(&self, order_id: OrderId) {
+        self.reconciler.do_send(Track {
+            key: order_id.to_string(),
+            payload: PendingOrder {
+                order_id,
+                link: TraceLink::current(),
+            },
+            hold: self.payments.policy().longest_call(),
+        });
     }
 
     /// A client retry of an order whose last call ended without a verdict.
@@ -266,6 +281,7 @@ impl Orders {
             Some(order) if order.status == OrderStatus::Completed => return Ok(order),
             Some(order) => order,
         };
+        self.track(id);
         match claim(self.store.as_ref(), order)
             .await
             .map_err(store_error)?
@@ -279,17 +295,6 @@ impl Orders {
 
     async fn charge(&self, order: Order) -> Result<Order, OrderError> {
         let id = order.order_id;
-        let key = id.to_string();
-        // Known to the reconciler before the first attempt leaves; its first
-        // re-drive is due only once this call has surely ended.
-        self.reconciler.do_send(Track {
-            key: key.clone(),
-            payload: PendingOrder {
-                order_id: id,
-                link: TraceLink::current(),
-            },
-            hold: self.payments.policy().longest_call(),
-        });
         let (order, result) = charge_and_settle(self.store.as_ref(), &self.payments, order)
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
@@ -298,21 +303,42 @@ impl Orders {
             OrderStatus::Pending => Verdict::Unknown,
             OrderStatus::Completed | OrderStatus::Failed => Verdict::Settled,
         };
-        self.reconciler.do_send(Report { key, verdict });
+        self.reconciler.do_send(Report {
+            key: id.to_string(),
+            verdict,
+            payload: PendingOrder {
+                order_id: id,
+                link: TraceLink::current(),
+            },
+        });
         match result {
-            // Another writer completed it first: that is the answer.
-            Err(cause) if order.status != OrderStatus::Completed => Err(OrderError::Payment {
+            // Completed, by this call or (first) by another writer: 201.
+            _ if order.status == OrderStatus::Completed => Ok(order),
+            Err(cause) => Err(OrderError::Payment {
                 order_id: id,
                 status: order.status,
                 cause,
             }),
-            _ => Ok(order),
+            // Charged, yet the order was settled otherwise: the store's
+            // rules exclude it; never answer 201 for an order not completed.
+            Ok(receipt) => {
+                tracing::error!(order.id = %id, transaction.id = %receipt.transaction_id, status = ?order.status, "charged, but the order is not completed");
+                Err(OrderError::Payment {
+                    order_id: id,
+                    status: order.status,
+                    cause: PaymentError::Failed {
+                        reached: true,
+                        detail: "payment-service charged an order settled otherwise".into(),
+                    },
+                })
+            }
         }
     }
 }
 
 /// Takes a stored order that is not `completed` into a new call: counts
-/// the call (a compare-and-set on the status read) and, for a `failed` one
+/// the call (a compare-and-set on the status *and* the count read, so two
+/// flows never hold the same count) and, for a `failed` one
 /// (refused before any attempt could charge it), makes it `pending` and
 /// possibly charged again. Answers the order to charge — its
 /// `maybe_charged` saying what the order may have done *before* this call —
@@ -334,7 +360,7 @@ pub async fn claim(
         },
         ..read
     };
-    Ok(match store.update(claimed.clone(), before).await? {
+    Ok(match store.claim(claimed.clone(), before).await? {
         Updated::Written => Ok(Order {
             maybe_charged: prior,
             ..claimed

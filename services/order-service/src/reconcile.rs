@@ -47,6 +47,11 @@ pub fn redrive(
                                     Err(_) => "store_error",
                                 }
                             }
+                            // Another flow took it into a call first: it
+                            // reports; look again later all the same.
+                            Ok(Err(now)) if now.status == OrderStatus::Pending => {
+                                "claimed_elsewhere"
+                            }
                             // Settled between the read and the claim.
                             Ok(Err(_)) => "already_settled",
                             Err(_) => "store_error",
@@ -62,7 +67,7 @@ pub fn redrive(
                     .with_label_values(&[outcome])
                     .inc();
                 match outcome {
-                    "still_pending" | "store_error" => Verdict::Unknown,
+                    "still_pending" | "store_error" | "claimed_elsewhere" => Verdict::Unknown,
                     _ => Verdict::Settled,
                 }
             }

@@ -140,17 +140,28 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down as [`Self::run_until`].
+    /// Serves until SIGTERM or SIGINT, then shuts down as [`Self::run_until`];
+    /// a second signal stops it at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.run_until(shutdown_signal()).await
+        let handle = self.server.handle();
+        self.run_until(async move {
+            shutdown_signal().await;
+            actix_rt::spawn(async move {
+                shutdown_signal().await;
+                tracing::warn!("second signal: stopping now");
+                handle.stop(false).await;
+            });
+        })
+        .await
     }
 
     /// Serves until `stop` resolves (or the handle stops it), then shuts
     /// down gracefully: no new connections; the order flows in progress
     /// get `shutdown_timeout_secs` to finish, whether or not their clients
     /// are still there (a flow whose client hung up holds no connection, so
-    /// the server alone would not wait for it); then the answers in flight
-    /// get as long again.
+    /// the server alone would not wait for it), and new orders get 503; then
+    /// the answers in flight get as long again (at worst twice the timeout
+    /// in all).
     pub async fn run_until(self, stop: impl Future<Output = ()> + 'static) -> std::io::Result<()> {
         let (handle, flows, grace) = (self.server.handle(), self.flows, self.shutdown_timeout);
         actix_rt::spawn(async move {

@@ -48,6 +48,10 @@ pub trait OrderStore: Send + Sync + 'static {
     /// "my call never reached payment" no longer proves nothing was charged.
     /// The stored `calls` never goes down.
     async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError>;
+    /// Takes the order into a new call: like `update`, and only if the
+    /// stored count of calls is still `order.calls - 1` (the count the
+    /// claimer read), so that no two flows hold the same count.
+    async fn claim(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError>;
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// Whether the store can be reached (`/ready`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -43,6 +43,22 @@ impl OrderStore for MemoryStore {
         }
     }
 
+    async fn claim(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
+        let mut orders = self.orders.write().unwrap_or_else(|e| e.into_inner());
+        match orders.get_mut(&order.order_id) {
+            Some(slot)
+                if slot.status == from
+                    && from.may_become(order.status)
+                    && slot.calls + 1 == order.calls =>
+            {
+                *slot = order;
+                Ok(Updated::Written)
+            }
+            Some(slot) => Ok(Updated::Stale(slot.clone())),
+            None => Err(StoreError::Missing(order.order_id)),
+        }
+    }
+
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         let orders = self.orders.read().unwrap_or_else(|e| e.into_inner());
         Ok(orders.get(&id).cloned())
@@ -155,6 +171,24 @@ mod tests {
         let completed = with(&first, OrderStatus::Completed);
         let done = store.update(completed, OrderStatus::Pending).await;
         assert_eq!(done.unwrap(), Updated::Written);
+    }
+
+    #[actix_rt::test]
+    async fn of_two_flows_that_read_the_same_count_only_one_claims_the_order() {
+        let store = MemoryStore::default();
+        let read = Order {
+            calls: 1,
+            ..pending()
+        };
+        store.insert(read.clone()).await.unwrap();
+        let next = Order {
+            calls: 2,
+            ..read.clone()
+        };
+        let first = store.claim(next.clone(), OrderStatus::Pending).await;
+        assert_eq!(first.unwrap(), Updated::Written);
+        let second = store.claim(next.clone(), OrderStatus::Pending).await;
+        assert_eq!(second.unwrap(), Updated::Stale(next));
     }
 
     #[actix_rt::test]

@@ -178,8 +178,8 @@ enum Gate {
     Update,
 }
 
-/// The memory store, but the first `insert` or `update` (as chosen) waits
-/// at a gate: the test learns when a flow got there and says when it goes on.
+/// The memory store, but the first `insert` or `update` (as chosen; claims
+/// pass) waits at a gate: the test learns when a flow got there and says when it goes on.
 struct GatedStore {
     inner: MemoryStore,
     gate: Gate,
@@ -225,6 +225,10 @@ impl OrderStore for GatedStore {
     async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
         self.pass(Gate::Update).await;
         self.inner.update(order, from).await
+    }
+
+    async fn claim(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
+        self.inner.claim(order, from).await
     }
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {

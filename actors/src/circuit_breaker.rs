@@ -66,6 +66,11 @@ impl Pass {
     }
 
     pub fn record(mut self, outcome: Outcome, span: Span) {
+        self.report(outcome, span);
+    }
+
+    /// Sends the outcome, once.
+    fn report(&mut self, outcome: Outcome, span: Span) {
         if let Some(admission) = self.admission.take() {
             self.breaker.do_send(Record {
                 admission,
@@ -78,13 +83,7 @@ impl Pass {
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        if let Some(admission) = self.admission.take() {
-            self.breaker.do_send(Record {
-                admission,
-                outcome: Outcome::Cancelled,
-                span: Span::none(),
-            });
-        }
+        self.report(Outcome::Cancelled, Span::none());
     }
 }
 

@@ -52,6 +52,16 @@ pub struct PendingOrder {
     pub link: TraceLink,
 }
 
+impl PendingOrder {
+    /// Left pending (if at all) by the request being traced now.
+    fn here(order_id: OrderId) -> Self {
+        Self {
+            order_id,
+            link: TraceLink::current(),
+        }
+    }
+}
+
 /// The order flows running now, counted so that a graceful shutdown lets
 /// them finish: their clients may be gone, and then nothing else waits for
 /// them. Once it is closing, no new flow starts (keep-alive connections
@@ -265,10 +275,7 @@ impl Orders {
     fn track(&self, order_id: OrderId) {
         self.reconciler.do_send(Track {
             key: order_id.to_string(),
-            payload: PendingOrder {
-                order_id,
-                link: TraceLink::current(),
-            },
+            payload: PendingOrder::here(order_id),
             hold: self.payments.policy().longest_call(),
         });
     }
@@ -306,10 +313,7 @@ impl Orders {
         self.reconciler.do_send(Report {
             key: id.to_string(),
             verdict,
-            payload: PendingOrder {
-                order_id: id,
-                link: TraceLink::current(),
-            },
+            payload: PendingOrder::here(id),
         });
         match result {
             // Completed, by this call or (first) by another writer: 201.

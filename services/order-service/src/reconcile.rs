@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actors::reconciler::{Redrive, Verdict};
+use common::domain::OrderId;
 use tracing::{Instrument, field::Empty};
 
 use crate::domain::OrderStatus;
@@ -34,33 +35,7 @@ pub fn redrive(
         pending.link.attach_to(&span);
         Box::pin(
             async move {
-                let outcome = match store.get(pending.order_id).await {
-                    Ok(Some(order)) if order.status == OrderStatus::Pending => {
-                        match claim(store.as_ref(), order).await {
-                            Ok(Ok(order)) => {
-                                match charge_and_settle(store.as_ref(), &payments, order).await {
-                                    Ok((order, _)) => match order.status {
-                                        OrderStatus::Completed => "completed",
-                                        OrderStatus::Failed => "failed",
-                                        OrderStatus::Pending => "still_pending",
-                                    },
-                                    Err(_) => "store_error",
-                                }
-                            }
-                            // Another flow took it into a call first: it
-                            // reports; look again later all the same.
-                            Ok(Err(now)) if now.status == OrderStatus::Pending => {
-                                "claimed_elsewhere"
-                            }
-                            // Settled between the read and the claim.
-                            Ok(Err(_)) => "already_settled",
-                            Err(_) => "store_error",
-                        }
-                    }
-                    // Settled meanwhile (a client retry), or gone.
-                    Ok(_) => "already_settled",
-                    Err(_) => "store_error",
-                };
+                let outcome = redrive_once(store.as_ref(), &payments, pending.order_id).await;
                 tracing::Span::current().record("reconcile.outcome", outcome);
                 metrics
                     .reconcile_attempts
@@ -74,4 +49,35 @@ pub fn redrive(
             .instrument(span),
         )
     })
+}
+
+/// One re-drive of one order; answers its outcome (the metric's label).
+async fn redrive_once(
+    store: &dyn OrderStore,
+    payments: &PaymentCall,
+    order_id: OrderId,
+) -> &'static str {
+    let order = match store.get(order_id).await {
+        Ok(Some(order)) if order.status == OrderStatus::Pending => order,
+        // Settled meanwhile (a client retry), or gone.
+        Ok(_) => return "already_settled",
+        Err(_) => return "store_error",
+    };
+    let order = match claim(store, order).await {
+        Ok(Ok(order)) => order,
+        // Another flow took it into a call first: it reports; look again
+        // later all the same.
+        Ok(Err(now)) if now.status == OrderStatus::Pending => return "claimed_elsewhere",
+        // Settled between the read and the claim.
+        Ok(Err(_)) => return "already_settled",
+        Err(_) => return "store_error",
+    };
+    match charge_and_settle(store, payments, order).await {
+        Ok((order, _)) => match order.status {
+            OrderStatus::Completed => "completed",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Pending => "still_pending",
+        },
+        Err(_) => "store_error",
+    }
 }

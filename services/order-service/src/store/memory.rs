@@ -15,6 +15,28 @@ pub struct MemoryStore {
     orders: RwLock<HashMap<OrderId, Order>>,
 }
 
+impl MemoryStore {
+    /// The compare-and-set under both writes: `order` replaces the stored
+    /// one when `allowed(stored, order)`; the stored count of calls never
+    /// goes down.
+    fn write_if(
+        &self,
+        order: Order,
+        allowed: impl FnOnce(&Order, &Order) -> bool,
+    ) -> Result<Updated, StoreError> {
+        let mut orders = self.orders.write().unwrap_or_else(|e| e.into_inner());
+        match orders.get_mut(&order.order_id) {
+            Some(slot) if allowed(slot, &order) => {
+                let calls = slot.calls.max(order.calls);
+                *slot = Order { calls, ..order };
+                Ok(Updated::Written)
+            }
+            Some(slot) => Ok(Updated::Stale(slot.clone())),
+            None => Err(StoreError::Missing(order.order_id)),
+        }
+    }
+}
+
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn insert(&self, order: Order) -> Result<(), StoreError> {
@@ -27,36 +49,17 @@ impl OrderStore for MemoryStore {
     }
 
     async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
-        let mut orders = self.orders.write().unwrap_or_else(|e| e.into_inner());
-        match orders.get_mut(&order.order_id) {
-            Some(slot)
-                if slot.status == from
-                    && from.may_become(order.status)
-                    && !(order.status == OrderStatus::Failed && order.calls < slot.calls) =>
-            {
-                let calls = slot.calls.max(order.calls);
-                *slot = Order { calls, ..order };
-                Ok(Updated::Written)
-            }
-            Some(slot) => Ok(Updated::Stale(slot.clone())),
-            None => Err(StoreError::Missing(order.order_id)),
-        }
+        self.write_if(order, |slot, order| {
+            slot.status == from
+                && from.may_become(order.status)
+                && !(order.status == OrderStatus::Failed && order.calls < slot.calls)
+        })
     }
 
     async fn claim(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
-        let mut orders = self.orders.write().unwrap_or_else(|e| e.into_inner());
-        match orders.get_mut(&order.order_id) {
-            Some(slot)
-                if slot.status == from
-                    && from.may_become(order.status)
-                    && slot.calls + 1 == order.calls =>
-            {
-                *slot = order;
-                Ok(Updated::Written)
-            }
-            Some(slot) => Ok(Updated::Stale(slot.clone())),
-            None => Err(StoreError::Missing(order.order_id)),
-        }
+        self.write_if(order, |slot, order| {
+            slot.status == from && from.may_become(order.status) && slot.calls + 1 == order.calls
+        })
     }
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {

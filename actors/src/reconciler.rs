@@ -77,16 +77,16 @@ pub struct Track<T: Send + 'static> {
     pub hold: Duration,
 }
 
-/// What the owner's own attempt learned: `Settled` forgets the key,
-/// `Unknown` makes it due after one interval — tracking it again if a
-/// settled re-drive forgot it meanwhile (the owner joined while that
-/// re-drive ran), which is why it carries the payload.
+/// What the owner's own attempt learned. Settled (`None`) forgets the
+/// key; still unknown makes it due after one interval — tracking it again,
+/// with the payload given, if a settled re-drive forgot it meanwhile (the
+/// owner joined while that re-drive ran). Only an unknown outcome needs the
+/// payload, so only it pays for one.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Report<T: Send + 'static> {
     pub key: String,
-    pub verdict: Verdict,
-    pub payload: T,
+    pub still_unknown: Option<T>,
 }
 
 /// Run what is due now (the interval timer sends it too).
@@ -204,15 +204,15 @@ impl<T: Clone + Send + Unpin + 'static> Handler<Report<T>> for Reconciler<T> {
 
     fn handle(&mut self, msg: Report<T>, ctx: &mut Context<Self>) {
         let due = self.clock.now() + self.config.interval;
-        let _ = guarded(ctx, NAME, || match msg.verdict {
+        let _ = guarded(ctx, NAME, || match msg.still_unknown {
             // A re-drive still running reports on its own; it finds the
             // entry gone and is done.
-            Verdict::Settled => {
+            None => {
                 self.entries.remove(&msg.key);
             }
-            Verdict::Unknown => {
+            Some(payload) => {
                 let entry = self.entries.entry(msg.key).or_insert(Entry {
-                    payload: msg.payload,
+                    payload,
                     attempts: 0,
                     due,
                     running: false,
@@ -406,11 +406,10 @@ mod tests {
             .await
             .unwrap();
         }
-        for (key, verdict) in [("settled", Verdict::Settled), ("unknown", Verdict::Unknown)] {
+        for (key, still_unknown) in [("settled", None), ("unknown", Some("unknown".into()))] {
             addr.send(Report {
                 key: key.into(),
-                verdict,
-                payload: key.into(),
+                still_unknown,
             })
             .await
             .unwrap();
@@ -444,8 +443,7 @@ mod tests {
         assert_eq!(pending(&addr).await, 0, "settled by the re-drive");
         addr.send(Report {
             key: "o".into(),
-            verdict: Verdict::Unknown,
-            payload: "o".into(),
+            still_unknown: Some("o".into()),
         })
         .await
         .unwrap();

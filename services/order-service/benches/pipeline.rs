@@ -97,10 +97,9 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
                     .unwrap();
                 pass.record(Outcome::Success, Span::none());
                 drop(permit);
-                reconciler.do_send(Report {
+                reconciler.do_send(Report::<()> {
                     key,
-                    verdict: Verdict::Settled,
-                    payload: (),
+                    still_unknown: None,
                 });
                 lease.complete(
                     StoredResponse {

@@ -26,7 +26,7 @@ use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actors::idempotency::{IdempotencyStore, KeyLease, Reservation, StoredResponse};
-use actors::reconciler::{Reconciler, Report, Track, Verdict};
+use actors::reconciler::{Reconciler, Report, Track};
 use common::domain::{IdempotencyKey, OrderId};
 use observability::TraceLink;
 use tracing::{Instrument, Span, field::Empty};
@@ -305,15 +305,10 @@ impl Orders {
         let (order, result) = charge_and_settle(self.store.as_ref(), &self.payments, order)
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
-        let verdict = match order.status {
-            // The outcome is unknown: the reconciler finds out.
-            OrderStatus::Pending => Verdict::Unknown,
-            OrderStatus::Completed | OrderStatus::Failed => Verdict::Settled,
-        };
+        let still_unknown = (order.status == OrderStatus::Pending).then(|| PendingOrder::here(id));
         self.reconciler.do_send(Report {
             key: id.to_string(),
-            verdict,
-            payload: PendingOrder::here(id),
+            still_unknown,
         });
         match result {
             // Completed, by this call or (first) by another writer: 201.

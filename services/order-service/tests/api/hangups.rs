@@ -18,6 +18,7 @@ use order_service::domain::{Order, OrderStatus};
 use order_service::store::{MemoryStore, OrderStore, StoreError, Updated};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::Span;
 
 use crate::hangup::{after, post_order_then_reset};
@@ -63,6 +64,22 @@ async fn quiet(app: &TestApp) {
         app.keys_in_flight().await == 0 && app.tracked().await == 0
     })
     .await;
+}
+
+/// `POST /orders` by a client that waits, while the test goes on; the
+/// status and body it got.
+fn order_in_background(app: &TestApp, key: Option<&str>) -> JoinHandle<(u16, Value)> {
+    let mut request = app
+        .post_orders()
+        .insert_header(("Content-Type", "application/json"));
+    if let Some(key) = key {
+        request = request.insert_header(("Idempotency-Key", key));
+    }
+    actix_rt::spawn(async move {
+        let mut res = request.send_body(order_body().to_string()).await.unwrap();
+        let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+        (res.status().as_u16(), body)
+    })
 }
 
 fn slow_payment(delay_ms: u64) -> payment_service::Config {
@@ -278,18 +295,7 @@ async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
     config.idempotency_lease_ms = 1000;
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, payment_config(), store.clone());
-    let stalled = actix_rt::spawn({
-        let (address, client) = (app.address.clone(), app.client.clone());
-        async move {
-            client
-                .post(format!("{address}/orders"))
-                .insert_header(("Content-Type", "application/json"))
-                .insert_header(("Idempotency-Key", "taken-over"))
-                .send_body(order_body().to_string())
-                .await
-                .map(|res| res.status().as_u16())
-        }
-    });
+    let stalled = order_in_background(&app, Some("taken-over"));
     store.reached.notified().await;
     assert_eq!(app.charges().await, 1);
 
@@ -327,7 +333,7 @@ async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
     );
 
     store.open();
-    assert_eq!(stalled.await.unwrap().unwrap(), 201);
+    assert_eq!(stalled.await.unwrap().0, 201);
     let order = the_charged_order(&app, "completed").await;
     assert_eq!(order["order_id"], id.as_str());
     let replay = app.post_order_with_key("taken-over", &order_body()).await;
@@ -346,19 +352,7 @@ async fn a_slow_writer_never_moves_a_completed_order_back() {
     config.reconcile_interval_ms = 50;
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, slow_payment(600), store.clone());
-    let stalled = actix_rt::spawn({
-        let (address, client) = (app.address.clone(), app.client.clone());
-        async move {
-            let mut res = client
-                .post(format!("{address}/orders"))
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(order_body().to_string())
-                .await
-                .unwrap();
-            let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-            (res.status().as_u16(), body)
-        }
-    });
+    let stalled = order_in_background(&app, None);
     store.reached.notified().await;
     app.set_faults(json!({})).await;
 
@@ -393,19 +387,7 @@ async fn a_late_refusal_cannot_fail_an_order_another_flow_is_charging() {
         })
     };
     set_mode(Mode::ForcedOpen).await.unwrap().unwrap();
-    let refused = actix_rt::spawn({
-        let (address, client) = (app.address.clone(), app.client.clone());
-        async move {
-            let mut res = client
-                .post(format!("{address}/orders"))
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(order_body().to_string())
-                .await
-                .unwrap();
-            let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-            (res.status().as_u16(), body)
-        }
-    });
+    let refused = order_in_background(&app, None);
     store.reached.notified().await;
     set_mode(Mode::Auto).await.unwrap().unwrap();
     // The reconciler's call is at payment: only now may the refusal land.

@@ -10,34 +10,41 @@
 //!   failure) frees the key but keeps its order id.
 //! - A key in flight is held by one [`Holder`] under a lease: `Complete` and
 //!   `Release` from anyone else are ignored, and a lease unreleased for
-//!   `lease` (its holder's release was lost) is taken over by the next
-//!   `Reserve`, which resumes the same order id.
+//!   `lease` (its holder's release was lost, or its process died) is taken
+//!   over by the next `Reserve`, which resumes the same order id.
 //! - [`KeyLease::reserve`] makes the guard *before* the `Reserve` is sent,
 //!   so a caller dropped while waiting for the reply leaves nothing held:
 //!   actix skips a queued message whose reply nobody awaits any more, and a
-//!   reservation already handled is released by the guard's drop, whose
-//!   `Release` queues behind it.
-//! - Records expire `ttl` after creation (swept every `sweep_every`), and at
-//!   most `max_keys` exist: when full, new keys are refused (`Full`, 503)
-//!   while existing ones still replay, so memory never grows without bound.
+//!   reservation already handled is released by the guard's drop.
 //!
-//! The records live in a [`Records`] handle owned outside the actor, so a
-//! supervised restart loses none; the message being handled when the actor
-//! failed is lost (its sender gets [`ActorFailed`]). The messages are the
-//! API: nothing in them assumes the records are in memory, so a shared
-//! backend can answer the same messages.
+//! Where the records live is the [`KeyBackend`]'s business: in this
+//! process ([`MemoryKeys`]), or in a database shared by replicas. A backend
+//! may write more than the key in the same transaction: a `Record` with a
+//! new reservation (the order it starts) and an [`Effect`] with the
+//! completion (the order's outcome), so that a key is never taken without
+//! its order nor completed without its outcome. The messages are the API;
+//! the actor gives every backend the same mailbox, spans and supervision.
+//! Its handlers only start the backend's work, so a slow database never
+//! holds the mailbox: the backend makes each operation atomic on its own.
 
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, Supervised};
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
+use actix::fut::wrap_future;
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture,
+    Supervised,
+};
 use serde::Serialize;
-use tracing::Span;
+use tracing::{Instrument, Span};
+use uuid::Uuid;
 
-use crate::clock::SharedClock;
+pub use memory::MemoryKeys;
+
 use crate::supervision::{ActorFailed, Crash, guarded};
 
 const NAME: &str = "IdempotencyStore";
@@ -71,46 +78,27 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
-/// Who holds a key in flight: one per reservation attempt.
+/// Who holds a key in flight: one per reservation attempt, unique across
+/// processes (replicas share a database's keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Holder(u64);
+pub struct Holder(Uuid);
 
 impl Holder {
     pub fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+        Self(Uuid::new_v4())
     }
-}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
-    InFlight { holder: Holder, until: Instant },
-    Released,
-    Completed(Arc<StoredResponse>),
-}
-
-#[derive(Debug, Clone)]
-/// One key's operation (fields private: only the actor reads them).
-pub struct Record {
-    fingerprint: String,
-    order_id: String,
-    phase: Phase,
-    created: Instant,
-}
-
-/// The records, shared with whoever supervises the actor.
-pub type Records = Arc<DashMap<String, Record>>;
-
-pub fn new_records() -> Records {
-    Arc::new(DashMap::new())
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
     /// The key is new and now in flight for the candidate order id.
     New,
-    /// The key was released after a transient failure and is in flight
-    /// again, for the order id it had.
+    /// The key was released after a transient failure (or its holder went
+    /// silent) and is in flight again, for the order id it had.
     Resume { order_id: String },
     /// The same key is being processed right now.
     InFlight,
@@ -122,27 +110,117 @@ pub enum Reservation {
     Full,
 }
 
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Reservation, ActorFailed>")]
-pub struct Reserve {
+/// Why a message got no answer: the answer is unknown, never "no".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStoreError {
+    /// The actor failed while handling it and restarts.
+    Failed(ActorFailed),
+    /// The backend could not be reached or did not answer in time; what it
+    /// says is for logs, never for clients.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for KeyStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(failed) => failed.fmt(f),
+            Self::Unavailable(cause) => write!(f, "idempotency store unavailable: {cause}"),
+        }
+    }
+}
+
+impl std::error::Error for KeyStoreError {}
+
+impl From<ActorFailed> for KeyStoreError {
+    fn from(failed: ActorFailed) -> Self {
+        Self::Failed(failed)
+    }
+}
+
+/// A backend's answer, computed off the actor's mailbox.
+pub type Answer<T> = Pin<Box<dyn Future<Output = Result<T, KeyStoreError>>>>;
+
+/// What a completion writes beside the key, in the same transaction.
+pub trait Effect: Send + 'static {
+    /// The write's answer when it is refused; the key is then not completed.
+    type Refused: Send + 'static;
+}
+
+/// Nothing beside the key.
+impl Effect for () {
+    type Refused = std::convert::Infallible;
+}
+
+/// Where the records live. Each operation is atomic on its own: several
+/// run at once (the actor does not wait for one to end to start the next).
+pub trait KeyBackend: Unpin + 'static {
+    /// Written with a reservation that starts a new operation (`New`).
+    type Record: Send + 'static;
+    /// Written with the completion, which happens only if the write does.
+    type Effect: Effect;
+
+    fn reserve(&self, msg: Reserve<Self::Record>) -> Answer<Reservation>;
+    fn complete(&self, msg: Complete<Self::Effect>) -> Answer<Completion<Self::Effect>>;
+    fn release(&self, msg: Release) -> Answer<()>;
+    /// Removes the records older than the TTL; answers how many.
+    fn sweep(&self) -> Answer<usize>;
+    fn stats(&self) -> Answer<Stats>;
+}
+
+/// A boxed backend is a backend (the actor's type need not name which).
+impl<B: KeyBackend + ?Sized> KeyBackend for Box<B> {
+    type Record = B::Record;
+    type Effect = B::Effect;
+
+    fn reserve(&self, msg: Reserve<Self::Record>) -> Answer<Reservation> {
+        (**self).reserve(msg)
+    }
+    fn complete(&self, msg: Complete<Self::Effect>) -> Answer<Completion<Self::Effect>> {
+        (**self).complete(msg)
+    }
+    fn release(&self, msg: Release) -> Answer<()> {
+        (**self).release(msg)
+    }
+    fn sweep(&self) -> Answer<usize> {
+        (**self).sweep()
+    }
+    fn stats(&self) -> Answer<Stats> {
+        (**self).stats()
+    }
+}
+
+/// Completed, or the effect's write refused (the key stays in flight).
+pub type Completion<E> = Result<(), <E as Effect>::Refused>;
+
+#[derive(Debug)]
+pub struct Reserve<R> {
     pub key: String,
     pub fingerprint: String,
     pub order_id: String,
     pub holder: Holder,
+    pub record: R,
     pub span: Span,
 }
 
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorFailed>")]
-pub struct Complete {
+impl<R: Send + 'static> Message for Reserve<R> {
+    type Result = Result<Reservation, KeyStoreError>;
+}
+
+#[derive(Debug)]
+pub struct Complete<E> {
     pub key: String,
     pub holder: Holder,
     pub response: StoredResponse,
+    pub effect: E,
     pub span: Span,
 }
 
+impl<E: Effect> Message for Complete<E> {
+    type Result = Result<Completion<E>, KeyStoreError>;
+}
+
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), ActorFailed>")]
+#[rtype(result = "Result<(), KeyStoreError>")]
 pub struct Release {
     pub key: String,
     pub holder: Holder,
@@ -151,7 +229,7 @@ pub struct Release {
 
 /// Removes expired records now; answers how many.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<usize, ActorFailed>")]
+#[rtype(result = "Result<usize, KeyStoreError>")]
 pub struct Sweep;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -163,96 +241,66 @@ pub struct Stats {
 }
 
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Stats, ActorFailed>")]
+#[rtype(result = "Result<Stats, KeyStoreError>")]
 pub struct GetStats;
 
-pub struct IdempotencyStore {
-    config: IdempotencyConfig,
-    records: Records,
-    clock: SharedClock,
+pub struct IdempotencyStore<B: KeyBackend> {
+    backend: B,
+    sweep_every: Duration,
 }
 
-impl IdempotencyStore {
-    pub fn new(config: IdempotencyConfig, records: Records, clock: SharedClock) -> Self {
+impl<B: KeyBackend> IdempotencyStore<B> {
+    /// The backend owns the records: a restart of the actor keeps them.
+    pub fn new(backend: B, sweep_every: Duration) -> Self {
         Self {
-            config,
-            records,
-            clock,
+            backend,
+            sweep_every,
         }
     }
 
-    fn reserve(&self, msg: &Reserve) -> Reservation {
-        let now = self.clock.now();
-        let full = self.records.len() >= self.config.max_keys;
-        let held = Phase::InFlight {
-            holder: msg.holder,
-            until: now + self.config.lease,
+    /// Starts `work` on the backend inside the message's span, as a guarded
+    /// step (a panic restarts the actor and answers `Failed`).
+    fn begin<T: 'static>(
+        &self,
+        ctx: &mut Context<Self>,
+        span: Span,
+        work: impl FnOnce(&B) -> Answer<T>,
+    ) -> ResponseFuture<Result<T, KeyStoreError>> {
+        let started = {
+            let _entered = span.enter();
+            guarded(ctx, NAME, || work(&self.backend))
         };
-        match self.records.entry(msg.key.clone()) {
-            Entry::Vacant(_) if full => Reservation::Full,
-            Entry::Vacant(slot) => {
-                slot.insert(Record {
-                    fingerprint: msg.fingerprint.clone(),
-                    order_id: msg.order_id.clone(),
-                    phase: held,
-                    created: now,
-                });
-                Reservation::New
-            }
-            Entry::Occupied(mut slot) => {
-                let record = slot.get_mut();
-                if record.fingerprint != msg.fingerprint {
-                    return Reservation::Mismatch;
-                }
-                match &record.phase {
-                    Phase::InFlight { until, .. } if *until > now => Reservation::InFlight,
-                    Phase::Completed(response) => Reservation::Replay(response.clone()),
-                    // Released, or held by a holder gone silent past its lease.
-                    Phase::InFlight { .. } | Phase::Released => {
-                        record.phase = held;
-                        Reservation::Resume {
-                            order_id: record.order_id.clone(),
-                        }
-                    }
+        Box::pin(
+            async move {
+                match started {
+                    Ok(answer) => answer.await,
+                    Err(failed) => Err(failed.into()),
                 }
             }
-        }
-    }
-
-    /// Moves `key` out of flight, if `holder` still holds it: a completed
-    /// key stays completed, and a key taken over is its new holder's.
-    fn end_flight(&self, key: &str, holder: Holder, phase: Phase) {
-        if let Some(mut record) = self.records.get_mut(key)
-            && matches!(record.phase, Phase::InFlight { holder: h, .. } if h == holder)
-        {
-            record.phase = phase;
-        }
-    }
-
-    fn sweep(&self) -> usize {
-        let now = self.clock.now();
-        let before = self.records.len();
-        self.records
-            .retain(|_, r| now.saturating_duration_since(r.created) < self.config.ttl);
-        before - self.records.len()
+            .instrument(span),
+        )
     }
 }
 
-impl Actor for IdempotencyStore {
+impl<B: KeyBackend> Actor for IdempotencyStore<B> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.config.sweep_every, |store, _| {
-            let removed = store.sweep();
-            if removed > 0 {
-                tracing::debug!(removed, "expired idempotency records swept");
-            }
+        ctx.run_interval(self.sweep_every, |store, ctx| {
+            let sweep = store.backend.sweep();
+            ctx.spawn(
+                wrap_future::<_, Self>(sweep).map(|swept, _, _| match swept {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::debug!(removed, "expired idempotency records swept"),
+                    Err(e) => tracing::warn!(error = %e, "idempotency sweep failed; next time"),
+                }),
+            );
         });
     }
 }
 
-/// The records are outside the actor: a restart keeps them all.
-impl Supervised for IdempotencyStore {}
+/// The records are the backend's: a restart keeps them all.
+impl<B: KeyBackend> Supervised for IdempotencyStore<B> {}
 
 fn actor_span(parent: &Span, message: &'static str, name: &'static str, key: &str) -> Span {
     tracing::info_span!(
@@ -262,76 +310,58 @@ fn actor_span(parent: &Span, message: &'static str, name: &'static str, key: &st
     )
 }
 
-impl Handler<Reserve> for IdempotencyStore {
-    type Result = Result<Reservation, ActorFailed>;
+impl<B: KeyBackend> Handler<Reserve<B::Record>> for IdempotencyStore<B> {
+    type Result = ResponseFuture<Result<Reservation, KeyStoreError>>;
 
-    fn handle(&mut self, msg: Reserve, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Reserve<B::Record>, ctx: &mut Context<Self>) -> Self::Result {
         let span = actor_span(&msg.span, "Reserve", "idempotency.reserve", &msg.key);
-        let _entered = span.enter();
-        let reservation = guarded(ctx, NAME, || self.reserve(&msg))?;
-        span.record(
-            "idempotency.outcome",
-            format!("{reservation:?}").split(['(', ' ']).next(),
-        );
-        Ok(reservation)
-    }
-}
-
-impl Handler<Complete> for IdempotencyStore {
-    type Result = Result<(), ActorFailed>;
-
-    fn handle(&mut self, msg: Complete, ctx: &mut Context<Self>) -> Self::Result {
-        let span = actor_span(&msg.span, "Complete", "idempotency.complete", &msg.key);
-        let _entered = span.enter();
-        let response = Arc::new(msg.response);
-        guarded(ctx, NAME, || {
-            self.end_flight(&msg.key, msg.holder, Phase::Completed(response))
+        let answer = self.begin(ctx, span.clone(), |backend| backend.reserve(msg));
+        Box::pin(async move {
+            let reservation = answer.await;
+            if let Ok(reservation) = &reservation {
+                let outcome = format!("{reservation:?}");
+                span.record("idempotency.outcome", outcome.split(['(', ' ']).next());
+            }
+            reservation
         })
     }
 }
 
-impl Handler<Release> for IdempotencyStore {
-    type Result = Result<(), ActorFailed>;
+impl<B: KeyBackend> Handler<Complete<B::Effect>> for IdempotencyStore<B> {
+    type Result = ResponseFuture<Result<Completion<B::Effect>, KeyStoreError>>;
+
+    fn handle(&mut self, msg: Complete<B::Effect>, ctx: &mut Context<Self>) -> Self::Result {
+        let span = actor_span(&msg.span, "Complete", "idempotency.complete", &msg.key);
+        self.begin(ctx, span, |backend| backend.complete(msg))
+    }
+}
+
+impl<B: KeyBackend> Handler<Release> for IdempotencyStore<B> {
+    type Result = ResponseFuture<Result<(), KeyStoreError>>;
 
     fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) -> Self::Result {
         let span = actor_span(&msg.span, "Release", "idempotency.release", &msg.key);
-        let _entered = span.enter();
-        guarded(ctx, NAME, || {
-            self.end_flight(&msg.key, msg.holder, Phase::Released)
-        })
+        self.begin(ctx, span, |backend| backend.release(msg))
     }
 }
 
-impl Handler<Sweep> for IdempotencyStore {
-    type Result = Result<usize, ActorFailed>;
+impl<B: KeyBackend> Handler<Sweep> for IdempotencyStore<B> {
+    type Result = ResponseFuture<Result<usize, KeyStoreError>>;
 
     fn handle(&mut self, _: Sweep, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(ctx, NAME, || self.sweep())
+        self.begin(ctx, Span::none(), |backend| backend.sweep())
     }
 }
 
-impl Handler<GetStats> for IdempotencyStore {
-    type Result = Result<Stats, ActorFailed>;
+impl<B: KeyBackend> Handler<GetStats> for IdempotencyStore<B> {
+    type Result = ResponseFuture<Result<Stats, KeyStoreError>>;
 
     fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(ctx, NAME, || {
-            let mut stats = Stats {
-                entries: self.records.len(),
-                ..Stats::default()
-            };
-            for record in self.records.iter() {
-                match record.phase {
-                    Phase::InFlight { .. } => stats.in_flight += 1,
-                    Phase::Released => stats.released += 1,
-                    Phase::Completed(_) => stats.completed += 1,
-                }
-            }
-            stats
-        })
+        self.begin(ctx, Span::none(), |backend| backend.stats())
     }
 }
 
-impl Handler<Crash> for IdempotencyStore {
+impl<B: KeyBackend> Handler<Crash> for IdempotencyStore<B> {
     type Result = Result<(), ActorFailed>;
 
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) -> Self::Result {
@@ -340,26 +370,29 @@ impl Handler<Crash> for IdempotencyStore {
 }
 
 /// A key in flight, released when dropped unless completed or released:
-/// a request cancelled mid-way (client gone, panic) never leaves its key
-/// stuck in flight (409 for the whole TTL).
-pub struct KeyLease {
-    store: Addr<IdempotencyStore>,
+/// a flow cancelled mid-way (runtime gone, panic) never leaves its key
+/// stuck in flight longer than it takes its `Release` to arrive (or, if
+/// that is lost too, the lease).
+pub struct KeyLease<B: KeyBackend> {
+    store: Addr<IdempotencyStore<B>>,
     holder: Holder,
     key: Option<String>,
 }
 
-impl KeyLease {
-    /// Reserves `key`. The lease exists before the message is sent, so a
-    /// caller dropped while awaiting the reply still releases what the
-    /// reservation took; when the reply says the key was not taken, the
-    /// lease is disarmed and the answer is all that is left.
+impl<B: KeyBackend> KeyLease<B> {
+    /// Reserves `key`, writing `record` with it if the key is new. The lease
+    /// exists before the message is sent, so a caller dropped while
+    /// awaiting the reply still releases what the reservation took; when
+    /// the reply says the key was not taken, the lease is disarmed and the
+    /// answer is all that is left.
     pub async fn reserve(
-        store: &Addr<IdempotencyStore>,
+        store: &Addr<IdempotencyStore<B>>,
         key: String,
         fingerprint: String,
         order_id: String,
+        record: B::Record,
         span: Span,
-    ) -> (Option<Self>, Result<Reservation, ActorFailed>) {
+    ) -> (Option<Self>, Result<Reservation, KeyStoreError>) {
         let holder = Holder::next();
         let mut lease = Self {
             store: store.clone(),
@@ -372,29 +405,50 @@ impl KeyLease {
                 fingerprint,
                 order_id,
                 holder,
+                record,
                 span,
             })
             .await
-            .unwrap_or(Err(ActorFailed { actor: NAME }));
+            .unwrap_or(Err(KeyStoreError::Failed(ActorFailed { actor: NAME })));
         match &reply {
             Ok(Reservation::New | Reservation::Resume { .. }) => (Some(lease), reply),
-            // Not taken (or unknown: a failed actor handled nothing).
-            _ => {
+            // Not taken. (Unknown — the backend did not answer — keeps the
+            // lease armed: its drop releases whatever was taken.)
+            Ok(_) => {
                 lease.key = None;
                 (None, reply)
             }
+            Err(_) => (None, reply),
         }
     }
 
-    pub fn complete(mut self, response: StoredResponse, span: Span) {
-        if let Some(key) = self.key.take() {
-            self.store.do_send(Complete {
+    /// Completes the key with `response`, writing `effect` in the same
+    /// transaction. Refused or unknown, the lease stays armed: complete
+    /// again, release, or drop it.
+    pub async fn complete(
+        &mut self,
+        response: StoredResponse,
+        effect: B::Effect,
+        span: Span,
+    ) -> Result<Completion<B::Effect>, KeyStoreError> {
+        let Some(key) = self.key.clone() else {
+            return Err(KeyStoreError::Unavailable("lease already ended".into()));
+        };
+        let done = self
+            .store
+            .send(Complete {
                 key,
                 holder: self.holder,
                 response,
+                effect,
                 span,
-            });
+            })
+            .await
+            .unwrap_or(Err(KeyStoreError::Failed(ActorFailed { actor: NAME })));
+        if let Ok(Ok(())) = done {
+            self.key = None;
         }
+        done
     }
 
     pub fn release(mut self, span: Span) {
@@ -408,7 +462,7 @@ impl KeyLease {
     }
 }
 
-impl Drop for KeyLease {
+impl<B: KeyBackend> Drop for KeyLease<B> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.store.do_send(Release {
@@ -425,10 +479,10 @@ mod tests {
     use actix::Supervisor;
 
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{ManualClock, SharedClock};
 
     struct Fixture {
-        addr: Addr<IdempotencyStore>,
+        addr: Addr<IdempotencyStore<MemoryKeys>>,
         clock: ManualClock,
         /// Who reserved each key last, as a handler would remember it.
         holders: std::cell::RefCell<std::collections::HashMap<String, Holder>>,
@@ -443,8 +497,8 @@ mod tests {
             sweep_every: Duration::from_secs(3600 * 24 * 365),
             lease: Duration::from_secs(10),
         };
-        let records = new_records();
-        let addr = Supervisor::start(move |_| IdempotencyStore::new(config, records, shared));
+        let keys = MemoryKeys::new(config, shared);
+        let addr = Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every));
         Fixture {
             addr,
             clock,
@@ -462,6 +516,7 @@ mod tests {
                     fingerprint: fingerprint.into(),
                     order_id: order_id.into(),
                     holder,
+                    record: (),
                     span: Span::none(),
                 })
                 .await
@@ -487,9 +542,11 @@ mod tests {
                     key: key.into(),
                     holder,
                     response: response(body),
+                    effect: (),
                     span: Span::none(),
                 })
                 .await
+                .unwrap()
                 .unwrap()
                 .unwrap();
         }
@@ -614,6 +671,7 @@ mod tests {
             "k".into(),
             "body".into(),
             "o1".into(),
+            (),
             Span::none(),
         )
         .await;
@@ -640,6 +698,7 @@ mod tests {
                 "k".into(),
                 "body".into(),
                 "o1".into(),
+                (),
                 Span::none(),
             );
             let mut reserving = Box::pin(reserving);
@@ -673,6 +732,7 @@ mod tests {
             "k".into(),
             "body".into(),
             "o2".into(),
+            (),
             Span::none(),
         )
         .await;

@@ -17,6 +17,13 @@
 //!
 //! A restart keeps every tracked key (it is the same actor value) and
 //! forgets only the re-drives that were running: they are due again at once.
+//!
+//! With a shared store the work is not this process's to track: each
+//! operation is a row with a due time, and the actor [`Claims`] due rows
+//! under a lease instead (`Reconciler::claiming`). Replicas then share the
+//! work without re-driving one operation twice at once, and the claims of a
+//! replica that dies fall due for the others when their lease ends. `Track`
+//! and `Report` change nothing in that mode: the row is the schedule.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,7 +31,9 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use actix::fut::wrap_future;
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Supervised};
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture, Supervised,
+};
 
 use crate::clock::SharedClock;
 use crate::supervision::{ActorFailed, Crash, guarded};
@@ -60,6 +69,20 @@ pub enum Verdict {
 /// Re-drives one tracked item; `attempt` counts from 1.
 pub type Redrive<T> = Box<dyn Fn(T, u32) -> Pin<Box<dyn Future<Output = Verdict>>>>;
 
+/// A future the actor runs on its own thread.
+pub type Local<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// Work kept in a store shared by several processes.
+pub trait Claims<T>: 'static {
+    /// Claims at most `n` due items for this process, each with its attempt
+    /// number (from 1); a claim lasts a lease, after which an item not
+    /// settled meanwhile is due again, for anyone. Answers nothing when the
+    /// store cannot be reached (the next tick tries again).
+    fn claim(&self, n: usize) -> Local<Vec<(T, u32)>>;
+    /// Items not settled yet, in the whole store.
+    fn pending(&self) -> Local<Option<usize>>;
+}
+
 struct Entry<T> {
     payload: T,
     attempts: u32,
@@ -94,6 +117,7 @@ pub struct Report<T: Send + 'static> {
 #[rtype(result = "Result<usize, ActorFailed>")]
 pub struct Tick;
 
+/// Items not settled yet: tracked here, or in the shared store.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, ActorFailed>")]
 pub struct PendingCount;
@@ -111,6 +135,10 @@ pub struct Reconciler<T: Clone + Send + Unpin + 'static> {
     redrive: Redrive<T>,
     entries: HashMap<String, Entry<T>>,
     running: usize,
+    /// Set: the work is claimed from a shared store, not tracked here.
+    claims: Option<Box<dyn Claims<T>>>,
+    /// A claim is on its way: no second one until it answers.
+    claiming: bool,
 }
 
 impl<T: Clone + Send + Unpin + 'static> Reconciler<T> {
@@ -121,7 +149,51 @@ impl<T: Clone + Send + Unpin + 'static> Reconciler<T> {
             redrive,
             entries: HashMap::new(),
             running: 0,
+            claims: None,
+            claiming: false,
         }
+    }
+
+    /// A reconciler that claims its work from a shared store.
+    pub fn claiming(
+        config: ReconcilerConfig,
+        clock: SharedClock,
+        redrive: Redrive<T>,
+        claims: Box<dyn Claims<T>>,
+    ) -> Self {
+        Self {
+            claims: Some(claims),
+            ..Self::new(config, clock, redrive)
+        }
+    }
+
+    /// Starts a re-drive; it reports `Done` for `key`.
+    fn spawn_redrive(&mut self, ctx: &mut Context<Self>, key: String, payload: T, attempt: u32) {
+        self.running += 1;
+        let future = (self.redrive)(payload, attempt);
+        ctx.spawn(wrap_future::<_, Self>(future).map(move |verdict, _, ctx| {
+            ctx.notify(Done { key, verdict });
+        }));
+    }
+
+    /// Claims as many due items as there are free slots, and re-drives them.
+    fn claim_due(&mut self, ctx: &mut Context<Self>) {
+        let free = self.config.max_concurrent.saturating_sub(self.running);
+        let Some(claims) = &self.claims else { return };
+        if self.claiming || free == 0 {
+            return;
+        }
+        self.claiming = true;
+        let claimed = claims.claim(free);
+        ctx.spawn(
+            wrap_future::<_, Self>(claimed).map(|claimed, reconciler, ctx| {
+                reconciler.claiming = false;
+                for (payload, attempt) in claimed {
+                    // The row is the schedule: nothing to remember per key.
+                    reconciler.spawn_redrive(ctx, String::new(), payload, attempt);
+                }
+            }),
+        );
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
@@ -133,6 +205,10 @@ impl<T: Clone + Send + Unpin + 'static> Reconciler<T> {
 
     /// Starts the due re-drives, up to the concurrency limit.
     fn run_due(&mut self, ctx: &mut Context<Self>) -> usize {
+        if self.claims.is_some() {
+            self.claim_due(ctx);
+            return 0;
+        }
         let now = self.clock.now();
         let mut due: Vec<(Instant, String)> = self
             .entries
@@ -149,12 +225,9 @@ impl<T: Clone + Send + Unpin + 'static> Reconciler<T> {
             let entry = self.entries.get_mut(&key).expect("listed above");
             entry.running = true;
             entry.attempts += 1;
-            self.running += 1;
+            let (payload, attempt) = (entry.payload.clone(), entry.attempts);
             started += 1;
-            let future = (self.redrive)(entry.payload.clone(), entry.attempts);
-            ctx.spawn(wrap_future::<_, Self>(future).map(move |verdict, _, ctx| {
-                ctx.notify(Done { key, verdict });
-            }));
+            self.spawn_redrive(ctx, key, payload, attempt);
         }
         started
     }
@@ -179,6 +252,9 @@ impl<T: Clone + Send + Unpin + 'static> Supervised for Reconciler<T> {
             entry.due = now;
         }
         self.running = 0;
+        // A claim that was on its way died too; its items fall due again
+        // when their lease ends.
+        self.claiming = false;
     }
 }
 
@@ -186,6 +262,9 @@ impl<T: Clone + Send + Unpin + 'static> Handler<Track<T>> for Reconciler<T> {
     type Result = ();
 
     fn handle(&mut self, msg: Track<T>, ctx: &mut Context<Self>) {
+        if self.claims.is_some() {
+            return;
+        }
         let due = self.clock.now() + msg.hold;
         let _ = guarded(ctx, NAME, || {
             let entry = self.entries.entry(msg.key).or_insert(Entry {
@@ -203,6 +282,9 @@ impl<T: Clone + Send + Unpin + 'static> Handler<Report<T>> for Reconciler<T> {
     type Result = ();
 
     fn handle(&mut self, msg: Report<T>, ctx: &mut Context<Self>) {
+        if self.claims.is_some() {
+            return;
+        }
         let due = self.clock.now() + self.config.interval;
         let _ = guarded(ctx, NAME, || match msg.still_unknown {
             // A re-drive still running reports on its own; it finds the
@@ -260,10 +342,16 @@ impl<T: Clone + Send + Unpin + 'static> Handler<Tick> for Reconciler<T> {
 }
 
 impl<T: Clone + Send + Unpin + 'static> Handler<PendingCount> for Reconciler<T> {
-    type Result = Result<usize, ActorFailed>;
+    type Result = ResponseFuture<Result<usize, ActorFailed>>;
 
     fn handle(&mut self, _: PendingCount, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(ctx, NAME, || self.entries.len())
+        if let Some(claims) = &self.claims {
+            let pending = claims.pending();
+            // Unknown (store unreachable) reads as an error, never as zero.
+            return Box::pin(async move { pending.await.ok_or(ActorFailed { actor: NAME }) });
+        }
+        let tracked = guarded(ctx, NAME, || self.entries.len());
+        Box::pin(std::future::ready(tracked))
     }
 }
 

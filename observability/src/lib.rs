@@ -54,6 +54,47 @@ impl TraceLink {
         )
     }
 
+    /// As a W3C `traceparent`, to be kept beside what it created (none when
+    /// nothing is traced).
+    pub fn to_traceparent(&self) -> Option<String> {
+        let c = &self.0;
+        c.is_valid().then(|| {
+            format!(
+                "00-{}-{}-{:02x}",
+                c.trace_id(),
+                c.span_id(),
+                c.trace_flags().to_u8()
+            )
+        })
+    }
+
+    /// From a `traceparent` kept by [`Self::to_traceparent`]; anything
+    /// malformed links to nothing.
+    pub fn from_traceparent(traceparent: &str) -> Self {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        let context = match parts.as_slice() {
+            ["00", trace, span, flags] => {
+                match (
+                    TraceId::from_hex(trace),
+                    SpanId::from_hex(span),
+                    u8::from_str_radix(flags, 16),
+                ) {
+                    (Ok(trace), Ok(span), Ok(flags)) => SpanContext::new(
+                        trace,
+                        span,
+                        TraceFlags::new(flags),
+                        true,
+                        TraceState::default(),
+                    ),
+                    _ => SpanContext::empty_context(),
+                }
+            }
+            _ => SpanContext::empty_context(),
+        };
+        Self(context)
+    }
+
     /// Adds the link to `span` (before it is entered).
     pub fn attach_to(&self, span: &tracing::Span) {
         use tracing_opentelemetry::OpenTelemetrySpanExt;

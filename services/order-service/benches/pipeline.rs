@@ -13,7 +13,9 @@ use actix::{Arbiter, Supervisor};
 use actors::bulkhead::{self, Bulkhead, BulkheadConfig};
 use actors::circuit_breaker::{self, BreakerConfig, CircuitBreaker, Outcome};
 use actors::clock::{SharedClock, SystemClock};
-use actors::idempotency::{self, IdempotencyConfig, IdempotencyStore, KeyLease, StoredResponse};
+use actors::idempotency::{
+    IdempotencyConfig, IdempotencyStore, KeyLease, MemoryKeys, StoredResponse,
+};
 use actors::reconciler::{Reconciler, ReconcilerConfig, Report, Track, Verdict};
 use tracing::Span;
 
@@ -28,7 +30,7 @@ fn main() {
     actix_rt::System::new().block_on(async {
         let actors = measure_actor_round_trips(orders).await;
         let (plain, keyed) = measure_orders(orders).await;
-        println!("actor messages per keyed order (3 awaited, 5 sent): {actors:.1} µs");
+        println!("actor messages per keyed order (4 awaited, 4 sent): {actors:.1} µs");
         println!("whole order over loopback, no key:    {plain:.1} µs");
         println!("whole order over loopback, with key:  {keyed:.1} µs");
         println!(
@@ -38,8 +40,8 @@ fn main() {
     });
 }
 
-/// Per order: Reserve, Admit, Acquire awaited; Track, Record, permit
-/// release, Report and Complete sent without waiting (as the service does).
+/// Per order: Reserve, Admit, Acquire and Complete awaited; Track, Record,
+/// permit release and Report sent without waiting (as the service does).
 async fn measure_actor_round_trips(orders: usize) -> f64 {
     let clock: SharedClock = Arc::new(SystemClock);
     let arbiter = Arbiter::new();
@@ -51,11 +53,9 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
                 CircuitBreaker::new(BreakerConfig::default(), clock.clone())
             });
             let bulkhead = Supervisor::start(|_| Bulkhead::new(BulkheadConfig::default()));
-            let records = idempotency::new_records();
-            let clock = Arc::new(SystemClock);
-            let store = Supervisor::start(move |_| {
-                IdempotencyStore::new(IdempotencyConfig::default(), records.clone(), clock.clone())
-            });
+            let config = IdempotencyConfig::default();
+            let keys = MemoryKeys::new(config, Arc::new(SystemClock));
+            let store = Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every));
             let reconciler = Supervisor::start(move |_| {
                 Reconciler::<()>::new(
                     ReconcilerConfig::default(),
@@ -79,11 +79,17 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
             let started = Instant::now();
             for i in offset..offset + n {
                 let key = format!("bench-{i}");
-                let (lease, reserved) =
-                    KeyLease::reserve(&store, key.clone(), "f".into(), "o".into(), Span::none())
-                        .await;
+                let (lease, reserved) = KeyLease::reserve(
+                    &store,
+                    key.clone(),
+                    "f".into(),
+                    "o".into(),
+                    (),
+                    Span::none(),
+                )
+                .await;
                 reserved.unwrap();
-                let lease = lease.unwrap();
+                let mut lease = lease.unwrap();
                 reconciler.do_send(Track {
                     key: key.clone(),
                     payload: (),
@@ -101,14 +107,16 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
                     key,
                     still_unknown: None,
                 });
-                lease.complete(
-                    StoredResponse {
-                        status: 201,
-                        headers: vec![],
-                        body: vec![],
-                    },
-                    Span::none(),
-                );
+                let response = StoredResponse {
+                    status: 201,
+                    headers: vec![],
+                    body: vec![],
+                };
+                lease
+                    .complete(response, (), Span::none())
+                    .await
+                    .unwrap()
+                    .unwrap();
             }
             started.elapsed()
         }

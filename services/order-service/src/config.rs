@@ -10,8 +10,11 @@ use actors::reconciler::ReconcilerConfig;
 use clap::Parser;
 use common::server::ServerArgs;
 
+use std::sync::Arc;
+
 use crate::payment::CallPolicy;
 use crate::payment::retry::{RetryBudgetConfig, RetryPolicy};
+use crate::store::{MemoryStore, PgSettings, PgStore, Storage, StoreError};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -216,6 +219,37 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_SWEEP_SECS", default_value_t = 60, help_heading = "Idempotency",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_sweep_secs: u64,
+
+    /// PostgreSQL holding orders, keys and the reconciler's work, shared by
+    /// every replica (postgres://user@host:port/db); unset, they live in
+    /// this process and a restart forgets them.
+    #[arg(long, env = "DATABASE_URL", help_heading = "Database")]
+    pub database_url: Option<String>,
+
+    /// Connections in the pool, at most.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16, help_heading = "Database",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub database_pool_size: u64,
+
+    /// Longest wait for a pooled connection, in milliseconds (capped at
+    /// PAYMENT_TIMEOUT_MS).
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 250,
+        help_heading = "Database"
+    )]
+    pub database_acquire_timeout_ms: u64,
+
+    /// Longest wait for one database operation, connection included, in
+    /// milliseconds; beyond it the request gets 503.
+    #[arg(
+        long,
+        env = "DATABASE_TIMEOUT_MS",
+        default_value_t = 1_000,
+        help_heading = "Database"
+    )]
+    pub database_timeout_ms: u64,
 }
 
 impl Config {
@@ -284,6 +318,27 @@ impl Config {
                     .max(self.payment_timeout_ms.saturating_mul(2)),
             ),
         }
+    }
+}
+
+impl Config {
+    /// Where orders and keys live, as `DATABASE_URL` says.
+    pub fn storage(&self) -> Result<Storage, StoreError> {
+        let Some(url) = &self.database_url else {
+            return Ok(Storage::InProcess(Arc::new(MemoryStore::default())));
+        };
+        let budget = Duration::from_millis(self.payment_timeout_ms);
+        let settings = PgSettings {
+            pool_size: self.database_pool_size as usize,
+            acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms).min(budget),
+            statement_timeout: Duration::from_millis(self.database_timeout_ms),
+            key_ttl: Duration::from_secs(self.idempotency_ttl_secs),
+            key_lease: self.idempotency().lease,
+            hold: self.call_policy().longest_call(),
+            redrive_interval: Duration::from_millis(self.reconcile_interval_ms),
+            redrive_max_backoff: Duration::from_millis(self.reconcile_max_backoff_ms),
+        };
+        Ok(Storage::Shared(PgStore::new(url, settings)?))
     }
 }
 

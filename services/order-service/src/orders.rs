@@ -35,7 +35,7 @@ use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentCall, PaymentError, Receipt};
-use crate::store::{OrderStore, StoreError, Updated};
+use crate::store::{OrderKeys, OrderStore, Settle, StoreError, Updated};
 
 /// The answer to `POST /orders`, as sent and as replayed.
 pub struct Answer {
@@ -119,7 +119,7 @@ impl Flows {
 pub struct Orders {
     pub store: Arc<dyn OrderStore>,
     pub payments: PaymentCall,
-    pub idempotency: Addr<IdempotencyStore>,
+    pub idempotency: Addr<IdempotencyStore<OrderKeys>>,
     pub reconciler: Addr<Reconciler<PendingOrder>>,
     pub metrics: OrderMetrics,
     pub flows: Arc<Flows>,
@@ -202,16 +202,27 @@ impl Orders {
             });
         };
 
-        let unavailable = || OrderError::Unavailable("idempotency store");
+        // The key is reserved together with the order it starts, so the
+        // order is tracked before either is written.
+        let order = Order::pending(candidate, &new);
+        self.track(candidate);
         let (lease, reservation) = KeyLease::reserve(
             &self.idempotency,
             key.to_string(),
             new.fingerprint(),
             candidate.to_string(),
+            possibly_charged(&order),
             span.clone(),
         )
         .await;
-        let (lease, result) = match (reservation.map_err(|_| unavailable())?, lease) {
+        let reservation = reservation.map_err(|e| {
+            tracing::warn!(error = %e, "idempotency reservation failed");
+            OrderError::Unavailable("idempotency store")
+        })?;
+        if reservation != Reservation::New {
+            self.forget(candidate);
+        }
+        let result = match (reservation, lease) {
             (Reservation::Replay(response), _) => {
                 tracing::info!(idempotency.key = %key, "idempotent_request_cached");
                 return Ok(Answer {
@@ -224,49 +235,34 @@ impl Orders {
             (Reservation::Full, _) => return Err(OrderError::IdempotencyFull),
             (Reservation::New, Some(lease)) => {
                 span.record("order.id", candidate.to_string());
-                (lease, self.place(Order::pending(candidate, &new)).await)
+                self.charge(Order { calls: 1, ..order }, Some(lease)).await
             }
             (Reservation::Resume { order_id }, Some(lease)) => {
-                let id = OrderId::parse(&order_id).map_err(|_| unavailable())?;
+                let id = OrderId::parse(&order_id)
+                    .map_err(|_| OrderError::Unavailable("idempotency store"))?;
                 span.record("order.id", order_id);
-                (lease, self.resume(id, &new).await)
+                self.resume(id, &new, lease).await
             }
             // A granted reservation always comes with its lease.
-            (Reservation::New | Reservation::Resume { .. }, None) => return Err(unavailable()),
+            (Reservation::New | Reservation::Resume { .. }, None) => {
+                return Err(OrderError::Unavailable("idempotency store"));
+            }
         };
-
-        let response = match &result {
-            Ok(order) => created(order),
-            Err(e) => e.stored_response(),
-        };
-        if is_definitive(&result) {
-            lease.complete(response.clone(), span);
-        } else {
-            lease.release(span);
-        }
-        result.map(|_| Answer {
-            response,
+        result.map(|order| Answer {
+            response: created(&order),
             replayed: false,
         })
     }
 
-    /// A new order: recorded `pending`, then charged.
+    /// A new order without a key: recorded `pending`, then charged.
     async fn place(&self, order: Order) -> Result<Order, OrderError> {
         let id = order.order_id;
-        let order = Order { calls: 1, ..order };
-        // Stored as possibly charged: should this flow never settle it,
-        // whoever finds it must assume the worst. The flow's own copy says
-        // what this order did before the call: nothing.
-        let stored = Order {
-            maybe_charged: true,
-            ..order.clone()
-        };
         self.track(id);
         self.store
-            .insert(stored)
+            .insert(possibly_charged(&order))
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
-        self.charge(order).await
+        self.charge(Order { calls: 1, ..order }, None).await
     }
 
     /// Known to the reconciler *before* the write that makes the order
@@ -280,12 +276,37 @@ impl Orders {
         });
     }
 
-    /// A client retry of an order whose last call ended without a verdict.
-    async fn resume(&self, id: OrderId, new: &NewOrder) -> Result<Order, OrderError> {
+    /// Tracked for nothing: the reservation did not start this order.
+    fn forget(&self, order_id: OrderId) {
+        self.reconciler.do_send(Report {
+            key: order_id.to_string(),
+            still_unknown: None,
+        });
+    }
+
+    /// A client retry of an order whose last call ended without a verdict
+    /// (or whose flow went silent past the key's lease).
+    async fn resume(
+        &self,
+        id: OrderId,
+        new: &NewOrder,
+        lease: OrderLease,
+    ) -> Result<Order, OrderError> {
         let store_error = |e| OrderError::Store(e, Some(id));
         let order = match self.store.get(id).await.map_err(store_error)? {
-            None => return self.place(Order::pending(id, new)).await,
-            Some(order) if order.status == OrderStatus::Completed => return Ok(order),
+            // The reservation's order was never written: write it now.
+            None => {
+                let order = Order::pending(id, new);
+                self.track(id);
+                self.store
+                    .insert(possibly_charged(&order))
+                    .await
+                    .map_err(store_error)?;
+                return self.charge(Order { calls: 1, ..order }, Some(lease)).await;
+            }
+            Some(order) if order.status == OrderStatus::Completed => {
+                return self.finish_key(lease, Ok(order)).await;
+            }
             Some(order) => order,
         };
         self.track(id);
@@ -293,46 +314,152 @@ impl Orders {
             .await
             .map_err(store_error)?
         {
-            Ok(order) => self.charge(order).await,
-            Err(current) if current.status == OrderStatus::Completed => Ok(current),
+            Ok(order) => self.charge(order, Some(lease)).await,
+            Err(current) if current.status == OrderStatus::Completed => {
+                self.finish_key(lease, Ok(current)).await
+            }
             // Moved between our read and our claim: let the client retry.
-            Err(_) => Err(OrderError::KeyInFlight),
+            Err(_) => self.finish_key(lease, Err(OrderError::KeyInFlight)).await,
         }
     }
 
-    async fn charge(&self, order: Order) -> Result<Order, OrderError> {
+    /// Charges `order` and persists what the call learned. Under a key, a
+    /// definitive outcome is written together with the key's completion
+    /// (one transaction); anything else settles the order, then releases
+    /// the key with its order id kept.
+    async fn charge(
+        &self,
+        order: Order,
+        mut lease: Option<OrderLease>,
+    ) -> Result<Order, OrderError> {
         let id = order.order_id;
-        let (order, result) = charge_and_settle(self.store.as_ref(), &self.payments, order)
-            .await
-            .map_err(|e| OrderError::Store(e, Some(id)))?;
+        let store_error = |e| OrderError::Store(e, Some(id));
+        let result = self.payments.charge(&order).await.result;
+        let settled = settle(order, &result);
+        let span = tracing::info_span!("persistOrder", order.id = %id, order.stale = Empty);
+        let written = match lease.as_mut() {
+            Some(key) if definitive(&result) => {
+                let response = response_of(&answer(settled.clone(), result.clone()));
+                let outcome = Settle::Order {
+                    order: settled.clone(),
+                    from: OrderStatus::Pending,
+                };
+                match key
+                    .complete(response, outcome, span.clone())
+                    .instrument(span.clone())
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        lease = None;
+                        Updated::Written
+                    }
+                    Ok(Err(current)) => Updated::Stale(current),
+                    Err(e) => return Err(store_error(StoreError::Unavailable(e.to_string()))),
+                }
+            }
+            _ => self
+                .store
+                .update(settled.clone(), OrderStatus::Pending)
+                .instrument(span.clone())
+                .await
+                .map_err(store_error)?,
+        };
+        let order = match written {
+            Updated::Written => settled,
+            Updated::Stale(current) => {
+                span.record("order.stale", true);
+                current
+            }
+        };
         let still_unknown = (order.status == OrderStatus::Pending).then(|| PendingOrder::here(id));
         self.reconciler.do_send(Report {
             key: id.to_string(),
             still_unknown,
         });
-        match result {
-            // Completed, by this call or (first) by another writer: 201.
-            _ if order.status == OrderStatus::Completed => Ok(order),
-            Err(cause) => Err(OrderError::Payment {
-                order_id: id,
-                status: order.status,
-                cause,
-            }),
-            // Charged, yet the order was settled otherwise: the store's
-            // rules exclude it; never answer 201 for an order not completed.
-            Ok(receipt) => {
-                tracing::error!(order.id = %id, transaction.id = %receipt.transaction_id, status = ?order.status, "charged, but the order is not completed");
-                Err(OrderError::Payment {
-                    order_id: id,
-                    status: order.status,
-                    cause: PaymentError::Failed {
-                        reached: true,
-                        detail: "payment-service charged an order settled otherwise".into(),
-                    },
-                })
-            }
+        let result = answer(order, result);
+        match lease {
+            Some(lease) => self.finish_key(lease, result).await,
+            None => result,
         }
     }
+
+    /// Ends the key's flight with the flow's answer: completed with it when
+    /// it is the operation's final word (the order already stands as it
+    /// says), released otherwise. A completion that fails leaves the key to
+    /// the lease's drop: released, the client's retry replays nothing but
+    /// resumes the same order.
+    async fn finish_key(
+        &self,
+        mut lease: OrderLease,
+        result: Result<Order, OrderError>,
+    ) -> Result<Order, OrderError> {
+        if is_definitive(&result) {
+            let response = response_of(&result);
+            if let Err(e) = lease
+                .complete(response, Settle::AsItStands, Span::current())
+                .await
+            {
+                tracing::warn!(error = %e, "idempotency key not completed; released");
+            }
+        } else {
+            lease.release(Span::current());
+        }
+        result
+    }
+}
+
+/// A key held by this flow.
+type OrderLease = KeyLease<OrderKeys>;
+
+/// The order as stored before its first call: should the flow never settle
+/// it, whoever finds it must assume a charge may exist. (The flow's own
+/// copy says what the order did before the call: nothing.)
+fn possibly_charged(order: &Order) -> Order {
+    Order {
+        maybe_charged: true,
+        calls: 1,
+        ..order.clone()
+    }
+}
+
+/// The flow's answer once the order stands as `order`, after a call that
+/// ended with `result`.
+fn answer(order: Order, result: Result<Receipt, PaymentError>) -> Result<Order, OrderError> {
+    let id = order.order_id;
+    match result {
+        // Completed, by this call or (first) by another writer: 201.
+        _ if order.status == OrderStatus::Completed => Ok(order),
+        Err(cause) => Err(OrderError::Payment {
+            order_id: id,
+            status: order.status,
+            cause,
+        }),
+        // Charged, yet the order was settled otherwise: the store's
+        // rules exclude it; never answer 201 for an order not completed.
+        Ok(receipt) => {
+            tracing::error!(order.id = %id, transaction.id = %receipt.transaction_id, status = ?order.status, "charged, but the order is not completed");
+            Err(OrderError::Payment {
+                order_id: id,
+                status: order.status,
+                cause: PaymentError::Failed {
+                    reached: true,
+                    detail: "payment-service charged an order settled otherwise".into(),
+                },
+            })
+        }
+    }
+}
+
+fn response_of(result: &Result<Order, OrderError>) -> StoredResponse {
+    match result {
+        Ok(order) => created(order),
+        Err(e) => e.stored_response(),
+    }
+}
+
+/// A call's final word: charged, or declined.
+fn definitive(result: &Result<Receipt, PaymentError>) -> bool {
+    matches!(result, Ok(_) | Err(PaymentError::Declined { .. }))
 }
 
 /// Takes a stored order that is not `completed` into a new call: counts

@@ -3,6 +3,11 @@
 //! A restart of the breaker may trip it again after a few failures; of the
 //! bulkhead, drops waiters; of the idempotency store or the reconciler,
 //! loses nothing but the message (or re-drives) in hand.
+//!
+//! With a shared store, the idempotency keys and the reconciler's work are
+//! in the database, common to every replica; the breaker and the bulkhead
+//! stay per replica by design (as in Envoy, resilience4j and Polly): each
+//! judges payment from its own attempts and protects its own resources.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,7 +17,7 @@ use actix::{Addr, Supervisor};
 use actors::bulkhead::Bulkhead;
 use actors::circuit_breaker::CircuitBreaker;
 use actors::clock::SharedClock;
-use actors::idempotency::{self, IdempotencyStore};
+use actors::idempotency::IdempotencyStore;
 use actors::reconciler::Reconciler;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -22,14 +27,14 @@ use crate::metrics::OrderMetrics;
 use crate::orders::PendingOrder;
 use crate::payment::retry::RetryBudget;
 use crate::payment::{PaymentCall, PaymentClient};
-use crate::reconcile::redrive;
-use crate::store::OrderStore;
+use crate::reconcile::{TableClaims, redrive};
+use crate::store::{OrderKeys, Storage};
 
 #[derive(Clone)]
 pub struct Reliability {
     pub breaker: Addr<CircuitBreaker>,
     pub bulkhead: Addr<Bulkhead>,
-    pub idempotency: Addr<IdempotencyStore>,
+    pub idempotency: Addr<IdempotencyStore<OrderKeys>>,
     pub reconciler: Addr<Reconciler<PendingOrder>>,
     /// Not an actor: a counter behind a mutex is all it needs.
     pub retry_budget: Arc<RetryBudget>,
@@ -42,7 +47,7 @@ impl Reliability {
         config: &Config,
         clock: SharedClock,
         metrics: &OrderMetrics,
-        store: Arc<dyn OrderStore>,
+        storage: &Storage,
     ) -> Self {
         let breaker = {
             let (config, clock) = (config.breaker(), clock.clone());
@@ -57,10 +62,10 @@ impl Reliability {
             Supervisor::start(move |_| Bulkhead::new(config))
         };
         let idempotency = {
-            // Owned here, handed to the actor: a restart of the actor keeps them.
-            let records = idempotency::new_records();
-            let (config, clock) = (config.idempotency(), clock.clone());
-            Supervisor::start(move |_| IdempotencyStore::new(config, records, clock))
+            // The backend owns the records: a restart of the actor keeps them.
+            let config = config.idempotency();
+            let keys = storage.keys(config, clock.clone());
+            Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every))
         };
         let retry_budget = Arc::new(RetryBudget::new(config.retry_budget()));
         let reconciler = {
@@ -80,14 +85,21 @@ impl Reliability {
                 },
                 metrics.clone(),
             ));
-            let redrive = RefCell::new(Some(redrive(store, payments, metrics.clone())));
+            let redrive = RefCell::new(Some(redrive(storage.orders(), payments, metrics.clone())));
             let (config, clock) = (config.reconciler(), clock.clone());
+            let storage = storage.clone();
             Supervisor::start(move |_| {
                 let redrive = redrive
                     .borrow_mut()
                     .take()
                     .expect("the reconciler is built once");
-                Reconciler::new(config, clock, redrive)
+                match storage {
+                    Storage::InProcess(_) => Reconciler::new(config, clock, redrive),
+                    // Shared: the table is the schedule, for every replica.
+                    Storage::Shared(pg) => {
+                        Reconciler::claiming(config, clock, redrive, Box::new(TableClaims(pg)))
+                    }
+                }
             })
         };
         Self {

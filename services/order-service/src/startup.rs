@@ -25,7 +25,7 @@ use crate::orders::{Flows, Orders};
 use crate::payment::{PaymentCall, PaymentClient};
 use crate::reliability::Reliability;
 use crate::routes::{admin, health, metrics, orders};
-use crate::store::{MemoryStore, OrderStore};
+use crate::store::Storage;
 
 pub struct Application {
     port: u16,
@@ -37,20 +37,25 @@ pub struct Application {
 }
 
 impl Application {
-    /// Call inside the actix system (the actors start on its arbiter).
+    /// Call inside the actix system (the actors start on its arbiter). The
+    /// store is the one `DATABASE_URL` names, or this process's memory.
     pub fn build(config: Config) -> std::io::Result<Self> {
-        let store: Arc<dyn OrderStore> = Arc::new(MemoryStore::default());
-        Self::build_with(config, store, Arc::new(SystemClock))
+        let storage = config
+            .storage()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        Self::build_with(config, storage, Arc::new(SystemClock))
     }
 
-    /// With a given store and clock, so tests (and later a shared store) can plug in.
+    /// With a given store and clock, so tests can plug in theirs.
     pub fn build_with(
         config: Config,
-        store: Arc<dyn OrderStore>,
+        storage: impl Into<Storage>,
         clock: SharedClock,
     ) -> std::io::Result<Self> {
+        let storage = storage.into();
+        let store = storage.orders();
         let metrics = OrderMetrics::default();
-        let reliability = Reliability::start(&config, clock, &metrics, store.clone());
+        let reliability = Reliability::start(&config, clock, &metrics, &storage);
         let metrics = web::Data::new(metrics);
         let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;

@@ -5,17 +5,76 @@
 //! An order's status only moves forward: `update` is a compare-and-set on
 //! the status its writer read, so two writers working from copies of one
 //! order (a client's retry and the reconciler) cannot undo each other, and
-//! a `completed` order is final. A shared store keeps the same rule
+//! a `completed` order is final. The shared store keeps the same rule
 //! (`UPDATE … WHERE status = $from`).
+//!
+//! The idempotency keys live with the orders ([`Storage::keys`]): a key is
+//! reserved together with its `pending` order and completed together with
+//! the order's outcome, in one transaction where the store has them.
 
+mod keys;
 mod memory;
+mod postgres;
 
+use std::sync::Arc;
+
+use actors::clock::SharedClock;
+use actors::idempotency::{Effect, IdempotencyConfig, KeyBackend};
 use async_trait::async_trait;
 use common::domain::OrderId;
 
+pub use keys::InProcessKeys;
 pub use memory::MemoryStore;
+pub use postgres::{PgSettings, PgStore};
 
 use crate::domain::{Order, OrderStatus};
+
+/// Where orders and keys live: in this process (the default; a restart
+/// forgets them), or in PostgreSQL, shared by every replica.
+#[derive(Clone)]
+pub enum Storage {
+    InProcess(Arc<dyn OrderStore>),
+    Shared(PgStore),
+}
+
+/// The key backend the idempotency actor runs on.
+pub type OrderKeys = Box<dyn KeyBackend<Record = Order, Effect = Settle>>;
+
+impl Storage {
+    pub fn orders(&self) -> Arc<dyn OrderStore> {
+        match self {
+            Self::InProcess(orders) => orders.clone(),
+            Self::Shared(pg) => Arc::new(pg.clone()),
+        }
+    }
+
+    pub fn keys(&self, config: IdempotencyConfig, clock: SharedClock) -> OrderKeys {
+        match self {
+            Self::InProcess(orders) => Box::new(InProcessKeys::new(config, clock, orders.clone())),
+            Self::Shared(pg) => Box::new(pg.clone()),
+        }
+    }
+}
+
+impl From<Arc<dyn OrderStore>> for Storage {
+    fn from(orders: Arc<dyn OrderStore>) -> Self {
+        Self::InProcess(orders)
+    }
+}
+
+/// What completing a key writes to its order.
+#[derive(Debug)]
+pub enum Settle {
+    /// The outcome, as `update(order, from)` would write it.
+    Order { order: Order, from: OrderStatus },
+    /// Nothing: the order already stands as the answer says.
+    AsItStands,
+}
+
+/// A refused outcome answers the order as it stands.
+impl Effect for Settle {
+    type Refused = Order;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +82,7 @@ pub enum StoreError {
     Duplicate(OrderId),
     #[error("order {0} does not exist")]
     Missing(OrderId),
+    /// Down, slow or refusing: the cause is for logs, never for clients.
     #[error("order store unavailable: {0}")]
     Unavailable(String),
 }

@@ -18,6 +18,14 @@ impl OrderId {
         Self(Uuid::new_v4())
     }
 
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+
     pub fn parse(id: &str) -> Result<Self, FieldError> {
         Uuid::try_parse(id)
             .map(Self)

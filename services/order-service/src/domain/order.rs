@@ -17,6 +17,20 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(status: &str) -> Option<Self> {
+        [Self::Pending, Self::Completed, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == status)
+    }
+
     /// The moves of an order's life: `pending` settles to `completed` or
     /// `failed`; a `failed` order (refused before any attempt could charge
     /// it) goes back to `pending` only for a retry under its key;

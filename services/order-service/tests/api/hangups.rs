@@ -418,9 +418,12 @@ async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
     config.payment_service_url = payment_address.clone();
     config.server.shutdown_timeout_secs = 5;
     let store = Arc::new(MemoryStore::default());
-    let order =
-        order_service::Application::build_with(config, store.clone(), Arc::new(SystemClock))
-            .unwrap();
+    let order = order_service::Application::build_with(
+        config,
+        store.clone() as Arc<dyn OrderStore>,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
     let app = TestApp {
         address: format!("http://127.0.0.1:{}", order.port()),
         reliability: order.reliability().clone(),

@@ -1,0 +1,89 @@
+//! Idempotency keys in this process, beside an in-process order store. One
+//! process holds both, so there is no transaction to share: a reservation
+//! takes the key, then records its order; a completion writes the outcome,
+//! then completes the key. Should the process die between the two, both
+//! are gone anyway.
+
+use std::sync::Arc;
+
+use actors::clock::SharedClock;
+use actors::idempotency::{
+    Answer, Complete, Completion, IdempotencyConfig, KeyBackend, KeyStoreError, MemoryKeys,
+    Release, Reservation, Reserve, Stats,
+};
+
+use super::{OrderStore, Settle, Updated};
+use crate::domain::Order;
+
+pub struct InProcessKeys {
+    keys: MemoryKeys,
+    orders: Arc<dyn OrderStore>,
+}
+
+impl InProcessKeys {
+    pub fn new(config: IdempotencyConfig, clock: SharedClock, orders: Arc<dyn OrderStore>) -> Self {
+        Self {
+            keys: MemoryKeys::new(config, clock),
+            orders,
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
+    KeyStoreError::Unavailable(e.to_string())
+}
+
+impl KeyBackend for InProcessKeys {
+    type Record = Order;
+    type Effect = Settle;
+
+    fn reserve(&self, msg: Reserve<Order>) -> Answer<Reservation> {
+        let reservation = self
+            .keys
+            .reserve(&msg.key, &msg.fingerprint, &msg.order_id, msg.holder);
+        let (keys, orders) = (self.keys.clone(), self.orders.clone());
+        Box::pin(async move {
+            if reservation != Reservation::New {
+                return Ok(reservation);
+            }
+            match orders.insert(msg.record).await {
+                Ok(()) => Ok(Reservation::New),
+                // The key keeps the order id: a retry resumes it, and finds
+                // whether the order was written after all.
+                Err(e) => {
+                    keys.release(&msg.key, msg.holder);
+                    Err(unavailable(e))
+                }
+            }
+        })
+    }
+
+    fn complete(&self, msg: Complete<Settle>) -> Answer<Completion<Settle>> {
+        let (keys, orders) = (self.keys.clone(), self.orders.clone());
+        Box::pin(async move {
+            if let Settle::Order { order, from } = msg.effect
+                && let Updated::Stale(current) =
+                    orders.update(order, from).await.map_err(unavailable)?
+            {
+                return Ok(Err(current));
+            }
+            keys.complete(&msg.key, msg.holder, msg.response);
+            Ok(Ok(()))
+        })
+    }
+
+    fn release(&self, msg: Release) -> Answer<()> {
+        self.keys.release(&msg.key, msg.holder);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn sweep(&self) -> Answer<usize> {
+        let swept = self.keys.sweep();
+        Box::pin(std::future::ready(Ok(swept)))
+    }
+
+    fn stats(&self) -> Answer<Stats> {
+        let stats = self.keys.stats();
+        Box::pin(std::future::ready(Ok(stats)))
+    }
+}

@@ -1,0 +1,701 @@
+//! The shared store: orders, idempotency keys and the reconciler's schedule
+//! in PostgreSQL, for any number of order-service replicas.
+//!
+//! Every operation is one statement (data-modifying CTEs where it touches
+//! two tables), so each is atomic on its own, costs one round trip, and
+//! commits once: a keyed order that succeeds commits twice in all (the key
+//! with its `pending` order; the outcome with the key's completion). No
+//! explicit transaction is ever left open by a request that goes away.
+//! Every time is the database's `now()`, so replicas whose clocks disagree
+//! still agree on leases and due times.
+//!
+//! The pool is bounded; a connection is waited for at most the acquire
+//! timeout (never more than the payment budget) and every operation at
+//! most the statement timeout. A database that is down or slow is a
+//! `StoreError::Unavailable`: 503 for the request, 503 on `/ready`, and the
+//! service resumes by itself when it returns. The schema is migrated on
+//! first use (and at start, if the database answers then), under an
+//! advisory lock so that replicas starting together do not race.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actors::idempotency::{
+    Answer, Complete, Completion, KeyBackend, KeyStoreError, Release, Reservation, Reserve, Stats,
+    StoredResponse,
+};
+use async_trait::async_trait;
+use common::domain::{Amount, Currency, MerchantId, OrderId};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::{OrderStore, Settle, StoreError, Updated};
+use crate::domain::{Order, OrderStatus};
+
+/// The versioned migrations, in order, embedded in the binary.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "orders_and_keys",
+    include_str!("../../migrations/0001_orders_and_keys.sql"),
+)];
+
+/// Taken by whoever migrates; any constant shared by all replicas.
+const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
+
+/// Rows deleted per statement by the TTL sweep.
+const SWEEP_BATCH: i64 = 1_000;
+
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    pub pool_size: usize,
+    /// Longest wait for a pooled connection (at most the payment budget).
+    pub acquire_timeout: Duration,
+    /// Longest wait for one operation, connection included.
+    pub statement_timeout: Duration,
+    pub key_ttl: Duration,
+    pub key_lease: Duration,
+    /// A new pending order is first due this long after it is written, and
+    /// a claim lasts as long: the longest payment call.
+    pub hold: Duration,
+    /// The reconciler's first backoff, doubled per re-drive, up to the max.
+    pub redrive_interval: Duration,
+    pub redrive_max_backoff: Duration,
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    settings: PgSettings,
+    migrated: AtomicBool,
+    migrating: tokio::sync::Mutex<()>,
+    /// This process, as `claimed_by` (for people reading the table).
+    replica: Uuid,
+}
+
+fn unavailable(cause: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(cause.to_string())
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl PgStore {
+    /// A store on `url`; connects lazily (a database that is down now makes
+    /// the service unready, not unable to start).
+    pub fn new(url: &str, settings: PgSettings) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .timeouts(Timeouts {
+                wait: Some(settings.acquire_timeout),
+                create: Some(settings.statement_timeout),
+                recycle: Some(settings.statement_timeout),
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(unavailable)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                settings,
+                migrated: AtomicBool::new(false),
+                migrating: tokio::sync::Mutex::new(()),
+                replica: Uuid::new_v4(),
+            }),
+        })
+    }
+
+    fn settings(&self) -> &PgSettings {
+        &self.inner.settings
+    }
+
+    /// Applies the migrations this database lacks, in one transaction under
+    /// an advisory lock: a replica that waits for it then finds them done.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.inner.migrating.lock().await;
+        if self.inner.migrated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let work = async {
+            let mut client = self.inner.pool.get().await.map_err(unavailable)?;
+            let tx = client.transaction().await.map_err(unavailable)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(unavailable)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version integer PRIMARY KEY,
+                     name text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(unavailable)?;
+            let applied: Vec<i32> = tx
+                .query("SELECT version FROM schema_migrations", &[])
+                .await
+                .map_err(unavailable)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            for (version, name, sql) in MIGRATIONS {
+                if applied.contains(version) {
+                    continue;
+                }
+                tx.batch_execute(sql).await.map_err(unavailable)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await
+                .map_err(unavailable)?;
+                tracing::info!(version, name, "database migrated");
+            }
+            tx.commit().await.map_err(unavailable)
+        };
+        // Migrations may wait for another replica's: longer than a request.
+        tokio::time::timeout(Duration::from_secs(60), work)
+            .await
+            .map_err(|_| unavailable("migrations timed out"))??;
+        self.inner.migrated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Runs one operation on a pooled connection, within the statement
+    /// timeout, the schema migrated first.
+    async fn run<T>(
+        &self,
+        op: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        if !self.inner.migrated.load(Ordering::Acquire) {
+            self.migrate().await?;
+        }
+        let work = async {
+            let client = self.inner.pool.get().await.map_err(unavailable)?;
+            op(&client).await.map_err(unavailable)
+        };
+        tokio::time::timeout(self.settings().statement_timeout, work)
+            .await
+            .map_err(|_| unavailable("the database did not answer in time"))?
+    }
+
+    async fn query(
+        client: &deadpool_postgres::Client,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = client.prepare_cached(sql).await?;
+        client.query(&statement, params).await
+    }
+
+    /// Closes the pool: its connections end (tests read the database's
+    /// statistics, which a backend reports when it exits).
+    pub fn close(&self) {
+        self.inner.pool.close();
+    }
+
+    /// The due time of a write that leaves an order pending: after the
+    /// longest call, and backing off with the re-drives so far.
+    fn due_params(&self) -> [f64; 3] {
+        let s = self.settings();
+        [
+            millis(s.hold),
+            millis(s.redrive_interval),
+            millis(s.redrive_max_backoff),
+        ]
+    }
+
+    /// Claims at most `n` due pending orders for this replica until the
+    /// claim's lease (the longest call) ends; answers each with its attempt
+    /// number and the trace that created it.
+    pub async fn claim_due(
+        &self,
+        n: usize,
+    ) -> Result<Vec<(OrderId, u32, Option<String>)>, StoreError> {
+        let (limit, hold, replica) = (n as i64, millis(self.settings().hold), self.inner.replica);
+        let rows = self
+            .run(async |c| {
+                Self::query(
+                    c,
+                    "UPDATE orders SET due_at = now() + $2 * interval '1 millisecond',
+                                       attempts = attempts + 1, claimed_by = $3
+                     WHERE order_id IN (
+                         SELECT order_id FROM orders
+                         WHERE status = 'pending' AND due_at <= now()
+                         ORDER BY due_at LIMIT $1
+                         FOR UPDATE SKIP LOCKED)
+                     RETURNING order_id, attempts, trace",
+                    &[&limit, &hold, &replica],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let attempts: i32 = row.get(1);
+                (
+                    OrderId::from_uuid(row.get(0)),
+                    attempts.max(1) as u32,
+                    row.get(2),
+                )
+            })
+            .collect())
+    }
+
+    /// Pending orders in the whole table.
+    pub async fn pending(&self) -> Result<usize, StoreError> {
+        let rows = self
+            .run(async |c| {
+                Self::query(
+                    c,
+                    "SELECT count(*) FROM orders WHERE status = 'pending'",
+                    &[],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows[0].get::<_, i64>(0) as usize)
+    }
+
+    /// Records `trace` (a traceparent) as the order's origin.
+    async fn insert_order(&self, order: &Order, trace: Option<String>) -> Result<(), StoreError> {
+        let [hold, ..] = self.due_params();
+        let inserted = self
+            .run(async |c| {
+                Self::query(
+                    c,
+                    "INSERT INTO orders (order_id, status, merchant_id, amount, currency,
+                         transaction_id, reason, created_at, maybe_charged, calls, due_at, trace)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                             now() + $11 * interval '1 millisecond', $12)
+                     ON CONFLICT (order_id) DO NOTHING
+                     RETURNING order_id",
+                    &[
+                        &order.order_id.as_uuid(),
+                        &order.status.as_str(),
+                        &order.merchant_id.as_str(),
+                        &order.amount.value(),
+                        &order.currency.code(),
+                        &order.transaction_id,
+                        &order.reason,
+                        &order.created_at,
+                        &order.maybe_charged,
+                        &(order.calls as i32),
+                        &hold,
+                        &trace,
+                    ],
+                )
+                .await
+            })
+            .await?;
+        if inserted.is_empty() {
+            return Err(StoreError::Duplicate(order.order_id));
+        }
+        Ok(())
+    }
+
+    /// The compare-and-set under `update` and `claim`: `claim` also
+    /// requires the stored count of calls to be the one the claimer read.
+    async fn write_if(
+        &self,
+        order: Order,
+        from: OrderStatus,
+        claiming: bool,
+    ) -> Result<Updated, StoreError> {
+        let id = order.order_id;
+        if from.may_become(order.status) {
+            let [hold, interval, max] = self.due_params();
+            let written = self
+                .run(async |c| {
+                    Self::query(
+                        c,
+                        "UPDATE orders SET status = $2, transaction_id = $3, reason = $4,
+                             maybe_charged = $5, calls = GREATEST(calls, $6),
+                             due_at = CASE WHEN $2 = 'pending' THEN now() + GREATEST($8,
+                                 LEAST($9 * power(2, LEAST(attempts, 16)), $10))
+                                 * interval '1 millisecond' END
+                         WHERE order_id = $1 AND status = $7
+                           AND NOT ($2 = 'failed' AND $6 < calls)
+                           AND (NOT $11 OR calls = $6 - 1)
+                         RETURNING order_id",
+                        &[
+                            &id.as_uuid(),
+                            &order.status.as_str(),
+                            &order.transaction_id,
+                            &order.reason,
+                            &order.maybe_charged,
+                            &(order.calls as i32),
+                            &from.as_str(),
+                            &hold,
+                            &interval,
+                            &max,
+                            &claiming,
+                        ],
+                    )
+                    .await
+                })
+                .await?;
+            if !written.is_empty() {
+                return Ok(Updated::Written);
+            }
+        }
+        match self.get(id).await? {
+            Some(current) => Ok(Updated::Stale(current)),
+            None => Err(StoreError::Missing(id)),
+        }
+    }
+
+    async fn reserve_key(
+        &self,
+        msg: Reserve<Order>,
+        trace: Option<String>,
+    ) -> Result<Reservation, StoreError> {
+        let s = self.settings();
+        let (lease, ttl) = (millis(s.key_lease), s.key_ttl.as_secs_f64());
+        let [hold, ..] = self.due_params();
+        let holder = msg.holder.as_uuid();
+        let order = &msg.record;
+        let candidate = OrderId::parse(&msg.order_id).map_err(unavailable)?;
+        // A key swept between two statements is simply new again.
+        for _ in 0..3 {
+            let created = self
+                .run(async |c| {
+                    Self::query(
+                        c,
+                        "WITH key AS (
+                             INSERT INTO idempotency_keys
+                                 (key, fingerprint, order_id, holder, lease_until, expires_at)
+                             VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond',
+                                     now() + $6 * interval '1 second')
+                             ON CONFLICT (key) DO NOTHING
+                             RETURNING order_id)
+                         INSERT INTO orders (order_id, status, merchant_id, amount, currency,
+                             created_at, maybe_charged, calls, due_at, trace)
+                         SELECT order_id, $7, $8, $9, $10, $11, $12, $13,
+                                now() + $14 * interval '1 millisecond', $15
+                         FROM key
+                         RETURNING order_id",
+                        &[
+                            &msg.key,
+                            &msg.fingerprint,
+                            &candidate.as_uuid(),
+                            &holder,
+                            &lease,
+                            &ttl,
+                            &order.status.as_str(),
+                            &order.merchant_id.as_str(),
+                            &order.amount.value(),
+                            &order.currency.code(),
+                            &order.created_at,
+                            &order.maybe_charged,
+                            &(order.calls as i32),
+                            &hold,
+                            &trace,
+                        ],
+                    )
+                    .await
+                })
+                .await?;
+            if !created.is_empty() {
+                return Ok(Reservation::New);
+            }
+            // Taken before: resume it if it is free (released, or its
+            // holder silent past the lease) and the body is the same.
+            let resumed = self
+                .run(async |c| {
+                    Self::query(
+                        c,
+                        "UPDATE idempotency_keys
+                         SET holder = $2, lease_until = now() + $3 * interval '1 millisecond'
+                         WHERE key = $1 AND fingerprint = $4 AND response_status IS NULL
+                           AND (holder IS NULL OR lease_until <= now())
+                         RETURNING order_id",
+                        &[&msg.key, &holder, &lease, &msg.fingerprint],
+                    )
+                    .await
+                })
+                .await?;
+            if let Some(row) = resumed.first() {
+                let order_id: Uuid = row.get(0);
+                return Ok(Reservation::Resume {
+                    order_id: OrderId::from_uuid(order_id).to_string(),
+                });
+            }
+            let found = self
+                .run(async |c| {
+                    Self::query(
+                        c,
+                        "SELECT fingerprint, response_status, response_headers, response_body
+                         FROM idempotency_keys WHERE key = $1",
+                        &[&msg.key],
+                    )
+                    .await
+                })
+                .await?;
+            let Some(row) = found.first() else { continue };
+            let fingerprint: &str = row.get(0);
+            if fingerprint != msg.fingerprint {
+                return Ok(Reservation::Mismatch);
+            }
+            return Ok(match row.get::<_, Option<i16>>(1) {
+                Some(status) => Reservation::Replay(Arc::new(StoredResponse {
+                    status: status as u16,
+                    headers: serde_json::from_value(row.get(2)).map_err(unavailable)?,
+                    body: row.get(3),
+                })),
+                None => Reservation::InFlight,
+            });
+        }
+        Err(unavailable("the key kept changing under its reservation"))
+    }
+
+    async fn complete_key(&self, msg: Complete<Settle>) -> Result<Completion<Settle>, StoreError> {
+        let headers = serde_json::to_value(&msg.response.headers).map_err(unavailable)?;
+        let (status, body) = (msg.response.status as i16, &msg.response.body);
+        let holder = msg.holder.as_uuid();
+        let Settle::Order { order, from } = msg.effect else {
+            self.run(async |c| {
+                Self::query(
+                    c,
+                    "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+                         response_status = $3, response_headers = $4, response_body = $5
+                     WHERE key = $1 AND holder = $2
+                     RETURNING key",
+                    &[&msg.key, &holder, &status, &headers, body],
+                )
+                .await
+            })
+            .await?;
+            return Ok(Ok(()));
+        };
+        let id = order.order_id;
+        if from.may_become(order.status) {
+            let [hold, interval, max] = self.due_params();
+            let written = self
+                .run(async |c| {
+                    Self::query(
+                        c,
+                        "WITH settled AS (
+                             UPDATE orders SET status = $2, transaction_id = $3, reason = $4,
+                                 maybe_charged = $5, calls = GREATEST(calls, $6),
+                                 due_at = CASE WHEN $2 = 'pending' THEN now() + GREATEST($8,
+                                     LEAST($9 * power(2, LEAST(attempts, 16)), $10))
+                                     * interval '1 millisecond' END
+                             WHERE order_id = $1 AND status = $7
+                               AND NOT ($2 = 'failed' AND $6 < calls)
+                             RETURNING order_id),
+                         completed AS (
+                             UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+                                 response_status = $13, response_headers = $14,
+                                 response_body = $15
+                             WHERE key = $11 AND holder = $12
+                               AND EXISTS (SELECT 1 FROM settled)
+                             RETURNING key)
+                         SELECT EXISTS (SELECT 1 FROM settled)",
+                        &[
+                            &id.as_uuid(),
+                            &order.status.as_str(),
+                            &order.transaction_id,
+                            &order.reason,
+                            &order.maybe_charged,
+                            &(order.calls as i32),
+                            &from.as_str(),
+                            &hold,
+                            &interval,
+                            &max,
+                            &msg.key,
+                            &holder,
+                            &status,
+                            &headers,
+                            body,
+                        ],
+                    )
+                    .await
+                })
+                .await?;
+            if written.first().is_some_and(|row| row.get::<_, bool>(0)) {
+                return Ok(Ok(()));
+            }
+        }
+        match self.get(id).await? {
+            Some(current) => Ok(Err(current)),
+            None => Err(StoreError::Missing(id)),
+        }
+    }
+
+    async fn release_key(&self, msg: Release) -> Result<(), StoreError> {
+        let holder = msg.holder.as_uuid();
+        self.run(async |c| {
+            Self::query(
+                c,
+                "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL
+                 WHERE key = $1 AND holder = $2 AND response_status IS NULL
+                 RETURNING key",
+                &[&msg.key, &holder],
+            )
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes expired keys in batches, so that no statement holds many
+    /// row locks or runs long.
+    async fn sweep_keys(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        loop {
+            let deleted = self
+                .run(async |c| {
+                    Self::query(
+                        c,
+                        "DELETE FROM idempotency_keys WHERE key IN (
+                             SELECT key FROM idempotency_keys WHERE expires_at < now()
+                             LIMIT $1 FOR UPDATE SKIP LOCKED)
+                         RETURNING key",
+                        &[&SWEEP_BATCH],
+                    )
+                    .await
+                })
+                .await?
+                .len();
+            removed += deleted;
+            if (deleted as i64) < SWEEP_BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+
+    async fn key_stats(&self) -> Result<Stats, StoreError> {
+        let rows = self
+            .run(async |c| {
+                Self::query(
+                    c,
+                    "SELECT count(*),
+                            count(*) FILTER (WHERE holder IS NOT NULL),
+                            count(*) FILTER (WHERE response_status IS NOT NULL),
+                            count(*) FILTER (WHERE holder IS NULL AND response_status IS NULL)
+                     FROM idempotency_keys",
+                    &[],
+                )
+                .await
+            })
+            .await?;
+        let count = |i| rows[0].get::<_, i64>(i) as usize;
+        Ok(Stats {
+            entries: count(0),
+            in_flight: count(1),
+            completed: count(2),
+            released: count(3),
+        })
+    }
+}
+
+fn order_from(row: &Row) -> Result<Order, StoreError> {
+    let corrupt = |what: &str| StoreError::Unavailable(format!("stored order has a bad {what}"));
+    let status: &str = row.get("status");
+    Ok(Order {
+        order_id: OrderId::from_uuid(row.get("order_id")),
+        status: OrderStatus::parse(status).ok_or_else(|| corrupt("status"))?,
+        merchant_id: MerchantId::parse(row.get("merchant_id")).map_err(|_| corrupt("merchant"))?,
+        amount: Amount::from_decimal(row.get("amount")).map_err(|_| corrupt("amount"))?,
+        currency: Currency::parse(row.get("currency")).map_err(|_| corrupt("currency"))?,
+        transaction_id: row.get("transaction_id"),
+        reason: row.get("reason"),
+        created_at: row.get("created_at"),
+        maybe_charged: row.get("maybe_charged"),
+        calls: row.get::<_, i32>("calls") as u32,
+    })
+}
+
+#[async_trait]
+impl OrderStore for PgStore {
+    async fn insert(&self, order: Order) -> Result<(), StoreError> {
+        self.insert_order(&order, observability::TraceLink::current().to_traceparent())
+            .await
+    }
+
+    async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
+        self.write_if(order, from, false).await
+    }
+
+    async fn claim(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
+        self.write_if(order, from, true).await
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let rows = self
+            .run(async |c| {
+                Self::query(
+                    c,
+                    "SELECT order_id, status, merchant_id, amount, currency, transaction_id,
+                            reason, created_at, maybe_charged, calls
+                     FROM orders WHERE order_id = $1",
+                    &[&id.as_uuid()],
+                )
+                .await
+            })
+            .await?;
+        rows.first().map(order_from).transpose()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(async |c| Self::query(c, "SELECT 1", &[]).await)
+            .await
+            .map(drop)
+    }
+}
+
+fn key_error(e: StoreError) -> KeyStoreError {
+    KeyStoreError::Unavailable(e.to_string())
+}
+
+/// The keys live beside the orders: a reservation writes its `pending`
+/// order, and a completion its outcome, in the same statement.
+impl KeyBackend for PgStore {
+    type Record = Order;
+    type Effect = Settle;
+
+    fn reserve(&self, msg: Reserve<Order>) -> Answer<Reservation> {
+        let store = self.clone();
+        // The reservation's caller is the request: its trace is current here.
+        let trace = observability::TraceLink::current().to_traceparent();
+        Box::pin(async move { store.reserve_key(msg, trace).await.map_err(key_error) })
+    }
+
+    fn complete(&self, msg: Complete<Settle>) -> Answer<Completion<Settle>> {
+        let store = self.clone();
+        Box::pin(async move { store.complete_key(msg).await.map_err(key_error) })
+    }
+
+    fn release(&self, msg: Release) -> Answer<()> {
+        let store = self.clone();
+        Box::pin(async move { store.release_key(msg).await.map_err(key_error) })
+    }
+
+    fn sweep(&self) -> Answer<usize> {
+        let store = self.clone();
+        Box::pin(async move { store.sweep_keys().await.map_err(key_error) })
+    }
+
+    fn stats(&self) -> Answer<Stats> {
+        let store = self.clone();
+        Box::pin(async move { store.key_stats().await.map_err(key_error) })
+    }
+}

@@ -68,12 +68,14 @@ impl OrderError {
                 status,
                 cause,
             } => payment_problem(cause, *status).with_order_id(order_id),
-            Self::Store(e, id) => {
+            // What the store said is for the logs (`error_response`): a
+            // driver's message tells a client nothing it can act on.
+            Self::Store(_, id) => {
                 let problem = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",
                     "Order store unavailable",
-                    e.to_string(),
+                    "the order store cannot be reached or did not answer in time; retry shortly",
                 )
                 .with_retry_after(1);
                 match id {
@@ -105,7 +107,7 @@ impl OrderError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
-                format!("the {what} is restarting; retry shortly"),
+                format!("the {what} is unavailable; retry shortly"),
             )
             .with_retry_after(1),
         }
@@ -172,7 +174,8 @@ impl ResponseError for OrderError {
     fn error_response(&self) -> HttpResponse {
         let problem = self.problem();
         if problem.status_code().is_server_error() {
-            tracing::warn!(error = %problem, "order failed");
+            let cause = std::error::Error::source(self).map(ToString::to_string);
+            tracing::warn!(error = %problem, cause, "order failed");
         }
         problem.to_response()
     }

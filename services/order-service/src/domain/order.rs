@@ -79,7 +79,7 @@ impl Order {
             currency: new.details.currency,
             transaction_id: None,
             reason: None,
-            created_at: Utc::now(),
+            created_at: now_in_micros(),
             maybe_charged: false,
             calls: 0,
         }
@@ -99,6 +99,13 @@ impl Order {
             PaymentDetails::parse(&raw(r#""m""#), &raw("1.00"), &raw(r#""USD""#)).unwrap();
         Self::pending(OrderId::new(), &NewOrder { details })
     }
+}
+
+/// Now, to the microsecond: what PostgreSQL keeps, so an order reads back
+/// from any store exactly as it was written.
+fn now_in_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -15,10 +15,13 @@ pub async fn ready(
     store: web::Data<dyn OrderStore>,
     reliability: web::Data<Reliability>,
 ) -> HttpResponse {
-    let ready = if reliability.running() {
-        store.ping().await.map_err(|e| e.to_string())
+    let ready = if !reliability.running() {
+        Err("the reliability actors are not running")
+    } else if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "not ready: the order store does not answer");
+        Err("the order store cannot be reached")
     } else {
-        Err("the reliability actors are not running".to_owned())
+        Ok(())
     };
     match ready {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),

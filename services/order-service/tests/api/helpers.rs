@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::clock::SystemClock;
-use order_service::store::OrderStore;
+use order_service::store::{OrderStore, Storage};
 
 use actix_web::dev::ServerHandle;
 use awc::http::StatusCode;
@@ -90,9 +90,18 @@ pub fn spawn_app_with(
 
 /// Both services, order-service keeping its orders in `store`.
 pub fn spawn_app_with_store(
-    mut order: order_service::Config,
+    order: order_service::Config,
     payment: payment_service::Config,
     store: Arc<dyn OrderStore>,
+) -> TestApp {
+    spawn_app_on(order, payment, Storage::InProcess(store))
+}
+
+/// Both services, order-service on `storage`.
+pub fn spawn_app_on(
+    mut order: order_service::Config,
+    payment: payment_service::Config,
+    storage: Storage,
 ) -> TestApp {
     observability::init_for_tests();
     let payment = payment_service::Application::build(payment).expect("payment-service starts");
@@ -100,7 +109,7 @@ pub fn spawn_app_with_store(
     let payment_handle = payment.handle();
     actix_rt::spawn(payment.run_until_stopped());
     order.payment_service_url = payment_address.clone();
-    let app = order_service::Application::build_with(order, store, Arc::new(SystemClock))
+    let app = order_service::Application::build_with(order, storage, Arc::new(SystemClock))
         .expect("order-service starts");
     let mut app = serve(app);
     app.payment_address = payment_address;

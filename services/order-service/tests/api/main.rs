@@ -2,6 +2,7 @@
 //! a real payment-service on its own random port over real HTTP.
 
 mod admin;
+mod database;
 mod hangup;
 mod hangups;
 mod health;
@@ -9,6 +10,7 @@ mod helpers;
 mod idempotency;
 mod orders;
 mod payment_failures;
+mod postgres;
 mod reliability;
 mod supervision;
 mod validation;

@@ -1,0 +1,533 @@
+//! order-service on PostgreSQL: the store's rules and races against the
+//! real server, and black-box tests with several replicas on one database.
+//! Each test has a database of its own ([`TestDb`]).
+
+use actors::idempotency::{
+    Complete, Holder, KeyBackend, Release, Reservation, Reserve, StoredResponse,
+};
+use common::domain::{Amount, Currency, MerchantId, OrderId};
+use order_service::Config;
+use order_service::domain::{Order, OrderStatus};
+use order_service::store::{OrderStore, Settle, Storage, StoreError, Updated};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tracing::Span;
+
+use crate::database::TestDb;
+use crate::helpers::{
+    TestApp, closed_port_url, eventually, order_body, order_config, payment_config, spawn_app_on,
+    spawn_order_service,
+};
+
+fn order(amount: &str, currency: &str) -> Order {
+    Order {
+        order_id: OrderId::new(),
+        status: OrderStatus::Pending,
+        merchant_id: MerchantId::parse("merchant_123").unwrap(),
+        amount: Amount::from_decimal(amount.parse::<Decimal>().unwrap()).unwrap(),
+        currency: Currency::parse(currency).unwrap(),
+        transaction_id: None,
+        reason: None,
+        created_at: chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros())
+            .unwrap(),
+        maybe_charged: true,
+        calls: 1,
+    }
+}
+
+fn with(order: &Order, status: OrderStatus) -> Order {
+    Order {
+        status,
+        ..order.clone()
+    }
+}
+
+fn reserve(key: &str, fingerprint: &str, record: &Order) -> (Holder, Reserve<Order>) {
+    let holder = Holder::next();
+    let msg = Reserve {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        order_id: record.order_id.to_string(),
+        holder,
+        record: record.clone(),
+        span: Span::none(),
+    };
+    (holder, msg)
+}
+
+fn complete(key: &str, holder: Holder, body: &str, effect: Settle) -> Complete<Settle> {
+    Complete {
+        key: key.into(),
+        holder,
+        response: StoredResponse {
+            status: 201,
+            headers: vec![("location".into(), "/orders/x".into())],
+            body: body.as_bytes().to_vec(),
+        },
+        effect,
+        span: Span::none(),
+    }
+}
+
+#[actix_web::test]
+async fn migrations_build_the_schema_once_even_when_replicas_start_together() {
+    let db = TestDb::create().await;
+    let config = order_config();
+    let (a, b) = (db.store(&config), db.store(&config));
+    let (first, second) = tokio::join!(a.migrate(), b.migrate());
+    first.unwrap();
+    second.unwrap();
+    db.store(&config).migrate().await.unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM orders").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 0);
+}
+
+#[actix_web::test]
+async fn an_order_comes_back_exactly_as_it_was_written() {
+    let db = TestDb::create().await;
+    let store = db.store(&order_config());
+    for (amount, currency) in [("1234.56", "USD"), ("0.01", "EUR"), ("500", "JPY")] {
+        let written = order(amount, currency);
+        store.insert(written.clone()).await.unwrap();
+        let read = store.get(written.order_id).await.unwrap().unwrap();
+        assert_eq!(read.amount.value(), amount.parse::<Decimal>().unwrap());
+        assert_eq!(read, written);
+    }
+    assert_eq!(store.get(OrderId::new()).await.unwrap(), None);
+}
+
+#[actix_web::test]
+async fn a_second_insert_of_one_id_is_refused() {
+    let db = TestDb::create().await;
+    let store = db.store(&order_config());
+    let written = order("1.00", "USD");
+    store.insert(written.clone()).await.unwrap();
+    let again = store.insert(written.clone()).await;
+    assert!(matches!(again, Err(StoreError::Duplicate(id)) if id == written.order_id));
+}
+
+/// The compare-and-set rules of the in-memory store, on the shared one.
+#[actix_web::test]
+async fn the_shared_store_moves_an_order_only_forward() {
+    let db = TestDb::create().await;
+    let store = db.store(&order_config());
+    let pending = order("10.00", "USD");
+    store.insert(pending.clone()).await.unwrap();
+    let completed = Order {
+        transaction_id: Some("txn_1".into()),
+        ..with(&pending, OrderStatus::Completed)
+    };
+    let first = store.update(completed.clone(), OrderStatus::Pending).await;
+    assert_eq!(first.unwrap(), Updated::Written);
+    // A slower writer that read it pending is refused, and told the truth.
+    let late = store.update(pending.clone(), OrderStatus::Pending).await;
+    assert_eq!(late.unwrap(), Updated::Stale(completed.clone()));
+    // Completed is final whatever the writer claims to have read.
+    for to in [OrderStatus::Pending, OrderStatus::Failed] {
+        let tried = store
+            .update(with(&completed, to), OrderStatus::Completed)
+            .await;
+        assert_eq!(tried.unwrap(), Updated::Stale(completed.clone()));
+    }
+}
+
+#[actix_web::test]
+async fn a_refusal_cannot_fail_an_order_another_flow_has_taken_into_a_call() {
+    let db = TestDb::create().await;
+    let store = db.store(&order_config());
+    let first = order("10.00", "USD");
+    store.insert(first.clone()).await.unwrap();
+    let second = Order {
+        calls: 2,
+        ..first.clone()
+    };
+    let claimed = store.claim(second.clone(), OrderStatus::Pending).await;
+    assert_eq!(claimed.unwrap(), Updated::Written);
+    // Of two flows that read the same count, only one claims the order.
+    let twice = store.claim(second.clone(), OrderStatus::Pending).await;
+    assert_eq!(twice.unwrap(), Updated::Stale(second.clone()));
+    // The first flow's "my call never reached payment" proves nothing now.
+    let refused = store
+        .update(with(&first, OrderStatus::Failed), OrderStatus::Pending)
+        .await;
+    assert_eq!(refused.unwrap(), Updated::Stale(second.clone()));
+    // Its stale "pending" lands but never lowers the count.
+    store
+        .update(first.clone(), OrderStatus::Pending)
+        .await
+        .unwrap();
+    let stored = store.get(first.order_id).await.unwrap().unwrap();
+    assert_eq!(stored.calls, 2);
+}
+
+#[actix_web::test]
+async fn of_two_replicas_reserving_one_key_at_once_exactly_one_wins() {
+    let db = TestDb::create().await;
+    let config = order_config();
+    let (a, b) = (db.store(&config), db.store(&config));
+    a.migrate().await.unwrap();
+    for round in 0..20 {
+        let key = format!("race-{round}");
+        let (ra, rb) = (order("5.00", "USD"), order("5.00", "USD"));
+        let ((_, ma), (_, mb)) = (reserve(&key, "f", &ra), reserve(&key, "f", &rb));
+        let (x, y) = tokio::join!(KeyBackend::reserve(&a, ma), KeyBackend::reserve(&b, mb));
+        let mut answers = [x.unwrap(), y.unwrap()];
+        answers.sort_by_key(|r| r != &Reservation::New);
+        assert_eq!(answers, [Reservation::New, Reservation::InFlight], "{key}");
+    }
+    // Each winner wrote its order with its key, and no loser did.
+    assert_eq!(db.count("SELECT count(*) FROM orders").await, 20);
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders o JOIN idempotency_keys k USING (order_id)")
+            .await,
+        20
+    );
+}
+
+#[actix_web::test]
+async fn a_key_is_completed_with_its_outcome_and_replays_on_every_replica() {
+    let db = TestDb::create().await;
+    let config = order_config();
+    let (a, b) = (db.store(&config), db.store(&config));
+    let record = order("7.00", "USD");
+    let (holder, msg) = reserve("k", "f", &record);
+    assert_eq!(
+        KeyBackend::reserve(&a, msg).await.unwrap(),
+        Reservation::New
+    );
+    // The reservation wrote its pending order.
+    let pending = a.get(record.order_id).await.unwrap().unwrap();
+    assert_eq!(pending.status, OrderStatus::Pending);
+
+    // An outcome written from a stale read is refused: the key stays in flight.
+    let completed = Order {
+        transaction_id: Some("txn".into()),
+        ..with(&record, OrderStatus::Completed)
+    };
+    let stale = Settle::Order {
+        order: completed.clone(),
+        from: OrderStatus::Failed,
+    };
+    let refused = KeyBackend::complete(&a, complete("k", holder, "answer", stale)).await;
+    assert_eq!(refused.unwrap(), Err(record.clone()));
+    let (_, again) = reserve("k", "f", &order("7.00", "USD"));
+    assert_eq!(
+        KeyBackend::reserve(&b, again).await.unwrap(),
+        Reservation::InFlight
+    );
+
+    let settle = Settle::Order {
+        order: completed.clone(),
+        from: OrderStatus::Pending,
+    };
+    let done = KeyBackend::complete(&a, complete("k", holder, "answer", settle)).await;
+    assert_eq!(done.unwrap(), Ok(()));
+    assert_eq!(b.get(record.order_id).await.unwrap(), Some(completed));
+    let (_, from_b) = reserve("k", "f", &order("7.00", "USD"));
+    match KeyBackend::reserve(&b, from_b).await.unwrap() {
+        Reservation::Replay(response) => {
+            assert_eq!(response.body, b"answer");
+            assert_eq!(response.headers, [("location".into(), "/orders/x".into())]);
+        }
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    let (_, other_body) = reserve("k", "another body", &order("7.00", "USD"));
+    assert_eq!(
+        KeyBackend::reserve(&b, other_body).await.unwrap(),
+        Reservation::Mismatch
+    );
+    // A late release from the old holder changes nothing.
+    let release = Release {
+        key: "k".into(),
+        holder,
+        span: Span::none(),
+    };
+    KeyBackend::release(&a, release).await.unwrap();
+    let (_, after) = reserve("k", "f", &order("7.00", "USD"));
+    assert!(matches!(
+        KeyBackend::reserve(&b, after).await.unwrap(),
+        Reservation::Replay(_)
+    ));
+}
+
+#[actix_web::test]
+async fn a_released_or_expired_key_resumes_its_order_on_another_replica() {
+    let db = TestDb::create().await;
+    let mut config = order_config();
+    config.payment_timeout_ms = 100;
+    config.idempotency_lease_ms = 300;
+    let (a, b) = (db.store(&config), db.store(&config));
+    let record = order("3.00", "USD");
+    let (holder, msg) = reserve("released", "f", &record);
+    assert_eq!(
+        KeyBackend::reserve(&a, msg).await.unwrap(),
+        Reservation::New
+    );
+    let release = Release {
+        key: "released".into(),
+        holder,
+        span: Span::none(),
+    };
+    KeyBackend::release(&a, release).await.unwrap();
+    let resume = Reservation::Resume {
+        order_id: record.order_id.to_string(),
+    };
+    let (_, msg) = reserve("released", "f", &order("3.00", "USD"));
+    assert_eq!(KeyBackend::reserve(&b, msg).await.unwrap(), resume);
+
+    // A holder that dies says nothing: its lease ends and B takes over.
+    let record = order("4.00", "USD");
+    let (_, msg) = reserve("orphaned", "f", &record);
+    assert_eq!(
+        KeyBackend::reserve(&a, msg).await.unwrap(),
+        Reservation::New
+    );
+    let (_, msg) = reserve("orphaned", "f", &order("4.00", "USD"));
+    assert_eq!(
+        KeyBackend::reserve(&b, msg).await.unwrap(),
+        Reservation::InFlight
+    );
+    let resume = Reservation::Resume {
+        order_id: record.order_id.to_string(),
+    };
+    eventually("the lease ends and the key is taken over", || async {
+        let (_, msg) = reserve("orphaned", "f", &order("4.00", "USD"));
+        KeyBackend::reserve(&b, msg).await.unwrap() == resume
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn expired_keys_are_swept() {
+    let db = TestDb::create().await;
+    let mut config = order_config();
+    config.idempotency_ttl_secs = 0;
+    let store = db.store(&config);
+    for i in 0..3 {
+        let (_, msg) = reserve(&format!("old-{i}"), "f", &order("1.00", "USD"));
+        KeyBackend::reserve(&store, msg).await.unwrap();
+    }
+    let swept = std::cell::Cell::new(0);
+    eventually("every expired key is deleted", || async {
+        swept.set(swept.get() + KeyBackend::sweep(&store).await.unwrap());
+        swept.get() == 3
+    })
+    .await;
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 0);
+    // The orders stay: a key's TTL is not the order's.
+    assert_eq!(db.count("SELECT count(*) FROM orders").await, 3);
+}
+
+/// Both services, and `replicas` order-services on `db`.
+fn spawn_replicas(db: &TestDb, config: Config, replicas: usize) -> Vec<TestApp> {
+    let first = spawn_app_on(
+        db.config(config.clone()),
+        payment_config(),
+        db_storage(db, &config),
+    );
+    let mut apps = vec![];
+    for _ in 1..replicas {
+        let mut config = db.config(config.clone());
+        config.payment_service_url = first.payment_address.clone();
+        let mut app = spawn_order_service(config);
+        app.payment_address = first.payment_address.clone();
+        apps.push(app);
+    }
+    apps.insert(0, first);
+    apps
+}
+
+fn db_storage(db: &TestDb, config: &Config) -> Storage {
+    Storage::Shared(db.store(config))
+}
+
+#[actix_web::test]
+async fn one_key_sent_to_two_replicas_at_once_makes_one_order_and_one_charge() {
+    let db = TestDb::create().await;
+    let apps = spawn_replicas(&db, order_config(), 2);
+    for round in 0..10 {
+        let key = format!("both-{round}");
+        let body = order_body();
+        let (a, b) = tokio::join!(
+            apps[0].post_order_with_key(&key, &body),
+            apps[1].post_order_with_key(&key, &body)
+        );
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort();
+        // One created it; the other saw it in flight, or replayed it.
+        assert!(
+            statuses == [201, 409] || statuses == [201, 201],
+            "{key}: {statuses:?}"
+        );
+        if statuses == [201, 201] {
+            assert_eq!(a.body, b.body);
+        }
+    }
+    assert_eq!(db.count("SELECT count(*) FROM orders").await, 10);
+    assert_eq!(apps[0].charges().await, 10);
+    assert_eq!(apps[0].payment_requests().await, 10);
+}
+
+#[actix_web::test]
+async fn an_order_taken_on_one_replica_is_replayed_and_read_on_the_other() {
+    let db = TestDb::create().await;
+    let apps = spawn_replicas(&db, order_config(), 2);
+    let created = apps[0]
+        .post_order_with_key("replay-me", &order_body())
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let replayed = apps[1]
+        .post_order_with_key("replay-me", &order_body())
+        .await;
+    assert_eq!(replayed.status, 201);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replayed.body, created.body);
+    let id = created.body["order_id"].as_str().unwrap();
+    let read = apps[1].get(&format!("/orders/{id}")).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body, created.body);
+    let other = apps[1]
+        .post_order_with_key(
+            "replay-me",
+            &json!({"merchant_id": "m2", "amount": 1, "currency": "USD"}),
+        )
+        .await;
+    other.assert_problem(422);
+    assert_eq!(apps[0].charges().await, 1);
+}
+
+/// A replica killed between its reservation and its charge leaves a
+/// pending order and a key held by nobody. Another replica's reconciler
+/// completes the order; the client's retry, anywhere, gets it.
+#[actix_web::test]
+async fn the_orders_of_a_replica_that_died_are_completed_by_the_others() {
+    let db = TestDb::create().await;
+    let mut config = order_config();
+    config.reconcile_interval_ms = 50;
+    config.payment_timeout_ms = 100;
+    config.idempotency_lease_ms = 200;
+    let apps = spawn_replicas(&db, config.clone(), 2);
+    let body = order_body();
+    // The fingerprint the service computes for this body.
+    let probe = apps[0].post_order_with_key("probe", &body).await;
+    assert_eq!(probe.status, 201);
+    let fingerprint: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT fingerprint FROM idempotency_keys WHERE key = 'probe'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // What the dead replica left: its reservation and order, nothing else.
+    let dead = db.store(&config);
+    let left = order("99.99", "USD");
+    let (_, msg) = reserve("orphan", &fingerprint, &left);
+    assert_eq!(
+        KeyBackend::reserve(&dead, msg).await.unwrap(),
+        Reservation::New
+    );
+
+    let id = left.order_id.to_string();
+    eventually(
+        "a live replica completes the dead replica's order",
+        || async { apps[1].get(&format!("/orders/{id}")).await.body["status"] == "completed" },
+    )
+    .await;
+    let retried = apps[0].post_order_with_key("orphan", &body).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(retried.body["order_id"], id.as_str());
+    let charged = apps[0].ledger_entries().await;
+    let for_order = charged
+        .iter()
+        .filter(|e| e["order_id"] == id.as_str())
+        .count();
+    assert_eq!(for_order, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders WHERE status = 'pending'")
+            .await,
+        0
+    );
+}
+
+/// Runs `orders` keyed orders on a replica of its own, then closes its
+/// pool so that every backend reports its statistics; answers the
+/// database's commits so far.
+async fn commits_after(db: &TestDb, orders: usize) -> i64 {
+    let mut config = order_config();
+    config.idempotency_sweep_secs = 3600;
+    let store = db.store(&config);
+    let app = spawn_app_on(
+        db.config(config),
+        payment_config(),
+        Storage::Shared(store.clone()),
+    );
+    for _ in 0..orders {
+        let key = uuid::Uuid::new_v4().to_string();
+        let reply = app.post_order_with_key(&key, &order_body()).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    for handle in &app.handles {
+        handle.stop(true).await;
+    }
+    store.close();
+    eventually("the replica's connections end", || async {
+        db.backends().await == 0
+    })
+    .await;
+    db.commits().await
+}
+
+#[actix_web::test]
+async fn a_keyed_order_that_succeeds_commits_at_most_twice() {
+    let db = TestDb::create().await;
+    db.store(&order_config()).migrate().await.unwrap();
+    let before = commits_after(&db, 0).await;
+    let few = commits_after(&db, 5).await;
+    let many = commits_after(&db, 25).await;
+    // Each run pays the same start-up; the difference is the orders'.
+    let per_order = ((many - few) - (few - before)) as f64 / 20.0;
+    eprintln!("commits per keyed order: {per_order}");
+    assert!(per_order <= 2.0, "{per_order} commits per order");
+    assert!(per_order >= 1.0, "{per_order}: the count measures nothing");
+}
+
+#[actix_web::test]
+async fn an_unreachable_database_is_a_503_with_retry_after_and_no_driver_text() {
+    let mut config = order_config();
+    config.database_url = Some(format!(
+        "{}/orders",
+        closed_port_url().replace("http://", "postgres://postgres@")
+    ));
+    config.database_timeout_ms = 500;
+    let app = crate::helpers::spawn_app_with(config, payment_config());
+    let replies = [
+        app.post_order(&order_body()).await,
+        app.post_order_with_key("k", &order_body()).await,
+        app.get(&format!("/orders/{}", OrderId::new())).await,
+        app.get("/ready").await,
+    ];
+    for reply in &replies {
+        reply.assert_problem(503);
+        let text = reply.body.to_string().to_lowercase();
+        for driver in ["refused", "os error", "postgres", "tokio", "connect"] {
+            assert!(!text.contains(driver), "{driver} in {text}");
+        }
+    }
+    for reply in &replies[..3] {
+        assert!(reply.header("retry-after").is_some());
+    }
+    assert_eq!(app.payment_requests().await, 0, "nothing was charged");
+    assert_eq!(app.get("/health").await.status, 200);
+}
+
+#[actix_web::test]
+async fn ready_answers_200_when_the_database_does() {
+    let db = TestDb::create().await;
+    let apps = spawn_replicas(&db, order_config(), 1);
+    let ready = apps[0].get("/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+}

@@ -587,10 +587,14 @@ impl PgStore {
             .run(async |c| {
                 Self::query(
                     c,
+                    // In flight: held under a live lease. A key whose holder
+                    // died is free once its lease ends (the next request
+                    // takes it over), so it counts as released.
                     "SELECT count(*),
-                            count(*) FILTER (WHERE holder IS NOT NULL),
+                            count(*) FILTER (WHERE holder IS NOT NULL AND lease_until > now()),
                             count(*) FILTER (WHERE response_status IS NOT NULL),
-                            count(*) FILTER (WHERE holder IS NULL AND response_status IS NULL)
+                            count(*) FILTER (WHERE response_status IS NULL
+                                             AND (holder IS NULL OR lease_until <= now()))
                      FROM idempotency_keys",
                     &[],
                 )

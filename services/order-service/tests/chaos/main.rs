@@ -1,6 +1,8 @@
 //! The chaos suite (`make chaos`): the real binaries, one fault at a time
 //! and all at once, payment SIGKILLed mid-run, order-service SIGTERMed
-//! under load, and 200,000 unique keys against a bounded idempotency store.
+//! under load, 200,000 unique keys against a bounded idempotency store, and
+//! three replicas on PostgreSQL behind nginx, SIGKILLed one and all, with
+//! the database restarted under them.
 //! After each run it waits for quiescence and checks CONTRACT §5's
 //! invariant against payment's ledger and order-service's orders:
 //!
@@ -17,6 +19,8 @@ mod processes;
 
 #[path = "../api/hangup.rs"]
 mod hangup;
+
+mod replicas;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -47,6 +51,13 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// An order-service replica on `port`.
+fn replica(env: &[(&'static str, String)], port: u16) -> Service {
+    let mut env = env.to_vec();
+    env.push(("PORT", port.to_string()));
+    spawn("order-service", &env)
+}
+
 /// payment-service on a fixed port with a durable ledger (it may be
 /// restarted on both), and order-service with short reconciler and
 /// breaker times so a scenario settles in seconds.
@@ -54,7 +65,14 @@ struct Stack {
     /// Killed and restarted by one scenario, hence the cell.
     payment: RefCell<Service>,
     payment_url: String,
-    order: Service,
+    /// One order-service, or the replicas (killed and restarted).
+    orders: RefCell<Vec<Service>>,
+    /// Where clients send orders: the one order-service, or nginx.
+    order_url: String,
+    /// What the replicas are (re)started with, and their ports.
+    order_env: Vec<(&'static str, String)>,
+    order_ports: Vec<u16>,
+    _balancer: Option<replicas::Balancer>,
     payment_port: u16,
     ledger: tempfile::TempDir,
     client: awc::Client,
@@ -85,6 +103,16 @@ impl Stack {
         payment_env_extra: &[(&'static str, &str)],
         order_env: &[(&'static str, &str)],
     ) -> Self {
+        Self::start_replicas(payment_env_extra, order_env, 0)
+    }
+
+    /// `replicas` order-services on fixed ports behind nginx (0: one
+    /// order-service on a port of its own choosing, no nginx).
+    fn start_replicas(
+        payment_env_extra: &[(&'static str, &str)],
+        order_env: &[(&'static str, &str)],
+        replicas: usize,
+    ) -> Self {
         let ledger = tempfile::tempdir().unwrap();
         let payment_port = free_port();
         let payment = spawn(
@@ -100,17 +128,57 @@ impl Stack {
             ("CB_OPEN_MS", "1000".to_owned()),
         ];
         env.extend(order_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
-        let order = spawn("order-service", &env);
+        let order_ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
+        let (orders, order_url, balancer) = if replicas == 0 {
+            let order = spawn("order-service", &env);
+            let url = order.url.clone();
+            (vec![order], url, None)
+        } else {
+            let orders = order_ports
+                .iter()
+                .map(|&port| replica(&env, port))
+                .collect();
+            let balancer = replicas::Balancer::start(&order_ports);
+            (orders, balancer.url.clone(), Some(balancer))
+        };
         Self {
             payment_url: payment.url.clone(),
             payment: RefCell::new(payment),
-            order,
+            orders: RefCell::new(orders),
+            order_url,
+            order_env: env,
+            order_ports,
+            _balancer: balancer,
             payment_port,
             ledger,
             client: awc::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .finish(),
         }
+    }
+
+    /// SIGKILL, at once, of the replicas `which`.
+    fn kill_replicas(&self, which: &[usize]) {
+        let mut orders = self.orders.borrow_mut();
+        for &i in which {
+            orders[i].kill();
+        }
+    }
+
+    /// On the same ports, the same database.
+    fn restart_replicas(&self, which: &[usize]) {
+        let mut orders = self.orders.borrow_mut();
+        for &i in which {
+            orders[i] = replica(&self.order_env, self.order_ports[i]);
+        }
+    }
+
+    fn order_pid(&self) -> u32 {
+        self.orders.borrow()[0].pid()
+    }
+
+    fn order_rss_kib(&self) -> u64 {
+        self.orders.borrow()[0].rss_kib()
     }
 
     fn kill_payment(&self) {
@@ -184,14 +252,14 @@ async fn careful_client(
     for key in keys {
         if let Client::HangsUpWithin(within) = kind {
             let moment = hangup::after(within.mul_f64(rng.random::<f64>()));
-            hangup::post_order_then_reset(&stack.order.url, Some(&key), body, moment).await;
+            hangup::post_order_then_reset(&stack.order_url, Some(&key), body, moment).await;
         }
         let deadline = Instant::now() + GIVE_UP_AFTER;
         loop {
             let started = Instant::now();
             let sent = stack
                 .client
-                .post(format!("{}/orders", stack.order.url))
+                .post(format!("{}/orders", stack.order_url))
                 .insert_header(("Content-Type", "application/json"))
                 .insert_header(("Idempotency-Key", key.as_str()))
                 .send_body(body)
@@ -281,7 +349,7 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
     stack.clear_faults().await;
     let status_of = |id: String| async move {
         stack
-            .get(format!("{}/orders/{id}", stack.order.url))
+            .get(format!("{}/orders/{id}", stack.order_url))
             .await
             .and_then(|(code, body)| {
                 (code == 200).then(|| body["status"].as_str().unwrap_or("").to_owned())
@@ -374,7 +442,7 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
 async fn gauge(stack: &Stack, name: &str) -> Option<usize> {
     let mut res = stack
         .client
-        .get(format!("{}/metrics", stack.order.url))
+        .get(format!("{}/metrics", stack.order_url))
         .send()
         .await
         .ok()?;
@@ -496,6 +564,52 @@ async fn the_invariant_holds_under_every_fault() {
     assert_eq!(rows.len(), 8);
 }
 
+/// CONTRACT §8: three replicas on one PostgreSQL (a private server, so
+/// that it can be killed) behind nginx; the clients retry with the same
+/// key wherever nginx sends them. Replicas are SIGKILLed and restarted,
+/// then all of them at once, then the database.
+#[actix_web::test]
+#[ignore = "chaos suite: run with `make chaos`"]
+async fn the_invariant_holds_with_replicas_on_postgres() {
+    let pg = replicas::PrivatePg::start();
+    print_header();
+    let faults = [("PAYMENT_ERROR_PCT", "30"), ("PAYMENT_DELAY_MS", "100")];
+    let mut rows = Vec::new();
+    for (name, db) in [
+        ("replica SIGKILL+restart", "one_killed"),
+        ("all replicas SIGKILLed", "all_killed"),
+        ("database restarted", "db_restarted"),
+    ] {
+        pg.create_database(db).await;
+        let url = pg.url(db);
+        let order_env = [
+            ("DATABASE_URL", url.as_str()),
+            // Keys of a killed replica are taken over while clients retry.
+            ("IDEMPOTENCY_LEASE_MS", "2000"),
+        ];
+        let stack = Stack::start_replicas(&faults, &order_env, 3);
+        let chaos = async {
+            actix_rt::time::sleep(Duration::from_millis(300)).await;
+            match db {
+                "one_killed" => stack.kill_replicas(&[1]),
+                "all_killed" => stack.kill_replicas(&[0, 1, 2]),
+                _ => pg.stop_immediately(),
+            }
+            actix_rt::time::sleep(Duration::from_millis(700)).await;
+            match db {
+                "one_killed" => stack.restart_replicas(&[1]),
+                "all_killed" => stack.restart_replicas(&[0, 1, 2]),
+                _ => pg.restart(),
+            }
+        };
+        let (seen, ()) = futures_util::join!(drive(&stack, db, 2 * ORDERS), chaos);
+        let row = settle_and_check(&stack, name, 2 * ORDERS, seen).await;
+        check(&row);
+        rows.push(row);
+    }
+    assert_eq!(rows.len(), 3);
+}
+
 #[actix_web::test]
 #[ignore = "chaos suite: run with `make chaos`"]
 async fn sigterm_under_load_finishes_in_flight_requests_and_half_writes_nothing() {
@@ -509,7 +623,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_half_writes_nothing(
                 let key = format!("term-{c}-{i}");
                 let sent = stack
                     .client
-                    .post(format!("{}/orders", stack.order.url))
+                    .post(format!("{}/orders", stack.order_url))
                     .insert_header(("Content-Type", "application/json"))
                     .insert_header(("Idempotency-Key", key.as_str()))
                     .send_body(r#"{"merchant_id":"term","amount":1.00,"currency":"EUR"}"#)
@@ -543,7 +657,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_half_writes_nothing(
     let terminate = async {
         actix_rt::time::sleep(Duration::from_millis(500)).await;
         // terminate() blocks while it waits: run it on a thread.
-        let pid = stack.order.pid();
+        let pid = stack.order_pid();
         actix_web::rt::task::spawn_blocking(move || {
             let started = Instant::now();
             std::process::Command::new("kill")
@@ -618,7 +732,7 @@ async fn a_flood_of_unique_keys_meets_a_bounded_store_and_memory_stays_flat() {
     }
     let loadgen = processes::binary("loadgen");
     let flood = |n: u64| {
-        let url = format!("{}/orders", stack.order.url);
+        let url = format!("{}/orders", stack.order_url);
         let loadgen = loadgen.clone();
         actix_web::rt::task::spawn_blocking(move || {
             let out = std::process::Command::new(loadgen)
@@ -639,11 +753,11 @@ async fn a_flood_of_unique_keys_meets_a_bounded_store_and_memory_stays_flat() {
             serde_json::from_slice::<Value>(&out.stdout).expect("loadgen's JSON report")
         })
     };
-    let rss_start = stack.order.rss_kib();
+    let rss_start = stack.order_rss_kib();
     let first = flood(100_000).await.unwrap();
-    let rss_half = stack.order.rss_kib();
+    let rss_half = stack.order_rss_kib();
     let second = flood(100_000).await.unwrap();
-    let rss_end = stack.order.rss_kib();
+    let rss_end = stack.order_rss_kib();
     let count = |report: &Value, status: &str| report["status_codes"][status].as_u64().unwrap_or(0);
     println!(
         "200,000 unique keys, bound 50,000: RSS {rss_start} KiB at start, {rss_half} KiB after 100k, {rss_end} KiB after 200k; \
@@ -679,7 +793,7 @@ async fn a_flood_of_unique_keys_meets_a_bounded_store_and_memory_stays_flat() {
 async fn post_keyed(stack: &Stack, key: &str) -> (u16, Value) {
     let mut res = stack
         .client
-        .post(format!("{}/orders", stack.order.url))
+        .post(format!("{}/orders", stack.order_url))
         .insert_header(("Content-Type", "application/json"))
         .insert_header(("Idempotency-Key", key))
         .send_body(r#"{"merchant_id":"flood","amount":1.00,"currency":"EUR"}"#)

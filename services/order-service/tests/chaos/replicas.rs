@@ -1,0 +1,219 @@
+//! What the replica rows of the chaos suite run on: a PostgreSQL server of
+//! their own (initdb + pg_ctl from the installed server binaries, in a temp
+//! folder, on a free port), so that killing it harms nothing else, and
+//! nginx in front of the replicas with the project's own configuration
+//! (`deploy/nginx/replicas.conf.in`).
+
+use std::os::unix::fs::chown;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// The PostgreSQL server binaries: `PG_BIN`, else Debian's newest, else `$PATH`.
+fn pg_bin(tool: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return Path::new(&dir).join(tool);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.filter_map(Result::ok)
+                .map(|d| d.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .map_or_else(|| PathBuf::from(tool), |bin| bin.join(tool))
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// A command as the server's owner: PostgreSQL refuses to run as root, so
+/// as root it runs as `postgres`.
+fn as_owner(program: PathBuf) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn uid_of(user: &str) -> Option<u32> {
+    let out = Command::new("id").args(["-u", user]).output().ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+pub struct PrivatePg {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PrivatePg {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if running_as_root() {
+            let uid = uid_of("postgres").expect("a postgres user to run the server as");
+            chown(dir.path(), Some(uid), None).unwrap();
+        }
+        let data = dir.path().join("data");
+        let status = as_owner(pg_bin("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb runs (PostgreSQL's server binaries; PG_BIN)");
+        assert!(status.success(), "initdb failed");
+        let pg = Self {
+            port: free_port(),
+            dir,
+        };
+        pg.start_server();
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn start_server(&self) {
+        // fsync off: a test server, and a killed server (not a lost
+        // machine) keeps every write it acknowledged either way.
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let status = as_owner(pg_bin("pg_ctl"))
+            .args(["-w", "-t", "30", "-D"])
+            .arg(self.data())
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.path().join("server.log"))
+            .arg("start")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the private PostgreSQL started");
+    }
+
+    /// As a crash would: no checkpoint, no goodbye to the clients.
+    pub fn stop_immediately(&self) {
+        let status = as_owner(pg_bin("pg_ctl"))
+            .args(["-w", "-m", "immediate", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the private PostgreSQL stopped");
+    }
+
+    pub fn restart(&self) {
+        self.start_server();
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub async fn create_database(&self, name: &str) {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        actix_rt::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = as_owner(pg_bin("pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// nginx on a free port in front of `upstreams`.
+pub struct Balancer {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    pub fn start(upstreams: &[u16]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let servers: String = upstreams
+            .iter()
+            .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=1s;\n"))
+            .collect();
+        let config = include_str!("../../../../deploy/nginx/replicas.conf.in")
+            .replace("@PREFIX@", &dir.path().display().to_string())
+            .replace("@PORT@", &port.to_string())
+            .replace("@UPSTREAMS@", servers.trim_end())
+            .replace("@USER@", if running_as_root() { "user root;" } else { "" });
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).unwrap();
+        let nginx = std::env::var("NGINX").unwrap_or_else(|_| {
+            let debian = "/usr/sbin/nginx";
+            if Path::new(debian).exists() {
+                debian
+            } else {
+                "nginx"
+            }
+            .to_owned()
+        });
+        let child = Command::new(&nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx runs (scripts/test-deps.sh installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Balancer {
+    /// SIGTERM: the master takes its worker with it (SIGKILL would leave
+    /// the worker listening).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}

@@ -13,7 +13,7 @@ ADMIN_TOKEN ?= dev-admin-token
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs jaeger clean \
-        build-native run stop status smoke test test-deps chaos bench lint ci \
+        build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker \
         load load-heavy load-stress bench-loadgen bench-telemetry
 
@@ -54,10 +54,14 @@ build-native: ## Build the release binaries
 run: build-native ## Start both services natively in the background (8080, 8081; logs in logs/)
 	@scripts/services.sh start
 
-stop: ## Stop the services started by `make run`
+run-replicas: build-native ## payment, 3 order-service replicas on PostgreSQL, nginx on 8080 in front
+	@scripts/test-deps.sh nginx
+	@scripts/services.sh start-replicas
+
+stop: ## Stop the services started by `make run` or `make run-replicas`
 	@scripts/services.sh stop
 
-status: ## Tell whether the services of `make run` are running
+status: ## Tell whether the services of `make run` (or `run-replicas`) are running
 	@scripts/services.sh status
 
 smoke: ## Send one order to a running order-service and pretty-print the answer

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Starts, stops and reports the two services run natively in the background
-# (`make run` / `make stop` / `make status`). Logs go to logs/, pid files and
-# the payment ledger to run/, both under the repository.
+# Starts, stops and reports the services run natively in the background
+# (`make run` / `make run-replicas` / `make stop` / `make status`). Logs go
+# to logs/, pid files, the payment ledger and any private PostgreSQL to
+# run/, all under the repository.
+#
+# `start-replicas`: payment-service, REPLICAS order-services on PostgreSQL
+# (DATABASE_URL; else the machine's server at 127.0.0.1:5432; else one
+# started here from the installed server binaries, in run/postgres) and
+# nginx on ORDER_PORT in front of them, so the same curl examples work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +16,10 @@ ORDER_PORT=${ORDER_PORT:-8080}
 PAYMENT_PORT=${PAYMENT_PORT:-8081}
 RUN_DIR=run
 LOG_DIR=logs
+REPLICAS=${REPLICAS:-3}
+REPLICA_BASE_PORT=${REPLICA_BASE_PORT:-8090}
+PRIVATE_PG_PORT=${PRIVATE_PG_PORT:-5433}
+DATABASE_NAME=${DATABASE_NAME:-reliable_orders}
 
 running() { [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
 
@@ -49,8 +59,95 @@ stop_one() {
   rm -f "$RUN_DIR/$name.pid"
 }
 
+# The PostgreSQL server binaries (initdb, pg_ctl): Debian's newest, else $PATH.
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [[ -n "$dir" ]]; then echo "$dir/$1"; else command -v "$1"; fi
+}
+
+# PostgreSQL refuses to run as root: as root, run it as `postgres`.
+as_pg_owner() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Prints the DATABASE_URL the replicas use, starting a private server if
+# nothing answers.
+database_url() {
+  if [[ -n "${DATABASE_URL:-}" ]]; then echo "$DATABASE_URL"; return; fi
+  local host=127.0.0.1 port=${MACHINE_PG_PORT:-5432}
+  if ! "$(pg_bin pg_isready)" -q -h "$host" -p "$port"; then
+    port=$PRIVATE_PG_PORT
+    local dir=$PWD/$RUN_DIR/postgres
+    if [[ ! -d "$dir/data" ]]; then
+      mkdir -p "$dir"
+      [[ $(id -u) -eq 0 ]] && chown postgres "$dir"
+      as_pg_owner "$(pg_bin initdb)" -A trust -U postgres -D "$dir/data" >/dev/null
+    fi
+    if ! "$(pg_bin pg_isready)" -q -h "$host" -p "$port"; then
+      as_pg_owner "$(pg_bin pg_ctl)" -w -D "$dir/data" -l "$dir/server.log" \
+        -o "-p $port -k $dir -c listen_addresses=$host" start >/dev/null
+      echo "private PostgreSQL on $host:$port (data in $dir)" >&2
+    fi
+  fi
+  local url="postgres://postgres@$host:$port"
+  if ! psql "$url/postgres" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE_NAME'" | grep -q 1; then
+    psql "$url/postgres" -qc "CREATE DATABASE $DATABASE_NAME" >/dev/null
+  fi
+  echo "$url/$DATABASE_NAME"
+}
+
+start_nginx() {
+  local prefix=$PWD/$RUN_DIR/nginx upstreams="" i user=""
+  mkdir -p "$prefix"
+  for i in $(seq 1 "$REPLICAS"); do
+    upstreams+="        server 127.0.0.1:$((REPLICA_BASE_PORT + i)) max_fails=1 fail_timeout=1s;"$'\n'
+  done
+  [[ $(id -u) -eq 0 ]] && user="user root;"
+  sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$ORDER_PORT|g" -e "s|@USER@|$user|" \
+    deploy/nginx/replicas.conf.in | awk -v ups="${upstreams%$'\n'}" '{ if ($0 == "@UPSTREAMS@") print ups; else print }' \
+    >"$prefix/nginx.conf"
+  local nginx; nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  "$nginx" -p "$prefix" -c "$prefix/nginx.conf" -t -q
+  "$nginx" -p "$prefix" -c "$prefix/nginx.conf"
+  cp "$prefix/nginx.pid" "$RUN_DIR/nginx.pid"
+  wait_healthy nginx "http://127.0.0.1:$ORDER_PORT"
+  echo "nginx listening on http://localhost:$ORDER_PORT in front of $REPLICAS replicas"
+}
+
+stop_private_pg() {
+  local dir=$PWD/$RUN_DIR/postgres
+  if [[ -f "$dir/data/postmaster.pid" ]]; then
+    as_pg_owner "$(pg_bin pg_ctl)" -w -D "$dir/data" stop >/dev/null && echo "private PostgreSQL stopped"
+  fi
+}
+
+replica_names() { for i in $(seq 1 "$REPLICAS"); do echo "order-service-$i"; done; }
+
 case "${1:-}" in
+  start-replicas)
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    if running order-service; then echo "order-service (make run) is on port $ORDER_PORT: make stop first" >&2; exit 1; fi
+    export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
+    url=$(database_url)
+    start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}" \
+      OTEL_SERVICE_NAME=payment-service
+    for i in $(seq 1 "$REPLICAS"); do
+      # The binary is order-service; the pid file and log are the replica's.
+      name=order-service-$i
+      if running "$name"; then echo "$name already running"; continue; fi
+      env PORT=$((REPLICA_BASE_PORT + i)) DATABASE_URL="$url" OTEL_SERVICE_NAME=order-service \
+        PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}" \
+        nohup "$BIN/order-service" >>"$LOG_DIR/$name.log" 2>&1 &
+      echo $! >"$RUN_DIR/$name.pid"
+      wait_healthy "$name" "http://127.0.0.1:$((REPLICA_BASE_PORT + i))"
+      echo "$name listening on http://localhost:$((REPLICA_BASE_PORT + i)) (log $LOG_DIR/$name.log)"
+    done
+    running nginx && echo "nginx already running" || start_nginx
+    echo "orders and keys in $url"
+    ;;
   start)
+    if running nginx; then echo "the replicas (make run-replicas) are on port $ORDER_PORT: make stop first" >&2; exit 1; fi
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     # The same admin token as the compose stack, so `make fault-*` works on both.
     export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
@@ -60,16 +157,18 @@ case "${1:-}" in
       OTEL_SERVICE_NAME=order-service
     ;;
   stop)
-    stop_one order-service
+    stop_one nginx
+    for name in order-service $(replica_names); do stop_one "$name"; done
     stop_one payment-service
+    stop_private_pg
     ;;
   status)
-    for name in payment-service order-service; do
+    for name in payment-service order-service $(replica_names) nginx; do
       if running "$name"; then echo "$name running (pid $(cat "$RUN_DIR/$name.pid"))"; else echo "$name not running"; fi
     done
     ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|start-replicas|stop|status" >&2
     exit 2
     ;;
 esac

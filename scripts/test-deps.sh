@@ -5,13 +5,19 @@
 # packages; needs root (or sudo) when they are missing. PostgreSQL itself is
 # the machine's (the tests use its server at 127.0.0.1:5432 and its
 # binaries for a private instance).
+#
+# With arguments, only those tools: `scripts/test-deps.sh nginx`.
 set -euo pipefail
 
+declare -A package=([prometheus]=prometheus [promtool]=prometheus
+                    [docker-compose]=docker-compose [nginx]=nginx-light)
+tools=("$@")
+[ ${#tools[@]} -eq 0 ] && tools=(prometheus promtool docker-compose nginx)
+
 missing=()
-command -v prometheus >/dev/null || missing+=(prometheus)
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v docker-compose >/dev/null || missing+=(docker-compose)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+for tool in "${tools[@]}"; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("${package[$tool]}")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
@@ -20,5 +26,5 @@ sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# --no-install-recommends: Prometheus only as a binary, no services started.
+# --no-install-recommends: the tools only, no services started.
 $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null

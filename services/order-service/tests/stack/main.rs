@@ -51,6 +51,8 @@ fn the_compose_file_is_valid() {
             "docker-compose.yml",
             "--profile",
             "metrics",
+            "--profile",
+            "replicas",
             "config",
             "--services",
         ])
@@ -64,6 +66,10 @@ fn the_compose_file_is_valid() {
         "jaeger",
         "prometheus",
         "grafana",
+        "postgres",
+        "order-service-2",
+        "order-service-3",
+        "nginx",
     ] {
         assert!(
             services.lines().any(|l| l == service),

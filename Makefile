@@ -15,7 +15,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 .PHONY: help build up up-metrics down logs jaeger clean \
         build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker \
-        load load-heavy load-stress bench-loadgen bench-telemetry
+        load load-heavy load-stress bench-loadgen bench-telemetry bench-store
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ load-stress: ## Stress: 1000 requests, 100 concurrent
 
 bench-telemetry: ## Order throughput with trace export on, sampled, and off, same run
 	@scripts/bench-telemetry.sh
+
+bench-store: ## Keyed orders/s in memory vs PostgreSQL, commits per order, pgbench for scale
+	@scripts/bench-store.sh
 
 bench-loadgen: ## loadgen's requests/s against wrk's on payment /health, same run
 	@scripts/bench-loadgen.sh

@@ -649,6 +649,24 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn the_ttl_counts_from_the_last_reservation() {
+        let f = start(10);
+        f.reserve("k", "body", "o1").await;
+        f.release("k").await;
+        f.clock.advance(Duration::from_secs(3599));
+        f.reserve("k", "body", "o2").await;
+        f.release("k").await;
+        f.clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            f.addr.send(Sweep).await.unwrap(),
+            Ok(0),
+            "resumed a second ago"
+        );
+        f.clock.advance(Duration::from_secs(3599));
+        assert_eq!(f.addr.send(Sweep).await.unwrap(), Ok(1));
+    }
+
+    #[actix_rt::test]
     async fn when_full_new_keys_are_refused_and_old_ones_still_replay() {
         let f = start(2);
         f.reserve("a", "body", "o1").await;

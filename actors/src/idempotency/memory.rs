@@ -1,9 +1,10 @@
 //! The records in this process: a concurrent map. The default of a single
 //! order-service; a restart forgets them.
 //!
-//! Records expire `ttl` after creation, and at most `max_keys` exist: when
-//! full, new keys are refused (`Full`, 503) while existing ones still
-//! replay, so memory never grows without bound.
+//! Records expire `ttl` after their last reservation (never while held),
+//! and at most `max_keys` exist: when full, new keys are refused (`Full`,
+//! 503) while existing ones still replay, so memory never grows without
+//! bound.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,7 +30,8 @@ struct Record {
     fingerprint: String,
     order_id: String,
     phase: Phase,
-    created: Instant,
+    /// Last reserved: the TTL counts from here.
+    touched: Instant,
 }
 
 /// Cheap to clone: every clone sees the same records, so whoever
@@ -70,7 +72,7 @@ impl MemoryKeys {
                     fingerprint: fingerprint.to_owned(),
                     order_id: order_id.to_owned(),
                     phase: held,
-                    created: now,
+                    touched: now,
                 });
                 Reservation::New
             }
@@ -85,6 +87,7 @@ impl MemoryKeys {
                     // Released, or held by a holder gone silent past its lease.
                     Phase::InFlight { .. } | Phase::Released => {
                         record.phase = held;
+                        record.touched = now;
                         Reservation::Resume {
                             order_id: record.order_id.clone(),
                         }
@@ -112,12 +115,36 @@ impl MemoryKeys {
         }
     }
 
+    fn expired(&self, record: &Record, now: Instant) -> bool {
+        let held = matches!(record.phase, Phase::InFlight { until, .. } if until > now);
+        !held && now.saturating_duration_since(record.touched) >= self.config.ttl
+    }
+
+    /// Removes every expired record; answers how many.
     pub fn sweep(&self) -> usize {
         let now = self.clock.now();
         let before = self.records.len();
-        self.records
-            .retain(|_, r| now.saturating_duration_since(r.created) < self.config.ttl);
+        self.records.retain(|_, r| !self.expired(r, now));
         before - self.records.len()
+    }
+
+    /// The expired records' keys and order ids, for a backend that must
+    /// look at the orders before it forgets a key ([`Self::forget`]).
+    pub fn expired_keys(&self) -> Vec<(String, String)> {
+        let now = self.clock.now();
+        self.records
+            .iter()
+            .filter(|r| self.expired(r.value(), now))
+            .map(|r| (r.key().clone(), r.order_id.clone()))
+            .collect()
+    }
+
+    /// Removes `key` if it is (still) expired; answers whether it did.
+    pub fn forget(&self, key: &str) -> bool {
+        let now = self.clock.now();
+        self.records
+            .remove_if(key, |_, r| self.expired(r, now))
+            .is_some()
     }
 
     pub fn stats(&self) -> Stats {

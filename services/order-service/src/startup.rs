@@ -53,6 +53,16 @@ impl Application {
         clock: SharedClock,
     ) -> std::io::Result<Self> {
         let storage = storage.into();
+        if let Storage::Shared(pg) = &storage {
+            // At start if the database answers; else on first use (the
+            // service is unready meanwhile, not dead).
+            let pg = pg.clone();
+            actix_rt::spawn(async move {
+                if let Err(e) = pg.migrate().await {
+                    tracing::warn!(error = %e, "database not ready at start; migrating on first use");
+                }
+            });
+        }
         let store = storage.orders();
         let metrics = OrderMetrics::default();
         let reliability = Reliability::start(&config, clock, &metrics, &storage);

@@ -12,8 +12,10 @@ use actors::idempotency::{
     Release, Reservation, Reserve, Stats,
 };
 
+use common::domain::OrderId;
+
 use super::{OrderStore, Settle, Updated};
-use crate::domain::Order;
+use crate::domain::{Order, OrderStatus};
 
 pub struct InProcessKeys {
     keys: MemoryKeys,
@@ -77,9 +79,29 @@ impl KeyBackend for InProcessKeys {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// Never forgets the key of a pending order: its client's retry must
+    /// resume that order, not start a second one.
     fn sweep(&self) -> Answer<usize> {
-        let swept = self.keys.sweep();
-        Box::pin(std::future::ready(Ok(swept)))
+        let expired = self.keys.expired_keys();
+        let (keys, orders) = (self.keys.clone(), self.orders.clone());
+        Box::pin(async move {
+            let mut removed = 0;
+            for (key, order_id) in expired {
+                let keep = match OrderId::parse(&order_id) {
+                    Ok(id) => match orders.get(id).await {
+                        Ok(Some(order)) => order.status == OrderStatus::Pending,
+                        Ok(None) => false,
+                        // Unreadable now: look again at the next sweep.
+                        Err(_) => true,
+                    },
+                    Err(_) => false,
+                };
+                if !keep && keys.forget(&key) {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
     }
 
     fn stats(&self) -> Answer<Stats> {

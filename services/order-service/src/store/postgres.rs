@@ -91,9 +91,20 @@ impl PgStore {
     /// A store on `url`; connects lazily (a database that is down now makes
     /// the service unready, not unable to start).
     pub fn new(url: &str, settings: PgSettings) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
+        // A database host that vanishes without a word (no FIN, no RST)
+        // must not keep dead connections in the pool for the kernel's
+        // quarter of an hour; and a statement given up on here must not
+        // commit much later there.
+        let timeout = settings.statement_timeout;
+        config
+            .connect_timeout(timeout)
+            .tcp_user_timeout(timeout.max(Duration::from_secs(1)))
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .options(format!("-c statement_timeout={}", timeout.as_millis()));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -136,6 +147,10 @@ impl PgStore {
         let work = async {
             let mut client = self.inner.pool.get().await.map_err(unavailable)?;
             let tx = client.transaction().await.map_err(unavailable)?;
+            // Waiting for another replica's migration is not a slow statement.
+            tx.batch_execute("SET LOCAL statement_timeout = 0")
+                .await
+                .map_err(unavailable)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await
                 .map_err(unavailable)?;
@@ -178,21 +193,32 @@ impl PgStore {
     }
 
     /// Runs one operation on a pooled connection, within the statement
-    /// timeout, the schema migrated first.
+    /// timeout, the schema migrated first. A connection whose operation
+    /// timed out is closed, not pooled again: its peer may be gone.
     async fn run<T>(
         &self,
         op: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        if !self.inner.migrated.load(Ordering::Acquire) {
-            self.migrate().await?;
-        }
-        let work = async {
-            let client = self.inner.pool.get().await.map_err(unavailable)?;
-            op(&client).await.map_err(unavailable)
+        let late = || unavailable("the database did not answer in time");
+        let deadline = tokio::time::Instant::now() + self.settings().statement_timeout;
+        let connect = async {
+            // Within the timeout: while the database is down, requests
+            // must not queue behind one another's migration attempts.
+            if !self.inner.migrated.load(Ordering::Acquire) {
+                self.migrate().await?;
+            }
+            self.inner.pool.get().await.map_err(unavailable)
         };
-        tokio::time::timeout(self.settings().statement_timeout, work)
+        let client = tokio::time::timeout_at(deadline, connect)
             .await
-            .map_err(|_| unavailable("the database did not answer in time"))?
+            .map_err(|_| late())??;
+        match tokio::time::timeout_at(deadline, op(&client)).await {
+            Ok(done) => done.map_err(unavailable),
+            Err(_) => {
+                drop(deadpool_postgres::Client::take(client));
+                Err(late())
+            }
+        }
     }
 
     async fn query(
@@ -422,12 +448,14 @@ impl PgStore {
                 .run(async |c| {
                     Self::query(
                         c,
+                        // A key in use again is remembered a TTL from now.
                         "UPDATE idempotency_keys
-                         SET holder = $2, lease_until = now() + $3 * interval '1 millisecond'
+                         SET holder = $2, lease_until = now() + $3 * interval '1 millisecond',
+                             expires_at = GREATEST(expires_at, now() + $5 * interval '1 second')
                          WHERE key = $1 AND fingerprint = $4 AND response_status IS NULL
                            AND (holder IS NULL OR lease_until <= now())
                          RETURNING order_id",
-                        &[&msg.key, &holder, &lease, &msg.fingerprint],
+                        &[&msg.key, &holder, &lease, &msg.fingerprint, &ttl],
                     )
                     .await
                 })
@@ -557,7 +585,9 @@ impl PgStore {
     }
 
     /// Deletes expired keys in batches, so that no statement holds many
-    /// row locks or runs long.
+    /// row locks or runs long. A key is never forgotten while it is held
+    /// or its order is pending: its client's retry must resume that order,
+    /// not start a second one.
     async fn sweep_keys(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
         loop {
@@ -566,8 +596,12 @@ impl PgStore {
                     Self::query(
                         c,
                         "DELETE FROM idempotency_keys WHERE key IN (
-                             SELECT key FROM idempotency_keys WHERE expires_at < now()
-                             LIMIT $1 FOR UPDATE SKIP LOCKED)
+                             SELECT k.key FROM idempotency_keys k
+                             WHERE k.expires_at < now()
+                               AND (k.holder IS NULL OR k.lease_until <= now())
+                               AND NOT EXISTS (SELECT 1 FROM orders o
+                                   WHERE o.order_id = k.order_id AND o.status = 'pending')
+                             LIMIT $1 FOR UPDATE OF k SKIP LOCKED)
                          RETURNING key",
                         &[&SWEEP_BATCH],
                     )

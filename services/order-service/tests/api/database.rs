@@ -6,6 +6,8 @@ use order_service::Config;
 use order_service::store::{PgStore, Storage};
 use tokio_postgres::NoTls;
 
+use crate::helpers::{TestApp, order_config, payment_config, spawn_app_on};
+
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -54,6 +56,19 @@ impl TestDb {
             Storage::Shared(pg) => pg,
             Storage::InProcess(_) => unreachable!("DATABASE_URL is set"),
         }
+    }
+
+    /// Both services, order-service on this database (the test keeps the
+    /// database alive).
+    pub fn spawn_app(&self) -> TestApp {
+        let config = self.config(order_config());
+        let storage = Storage::Shared(self.store(&config));
+        spawn_app_on(config, payment_config(), storage)
+    }
+
+    /// Builds the schema now (an app does it in the background).
+    pub async fn migrate(&self) {
+        self.store(&order_config()).migrate().await.unwrap();
     }
 
     /// A direct connection to this database.

@@ -14,6 +14,7 @@ use serde_json::json;
 use tracing::Span;
 
 use crate::database::TestDb;
+use crate::hangup::{after, post_order_then_reset};
 use crate::helpers::{
     TestApp, closed_port_url, eventually, order_body, order_config, payment_config, spawn_app_on,
     spawn_order_service,
@@ -305,8 +306,15 @@ async fn expired_keys_are_swept() {
     config.idempotency_ttl_secs = 0;
     let store = db.store(&config);
     for i in 0..3 {
-        let (_, msg) = reserve(&format!("old-{i}"), "f", &order("1.00", "USD"));
+        let (key, record) = (format!("old-{i}"), order("1.00", "USD"));
+        let (holder, msg) = reserve(&key, "f", &record);
         KeyBackend::reserve(&store, msg).await.unwrap();
+        let settle = Settle::Order {
+            order: with(&record, OrderStatus::Completed),
+            from: OrderStatus::Pending,
+        };
+        let done = KeyBackend::complete(&store, complete(&key, holder, "201", settle)).await;
+        assert_eq!(done.unwrap(), Ok(()));
     }
     let swept = std::cell::Cell::new(0);
     eventually("every expired key is deleted", || async {
@@ -317,6 +325,184 @@ async fn expired_keys_are_swept() {
     assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 0);
     // The orders stay: a key's TTL is not the order's.
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 3);
+}
+
+#[actix_web::test]
+async fn a_key_is_not_swept_while_it_is_held_or_its_order_is_pending() {
+    let db = TestDb::create().await;
+    let mut config = order_config();
+    config.idempotency_ttl_secs = 0;
+    let store = db.store(&config);
+    let record = order("2.00", "USD");
+    let (holder, msg) = reserve("kept", "f", &record);
+    KeyBackend::reserve(&store, msg).await.unwrap();
+    assert_eq!(KeyBackend::sweep(&store).await.unwrap(), 0, "held");
+    let release = Release {
+        key: "kept".into(),
+        holder,
+        span: Span::none(),
+    };
+    KeyBackend::release(&store, release).await.unwrap();
+    assert_eq!(
+        KeyBackend::sweep(&store).await.unwrap(),
+        0,
+        "its order is pending"
+    );
+    let completed = with(&record, OrderStatus::Completed);
+    store.update(completed, OrderStatus::Pending).await.unwrap();
+    assert_eq!(
+        KeyBackend::sweep(&store).await.unwrap(),
+        1,
+        "settled and expired"
+    );
+}
+
+/// A database host that goes silent without closing anything (a dead host,
+/// a firewall dropping flows) leaves connections that never answer: they
+/// must be replaced, and the service must recover by itself.
+#[actix_web::test]
+async fn connections_to_a_database_gone_silent_are_replaced() {
+    let db = TestDb::create().await;
+    let proxy = Silencer::start(&db.url).await;
+    let mut config = db.config(order_config());
+    config.database_url = Some(proxy.url.clone());
+    config.database_timeout_ms = 300;
+    let storage = config.storage().unwrap();
+    let app = spawn_app_on(config, payment_config(), storage);
+    for _ in 0..3 {
+        assert_eq!(app.post_order(&order_body()).await.status, 201);
+    }
+    let silenced = proxy.silence_open_connections();
+    let refused = std::cell::Cell::new(0);
+    eventually("orders go through new connections", || async {
+        let reply = app.post_order(&order_body()).await;
+        if reply.status != 201 {
+            reply.assert_problem(503);
+            refused.set(refused.get() + 1);
+        }
+        reply.status == 201
+    })
+    .await;
+    eprintln!("503s before recovery: {}", refused.get());
+    assert!(
+        proxy.connections() > silenced,
+        "new connections were opened"
+    );
+}
+
+/// A key whose order is still pending outlives its TTL: the client's
+/// retry resumes that order instead of starting a second one.
+async fn a_pending_order_keeps_its_key(app: &TestApp) {
+    app.set_faults(json!({"error_pct": 100})).await;
+    let first = app.post_order_with_key("slow-retry", &order_body()).await;
+    first.assert_problem(502);
+    let swept = app
+        .reliability
+        .idempotency
+        .send(actors::idempotency::Sweep)
+        .await
+        .unwrap();
+    assert_eq!(swept, Ok(0), "the order is pending");
+    app.set_faults(json!({})).await;
+    let retried = app.post_order_with_key("slow-retry", &order_body()).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(retried.body["order_id"], first.body["order_id"]);
+    assert_eq!(app.charges().await, 1);
+}
+
+fn expiring_keys() -> Config {
+    let mut config = order_config();
+    config.idempotency_ttl_secs = 0;
+    config
+}
+
+#[actix_web::test]
+async fn a_pending_order_keeps_its_key_past_the_ttl_in_memory() {
+    let app = crate::helpers::spawn_app_with(expiring_keys(), payment_config());
+    a_pending_order_keeps_its_key(&app).await;
+}
+
+#[actix_web::test]
+async fn a_pending_order_keeps_its_key_past_the_ttl_on_postgres() {
+    let db = TestDb::create().await;
+    let config = expiring_keys();
+    let app = spawn_app_on(
+        db.config(config.clone()),
+        payment_config(),
+        db_storage(&db, &config),
+    );
+    a_pending_order_keeps_its_key(&app).await;
+}
+
+/// A TCP proxy to the database that can make every connection open so far
+/// go silent: it keeps them open and forwards nothing more.
+struct Silencer {
+    url: String,
+    state: std::sync::Arc<SilencerState>,
+}
+
+#[derive(Default)]
+struct SilencerState {
+    /// Connections accepted before this number are silent.
+    silenced_before: std::sync::atomic::AtomicUsize,
+    accepted: std::sync::atomic::AtomicUsize,
+}
+
+impl Silencer {
+    async fn start(database_url: &str) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(SilencerState::default());
+        let upstream = "127.0.0.1:5432";
+        let url = database_url.replace(upstream, &format!("127.0.0.1:{port}"));
+        assert_ne!(url, database_url, "the test database is at {upstream}");
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                let id = shared.accepted.fetch_add(1, SeqCst);
+                let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)].map(|(r, w)| (r, w)) {
+                    let state = shared.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if id < state.silenced_before.load(SeqCst) {
+                                // Silent: hold both ends open, forward nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { url, state }
+    }
+
+    /// Answers how many connections went silent.
+    fn silence_open_connections(&self) -> usize {
+        use std::sync::atomic::Ordering::SeqCst;
+        let accepted = self.state.accepted.load(SeqCst);
+        self.state.silenced_before.store(accepted, SeqCst);
+        accepted
+    }
+
+    fn connections(&self) -> usize {
+        self.state
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Both services, and `replicas` order-services on `db`.
@@ -451,6 +637,49 @@ async fn the_orders_of_a_replica_that_died_are_completed_by_the_others() {
             .await,
         0
     );
+}
+
+/// A client resets its connection at a moment of the flow (before the
+/// reservation, during the charge, around the outcome's write), then
+/// retries with its key on the other replica until it gets an answer.
+#[actix_web::test]
+async fn a_client_that_hangs_up_at_any_moment_leaves_one_order_and_one_charge() {
+    let db = TestDb::create().await;
+    let mut config = order_config();
+    config.reconcile_interval_ms = 50;
+    let apps = spawn_replicas(&db, config, 2);
+    apps[0].set_faults(json!({"delay_ms": 30})).await;
+    let body = order_body().to_string();
+    let moments = [0, 100, 500, 2_000, 10_000, 25_000, 32_000, 40_000, 60_000];
+    for (i, micros) in moments.iter().enumerate() {
+        let key = format!("hangup-{i}");
+        let moment = after(std::time::Duration::from_micros(*micros));
+        post_order_then_reset(&apps[0].address, Some(&key), &body, moment).await;
+        eventually("the retry gets its order", || async {
+            let reply = apps[1].post_order_with_key(&key, &order_body()).await;
+            assert!(matches!(reply.status.as_u16(), 201 | 409), "{}", reply.body);
+            reply.status == 201
+        })
+        .await;
+    }
+    let settled = "SELECT count(*) FROM orders WHERE status <> 'completed'";
+    eventually("every order completes", || async {
+        db.count(settled).await == 0
+    })
+    .await;
+    let held = "SELECT count(*) FROM idempotency_keys WHERE holder IS NOT NULL";
+    eventually("every key is let go", || async {
+        db.count(held).await == 0
+    })
+    .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders").await,
+        moments.len() as i64
+    );
+    let entries = apps[0].ledger_entries().await;
+    let ids: std::collections::HashSet<_> = entries.iter().map(|e| &e["order_id"]).collect();
+    assert_eq!(entries.len(), moments.len(), "one charge per order");
+    assert_eq!(ids.len(), moments.len());
 }
 
 /// Runs `orders` keyed orders on a replica of its own, then closes its

@@ -1,9 +1,44 @@
 //! Every validation row of CONTRACT §2: its status and a problem+json body,
-//! and nothing recorded or charged.
+//! and nothing recorded or charged — with the in-memory store and with
+//! PostgreSQL (where nothing may be written either).
 
 use serde_json::{Value, json};
 
-use crate::helpers::{order_body, spawn_app};
+use crate::database::TestDb;
+use crate::helpers::{TestApp, order_body, spawn_app};
+
+/// Runs the check `$check(app)` against both stores: `$name::in_memory`
+/// and `$name::on_postgres`, where it also finds no order written beyond
+/// the ones it answered 201 for.
+macro_rules! on_both_stores {
+    ($($name:ident => $check:ident),* $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn in_memory() {
+                super::$check(&super::spawn_app()).await;
+            }
+
+            #[actix_web::test]
+            async fn on_postgres() {
+                let db = super::TestDb::create().await;
+                db.migrate().await;
+                let app = db.spawn_app();
+                let created = super::$check(&app).await;
+                let stored = db.count("SELECT count(*) FROM orders").await;
+                assert_eq!(stored, created as i64, "orders written");
+                let keys = db.count("SELECT count(*) FROM idempotency_keys").await;
+                assert_eq!(keys, 0, "keys written");
+            }
+        }
+    )*};
+}
+
+on_both_stores! {
+    each_invalid_body_gets_its_status_and_a_problem => invalid_bodies,
+    a_body_over_16_kib_is_413 => oversized_bodies,
+    a_wrong_content_type_is_400 => wrong_content_types,
+    a_bad_idempotency_key_is_400 => bad_keys,
+}
 
 fn with(field: &str, value: Value) -> String {
     let mut body = order_body();
@@ -17,9 +52,8 @@ fn without(field: &str) -> String {
     body.to_string()
 }
 
-#[actix_web::test]
-async fn each_invalid_body_gets_its_status_and_a_problem() {
-    let app = spawn_app();
+/// Answers how many orders it created (here and below).
+async fn invalid_bodies(app: &TestApp) -> usize {
     let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
         (
             "malformed JSON",
@@ -128,11 +162,10 @@ async fn each_invalid_body_gets_its_status_and_a_problem() {
         }
     }
     assert_eq!(app.charges().await, 0, "no invalid order reached payment");
+    0
 }
 
-#[actix_web::test]
-async fn a_body_over_16_kib_is_413() {
-    let app = spawn_app();
+async fn oversized_bodies(app: &TestApp) -> usize {
     let padding = "m".repeat(16 * 1024);
     let reply = app
         .post_order_raw(with("merchant_id", json!(padding)))
@@ -142,11 +175,10 @@ async fn a_body_over_16_kib_is_413() {
     let mut body = with("merchant_id", json!(""));
     body.push_str(&" ".repeat(16 * 1024 - body.len()));
     app.post_order_raw(body).await.assert_problem(422);
+    0
 }
 
-#[actix_web::test]
-async fn a_wrong_content_type_is_400() {
-    let app = spawn_app();
+async fn wrong_content_types(app: &TestApp) -> usize {
     for content_type in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
@@ -168,11 +200,10 @@ async fn a_wrong_content_type_is_400() {
         )
         .await;
     assert_eq!(ok.status, 201);
+    1
 }
 
-#[actix_web::test]
-async fn a_bad_idempotency_key_is_400() {
-    let app = spawn_app();
+async fn bad_keys(app: &TestApp) -> usize {
     for key in ["k".repeat(256), String::new()] {
         let reply = app
             .send(
@@ -185,4 +216,5 @@ async fn a_bad_idempotency_key_is_400() {
         reply.assert_problem(400);
     }
     assert_eq!(app.charges().await, 0);
+    0
 }

@@ -46,5 +46,4 @@ CREATE TABLE idempotency_keys (
 );
 
 CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
--- The keys held now: few, counted on every scrape of /metrics.
-CREATE INDEX idempotency_keys_held ON idempotency_keys (lease_until) WHERE holder IS NOT NULL;
+

@@ -344,8 +344,10 @@ impl Orders {
                     order: settled.clone(),
                     from: OrderStatus::Pending,
                 };
+                // The key's actor span is the order's child, beside
+                // persistOrder (CONTRACT §6), though one statement does both.
                 match key
-                    .complete(response, outcome, span.clone())
+                    .complete(response, outcome, Span::current())
                     .instrument(span.clone())
                     .await
                 {

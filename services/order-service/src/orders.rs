@@ -195,7 +195,7 @@ impl Orders {
         let span = Span::current();
         let Some(key) = key else {
             span.record("order.id", candidate.to_string());
-            let order = self.place(Order::pending(candidate, &new)).await?;
+            let order = self.place(Order::pending(candidate, &new), None).await?;
             return Ok(Answer {
                 response: created(&order),
                 replayed: false,
@@ -254,15 +254,16 @@ impl Orders {
         })
     }
 
-    /// A new order without a key: recorded `pending`, then charged.
-    async fn place(&self, order: Order) -> Result<Order, OrderError> {
+    /// An order not stored yet (no key, or its reservation's write was
+    /// lost): recorded `pending`, then charged.
+    async fn place(&self, order: Order, lease: Option<OrderLease>) -> Result<Order, OrderError> {
         let id = order.order_id;
         self.track(id);
         self.store
             .insert(possibly_charged(&order))
             .await
             .map_err(|e| OrderError::Store(e, Some(id)))?;
-        self.charge(Order { calls: 1, ..order }, None).await
+        self.charge(Order { calls: 1, ..order }, lease).await
     }
 
     /// Known to the reconciler *before* the write that makes the order
@@ -295,15 +296,7 @@ impl Orders {
         let store_error = |e| OrderError::Store(e, Some(id));
         let order = match self.store.get(id).await.map_err(store_error)? {
             // The reservation's order was never written: write it now.
-            None => {
-                let order = Order::pending(id, new);
-                self.track(id);
-                self.store
-                    .insert(possibly_charged(&order))
-                    .await
-                    .map_err(store_error)?;
-                return self.charge(Order { calls: 1, ..order }, Some(lease)).await;
-            }
+            None => return self.place(Order::pending(id, new), Some(lease)).await,
             Some(order) if order.status == OrderStatus::Completed => {
                 return self.finish_key(lease, Ok(order)).await;
             }

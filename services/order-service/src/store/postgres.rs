@@ -1,11 +1,13 @@
 //! The shared store: orders, idempotency keys and the reconciler's schedule
 //! in PostgreSQL, for any number of order-service replicas.
 //!
-//! Every operation is one statement (data-modifying CTEs where it touches
-//! two tables), so each is atomic on its own, costs one round trip, and
-//! commits once: a keyed order that succeeds commits twice in all (the key
-//! with its `pending` order; the outcome with the key's completion). No
-//! explicit transaction is ever left open by a request that goes away.
+//! Every write is one statement (data-modifying CTEs where it touches two
+//! tables), so each is atomic on its own, costs one round trip, and commits
+//! once: a keyed order that succeeds commits twice in all (the key with its
+//! `pending` order; the outcome with the key's completion). No explicit
+//! transaction is ever left open by a request that goes away. (Reserving a
+//! key that exists takes up to three statements, each re-checking what the
+//! one before saw.)
 //! Every time is the database's `now()`, so replicas whose clocks disagree
 //! still agree on leases and due times.
 //!
@@ -44,6 +46,24 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 
 /// Taken by whoever migrates; any constant shared by all replicas.
 const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
+
+/// The compare-and-set that writes an order's outcome (`$1` its id, `$2`
+/// the status, `$3`–`$6` transaction id, reason, maybe charged, calls; `$7`
+/// the status read; `$8`–`$10` hold, interval and max backoff in ms): only
+/// from the status read, never a `failed` from a writer whose count of
+/// calls is behind; a pending order is due again after the longest call,
+/// backing off with its re-drives.
+macro_rules! set_outcome {
+    () => {
+        "UPDATE orders SET status = $2, transaction_id = $3, reason = $4,
+             maybe_charged = $5, calls = GREATEST(calls, $6),
+             due_at = CASE WHEN $2 = 'pending' THEN now() + GREATEST($8,
+                 LEAST($9 * power(2, LEAST(attempts, 16)), $10))
+                 * interval '1 millisecond' END
+         WHERE order_id = $1 AND status = $7
+           AND NOT ($2 = 'failed' AND $6 < calls)"
+    };
+}
 
 /// Rows deleted per statement by the TTL sweep.
 const SWEEP_BATCH: i64 = 1_000;
@@ -352,15 +372,10 @@ impl PgStore {
                 .run(async |c| {
                     Self::query(
                         c,
-                        "UPDATE orders SET status = $2, transaction_id = $3, reason = $4,
-                             maybe_charged = $5, calls = GREATEST(calls, $6),
-                             due_at = CASE WHEN $2 = 'pending' THEN now() + GREATEST($8,
-                                 LEAST($9 * power(2, LEAST(attempts, 16)), $10))
-                                 * interval '1 millisecond' END
-                         WHERE order_id = $1 AND status = $7
-                           AND NOT ($2 = 'failed' AND $6 < calls)
-                           AND (NOT $11 OR calls = $6 - 1)
-                         RETURNING order_id",
+                        concat!(
+                            set_outcome!(),
+                            " AND (NOT $11 OR calls = $6 - 1) RETURNING order_id"
+                        ),
                         &[
                             &id.as_uuid(),
                             &order.status.as_str(),
@@ -520,15 +535,10 @@ impl PgStore {
                 .run(async |c| {
                     Self::query(
                         c,
-                        "WITH settled AS (
-                             UPDATE orders SET status = $2, transaction_id = $3, reason = $4,
-                                 maybe_charged = $5, calls = GREATEST(calls, $6),
-                                 due_at = CASE WHEN $2 = 'pending' THEN now() + GREATEST($8,
-                                     LEAST($9 * power(2, LEAST(attempts, 16)), $10))
-                                     * interval '1 millisecond' END
-                             WHERE order_id = $1 AND status = $7
-                               AND NOT ($2 = 'failed' AND $6 < calls)
-                             RETURNING order_id),
+                        concat!(
+                            "WITH settled AS (",
+                            set_outcome!(),
+                            " RETURNING order_id),
                          completed AS (
                              UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
                                  response_status = $13, response_headers = $14,
@@ -536,7 +546,8 @@ impl PgStore {
                              WHERE key = $11 AND holder = $12
                                AND EXISTS (SELECT 1 FROM settled)
                              RETURNING key)
-                         SELECT EXISTS (SELECT 1 FROM settled)",
+                         SELECT EXISTS (SELECT 1 FROM settled)"
+                        ),
                         &[
                             &id.as_uuid(),
                             &order.status.as_str(),

@@ -541,6 +541,84 @@ mod tests {
         assert_eq!(log.borrow().len(), 2);
     }
 
+    /// A shared store's claims, answered from a script; logs what it was asked.
+    struct ScriptedClaims {
+        batches: RefCell<VecDeque<Vec<(String, u32)>>>,
+        asked: Rc<RefCell<Vec<usize>>>,
+    }
+
+    impl Claims<String> for ScriptedClaims {
+        fn claim(&self, n: usize) -> Local<Vec<(String, u32)>> {
+            self.asked.borrow_mut().push(n);
+            let batch = self.batches.borrow_mut().pop_front().unwrap_or_default();
+            Box::pin(async move { batch })
+        }
+
+        fn pending(&self) -> Local<Option<usize>> {
+            Box::pin(async { Some(7) })
+        }
+    }
+
+    #[actix_rt::test]
+    async fn claiming_it_re_drives_what_it_claims_within_its_free_slots() {
+        let clock = ManualClock::default();
+        // The first re-drive never ends: it keeps its slot.
+        let (redrive, log) = scripted(vec![]);
+        let stuck = Rc::new(RefCell::new(false));
+        let stuck_seen = stuck.clone();
+        let redrive: Redrive<String> = Box::new(move |key, attempt| {
+            let first = !*stuck_seen.borrow();
+            *stuck_seen.borrow_mut() = true;
+            let answer = redrive(key, attempt);
+            Box::pin(async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                answer.await
+            })
+        });
+        let asked = Rc::new(RefCell::new(Vec::new()));
+        let claims = ScriptedClaims {
+            batches: RefCell::new(VecDeque::from(vec![
+                vec![("a".into(), 1), ("b".into(), 4)],
+                vec![("c".into(), 2)],
+            ])),
+            asked: asked.clone(),
+        };
+        let config = ReconcilerConfig {
+            interval: HOUR,
+            max_backoff: 4 * HOUR,
+            max_concurrent: 3,
+        };
+        let shared: SharedClock = Arc::new(clock.clone());
+        let claims = RefCell::new(Some(Box::new(claims) as Box<dyn Claims<String>>));
+        let redrive = RefCell::new(Some(redrive));
+        let addr = Supervisor::start(move |_| {
+            Reconciler::claiming(
+                config,
+                shared.clone(),
+                redrive.borrow_mut().take().unwrap(),
+                claims.borrow_mut().take().unwrap(),
+            )
+        });
+        // The table is the schedule: what this process tracks changes nothing.
+        addr.send(Track {
+            key: "tracked".into(),
+            payload: "tracked".into(),
+            hold: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+        tick(&addr).await;
+        assert_eq!(*log.borrow(), [("a".into(), 1), ("b".into(), 4)]);
+        // "a" still runs: two free slots.
+        tick(&addr).await;
+        assert_eq!(*asked.borrow(), [3, 2]);
+        assert_eq!(log.borrow().len(), 3);
+        assert_eq!(log.borrow()[2], ("c".into(), 2));
+        assert_eq!(pending(&addr).await, 7, "the store's count");
+    }
+
     #[actix_rt::test]
     async fn a_restart_keeps_what_it_tracks() {
         let clock = ManualClock::default();

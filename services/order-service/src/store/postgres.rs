@@ -65,6 +65,70 @@ macro_rules! set_outcome {
     };
 }
 
+/// The columns of a new order after its id, in this order.
+macro_rules! order_columns {
+    () => {
+        "status, merchant_id, amount, currency, transaction_id, reason, created_at,
+         maybe_charged, calls"
+    };
+}
+
+/// An order as bind parameters: the values its columns hold.
+struct Bound<'a> {
+    order: &'a Order,
+    id: Uuid,
+    status: &'static str,
+    merchant: &'a str,
+    amount: rust_decimal::Decimal,
+    currency: &'static str,
+    calls: i32,
+}
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+impl<'a> Bound<'a> {
+    fn new(order: &'a Order) -> Self {
+        Self {
+            order,
+            id: order.order_id.as_uuid(),
+            status: order.status.as_str(),
+            merchant: order.merchant_id.as_str(),
+            amount: order.amount.value(),
+            currency: order.currency.code(),
+            calls: order.calls as i32,
+        }
+    }
+
+    /// For [`order_columns!`].
+    fn columns(&self) -> [Param<'_>; 9] {
+        let o = self.order;
+        [
+            &self.status,
+            &self.merchant,
+            &self.amount,
+            &self.currency,
+            &o.transaction_id,
+            &o.reason,
+            &o.created_at,
+            &o.maybe_charged,
+            &self.calls,
+        ]
+    }
+
+    /// `$1`–`$6` of [`set_outcome!`].
+    fn outcome(&self) -> [Param<'_>; 6] {
+        let o = self.order;
+        [
+            &self.id,
+            &self.status,
+            &o.transaction_id,
+            &o.reason,
+            &o.maybe_charged,
+            &self.calls,
+        ]
+    }
+}
+
 /// Rows deleted per statement by the TTL sweep.
 const SWEEP_BATCH: i64 = 1_000;
 
@@ -323,30 +387,21 @@ impl PgStore {
     /// Records `trace` (a traceparent) as the order's origin.
     async fn insert_order(&self, order: &Order, trace: Option<String>) -> Result<(), StoreError> {
         let [hold, ..] = self.due_params();
+        let row = Bound::new(order);
         let inserted = self
             .run(async |c| {
                 Self::query(
                     c,
-                    "INSERT INTO orders (order_id, status, merchant_id, amount, currency,
-                         transaction_id, reason, created_at, maybe_charged, calls, due_at, trace)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                             now() + $11 * interval '1 millisecond', $12)
-                     ON CONFLICT (order_id) DO NOTHING
-                     RETURNING order_id",
-                    &[
-                        &order.order_id.as_uuid(),
-                        &order.status.as_str(),
-                        &order.merchant_id.as_str(),
-                        &order.amount.value(),
-                        &order.currency.code(),
-                        &order.transaction_id,
-                        &order.reason,
-                        &order.created_at,
-                        &order.maybe_charged,
-                        &(order.calls as i32),
-                        &hold,
-                        &trace,
-                    ],
+                    concat!(
+                        "INSERT INTO orders (order_id, ",
+                        order_columns!(),
+                        ", due_at, trace)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                                 now() + $11 * interval '1 millisecond', $12)
+                         ON CONFLICT (order_id) DO NOTHING
+                         RETURNING order_id"
+                    ),
+                    &[&[&row.id as Param], &row.columns()[..], &[&hold, &trace]].concat(),
                 )
                 .await
             })
@@ -365,41 +420,40 @@ impl PgStore {
         from: OrderStatus,
         claiming: bool,
     ) -> Result<Updated, StoreError> {
-        let id = order.order_id;
+        let sql = concat!(
+            set_outcome!(),
+            " AND (NOT $11 OR calls = $6 - 1) RETURNING true"
+        );
+        self.write_outcome(&order, from, sql, &[&claiming]).await
+    }
+
+    /// Runs `sql`, a statement around [`set_outcome!`] whose first column
+    /// says whether the order was written (`extra` binds `$11` on), if the
+    /// move is one an order may make; else, or when the compare-and-set
+    /// failed, answers the order as it stands.
+    async fn write_outcome(
+        &self,
+        order: &Order,
+        from: OrderStatus,
+        sql: &'static str,
+        extra: &[Param<'_>],
+    ) -> Result<Updated, StoreError> {
         if from.may_become(order.status) {
             let [hold, interval, max] = self.due_params();
+            let (row, from) = (Bound::new(order), from.as_str());
+            let due: [Param; 4] = [&from, &hold, &interval, &max];
             let written = self
                 .run(async |c| {
-                    Self::query(
-                        c,
-                        concat!(
-                            set_outcome!(),
-                            " AND (NOT $11 OR calls = $6 - 1) RETURNING order_id"
-                        ),
-                        &[
-                            &id.as_uuid(),
-                            &order.status.as_str(),
-                            &order.transaction_id,
-                            &order.reason,
-                            &order.maybe_charged,
-                            &(order.calls as i32),
-                            &from.as_str(),
-                            &hold,
-                            &interval,
-                            &max,
-                            &claiming,
-                        ],
-                    )
-                    .await
+                    Self::query(c, sql, &[&row.outcome()[..], &due, extra].concat()).await
                 })
                 .await?;
-            if !written.is_empty() {
+            if written.first().is_some_and(|row| row.get::<_, bool>(0)) {
                 return Ok(Updated::Written);
             }
         }
-        match self.get(id).await? {
+        match self.get(order.order_id).await? {
             Some(current) => Ok(Updated::Stale(current)),
-            None => Err(StoreError::Missing(id)),
+            None => Err(StoreError::Missing(order.order_id)),
         }
     }
 
@@ -412,44 +466,41 @@ impl PgStore {
         let (lease, ttl) = (millis(s.key_lease), s.key_ttl.as_secs_f64());
         let [hold, ..] = self.due_params();
         let holder = msg.holder.as_uuid();
-        let order = &msg.record;
-        let candidate = OrderId::parse(&msg.order_id).map_err(unavailable)?;
+        let row = Bound::new(&msg.record);
+        let candidate = OrderId::parse(&msg.order_id)
+            .map_err(unavailable)?
+            .as_uuid();
+        let key_params: &[Param] = &[
+            &msg.key,
+            &msg.fingerprint,
+            &candidate,
+            &holder,
+            &lease,
+            &ttl,
+        ];
         // A key swept between two statements is simply new again.
         for _ in 0..3 {
             let created = self
                 .run(async |c| {
                     Self::query(
                         c,
-                        "WITH key AS (
-                             INSERT INTO idempotency_keys
-                                 (key, fingerprint, order_id, holder, lease_until, expires_at)
-                             VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond',
-                                     now() + $6 * interval '1 second')
-                             ON CONFLICT (key) DO NOTHING
-                             RETURNING order_id)
-                         INSERT INTO orders (order_id, status, merchant_id, amount, currency,
-                             created_at, maybe_charged, calls, due_at, trace)
-                         SELECT order_id, $7, $8, $9, $10, $11, $12, $13,
-                                now() + $14 * interval '1 millisecond', $15
-                         FROM key
-                         RETURNING order_id",
-                        &[
-                            &msg.key,
-                            &msg.fingerprint,
-                            &candidate.as_uuid(),
-                            &holder,
-                            &lease,
-                            &ttl,
-                            &order.status.as_str(),
-                            &order.merchant_id.as_str(),
-                            &order.amount.value(),
-                            &order.currency.code(),
-                            &order.created_at,
-                            &order.maybe_charged,
-                            &(order.calls as i32),
-                            &hold,
-                            &trace,
-                        ],
+                        concat!(
+                            "WITH key AS (
+                                 INSERT INTO idempotency_keys
+                                     (key, fingerprint, order_id, holder, lease_until, expires_at)
+                                 VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond',
+                                         now() + $6 * interval '1 second')
+                                 ON CONFLICT (key) DO NOTHING
+                                 RETURNING order_id)
+                             INSERT INTO orders (order_id, ",
+                            order_columns!(),
+                            ", due_at, trace)
+                             SELECT order_id, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                                    now() + $16 * interval '1 millisecond', $17
+                             FROM key
+                             RETURNING order_id"
+                        ),
+                        &[key_params, &row.columns()[..], &[&hold, &trace]].concat(),
                     )
                     .await
                 })
@@ -528,55 +579,22 @@ impl PgStore {
             .await?;
             return Ok(Ok(()));
         };
-        let id = order.order_id;
-        if from.may_become(order.status) {
-            let [hold, interval, max] = self.due_params();
-            let written = self
-                .run(async |c| {
-                    Self::query(
-                        c,
-                        concat!(
-                            "WITH settled AS (",
-                            set_outcome!(),
-                            " RETURNING order_id),
-                         completed AS (
-                             UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
-                                 response_status = $13, response_headers = $14,
-                                 response_body = $15
-                             WHERE key = $11 AND holder = $12
-                               AND EXISTS (SELECT 1 FROM settled)
-                             RETURNING key)
-                         SELECT EXISTS (SELECT 1 FROM settled)"
-                        ),
-                        &[
-                            &id.as_uuid(),
-                            &order.status.as_str(),
-                            &order.transaction_id,
-                            &order.reason,
-                            &order.maybe_charged,
-                            &(order.calls as i32),
-                            &from.as_str(),
-                            &hold,
-                            &interval,
-                            &max,
-                            &msg.key,
-                            &holder,
-                            &status,
-                            &headers,
-                            body,
-                        ],
-                    )
-                    .await
-                })
-                .await?;
-            if written.first().is_some_and(|row| row.get::<_, bool>(0)) {
-                return Ok(Ok(()));
-            }
-        }
-        match self.get(id).await? {
-            Some(current) => Ok(Err(current)),
-            None => Err(StoreError::Missing(id)),
-        }
+        let sql = concat!(
+            "WITH settled AS (",
+            set_outcome!(),
+            " RETURNING order_id),
+             completed AS (
+                 UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+                     response_status = $13, response_headers = $14, response_body = $15
+                 WHERE key = $11 AND holder = $12 AND EXISTS (SELECT 1 FROM settled)
+                 RETURNING key)
+             SELECT EXISTS (SELECT 1 FROM settled)"
+        );
+        let key: [Param; 5] = [&msg.key, &holder, &status, &headers, body];
+        Ok(match self.write_outcome(&order, from, sql, &key).await? {
+            Updated::Written => Ok(()),
+            Updated::Stale(current) => Err(current),
+        })
     }
 
     async fn release_key(&self, msg: Release) -> Result<(), StoreError> {

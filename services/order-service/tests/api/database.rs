@@ -91,25 +91,22 @@ impl TestDb {
     /// Transactions committed in this database so far, by backends that
     /// have reported (a backend reports at the latest when it exits).
     pub async fn commits(&self) -> i64 {
-        admin()
+        self.statistic("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
             .await
-            .query_one(
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
-                &[&self.name],
-            )
-            .await
-            .unwrap()
-            .get(0)
     }
 
     /// Backends connected to this database now.
     pub async fn backends(&self) -> i64 {
+        self.statistic("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .await
+    }
+
+    /// One number about this database, read from the maintenance database
+    /// (so that reading it adds nothing to this one's statistics).
+    async fn statistic(&self, sql: &str) -> i64 {
         admin()
             .await
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                &[&self.name],
-            )
+            .query_one(sql, &[&self.name])
             .await
             .unwrap()
             .get(0)

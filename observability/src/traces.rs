@@ -84,8 +84,15 @@ pub fn init(default_service_name: &str) -> Telemetry {
         }
     };
     let otel_layer = provider.as_ref().map(|provider| {
+        // The bridge's defaults add source location, thread, target and
+        // busy/idle times to every span — none of them read by anyone, and
+        // the last one reads the clock on every enter and exit.
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(default_service_name.to_owned()))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
             .with_filter(trace_filter)
     });
     let installed = tracing_subscriber::registry()

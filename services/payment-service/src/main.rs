@@ -1,6 +1,12 @@
 use clap::Parser;
 use payment_service::{Application, Config};
 
+/// mimalloc rather than glibc's malloc: spans, messages and buffers are
+/// many small allocations, often freed on another thread than the one that
+/// made them, where glibc's arenas spend their time (see `make bench-telemetry`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let config = Config::parse();

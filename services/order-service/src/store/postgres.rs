@@ -276,13 +276,11 @@ impl PgStore {
         Ok(())
     }
 
-    /// Runs one operation on a pooled connection, within the statement
-    /// timeout, the schema migrated first. A connection whose operation
-    /// timed out is closed, not pooled again: its peer may be gone.
-    async fn run<T>(
-        &self,
-        op: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<T, StoreError> {
+    /// Runs one statement on a pooled connection (prepared once per
+    /// connection), within the statement timeout, the schema migrated
+    /// first. A connection whose statement timed out is closed, not pooled
+    /// again: its peer may be gone.
+    async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         let late = || unavailable("the database did not answer in time");
         let deadline = tokio::time::Instant::now() + self.settings().statement_timeout;
         let connect = async {
@@ -296,22 +294,17 @@ impl PgStore {
         let client = tokio::time::timeout_at(deadline, connect)
             .await
             .map_err(|_| late())??;
-        match tokio::time::timeout_at(deadline, op(&client)).await {
+        let run = async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
+        };
+        match tokio::time::timeout_at(deadline, run).await {
             Ok(done) => done.map_err(unavailable),
             Err(_) => {
                 drop(deadpool_postgres::Client::take(client));
                 Err(late())
             }
         }
-    }
-
-    async fn query(
-        client: &deadpool_postgres::Client,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let statement = client.prepare_cached(sql).await?;
-        client.query(&statement, params).await
     }
 
     /// Closes the pool: its connections end (tests read the database's
@@ -340,10 +333,8 @@ impl PgStore {
     ) -> Result<Vec<(OrderId, u32, Option<String>)>, StoreError> {
         let (limit, hold, replica) = (n as i64, millis(self.settings().hold), self.inner.replica);
         let rows = self
-            .run(async |c| {
-                Self::query(
-                    c,
-                    "UPDATE orders SET due_at = now() + $2 * interval '1 millisecond',
+            .query(
+                "UPDATE orders SET due_at = now() + $2 * interval '1 millisecond',
                                        attempts = attempts + 1, claimed_by = $3
                      WHERE order_id IN (
                          SELECT order_id FROM orders
@@ -351,10 +342,8 @@ impl PgStore {
                          ORDER BY due_at LIMIT $1
                          FOR UPDATE SKIP LOCKED)
                      RETURNING order_id, attempts, trace",
-                    &[&limit, &hold, &replica],
-                )
-                .await
-            })
+                &[&limit, &hold, &replica],
+            )
             .await?;
         Ok(rows
             .iter()
@@ -372,14 +361,7 @@ impl PgStore {
     /// Pending orders in the whole table.
     pub async fn pending(&self) -> Result<usize, StoreError> {
         let rows = self
-            .run(async |c| {
-                Self::query(
-                    c,
-                    "SELECT count(*) FROM orders WHERE status = 'pending'",
-                    &[],
-                )
-                .await
-            })
+            .query("SELECT count(*) FROM orders WHERE status = 'pending'", &[])
             .await?;
         Ok(rows[0].get::<_, i64>(0) as usize)
     }
@@ -389,22 +371,18 @@ impl PgStore {
         let [hold, ..] = self.due_params();
         let row = Bound::new(order);
         let inserted = self
-            .run(async |c| {
-                Self::query(
-                    c,
-                    concat!(
-                        "INSERT INTO orders (order_id, ",
-                        order_columns!(),
-                        ", due_at, trace)
+            .query(
+                concat!(
+                    "INSERT INTO orders (order_id, ",
+                    order_columns!(),
+                    ", due_at, trace)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
                                  now() + $11 * interval '1 millisecond', $12)
                          ON CONFLICT (order_id) DO NOTHING
                          RETURNING order_id"
-                    ),
-                    &[&[&row.id as Param], &row.columns()[..], &[&hold, &trace]].concat(),
-                )
-                .await
-            })
+                ),
+                &[&[&row.id as Param], &row.columns()[..], &[&hold, &trace]].concat(),
+            )
             .await?;
         if inserted.is_empty() {
             return Err(StoreError::Duplicate(order.order_id));
@@ -443,9 +421,7 @@ impl PgStore {
             let (row, from) = (Bound::new(order), from.as_str());
             let due: [Param; 4] = [&from, &hold, &interval, &max];
             let written = self
-                .run(async |c| {
-                    Self::query(c, sql, &[&row.outcome()[..], &due, extra].concat()).await
-                })
+                .query(sql, &[&row.outcome()[..], &due, extra].concat())
                 .await?;
             if written.first().is_some_and(|row| row.get::<_, bool>(0)) {
                 return Ok(Updated::Written);
@@ -481,11 +457,9 @@ impl PgStore {
         // A key swept between two statements is simply new again.
         for _ in 0..3 {
             let created = self
-                .run(async |c| {
-                    Self::query(
-                        c,
-                        concat!(
-                            "WITH key AS (
+                .query(
+                    concat!(
+                        "WITH key AS (
                                  INSERT INTO idempotency_keys
                                      (key, fingerprint, order_id, holder, lease_until, expires_at)
                                  VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond',
@@ -493,17 +467,15 @@ impl PgStore {
                                  ON CONFLICT (key) DO NOTHING
                                  RETURNING order_id)
                              INSERT INTO orders (order_id, ",
-                            order_columns!(),
-                            ", due_at, trace)
+                        order_columns!(),
+                        ", due_at, trace)
                              SELECT order_id, $7, $8, $9, $10, $11, $12, $13, $14, $15,
                                     now() + $16 * interval '1 millisecond', $17
                              FROM key
                              RETURNING order_id"
-                        ),
-                        &[key_params, &row.columns()[..], &[&hold, &trace]].concat(),
-                    )
-                    .await
-                })
+                    ),
+                    &[key_params, &row.columns()[..], &[&hold, &trace]].concat(),
+                )
                 .await?;
             if !created.is_empty() {
                 return Ok(Reservation::New);
@@ -511,20 +483,16 @@ impl PgStore {
             // Taken before: resume it if it is free (released, or its
             // holder silent past the lease) and the body is the same.
             let resumed = self
-                .run(async |c| {
-                    Self::query(
-                        c,
-                        // A key in use again is remembered a TTL from now.
-                        "UPDATE idempotency_keys
+                .query(
+                    // A key in use again is remembered a TTL from now.
+                    "UPDATE idempotency_keys
                          SET holder = $2, lease_until = now() + $3 * interval '1 millisecond',
                              expires_at = GREATEST(expires_at, now() + $5 * interval '1 second')
                          WHERE key = $1 AND fingerprint = $4 AND response_status IS NULL
                            AND (holder IS NULL OR lease_until <= now())
                          RETURNING order_id",
-                        &[&msg.key, &holder, &lease, &msg.fingerprint, &ttl],
-                    )
-                    .await
-                })
+                    &[&msg.key, &holder, &lease, &msg.fingerprint, &ttl],
+                )
                 .await?;
             if let Some(row) = resumed.first() {
                 let order_id: Uuid = row.get(0);
@@ -533,15 +501,11 @@ impl PgStore {
                 });
             }
             let found = self
-                .run(async |c| {
-                    Self::query(
-                        c,
-                        "SELECT fingerprint, response_status, response_headers, response_body
+                .query(
+                    "SELECT fingerprint, response_status, response_headers, response_body
                          FROM idempotency_keys WHERE key = $1",
-                        &[&msg.key],
-                    )
-                    .await
-                })
+                    &[&msg.key],
+                )
                 .await?;
             let Some(row) = found.first() else { continue };
             let fingerprint: &str = row.get(0);
@@ -565,17 +529,13 @@ impl PgStore {
         let (status, body) = (msg.response.status as i16, &msg.response.body);
         let holder = msg.holder.as_uuid();
         let Settle::Order { order, from } = msg.effect else {
-            self.run(async |c| {
-                Self::query(
-                    c,
-                    "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+            self.query(
+                "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
                          response_status = $3, response_headers = $4, response_body = $5
                      WHERE key = $1 AND holder = $2
                      RETURNING key",
-                    &[&msg.key, &holder, &status, &headers, body],
-                )
-                .await
-            })
+                &[&msg.key, &holder, &status, &headers, body],
+            )
             .await?;
             return Ok(Ok(()));
         };
@@ -599,16 +559,12 @@ impl PgStore {
 
     async fn release_key(&self, msg: Release) -> Result<(), StoreError> {
         let holder = msg.holder.as_uuid();
-        self.run(async |c| {
-            Self::query(
-                c,
-                "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL
+        self.query(
+            "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL
                  WHERE key = $1 AND holder = $2 AND response_status IS NULL
                  RETURNING key",
-                &[&msg.key, &holder],
-            )
-            .await
-        })
+            &[&msg.key, &holder],
+        )
         .await?;
         Ok(())
     }
@@ -621,10 +577,8 @@ impl PgStore {
         let mut removed = 0;
         loop {
             let deleted = self
-                .run(async |c| {
-                    Self::query(
-                        c,
-                        "DELETE FROM idempotency_keys WHERE key IN (
+                .query(
+                    "DELETE FROM idempotency_keys WHERE key IN (
                              SELECT k.key FROM idempotency_keys k
                              WHERE k.expires_at < now()
                                AND (k.holder IS NULL OR k.lease_until <= now())
@@ -632,10 +586,8 @@ impl PgStore {
                                    WHERE o.order_id = k.order_id AND o.status = 'pending')
                              LIMIT $1 FOR UPDATE OF k SKIP LOCKED)
                          RETURNING key",
-                        &[&SWEEP_BATCH],
-                    )
-                    .await
-                })
+                    &[&SWEEP_BATCH],
+                )
                 .await?
                 .len();
             removed += deleted;
@@ -647,22 +599,18 @@ impl PgStore {
 
     async fn key_stats(&self) -> Result<Stats, StoreError> {
         let rows = self
-            .run(async |c| {
-                Self::query(
-                    c,
-                    // In flight: held under a live lease. A key whose holder
-                    // died is free once its lease ends (the next request
-                    // takes it over), so it counts as released.
-                    "SELECT count(*),
+            .query(
+                // In flight: held under a live lease. A key whose holder
+                // died is free once its lease ends (the next request
+                // takes it over), so it counts as released.
+                "SELECT count(*),
                             count(*) FILTER (WHERE holder IS NOT NULL AND lease_until > now()),
                             count(*) FILTER (WHERE response_status IS NOT NULL),
                             count(*) FILTER (WHERE response_status IS NULL
                                              AND (holder IS NULL OR lease_until <= now()))
                      FROM idempotency_keys",
-                    &[],
-                )
-                .await
-            })
+                &[],
+            )
             .await?;
         let count = |i| rows[0].get::<_, i64>(i) as usize;
         Ok(Stats {
@@ -708,24 +656,18 @@ impl OrderStore for PgStore {
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         let rows = self
-            .run(async |c| {
-                Self::query(
-                    c,
-                    "SELECT order_id, status, merchant_id, amount, currency, transaction_id,
+            .query(
+                "SELECT order_id, status, merchant_id, amount, currency, transaction_id,
                             reason, created_at, maybe_charged, calls
                      FROM orders WHERE order_id = $1",
-                    &[&id.as_uuid()],
-                )
-                .await
-            })
+                &[&id.as_uuid()],
+            )
             .await?;
         rows.first().map(order_from).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(async |c| Self::query(c, "SELECT 1", &[]).await)
-            .await
-            .map(drop)
+        self.query("SELECT 1", &[]).await.map(drop)
     }
 }
 

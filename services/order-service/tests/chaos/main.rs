@@ -599,7 +599,7 @@ async fn the_invariant_holds_with_replicas_on_postgres() {
             match db {
                 "one_killed" => stack.restart_replicas(&[1]),
                 "all_killed" => stack.restart_replicas(&[0, 1, 2]),
-                _ => pg.restart(),
+                _ => pg.start_server(),
             }
         };
         let (seen, ()) = futures_util::join!(drive(&stack, db, 2 * ORDERS), chaos);

@@ -81,11 +81,20 @@ impl PrivatePg {
         pg
     }
 
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+    /// `pg_ctl -D <data> <args>` as the server's owner; answers whether
+    /// it succeeded.
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        as_owner(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
-    fn start_server(&self) {
+    /// Starts the server (again, after [`Self::stop_immediately`]).
+    pub fn start_server(&self) {
         // fsync off: a test server, and a killed server (not a lost
         // machine) keeps every write it acknowledged either way.
         let options = format!(
@@ -93,32 +102,16 @@ impl PrivatePg {
             self.port,
             self.dir.path().display()
         );
-        let status = as_owner(pg_bin("pg_ctl"))
-            .args(["-w", "-t", "30", "-D"])
-            .arg(self.data())
-            .args(["-o", &options, "-l"])
-            .arg(self.dir.path().join("server.log"))
-            .arg("start")
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "the private PostgreSQL started");
+        let log = self.dir.path().join("server.log");
+        let log = log.to_str().unwrap();
+        let started = self.pg_ctl(&["-w", "-t", "30", "-o", &options, "-l", log, "start"]);
+        assert!(started, "the private PostgreSQL started");
     }
 
     /// As a crash would: no checkpoint, no goodbye to the clients.
     pub fn stop_immediately(&self) {
-        let status = as_owner(pg_bin("pg_ctl"))
-            .args(["-w", "-m", "immediate", "-D"])
-            .arg(self.data())
-            .arg("stop")
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "the private PostgreSQL stopped");
-    }
-
-    pub fn restart(&self) {
-        self.start_server();
+        let stopped = self.pg_ctl(&["-w", "-m", "immediate", "stop"]);
+        assert!(stopped, "the private PostgreSQL stopped");
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -142,13 +135,7 @@ impl PrivatePg {
 
 impl Drop for PrivatePg {
     fn drop(&mut self) {
-        let _ = as_owner(pg_bin("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(self.data())
-            .arg("stop")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.pg_ctl(&["-m", "immediate", "stop"]);
     }
 }
 

@@ -120,7 +120,11 @@ pub struct Orders {
     pub store: Arc<dyn OrderStore>,
     pub payments: PaymentCall,
     pub idempotency: Addr<IdempotencyStore<OrderKeys>>,
-    pub reconciler: Addr<Reconciler<PendingOrder>>,
+    /// The reconciler to tell of this flow's orders; none where the store
+    /// itself is the schedule (shared: every pending row falls due by
+    /// itself), and telling would be two actor messages per order for
+    /// nothing.
+    pub reconciler: Option<Addr<Reconciler<PendingOrder>>>,
     pub metrics: OrderMetrics,
     pub flows: Arc<Flows>,
 }
@@ -220,7 +224,8 @@ impl Orders {
             OrderError::Unavailable("idempotency store")
         })?;
         if reservation != Reservation::New {
-            self.forget(candidate);
+            // Tracked for nothing: the reservation did not start this order.
+            self.report(candidate, false);
         }
         let result = match (reservation, lease) {
             (Reservation::Replay(response), _) => {
@@ -270,19 +275,23 @@ impl Orders {
     /// pending (a store may commit and still answer an error), first due
     /// only once this flow's call has surely ended.
     fn track(&self, order_id: OrderId) {
-        self.reconciler.do_send(Track {
-            key: order_id.to_string(),
-            payload: PendingOrder::here(order_id),
-            hold: self.payments.policy().longest_call(),
-        });
+        if let Some(reconciler) = &self.reconciler {
+            reconciler.do_send(Track {
+                key: order_id.to_string(),
+                payload: PendingOrder::here(order_id),
+                hold: self.payments.policy().longest_call(),
+            });
+        }
     }
 
-    /// Tracked for nothing: the reservation did not start this order.
-    fn forget(&self, order_id: OrderId) {
-        self.reconciler.do_send(Report {
-            key: order_id.to_string(),
-            still_unknown: None,
-        });
+    /// What this flow learned of the order: settled, or still unknown.
+    fn report(&self, order_id: OrderId, still_unknown: bool) {
+        if let Some(reconciler) = &self.reconciler {
+            reconciler.do_send(Report {
+                key: order_id.to_string(),
+                still_unknown: still_unknown.then(|| PendingOrder::here(order_id)),
+            });
+        }
     }
 
     /// A client retry of an order whose last call ended without a verdict
@@ -366,11 +375,7 @@ impl Orders {
                 current
             }
         };
-        let still_unknown = (order.status == OrderStatus::Pending).then(|| PendingOrder::here(id));
-        self.reconciler.do_send(Report {
-            key: id.to_string(),
-            still_unknown,
-        });
+        self.report(id, order.status == OrderStatus::Pending);
         let result = answer(order, result);
         match lease {
             Some(lease) => self.finish_key(lease, result).await,

@@ -64,6 +64,8 @@ impl Application {
             });
         }
         let store = storage.orders();
+        // In process, the reconciler tracks the orders the flows tell it of.
+        let tracked = matches!(storage, Storage::InProcess(_));
         let metrics = OrderMetrics::default();
         let reliability = Reliability::start(&config, clock, &metrics, &storage);
         let metrics = web::Data::new(metrics);
@@ -100,7 +102,7 @@ impl Application {
                 store: store.clone(),
                 payments,
                 idempotency: shared.idempotency.clone(),
-                reconciler: shared.reconciler.clone(),
+                reconciler: tracked.then(|| shared.reconciler.clone()),
                 metrics: metrics.get_ref().clone(),
                 flows: worker_flows.clone(),
             });

@@ -153,13 +153,16 @@ impl Handler<Acquire> for Bulkhead {
     /// A permit at once if a slot is free and nobody waits; else a place in
     /// the queue, if there is room.
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(
-            parent: &msg.span, "bulkhead.acquire",
-            actor.name = NAME, actor.message = "Acquire",
-            bulkhead.max = self.config.max_concurrent,
-            bulkhead.in_use = tracing::field::Empty,
-            bulkhead.queued = tracing::field::Empty,
-        );
+        let span = msg.span.in_scope(|| {
+            tracing::info_span!(
+                "bulkhead.acquire",
+                actor.name = NAME,
+                actor.message = "Acquire",
+                bulkhead.max = self.config.max_concurrent,
+                bulkhead.in_use = tracing::field::Empty,
+                bulkhead.queued = tracing::field::Empty,
+            )
+        });
         let _entered = span.enter();
         let grant = guarded(ctx, NAME, || {
             self.waiters.retain(|w| !w.is_closed());

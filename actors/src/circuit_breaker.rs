@@ -168,10 +168,14 @@ impl Handler<Admit> for CircuitBreaker {
 
     /// Admits in closed state and for half-open trials; rejects while open.
     fn handle(&mut self, msg: Admit, ctx: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(
-            parent: &msg.span, "breaker.admit",
-            actor.name = NAME, actor.message = "Admit", cb.state = tracing::field::Empty,
-        );
+        let span = msg.span.in_scope(|| {
+            tracing::info_span!(
+                "breaker.admit",
+                actor.name = NAME,
+                actor.message = "Admit",
+                cb.state = tracing::field::Empty,
+            )
+        });
         let _entered = span.enter();
         let (admission, transition) = guarded(ctx, NAME, || self.machine.admit(self.clock.now()))
             .map_err(AdmitError::Failed)?;
@@ -186,10 +190,12 @@ impl Handler<Record> for CircuitBreaker {
 
     /// Counts the outcome in the period it was admitted in.
     fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(
-            parent: &msg.span, "breaker.record",
-            actor.name = NAME, actor.message = "Record", cb.outcome = ?msg.outcome,
-        );
+        let span = msg.span.in_scope(|| {
+            tracing::info_span!(
+                "breaker.record",
+                actor.name = NAME, actor.message = "Record", cb.outcome = ?msg.outcome,
+            )
+        });
         let _entered = span.enter();
         let now = self.clock.now();
         let transition = guarded(ctx, NAME, || {
@@ -216,10 +222,12 @@ impl Handler<SetMode> for CircuitBreaker {
     type Result = Result<Status, ActorFailed>;
 
     fn handle(&mut self, msg: SetMode, ctx: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(
-            parent: &msg.span, "breaker.set_mode",
-            actor.name = NAME, actor.message = "SetMode", cb.mode = ?msg.mode,
-        );
+        let span = msg.span.in_scope(|| {
+            tracing::info_span!(
+                "breaker.set_mode",
+                actor.name = NAME, actor.message = "SetMode", cb.mode = ?msg.mode,
+            )
+        });
         let _entered = span.enter();
         let now = self.clock.now();
         let transition = guarded(ctx, NAME, || self.machine.set_mode(msg.mode, now))?;

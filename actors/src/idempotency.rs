@@ -303,11 +303,16 @@ impl<B: KeyBackend> Actor for IdempotencyStore<B> {
 impl<B: KeyBackend> Supervised for IdempotencyStore<B> {}
 
 fn actor_span(parent: &Span, message: &'static str, name: &'static str, key: &str) -> Span {
-    tracing::info_span!(
-        parent: parent, "idempotency",
-        otel.name = name, actor.name = NAME, actor.message = message,
-        idempotency.key = key, idempotency.outcome = tracing::field::Empty,
-    )
+    parent.in_scope(|| {
+        tracing::info_span!(
+            "idempotency",
+            otel.name = name,
+            actor.name = NAME,
+            actor.message = message,
+            idempotency.key = key,
+            idempotency.outcome = tracing::field::Empty,
+        )
+    })
 }
 
 impl<B: KeyBackend> Handler<Reserve<B::Record>> for IdempotencyStore<B> {

@@ -1,38 +1,56 @@
 //! HTTP tracing: the server span of each request, named `METHOD route`,
-//! with the stable HTTP semantic-convention attributes, continuing the
-//! caller's trace from its `traceparent`; and the headers that carry the
-//! current trace on an outgoing call.
+//! with the stable HTTP semantic-convention attributes we use and no more
+//! (tracing-actix-web's default span formats ~16 fields and extracts the
+//! caller's context twice); and the headers that carry the current trace on
+//! an outgoing call.
+//!
+//! The caller's `traceparent` is read once, here, and decides the trace's
+//! sampling before the span exists (see [`crate::sampling`]).
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
 use opentelemetry::global;
-use opentelemetry::propagation::Injector;
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt;
 use tracing::Span;
-use tracing_actix_web::{RootSpanBuilder, root_span};
+use tracing::field::Empty;
+use tracing_actix_web::RootSpanBuilder;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::sampling;
 
 pub struct ServerSpan;
 
+/// Probes and scrapes, answered every few seconds for as long as a
+/// service runs: traced, they would bury the orders in Jaeger.
+const UNTRACED: &[&str] = &["/health", "/ready", "/metrics"];
+
 impl RootSpanBuilder for ServerSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let path = request.path().to_owned();
-        let port = request
-            .connection_info()
-            .host()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok());
-        root_span!(
-            level = tracing::Level::INFO,
-            request,
-            http.request.method = %request.method(),
-            url.path = %path,
-            url.scheme = %request.connection_info().scheme(),
-            server.port = port,
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        )
+        if UNTRACED.contains(&request.path()) {
+            return Span::none();
+        }
+        let Some(sampler) = sampling::sampler() else {
+            // Nothing exported: the span only names the request in logs.
+            return server_span(request);
+        };
+        let caller = global::get_text_map_propagator(|propagator| {
+            propagator.extract(&Headers(request.headers()))
+        });
+        let remote = caller.span().span_context().clone();
+        let trace_id = if remote.is_valid() {
+            remote.trace_id()
+        } else {
+            sampling::new_trace_id()
+        };
+        let sampled = sampler.sampled(Some(&remote), trace_id);
+        let span = sampling::decided_root(sampled, trace_id, || server_span(request));
+        if sampled && remote.is_valid() {
+            let _ = span.set_parent(caller);
+        }
+        span
     }
 
     /// 5xx mark the span as an error; 4xx are the client's, and leave its
@@ -43,7 +61,6 @@ impl RootSpanBuilder for ServerSpan {
             Err(error) => error.as_response_error().status_code(),
         };
         span.record("http.response.status_code", status.as_u16());
-        span.record("http.status_code", status.as_u16());
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
             span.record("error.type", status.as_str());
@@ -51,17 +68,53 @@ impl RootSpanBuilder for ServerSpan {
     }
 }
 
+fn server_span(request: &ServiceRequest) -> Span {
+    let method = request.method().as_str();
+    let route = request.match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    tracing::info_span!(
+        "HTTP request",
+        otel.name = format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.route = route,
+        url.path = request.path(),
+        url.scheme = if request.app_config().secure() { "https" } else { "http" },
+        server.port = request.app_config().local_addr().port(),
+        http.response.status_code = Empty,
+        error.type = Empty,
+    )
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
 /// `traceparent` (and `tracestate`) for the current span, to add to an
-/// outgoing request so the callee's spans join this trace.
+/// outgoing request so the callee's spans join this trace, sampled or not.
 pub fn outgoing_trace_headers() -> Vec<(String, String)> {
-    struct Headers(Vec<(String, String)>);
-    impl Injector for Headers {
+    struct Out(Vec<(String, String)>);
+    impl Injector for Out {
         fn set(&mut self, key: &str, value: String) {
             self.0.push((key.to_owned(), value));
         }
     }
-    let context = Span::current().context();
-    let mut headers = Headers(Vec::new());
-    global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut headers));
+    let ids = crate::current_span_context();
+    let mut headers = Out(Vec::new());
+    if ids.is_valid() {
+        let context = opentelemetry::Context::new().with_remote_span_context(ids);
+        global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut headers)
+        });
+    }
     headers.0
 }

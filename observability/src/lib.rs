@@ -7,6 +7,8 @@
 //!   thread, configured by the standard `OTEL_*` variables), the W3C
 //!   propagator, and the guard that flushes on shutdown.
 //! - [`logs`]: one JSON object per line with `trace_id` and `span_id`.
+//! - [`sampling`]: head sampling decided at the root, so the spans of an
+//!   unsampled trace never reach the OTel layer.
 //! - [`http`]: the server span of each request (HTTP semantic conventions)
 //!   and the `traceparent` headers for an outgoing call.
 //! - [`metrics`]: a Prometheus registry per application, the request
@@ -18,20 +20,32 @@ pub mod http;
 pub mod logs;
 pub mod metric_names;
 pub mod metrics;
+pub mod sampling;
 pub mod traces;
 
 pub use traces::{Telemetry, init, init_for_tests};
 
+/// The trace and span ids of the current span: the exported span's, or,
+/// in an unsampled trace, the ids its root keeps ([`sampling::Unsampled`]).
+/// Invalid outside any trace, or when nothing is exported.
+pub fn current_span_context() -> opentelemetry::trace::SpanContext {
+    use opentelemetry::trace::{SpanContext, TraceContextExt};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::Span::current();
+    let Some(id) = span.id() else {
+        return SpanContext::empty_context();
+    };
+    let ids = span.context().span().span_context().clone();
+    if ids.is_valid() {
+        return ids;
+    }
+    sampling::unsampled_ids(&id).unwrap_or_else(SpanContext::empty_context)
+}
+
 /// The trace id of the current span, for problem bodies and logs.
 pub fn current_trace_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    let ids = current_span_context();
+    ids.is_valid().then(|| ids.trace_id().to_string())
 }
 
 /// A reference to a span of another trace, for an OpenTelemetry span link:
@@ -43,15 +57,7 @@ pub struct TraceLink(opentelemetry::trace::SpanContext);
 impl TraceLink {
     /// The current span, to be linked to later.
     pub fn current() -> Self {
-        use opentelemetry::trace::TraceContextExt;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        Self(
-            tracing::Span::current()
-                .context()
-                .span()
-                .span_context()
-                .clone(),
-        )
+        Self(current_span_context())
     }
 
     /// As a W3C `traceparent`, to be kept beside what it created (none when

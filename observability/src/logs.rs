@@ -4,11 +4,9 @@
 
 use std::fmt;
 
-use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -22,7 +20,7 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -40,12 +38,14 @@ where
         line.insert("level".into(), Value::String(meta.level().to_string()));
         line.insert("target".into(), Value::String(meta.target().to_owned()));
         event.record(&mut Fields(&mut line));
-        if let Some(span) = ctx.lookup_current() {
-            line.insert("span".into(), Value::String(span.name().to_owned()));
+        // The registry's current span, not the filtered view of this layer
+        // (which sees no span: formatting their fields for nothing cost
+        // every span an allocation).
+        let current = tracing::Span::current();
+        if let Some(meta) = current.metadata() {
+            line.insert("span".into(), Value::String(meta.name().to_owned()));
         }
-        let context = tracing::Span::current().context();
-        let otel_span = context.span();
-        let ids = otel_span.span_context();
+        let ids = crate::current_span_context();
         if ids.is_valid() {
             line.insert("trace_id".into(), Value::String(ids.trace_id().to_string()));
             line.insert("span_id".into(), Value::String(ids.span_id().to_string()));

@@ -52,6 +52,17 @@ pub fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
     g
 }
 
+/// The process's span export counters, on this registry too.
+pub fn register_span_counters(registry: &Registry) {
+    let counters = crate::traces::span_counters();
+    registry
+        .register(Box::new(counters.exported.clone()))
+        .expect("metric registered once");
+    registry
+        .register(Box::new(counters.dropped.clone()))
+        .expect("metric registered once");
+}
+
 /// Request count and duration by method, route pattern and status.
 #[derive(Clone)]
 pub struct HttpMetrics {

@@ -35,6 +35,7 @@ pub struct OrderMetrics {
 impl Default for OrderMetrics {
     fn default() -> Self {
         let r = Registry::new();
+        observability::metrics::register_span_counters(&r);
         let metrics = Self {
             http: HttpMetrics::new(&r),
             orders: counter_vec(

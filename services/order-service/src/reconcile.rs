@@ -57,12 +57,16 @@ pub fn redrive(
 ) -> Redrive<PendingOrder> {
     Box::new(move |pending: PendingOrder, attempt| {
         let (store, payments, metrics) = (store.clone(), payments.clone(), metrics.clone());
-        let span = tracing::info_span!(
-            "reconcileOrder",
-            order.id = %pending.order_id,
-            reconcile.attempt = attempt,
-            reconcile.outcome = Empty,
-        );
+        // A trace of its own, linked to the request's.
+        let span = observability::sampling::new_root(|| {
+            tracing::info_span!(
+                parent: None,
+                "reconcileOrder",
+                order.id = %pending.order_id,
+                reconcile.attempt = attempt,
+                reconcile.outcome = Empty,
+            )
+        });
         pending.link.attach_to(&span);
         Box::pin(
             async move {

@@ -19,6 +19,7 @@ pub struct PaymentMetrics {
 impl Default for PaymentMetrics {
     fn default() -> Self {
         let r = Registry::new();
+        observability::metrics::register_span_counters(&r);
         let metrics = Self {
             http: HttpMetrics::new(&r),
             charges: counter_vec(

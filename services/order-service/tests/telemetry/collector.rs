@@ -1,5 +1,6 @@
-//! An OTLP/gRPC trace receiver: the real protobuf over a real socket, so
-//! the services export exactly as they would to a collector.
+//! An OTLP trace receiver, over gRPC and over HTTP (`http/protobuf`), as a
+//! collector listens on 4317 and 4318: the real protobuf over real sockets,
+//! so the services export exactly as they would to a collector.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +60,8 @@ struct Receiver {
     /// Keep every span (tests), or only count them (benchmarks).
     keep: bool,
     received: Arc<AtomicU64>,
+    /// Of them, spans that came over OTLP/HTTP.
+    over_http: Arc<AtomicU64>,
 }
 
 fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -88,7 +91,32 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let request = request.into_inner();
+        self.take(request.into_inner());
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// `POST /v1/traces` with a protobuf body, as OTLP/HTTP sends it.
+async fn http_export(
+    receiver: actix_web::web::Data<Receiver>,
+    body: actix_web::web::Bytes,
+) -> actix_web::HttpResponse {
+    use prost::Message;
+    match ExportTraceServiceRequest::decode(body) {
+        Ok(request) => {
+            let spans = receiver.take(request);
+            receiver.over_http.fetch_add(spans, Ordering::Relaxed);
+            actix_web::HttpResponse::Ok()
+                .content_type("application/x-protobuf")
+                .body(ExportTraceServiceResponse::default().encode_to_vec())
+        }
+        Err(e) => actix_web::HttpResponse::BadRequest().body(e.to_string()),
+    }
+}
+
+impl Receiver {
+    /// Keeps (or counts) the request's spans; answers how many it held.
+    fn take(&self, request: ExportTraceServiceRequest) -> u64 {
         if !self.keep {
             let count: usize = request
                 .resource_spans
@@ -97,7 +125,7 @@ impl TraceService for Receiver {
                 .map(|s| s.spans.len())
                 .sum();
             self.received.fetch_add(count as u64, Ordering::Relaxed);
-            return Ok(Response::new(ExportTraceServiceResponse::default()));
+            return count as u64;
         }
         let mut received = Vec::new();
         for resource_spans in request.resource_spans {
@@ -135,13 +163,19 @@ impl TraceService for Receiver {
                 }
             }
         }
+        let count = received.len() as u64;
+        self.received.fetch_add(count, Ordering::Relaxed);
         self.spans.lock().unwrap().extend(received);
-        Ok(Response::new(ExportTraceServiceResponse::default()))
+        count
     }
 }
 
 pub struct Collector {
+    over_http: Arc<AtomicU64>,
+    /// OTLP/gRPC.
     pub endpoint: String,
+    /// OTLP/HTTP (the exporter appends `/v1/traces`).
+    pub http_endpoint: String,
     spans: Arc<Mutex<Vec<Span>>>,
     received: Arc<AtomicU64>,
 }
@@ -157,9 +191,19 @@ impl Collector {
         Self::start_with(false)
     }
 
-    /// Spans received by a counting receiver.
+    /// Spans received so far.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Of them, spans received over OTLP/HTTP.
+    pub fn received_over_http(&self) -> u64 {
+        self.over_http.load(Ordering::Relaxed)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap().clone()
     }
 
     fn start_with(keep: bool) -> Self {
@@ -169,6 +213,8 @@ impl Collector {
         };
         let spans = receiver.spans.clone();
         let received = receiver.received.clone();
+        let over_http = receiver.over_http.clone();
+        let http_endpoint = Self::serve_http(receiver.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -188,9 +234,36 @@ impl Collector {
         let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Self {
             endpoint: format!("http://{addr}"),
+            http_endpoint,
             spans,
             received,
+            over_http,
         }
+    }
+
+    /// The OTLP/HTTP listener, on its own thread and actix system.
+    fn serve_http(receiver: Receiver) -> String {
+        use actix_web::{App, HttpServer, web};
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let receiver = web::Data::new(receiver);
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(receiver.clone())
+                        // A collector's default limit for one request.
+                        .app_data(web::PayloadConfig::new(64 << 20))
+                        .route("/v1/traces", web::post().to(http_export))
+                })
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+                tx.send(server.addrs()[0]).unwrap();
+                server.run().await.unwrap();
+            });
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        format!("http://{addr}")
     }
 
     /// Waits for a span named `name` that links to a span of `trace_id`.

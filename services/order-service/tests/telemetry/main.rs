@@ -107,7 +107,40 @@ fn assert_child(child: &Span, parent: &Span) {
 #[actix_web::test]
 async fn a_plain_order_has_every_span_of_the_contract_across_both_services() {
     let collector = Collector::start();
-    let pair = spawn_pair(&collector.endpoint, &[], &[]);
+    every_span_of_the_contract(&collector, &collector.endpoint, &[], &[]).await;
+    assert_eq!(collector.received_over_http(), 0, "gRPC by default");
+}
+
+#[actix_web::test]
+async fn over_otlp_http_an_order_has_every_span_of_the_contract_too() {
+    let collector = Collector::start();
+    every_span_of_the_contract(
+        &collector,
+        &collector.http_endpoint,
+        // The traces-specific variable wins over the general one.
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+        ],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+    )
+    .await;
+    assert_eq!(
+        collector.received_over_http(),
+        collector.received(),
+        "every span came over HTTP"
+    );
+}
+
+/// One keyed order and its replay, exported to `endpoint`: the span tree
+/// and attributes of CONTRACT §6.
+async fn every_span_of_the_contract(
+    collector: &Collector,
+    endpoint: &str,
+    order_env: &[(&str, &str)],
+    payment_env: &[(&str, &str)],
+) {
+    let pair = spawn_pair(endpoint, order_env, payment_env);
     let (trace_id, traceparent) = new_trace();
     let (status, order) = post_order(&pair.order.url, &traceparent, Some("trace-me")).await;
     assert_eq!(status, 201, "{order}");
@@ -456,4 +489,202 @@ async fn a_reconciliation_links_to_the_trace_that_left_the_order_pending() {
         matches!(outcome.as_deref(), Some("completed" | "still_pending")),
         "{outcome:?}"
     );
+}
+
+/// The spans of one order without a key: order-service's, then payment's.
+const ORDER_SPANS: &[&str] = &[
+    "POST /orders",
+    "createOrder",
+    "callPayment",
+    "POST",
+    "breaker.admit",
+    "bulkhead.acquire",
+    "breaker.record",
+    "persistOrder",
+];
+const CHARGE_SPANS: &[&str] = &["POST /charge", "processCharge", "validate", "gatewayCall"];
+
+fn traceparent_of(trace_id: &str, sampled: bool) -> String {
+    let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!(
+        "00-{trace_id}-{parent}-{}",
+        if sampled { "01" } else { "00" }
+    )
+}
+
+/// Waits for a whole order's trace, both services' spans.
+async fn await_order(collector: &Collector, trace_id: &str) -> Vec<Span> {
+    let names: Vec<&str> = ORDER_SPANS.iter().chain(CHARGE_SPANS).copied().collect();
+    collector.await_trace(trace_id, &names).await
+}
+
+#[actix_web::test]
+async fn an_unsampled_trace_exports_nothing_in_either_service() {
+    let collector = Collector::start();
+    let pair = spawn_pair(&collector.endpoint, &[], &[]);
+    // The caller decided not to sample: neither service exports a span of
+    // it, and payment, told so through traceparent, starts no trace either.
+    let unsampled = uuid::Uuid::new_v4().simple().to_string();
+    let (status, body) =
+        post_order(&pair.order.url, &traceparent_of(&unsampled, false), None).await;
+    assert_eq!(status, 201, "{body}");
+    // A sampled order after it: once its spans are in, the first order's
+    // would have been too (each service exports its spans in order).
+    let (sampled, traceparent) = new_trace();
+    assert_eq!(post_order(&pair.order.url, &traceparent, None).await.0, 201);
+    let trace = await_order(&collector, &sampled).await;
+    assert_eq!(
+        trace.len(),
+        ORDER_SPANS.len() + CHARGE_SPANS.len(),
+        "{}",
+        tree(&trace)
+    );
+    let spans = collector.spans();
+    assert!(spans.iter().all(|s| s.trace_id != unsampled), "{spans:?}");
+    let charges = spans.iter().filter(|s| s.name == "POST /charge").count();
+    assert_eq!(charges, 1, "payment traced only the sampled order");
+}
+
+#[actix_web::test]
+async fn a_sampling_ratio_decides_once_per_trace_for_both_services() {
+    let collector = Collector::start();
+    // order-service samples half of the traces it starts; payment follows
+    // whatever the caller decided.
+    let pair = spawn_pair(
+        &collector.endpoint,
+        &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+        ],
+        &[],
+    );
+    let orders = 24;
+    for _ in 0..orders {
+        // No traceparent: order-service is the root and decides.
+        let res = awc::Client::default()
+            .post(format!("{}/orders", pair.order.url))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(r#"{"merchant_id":"merchant_123","amount":1.00,"currency":"USD"}"#)
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let (marker, traceparent) = new_trace();
+    assert_eq!(post_order(&pair.order.url, &traceparent, None).await.0, 201);
+    await_order(&collector, &marker).await;
+
+    let spans = collector.spans();
+    let mut traces: std::collections::HashMap<&str, Vec<&Span>> = Default::default();
+    for span in spans.iter().filter(|s| s.trace_id != marker) {
+        traces.entry(&span.trace_id).or_default().push(span);
+    }
+    // Each trace is whole (both services) or absent: never half-sampled.
+    for (trace_id, trace) in &traces {
+        let mut names: Vec<&str> = trace.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        let mut whole: Vec<&str> = ORDER_SPANS.iter().chain(CHARGE_SPANS).copied().collect();
+        whole.sort_unstable();
+        assert_eq!(names, whole, "trace {trace_id}");
+    }
+    // About half; all or none would be a 1 in 8 million chance.
+    assert!(
+        (1..orders).contains(&traces.len()),
+        "{} of {orders} traces sampled",
+        traces.len()
+    );
+}
+
+/// A counter of `service`'s `/metrics` (0 when absent).
+async fn metric(service: &str, series: &str) -> u64 {
+    let mut res = awc::Client::default()
+        .get(format!("{service}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+const EXPORTED: &str = "otel_spans_exported_total ";
+const DROPPED_FULL: &str = "otel_spans_dropped_total{reason=\"queue_full\"} ";
+
+/// Sends `orders` orders without a key, `concurrency` at a time.
+async fn burst(url: &str, orders: usize, concurrency: usize) {
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let worker = || async {
+        let client = awc::Client::default();
+        while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < orders {
+            let res = client
+                .post(format!("{url}/orders"))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(r#"{"merchant_id":"merchant_123","amount":1.00,"currency":"USD"}"#)
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
+    };
+    futures_util::future::join_all((0..concurrency).map(|_| worker())).await;
+}
+
+#[actix_web::test]
+async fn every_span_of_a_burst_reaches_the_collector() {
+    let collector = Collector::start();
+    let pair = spawn_pair(&collector.endpoint, &[], &[]);
+    let orders = 300;
+    burst(&pair.order.url, orders, 16).await;
+    let expected = orders * (ORDER_SPANS.len() + CHARGE_SPANS.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (collector.received() as usize) < expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {expected} spans received",
+            collector.received()
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Exactly: nothing lost, nothing else exported (probes and scrapes are
+    // not traced), and what each service counted is what arrived.
+    assert_eq!(collector.received() as usize, expected);
+    let exported =
+        metric(&pair.order.url, EXPORTED).await + metric(&pair.payment.url, EXPORTED).await;
+    assert_eq!(exported as usize, expected);
+    assert_eq!(metric(&pair.order.url, DROPPED_FULL).await, 0);
+    assert_eq!(metric(&pair.payment.url, DROPPED_FULL).await, 0);
+}
+
+#[actix_web::test]
+async fn spans_that_find_the_export_queue_full_are_counted() {
+    let collector = Collector::start();
+    // A queue of two spans: a burst overflows it.
+    let pair = spawn_pair(
+        &collector.endpoint,
+        &[("OTEL_BSP_MAX_QUEUE_SIZE", "2")],
+        &[],
+    );
+    let orders = 100;
+    burst(&pair.order.url, orders, 16).await;
+    let produced = (orders * ORDER_SPANS.len()) as u64;
+    // Every span is accounted for: exported or counted dropped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (exported, dropped) = loop {
+        let exported = metric(&pair.order.url, EXPORTED).await;
+        let dropped = metric(&pair.order.url, DROPPED_FULL).await;
+        if exported + dropped == produced {
+            break (exported, dropped);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{exported} exported + {dropped} dropped of {produced}"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(dropped > 0, "the burst overflowed the queue");
+    let from_order = collector
+        .spans()
+        .iter()
+        .filter(|s| s.service == "order-service")
+        .count() as u64;
+    assert_eq!(from_order, exported, "what was counted exported arrived");
 }

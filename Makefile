@@ -15,7 +15,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 .PHONY: help build up up-metrics down logs jaeger clean \
         build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker \
-        load load-heavy load-stress bench-loadgen bench-telemetry bench-store
+        load load-heavy load-stress bench-loadgen bench-store
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -93,9 +93,6 @@ load-heavy: ## Heavy load: 1000 requests, 50 concurrent
 load-stress: ## Stress: 1000 requests, 100 concurrent
 	$(call load,load-stress,-n 1000 -c 100)
 
-bench-telemetry: ## Order throughput with trace export on, sampled, and off, same run
-	@scripts/bench-telemetry.sh
-
 bench-store: ## Keyed orders/s in memory vs PostgreSQL, commits per order, pgbench for scale
 	@scripts/bench-store.sh
 
@@ -139,8 +136,8 @@ chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a
 	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
 	  --ignored --nocapture --test-threads=1
 
-bench: ## Measure the actors' cost per order beside a whole order's latency
-	cargo bench -p order-service --bench pipeline
+bench: ## Every figure of docs/benchmarks.md, side by side in one run (~4 min)
+	python3 scripts/bench.py
 
 lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all -- --check

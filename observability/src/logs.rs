@@ -1,6 +1,8 @@
 //! JSON log lines: `timestamp`, `level`, `target`, `message`, the event's
-//! fields, the current span's name, and its `trace_id` / `span_id`, so a log
-//! line leads to its trace in Jaeger.
+//! fields, and, where traces are on, the current span's name and its
+//! `trace_id` / `span_id`, so a log line leads to its trace in Jaeger. (With
+//! export off no span is built at all: they would cost every request for a
+//! name in a log line.)
 
 use std::fmt;
 

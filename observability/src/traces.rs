@@ -117,15 +117,18 @@ pub fn init(default_service_name: &str) -> Telemetry {
     // Log lines name their span but print none of its fields: spans are
     // kept out of this layer, which would format every span's fields.
     let events_only = filter_fn(|meta| meta.is_event());
-    let installed = tracing_subscriber::registry()
-        .with(otel_layer)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .event_format(JsonLines)
-                .with_filter(log_filter.and(events_only)),
-        )
-        .try_init()
-        .is_ok();
+    let logs = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .event_format(JsonLines)
+            .with_filter(log_filter.and(events_only)),
+    );
+    // Not `.with(Option<layer>)`: an absent layer counts as one interested
+    // in everything, and every span would then be built for nobody.
+    let installed = match otel_layer {
+        Some(otel_layer) => logs.with(otel_layer).try_init(),
+        None => logs.try_init(),
+    }
+    .is_ok();
     if !installed {
         if let Some(provider) = provider {
             let _ = provider.shutdown();

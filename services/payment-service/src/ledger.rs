@@ -195,6 +195,12 @@ impl Ledger {
         self.lock().by_key.get(key).cloned()
     }
 
+    /// Whether [`Self::record`] waits on the disk (and so must not run on
+    /// a worker).
+    pub fn is_durable(&self) -> bool {
+        self.replay.durable
+    }
+
     /// Charges `request` under `key` unless the key is already charged.
     /// Blocking (it syncs the log): call it from a blocking thread.
     pub fn record(

@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""`make bench`: every figure of docs/benchmarks.md, from one run.
+
+Each figure is a ratio of two measurements taken side by side in this run
+on this machine, so that a slower or busier machine moves both sides
+alike. The load is wrk (closed model, 2 threads, CONNECTIONS connections,
+SECONDS_EACH seconds a run); payment-service's simulated latency is 0, so
+what is measured is the services' own cost. The configurations that are
+compared are interleaved over ROUNDS rounds and the medians reported.
+
+CPU per request is read from /proc/<pid>/stat (user + system) before and
+after each run. With traces exported, the spans received by the in-run
+OTLP sink are checked against orders x spans per order: a faster figure
+that loses spans is not a result.
+
+Environment: SECONDS_EACH (10), CONNECTIONS (32), ROUNDS (3),
+BENCH_OUT (docs/benchmarks.md).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+os.chdir(ROOT)
+SECONDS_EACH = int(os.environ.get("SECONDS_EACH", "10"))
+CONNECTIONS = int(os.environ.get("CONNECTIONS", "32"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+OUT = Path(os.environ.get("BENCH_OUT", "docs/benchmarks.md"))
+HZ = os.sysconf("SC_CLK_TCK")
+RELEASE = ROOT / "target" / "release"
+# Spans of one order without a key (CONTRACT §6): order-service's, payment's.
+ORDER_SPANS, CHARGE_SPANS = 8, 4
+ADMIN = "bench-admin-token"
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, text=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def get(url, headers=None, method="GET", body=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as res:
+        return res.read().decode()
+
+
+def wait_ready(url):
+    for _ in range(200):
+        try:
+            get(url)
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{url} never answered")
+
+
+def metric(base, series):
+    """A counter or gauge of a service's /metrics (summed over its labels)."""
+    total = 0.0
+    for line in get(f"{base}/metrics").splitlines():
+        if line.startswith(series) and line[len(series)] in " {":
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Sink:
+    """The in-run OTLP sink (the tests' receiver, counting)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [RELEASE / "examples" / "otlp_sink"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.grpc = self.proc.stdout.readline().strip()
+        self.http = self.proc.stdout.readline().strip()
+        self.count = 0
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self):
+        for line in self.proc.stderr:
+            found = re.search(r"spans received: (\d+)", line)
+            if found:
+                self.count = int(found.group(1))
+
+    def settled(self, expected=None, quiet=1.0, within=30):
+        """The count once it reached `expected`, or stopped moving for `quiet` s."""
+        deadline = time.time() + within
+        last, since = self.count, time.time()
+        while time.time() < deadline:
+            if expected is not None and self.count >= expected:
+                break
+            if self.count != last:
+                last, since = self.count, time.time()
+            elif time.time() - since >= quiet:
+                break
+            time.sleep(0.05)
+        return self.count
+
+    def stop(self):
+        self.proc.kill()
+
+
+class Pair:
+    """payment-service and order-service, on ports of their own."""
+
+    def __init__(self, env, order_env=None):
+        common = {
+            **os.environ,
+            "BIND_ADDR": "127.0.0.1",
+            "RUST_LOG": "warn",
+            "ADMIN_TOKEN": ADMIN,
+            **env,
+        }
+        self.pay_port, self.ord_port = free_port(), free_port()
+        self.payment = subprocess.Popen(
+            [RELEASE / "payment-service"],
+            env={**common, "PORT": str(self.pay_port), "PAYMENT_VALIDATE_MS": "0", "PAYMENT_GATEWAY_MS": "0"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.order = subprocess.Popen(
+            [RELEASE / "order-service"],
+            env={
+                **common,
+                "PORT": str(self.ord_port),
+                "BULKHEAD_MAX": "64",
+                "PAYMENT_SERVICE_URL": f"http://127.0.0.1:{self.pay_port}",
+                **(order_env or {}),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.order_url = f"http://127.0.0.1:{self.ord_port}"
+        self.payment_url = f"http://127.0.0.1:{self.pay_port}"
+        wait_ready(f"{self.payment_url}/health")
+        wait_ready(f"{self.order_url}/ready")
+
+    def cpu(self):
+        return cpu_ticks(self.order.pid), cpu_ticks(self.payment.pid)
+
+    def stop(self):
+        """SIGTERM: each service flushes its last spans before it exits."""
+        for proc in (self.order, self.payment):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (self.order, self.payment):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wrk(url, script=None, latency=False):
+    args = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS_EACH}s"]
+    if script:
+        args += ["-s", f"scripts/wrk/{script}"]
+    if latency:
+        args.append("--latency")
+    out = sh(*args, url, capture_output=True).stdout
+    result = {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "non2xx": int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1]),
+    }
+    if latency:
+        result["p99_ms"] = to_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))
+    return result
+
+
+def to_ms(text):
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def orders_run(label, env, sink=None, spans_per_order=0):
+    """One wrk run of POST /orders against a fresh pair."""
+    pair = Pair(env)
+    try:
+        before = pair.cpu()
+        start_spans = sink.count if sink else 0
+        load = wrk(f"{pair.order_url}/orders", "order.lua")
+        after = pair.cpu()
+        completed = metric(pair.order_url, 'orders_total{status="completed"}')
+        dropped = metric(pair.order_url, "otel_spans_dropped_total") + metric(
+            pair.payment_url, "otel_spans_dropped_total"
+        )
+    finally:
+        pair.stop()
+    n = max(load["requests"], 1)
+    run = {
+        "label": label,
+        "rps": load["rps"],
+        "non2xx": load["non2xx"],
+        "order_us": (after[0] - before[0]) * 1e6 / HZ / n,
+        "payment_us": (after[1] - before[1]) * 1e6 / HZ / n,
+        "completed": int(completed),
+    }
+    if sink:
+        # The services flushed on SIGTERM: what they exported has arrived.
+        expected = start_spans + int(completed) * spans_per_order if spans_per_order else None
+        received = sink.settled(expected, quiet=1.0)
+        run["spans"] = received - start_spans
+        run["spans_expected"] = int(completed) * spans_per_order if spans_per_order else None
+        run["dropped"] = int(dropped)
+    print(json.dumps(run), flush=True)
+    return run
+
+
+def median(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+
+def main():
+    if not shutil.which("wrk"):
+        print("installing wrk")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        sh(*sudo, "apt-get", "install", "-y", "-qq", "wrk")
+    sh("cargo", "build", "--release", "-q", "--bins")
+    sh("cargo", "build", "--release", "-q", "-p", "order-service", "--example", "otlp_sink")
+    sink = Sink()
+    per_order = ORDER_SPANS + CHARGE_SPANS
+    configs = {
+        "off": ({"OTEL_SDK_DISABLED": "true"}, None, 0),
+        "grpc": ({"OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc}, sink, per_order),
+        "http": (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.http, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+            sink,
+            per_order,
+        ),
+        "tenth": (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            },
+            sink,
+            0,
+        ),
+    }
+    runs = {name: [] for name in configs}
+    try:
+        for _ in range(ROUNDS):
+            for name, (env, s, spans) in configs.items():
+                runs[name].append(orders_run(name, env, s, spans))
+        charges, p5 = direct_charges(), refusals()
+    finally:
+        sink.stop()
+    actors = pipeline()
+    loadgen = loadgen_vs_wrk()
+    write(runs, charges, p5, actors, loadgen)
+
+
+def direct_charges():
+    """payment-service's POST /charge alone, export off (P1's denominator)."""
+    pair = Pair({"OTEL_SDK_DISABLED": "true"})
+    try:
+        before = pair.cpu()
+        load = wrk(f"{pair.payment_url}/charge", "charge.lua")
+        after = pair.cpu()
+    finally:
+        pair.stop()
+    run = {
+        "rps": load["rps"],
+        "non2xx": load["non2xx"],
+        "payment_us": (after[1] - before[1]) * 1e6 / HZ / max(load["requests"], 1),
+    }
+    print(json.dumps({"charges": run}), flush=True)
+    return run
+
+
+def refusals():
+    """P5: p99 of a 503 with the breaker forced open, beside p99 of /health."""
+    pair = Pair({"OTEL_SDK_DISABLED": "true"})
+    try:
+        get(
+            f"{pair.order_url}/admin/breaker",
+            headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
+            method="PUT",
+            body=b'{"mode":"forced_open"}',
+        )
+        refused = wrk(f"{pair.order_url}/orders", "order.lua", latency=True)
+        health = wrk(f"{pair.order_url}/health", latency=True)
+    finally:
+        pair.stop()
+    run = {"refused": refused, "health": health}
+    print(json.dumps({"p5": run}), flush=True)
+    return run
+
+
+def pipeline():
+    out = sh("cargo", "bench", "-q", "-p", "order-service", "--bench", "pipeline", capture_output=True).stdout
+    print(out, flush=True)
+    return out.strip()
+
+
+def loadgen_vs_wrk():
+    out = sh("scripts/bench-loadgen.sh", capture_output=True, env={**os.environ, "CONNECTIONS": str(CONNECTIONS)}).stdout
+    print(out, flush=True)
+    ratio = re.search(r"ratio:\s+([\d.]+)", out).group(1)
+    return float(ratio), out.strip()
+
+
+def write(runs, charges, p5, actors, loadgen):
+    off, grpc, http, tenth = (runs[k] for k in ("off", "grpc", "http", "tenth"))
+    m = {k: {f: median(v, f) for f in ("rps", "order_us", "payment_us")} for k, v in runs.items()}
+    lost = [r for r in grpc + http if r["spans"] != r["spans_expected"] or r["dropped"]]
+    p5_ratio = p5["refused"]["p99_ms"] / p5["health"]["p99_ms"]
+    p1 = m["off"]["rps"] / charges["rps"]
+    ratio = lambda k: m[k]["rps"] / m["off"]["rps"]  # noqa: E731
+    per_round = lambda k: ", ".join(f"{r['rps'] / o['rps']:.2f}" for r, o in zip(runs[k], off))  # noqa: E731
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores. Every figure is a ratio of two measurements taken side by side "
+        "in this run, so it travels between machines better than the absolute numbers; the "
+        "absolute numbers are here to read the ratios by.",
+        "",
+        f"Load: `wrk -t2 -c{CONNECTIONS} -d{SECONDS_EACH}s` (closed model), `POST /orders` without "
+        "an `Idempotency-Key` (every request a new order and a new charge), payment-service's "
+        "simulated latency 0, bulkhead 64, in-memory stores, `RUST_LOG=warn`. "
+        f"The four trace configurations are interleaved over {ROUNDS} rounds; medians shown. "
+        "wrk, the services and the OTLP sink share the machine's cores.",
+        "",
+        "## Traces: what exporting every span costs",
+        "",
+        "| configuration | orders/s | ÷ export off | per round | CPU µs per order, order-service | CPU µs per charge, payment-service |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {
+        "off": "export off (`OTEL_SDK_DISABLED=true`)",
+        "grpc": "every trace exported, OTLP/gRPC",
+        "http": "every trace exported, OTLP/HTTP (`http/protobuf`)",
+        "tenth": "10 % of traces (`parentbased_traceidratio`, 0.1)",
+    }
+    for k in ("off", "grpc", "http", "tenth"):
+        lines.append(
+            f"| {names[k]} | {m[k]['rps']:,.0f} | {ratio(k):.2f} | {per_round(k) if k != 'off' else '—'} "
+            f"| {m[k]['order_us']:.0f} | {m[k]['payment_us']:.0f} |"
+        )
+    spans = sum(r["spans"] for r in grpc + http)
+    expected = sum(r["spans_expected"] for r in grpc + http)
+    lines += [
+        "",
+        f"**No span lost.** In the exported runs the sink received {spans:,} spans for "
+        f"{expected:,} expected (orders completed × {ORDER_SPANS + CHARGE_SPANS} spans per order); "
+        + ("every run matched exactly, and `otel_spans_dropped_total` stayed 0."
+           if not lost else f"**{len(lost)} run(s) did not match**: {json.dumps(lost)}."),
+        "",
+        "## The other ratios",
+        "",
+        "| figure | value | sides |",
+        "|---|---|---|",
+        f"| P1 orchestration: orders/s ÷ payment's `POST /charge` alone (export off) | {p1:.2f} "
+        f"| {m['off']['rps']:,.0f} orders/s; {charges['rps']:,.0f} charges/s "
+        f"({charges['payment_us']:.0f} CPU µs per charge) |",
+        f"| P4 export on ÷ off | {ratio('grpc'):.2f} | see above |",
+        f"| P4 10 % sampled ÷ off | {ratio('tenth'):.2f} | see above |",
+        f"| P5 p99 of a refused order (breaker forced open, 503) ÷ p99 of `GET /health` | {p5_ratio:.2f} "
+        f"| {p5['refused']['p99_ms']:.2f} ms; {p5['health']['p99_ms']:.2f} ms |",
+        f"| loadgen ÷ wrk, `GET /health` of payment-service | {loadgen[0]:.2f} | below |",
+        "",
+        "## The actors' cost per order (`cargo bench -p order-service --bench pipeline`)",
+        "",
+        "Latency of one order at a time, not CPU: each awaited message is a round trip to the",
+        "actors' thread and back.",
+        "",
+        "```",
+        actors,
+        "```",
+        "",
+        "## loadgen against wrk (`scripts/bench-loadgen.sh`)",
+        "",
+        "```",
+        loadgen[1],
+        "```",
+        "",
+        "## Every run",
+        "",
+        "```",
+        *[json.dumps(r) for k in ("off", "grpc", "http", "tenth") for r in runs[k]],
+        json.dumps({"charges": charges}),
+        json.dumps({"p5": p5}),
+        "```",
+        "",
+    ]
+    OUT.write_text("\n".join(lines))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -158,7 +158,7 @@ impl Handler<Acquire> for Bulkhead {
                 "bulkhead.acquire",
                 actor.name = NAME,
                 actor.message = "Acquire",
-                bulkhead.max = self.config.max_concurrent,
+                bulkhead.max = self.config.max_concurrent as i64,
                 bulkhead.in_use = tracing::field::Empty,
                 bulkhead.queued = tracing::field::Empty,
             )
@@ -178,7 +178,7 @@ impl Handler<Acquire> for Bulkhead {
             }
         })
         .map_err(|_| BulkheadError::Unavailable)?;
-        span.record("bulkhead.in_use", self.in_use);
+        span.record("bulkhead.in_use", self.in_use as i64);
         span.record("bulkhead.queued", matches!(grant, Ok(Grant::Queued(_))));
         grant
     }

@@ -13,7 +13,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{TraceContextExt, TraceState};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_actix_web::RootSpanBuilder;
@@ -40,13 +40,13 @@ impl RootSpanBuilder for ServerSpan {
             propagator.extract(&Headers(request.headers()))
         });
         let remote = caller.span().span_context().clone();
-        let trace_id = if remote.is_valid() {
-            remote.trace_id()
+        let (trace_id, state) = if remote.is_valid() {
+            (remote.trace_id(), remote.trace_state().clone())
         } else {
-            sampling::new_trace_id()
+            (sampling::new_trace_id(), TraceState::default())
         };
         let sampled = sampler.sampled(Some(&remote), trace_id);
-        let span = sampling::decided_root(sampled, trace_id, || server_span(request));
+        let span = sampling::decided_root(sampled, trace_id, state, || server_span(request));
         if sampled && remote.is_valid() {
             let _ = span.set_parent(caller);
         }
@@ -60,7 +60,7 @@ impl RootSpanBuilder for ServerSpan {
             Ok(response) => response.status(),
             Err(error) => error.as_response_error().status_code(),
         };
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
             span.record("error.type", status.as_str());
@@ -81,7 +81,7 @@ fn server_span(request: &ServiceRequest) -> Span {
         http.route = route,
         url.path = request.path(),
         url.scheme = if request.app_config().secure() { "https" } else { "http" },
-        server.port = request.app_config().local_addr().port(),
+        server.port = i64::from(request.app_config().local_addr().port()),
         http.response.status_code = Empty,
         error.type = Empty,
     )
@@ -89,9 +89,16 @@ fn server_span(request: &ServiceRequest) -> Span {
 
 struct Headers<'a>(&'a HeaderMap);
 
+/// A caller's `tracestate` past this is ignored (the W3C limit a vendor
+/// must be able to propagate): it is copied into every span of the trace
+/// and onto every outgoing call, where a large one can get the call
+/// refused (431) or an export batch over a collector's limit.
+const MAX_TRACESTATE: usize = 512;
+
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let value = self.0.get(key).and_then(|v| v.to_str().ok())?;
+        (key != "tracestate" || value.len() <= MAX_TRACESTATE).then_some(value)
     }
 
     fn keys(&self) -> Vec<&str> {

@@ -128,11 +128,13 @@ thread_local! {
 #[derive(Debug, Clone)]
 pub struct Unsampled(pub SpanContext);
 
-/// Creates a root span with the decision already taken (`sampled`), for
-/// the trace `trace_id`; an unsampled root keeps its ids.
+/// Creates a root span with the decision already taken (`sampled`) for the
+/// trace `trace_id`; an unsampled root keeps its ids, with the caller's
+/// `state`.
 pub fn decided_root(
     sampled: bool,
     trace_id: TraceId,
+    state: TraceState,
     make: impl FnOnce() -> tracing::Span,
 ) -> tracing::Span {
     ROOT.set(Some(sampled));
@@ -144,7 +146,7 @@ pub fn decided_root(
             RandomIdGenerator::default().new_span_id(),
             TraceFlags::NOT_SAMPLED,
             false,
-            TraceState::default(),
+            state,
         );
         with_span(&id, |span| span.extensions_mut().insert(Unsampled(ids)));
     }
@@ -158,7 +160,12 @@ pub fn new_root(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
     match sampler() {
         Some(sampler) => {
             let trace_id = new_trace_id();
-            decided_root(sampler.sampled(None, trace_id), trace_id, make)
+            decided_root(
+                sampler.sampled(None, trace_id),
+                trace_id,
+                TraceState::default(),
+                make,
+            )
         }
         None => make(),
     }

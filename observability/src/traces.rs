@@ -68,6 +68,13 @@ impl Telemetry {
         {
             eprintln!("telemetry shutdown: {e}");
         }
+    }
+}
+
+/// However the guard goes (a service that failed to start drops it inside
+/// its async runtime), the export runtime is let go without blocking.
+impl Drop for Telemetry {
+    fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -91,7 +98,17 @@ pub fn init(default_service_name: &str) -> Telemetry {
     let (provider, runtime) = if disabled {
         (None, None)
     } else {
-        match build_provider(default_service_name) {
+        match export_runtime().and_then(|runtime| {
+            match build_provider(default_service_name, &runtime) {
+                Ok(provider) => Ok((provider, runtime)),
+                Err(e) => {
+                    // Dropped in place, a runtime blocks: not allowed
+                    // inside the service's own async runtime.
+                    runtime.shutdown_background();
+                    Err(e)
+                }
+            }
+        }) {
             Ok((provider, runtime)) => (Some(provider), Some(runtime)),
             Err(e) => {
                 eprintln!("tracing export disabled: {e}");
@@ -191,14 +208,19 @@ fn bsp(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn build_provider(
-    default_service_name: &str,
-) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The one-thread runtime the gRPC exporter's connection lives on.
+fn export_runtime() -> Result<tokio::runtime::Runtime, Box<dyn std::error::Error>> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otel-export")
         .enable_all()
-        .build()?;
+        .build()?)
+}
+
+fn build_provider(
+    default_service_name: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<SdkTracerProvider, Box<dyn std::error::Error>> {
     let standard_endpoint = [
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -266,7 +288,7 @@ fn build_provider(
         .with_sampler(SdkSampler::ParentBased(Box::new(SdkSampler::AlwaysOn)))
         .with_resource(Resource::builder().with_service_name(service_name).build())
         .build();
-    Ok((provider, runtime))
+    Ok(provider)
 }
 
 /// Spans that left (or failed to leave) this process, for `/metrics`.

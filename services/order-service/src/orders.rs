@@ -141,9 +141,9 @@ impl Orders {
         let span = tracing::info_span!(
             "createOrder",
             order.id = Empty,
-            merchant.id = %new.details.merchant_id,
+            merchant.id = new.details.merchant_id.as_str(),
             order.amount = %new.details.amount,
-            order.currency = %new.details.currency,
+            order.currency = new.details.currency.code(),
             idempotency.key = key.as_ref().map(IdempotencyKey::as_str),
         );
         // Shutting down: nothing was recorded, nothing charged.

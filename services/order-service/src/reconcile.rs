@@ -63,7 +63,7 @@ pub fn redrive(
                 parent: None,
                 "reconcileOrder",
                 order.id = %pending.order_id,
-                reconcile.attempt = attempt,
+                reconcile.attempt = i64::from(attempt),
                 reconcile.outcome = Empty,
             )
         });

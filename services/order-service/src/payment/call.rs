@@ -91,7 +91,7 @@ impl PaymentCall {
     pub async fn charge(&self, order: &Order) -> CallReport {
         let span = tracing::info_span!(
             "callPayment",
-            timeout_ms = self.policy.budget.as_millis() as u64,
+            timeout_ms = self.policy.budget.as_millis() as i64,
             retry.attempts = Empty,
             retry.succeeded = Empty,
             retry.exhausted = Empty,
@@ -111,7 +111,7 @@ impl PaymentCall {
                 .run(deadline, &mut rng, |info| self.attempt(order, info))
                 .await;
             let span = Span::current();
-            span.record("retry.attempts", report.attempts);
+            span.record("retry.attempts", i64::from(report.attempts));
             match &report.result {
                 Ok(_) => span.record("retry.succeeded", true),
                 Err(_) => span.record("retry.exhausted", true),
@@ -163,16 +163,16 @@ impl PaymentCall {
         let span = tracing::info_span!(
             "POST",
             otel.kind = "client",
-            retry.attempt = info.index,
-            retry.backoff_ms = info.backoff.as_millis() as u64,
-            http.request.resend_count = (info.index > 0).then_some(info.index),
+            retry.attempt = i64::from(info.index),
+            retry.backoff_ms = info.backoff.as_millis() as i64,
+            http.request.resend_count = (info.index > 0).then_some(i64::from(info.index)),
             cb.state = Empty,
-            bulkhead.max = self.policy.bulkhead_max,
+            bulkhead.max = self.policy.bulkhead_max as i64,
             bulkhead.in_use = Empty,
             http.request.method = "POST",
             url.full = %url.full,
             server.address = %url.host,
-            server.port = url.port,
+            server.port = i64::from(url.port),
             http.response.status_code = Empty,
             error.type = Empty,
             otel.status_code = Empty,
@@ -208,7 +208,7 @@ impl PaymentCall {
             let wait = self.policy.bulkhead_wait.min(time_left);
             let permit = match bulkhead::acquire(&self.bulkhead, wait, span.clone()).await {
                 Ok(permit) => {
-                    span.record("bulkhead.in_use", permit.in_use);
+                    span.record("bulkhead.in_use", permit.in_use as i64);
                     permit
                 }
                 Err(e) => {
@@ -249,7 +249,7 @@ impl PaymentCall {
                 }
             }
             if let Some(status) = attempt.status() {
-                span.record("http.response.status_code", status.as_u16());
+                span.record("http.response.status_code", i64::from(status.as_u16()));
             }
             if !matches!(attempt, Attempt::Charged { .. }) {
                 span.record("otel.status_code", "ERROR");

@@ -290,13 +290,13 @@ impl Retrier<'_> {
             }
             match &last {
                 Some(Attempt::Failed { status, .. }) => tracing::info!(
-                    http.response.status_code = status.as_u16(),
-                    retry.backoff_ms = pause.as_millis() as u64,
+                    http.response.status_code = i64::from(status.as_u16()),
+                    retry.backoff_ms = pause.as_millis() as i64,
                     "retry_due_to_status"
                 ),
                 other => tracing::info!(
                     error = ?other,
-                    retry.backoff_ms = pause.as_millis() as u64,
+                    retry.backoff_ms = pause.as_millis() as i64,
                     "retry_due_to_error"
                 ),
             }

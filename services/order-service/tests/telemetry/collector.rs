@@ -27,6 +27,8 @@ pub struct Span {
     pub trace_id: String,
     pub span_id: String,
     pub parent_span_id: String,
+    /// The W3C `tracestate` the span was recorded under.
+    pub trace_state: String,
     pub attributes: Vec<(String, String)>,
     pub events: Vec<(String, Vec<(String, String)>)>,
     /// (trace id, span id) of each span link.
@@ -147,6 +149,7 @@ impl Receiver {
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
+                        trace_state: span.trace_state.clone(),
                         attributes: pairs(&span.attributes),
                         events: span
                             .events

@@ -688,3 +688,50 @@ async fn spans_that_find_the_export_queue_full_are_counted() {
         .count() as u64;
     assert_eq!(from_order, exported, "what was counted exported arrived");
 }
+
+#[actix_web::test]
+async fn a_callers_tracestate_is_carried_through_unless_oversized() {
+    let collector = Collector::start();
+    let pair = spawn_pair(&collector.endpoint, &[], &[]);
+    let order_with = |tracestate: String| {
+        let url = pair.order.url.clone();
+        async move {
+            let (trace_id, traceparent) = new_trace();
+            let res = awc::Client::default()
+                .post(format!("{url}/orders"))
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("traceparent", traceparent))
+                .insert_header(("tracestate", tracestate))
+                .send_body(r#"{"merchant_id":"merchant_123","amount":1.00,"currency":"USD"}"#)
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            trace_id
+        }
+    };
+    let small = order_with("congo=t61rcWkgMzE".to_owned()).await;
+    let trace = await_order(&collector, &small).await;
+    assert!(
+        trace.iter().all(|s| s.trace_state == "congo=t61rcWkgMzE"),
+        "in both services: {trace:?}"
+    );
+    // 40 members of 50 characters: past the W3C limits, ignored whole
+    // rather than copied into every span and onto the call to payment.
+    let large = (0..40)
+        .map(|i| format!("v{i}={}", "x".repeat(45)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let trace_id = order_with(large).await;
+    let trace = await_order(&collector, &trace_id).await;
+    assert!(trace.iter().all(|s| s.trace_state.is_empty()));
+}
+
+#[actix_web::test]
+async fn an_unusable_exporter_setting_leaves_the_services_running_untraced() {
+    // An empty endpoint fails the exporter's build: the services say so and
+    // serve without traces (this used to panic at start).
+    let pair = spawn_pair("", &[], &[]);
+    let (_, traceparent) = new_trace();
+    let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -86,7 +86,7 @@ pub async fn charge(
         "processCharge",
         order.id = %request.order_id,
         idempotency.key = %key,
-        fault.delay_ms = plan.delay.as_millis() as u64,
+        fault.delay_ms = plan.delay.as_millis() as i64,
         fault.rate_limited = plan.rate_limited,
         fault.error = plan.error_before_charge,
         fault.fail_after_charge = plan.fail_after_charge,

@@ -153,7 +153,7 @@ impl Handler<Acquire> for Bulkhead {
     /// A permit at once if a slot is free and nobody waits; else a place in
     /// the queue, if there is room.
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
-        let span = msg.span.in_scope(|| {
+        let span = crate::child_span(&msg.span, || {
             tracing::info_span!(
                 "bulkhead.acquire",
                 actor.name = NAME,

@@ -168,7 +168,7 @@ impl Handler<Admit> for CircuitBreaker {
 
     /// Admits in closed state and for half-open trials; rejects while open.
     fn handle(&mut self, msg: Admit, ctx: &mut Context<Self>) -> Self::Result {
-        let span = msg.span.in_scope(|| {
+        let span = crate::child_span(&msg.span, || {
             tracing::info_span!(
                 "breaker.admit",
                 actor.name = NAME,
@@ -190,7 +190,7 @@ impl Handler<Record> for CircuitBreaker {
 
     /// Counts the outcome in the period it was admitted in.
     fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) -> Self::Result {
-        let span = msg.span.in_scope(|| {
+        let span = crate::child_span(&msg.span, || {
             tracing::info_span!(
                 "breaker.record",
                 actor.name = NAME, actor.message = "Record", cb.outcome = ?msg.outcome,
@@ -222,7 +222,7 @@ impl Handler<SetMode> for CircuitBreaker {
     type Result = Result<Status, ActorFailed>;
 
     fn handle(&mut self, msg: SetMode, ctx: &mut Context<Self>) -> Self::Result {
-        let span = msg.span.in_scope(|| {
+        let span = crate::child_span(&msg.span, || {
             tracing::info_span!(
                 "breaker.set_mode",
                 actor.name = NAME, actor.message = "SetMode", cb.mode = ?msg.mode,

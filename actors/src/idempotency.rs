@@ -303,7 +303,7 @@ impl<B: KeyBackend> Actor for IdempotencyStore<B> {
 impl<B: KeyBackend> Supervised for IdempotencyStore<B> {}
 
 fn actor_span(parent: &Span, message: &'static str, name: &'static str, key: &str) -> Span {
-    parent.in_scope(|| {
+    crate::child_span(parent, || {
         tracing::info_span!(
             "idempotency",
             otel.name = name,

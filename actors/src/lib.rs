@@ -5,7 +5,7 @@
 //!
 //! Every message carries the sender's [`tracing::Span`]: an actor's handler
 //! runs on the actor's own thread, where the sender's span is not current,
-//! so each handler opens its span as an explicit child of the one carried.
+//! so each handler opens its span inside the one carried ([`child_span`]).
 //!
 //! # Layout
 //! - [`circuit_breaker`]: admission and outcomes of payment attempts; its
@@ -19,6 +19,21 @@
 //! - [`clock`]: the injectable clock every time-based decision reads.
 //! - [`supervision`]: turns a panic inside a handler into a supervised
 //!   restart instead of a dead mailbox.
+
+use tracing::Span;
+
+/// The handler's span for a message sent from within `sender`: created in
+/// the sender's scope, so that it is the sender's child for every layer and
+/// filter (the traces' sampling follows the span current at creation, not a
+/// `parent:` argument); none when the sender's span is (nothing traced, or
+/// a trace not sampled).
+pub fn child_span(sender: &Span, make: impl FnOnce() -> Span) -> Span {
+    if sender.is_disabled() {
+        Span::none()
+    } else {
+        sender.in_scope(make)
+    }
+}
 
 pub mod bulkhead;
 pub mod circuit_breaker;

@@ -11,7 +11,13 @@
 //! logs carry a trace id and the next hop receives `traceparent` with the
 //! sampled flag off and decides the same way.
 //!
-//! The filter reads the *contextual* parent (the span current when a span
+//! Below an unsampled root nothing is built at all ([`UnsampledSubtreeOff`]):
+//! its children are `Span::none()`, so an unsampled order costs one span
+//! instead of twelve. Code that moves work to another task or thread must
+//! carry the root along for that (as the order flow does when its own span
+//! is off); the actors create nothing for a message whose span is none.
+//!
+//! The filters read the *contextual* parent (the span current when a span
 //! is created). A span created with an explicit `parent:` must be created
 //! inside that parent's scope instead (`parent.in_scope(|| info_span!(…))`),
 //! as the actors do; otherwise it is judged as a root.
@@ -192,6 +198,28 @@ fn with_span<R>(id: &Id, f: impl FnOnce(SpanRef<'_, Registry>) -> R) -> Option<R
         let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
         f.take().map(|f| f(span))
     })
+}
+
+/// The global half: a span whose parent is an unsampled root is not built
+/// (for any layer). Roots always are: an unsampled one keeps its trace's ids.
+pub struct UnsampledSubtreeOff;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for UnsampledSubtreeOff {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_span() {
+            Interest::sometimes()
+        } else {
+            Interest::always()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
+        if !meta.is_span() || ROOT.get().is_some() {
+            return true;
+        }
+        let parent = cx.current_span().id().and_then(|id| cx.span(id));
+        parent.is_none_or(|parent| parent.extensions().get::<Unsampled>().is_none())
+    }
 }
 
 /// The per-layer filter in front of the OTel layer: a root span passes as

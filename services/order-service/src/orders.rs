@@ -158,6 +158,13 @@ impl Orders {
             result
         };
         // On this worker's own runtime (the payment pipeline is per thread).
+        // In a trace not sampled the order's span is none: the task then
+        // carries the request's root, which its spans must see to be off.
+        let span = if span.is_disabled() {
+            Span::current()
+        } else {
+            span
+        };
         actix_rt::spawn(flow.instrument(span))
             .await
             .unwrap_or(Err(OrderError::Unavailable("order flow")))

@@ -559,11 +559,16 @@ async fn a_sampling_ratio_decides_once_per_trace_for_both_services() {
         &[],
     );
     let orders = 24;
-    for _ in 0..orders {
-        // No traceparent: order-service is the root and decides.
-        let res = awc::Client::default()
+    for i in 0..orders {
+        // No traceparent: order-service is the root and decides. Every
+        // other order has a key (two more actor spans, on another thread).
+        let mut req = awc::Client::default()
             .post(format!("{}/orders", pair.order.url))
-            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Content-Type", "application/json"));
+        if i % 2 == 0 {
+            req = req.insert_header(("Idempotency-Key", format!("ratio-{i}")));
+        }
+        let res = req
             .send_body(r#"{"merchant_id":"merchant_123","amount":1.00,"currency":"USD"}"#)
             .await
             .unwrap();
@@ -579,12 +584,18 @@ async fn a_sampling_ratio_decides_once_per_trace_for_both_services() {
         traces.entry(&span.trace_id).or_default().push(span);
     }
     // Each trace is whole (both services) or absent: never half-sampled.
+    let mut whole: Vec<&str> = ORDER_SPANS.iter().chain(CHARGE_SPANS).copied().collect();
+    whole.sort_unstable();
+    let mut keyed = whole.clone();
+    keyed.extend(["idempotency.reserve", "idempotency.complete"]);
+    keyed.sort_unstable();
     for (trace_id, trace) in &traces {
         let mut names: Vec<&str> = trace.iter().map(|s| s.name.as_str()).collect();
         names.sort_unstable();
-        let mut whole: Vec<&str> = ORDER_SPANS.iter().chain(CHARGE_SPANS).copied().collect();
-        whole.sort_unstable();
-        assert_eq!(names, whole, "trace {trace_id}");
+        assert!(
+            names == whole || names == keyed,
+            "trace {trace_id}: {names:?}"
+        );
     }
     // About half; all or none would be a 1 in 8 million chance.
     assert!(

@@ -204,7 +204,12 @@ def orders_run(label, env, sink=None, spans_per_order=0):
         load = wrk(f"{pair.order_url}/orders", "order.lua")
         after = pair.cpu()
         sink_after = cpu_ticks(sink.proc.pid) if sink else 0
-        completed = metric(pair.order_url, 'orders_total{status="completed"}')
+        # wrk hangs up on the orders in flight when its time is up; their
+        # flows still finish (and export): count them once they have.
+        completed, previous = -1, -2
+        while completed != previous:
+            time.sleep(0.2)
+            previous, completed = completed, metric(pair.order_url, 'orders_total{status="completed"}')
         dropped = metric(pair.order_url, "otel_spans_dropped_total") + metric(
             pair.payment_url, "otel_spans_dropped_total"
         )

@@ -22,13 +22,18 @@ fn new_trace() -> (String, String) {
 }
 
 async fn post_order(base: &str, traceparent: &str, key: Option<&str>) -> (u16, Value) {
-    let client = awc::Client::default();
-    let mut req = client
+    let mut headers = vec![("traceparent", traceparent)];
+    headers.extend(key.map(|key| ("Idempotency-Key", key)));
+    send_order(base, &headers).await
+}
+
+/// `POST /orders` with these headers (and none of the trace's unless given).
+async fn send_order(base: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = awc::Client::default()
         .post(format!("{base}/orders"))
-        .insert_header(("Content-Type", "application/json"))
-        .insert_header(("traceparent", traceparent));
-    if let Some(key) = key {
-        req = req.insert_header(("Idempotency-Key", key));
+        .insert_header(("Content-Type", "application/json"));
+    for &header in headers {
+        req = req.insert_header(header);
     }
     let mut res = req
         .send_body(r#"{"merchant_id":"merchant_123","amount":99.99,"currency":"USD"}"#)
@@ -562,17 +567,13 @@ async fn a_sampling_ratio_decides_once_per_trace_for_both_services() {
     for i in 0..orders {
         // No traceparent: order-service is the root and decides. Every
         // other order has a key (two more actor spans, on another thread).
-        let mut req = awc::Client::default()
-            .post(format!("{}/orders", pair.order.url))
-            .insert_header(("Content-Type", "application/json"));
-        if i % 2 == 0 {
-            req = req.insert_header(("Idempotency-Key", format!("ratio-{i}")));
-        }
-        let res = req
-            .send_body(r#"{"merchant_id":"merchant_123","amount":1.00,"currency":"USD"}"#)
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+        let key = format!("ratio-{i}");
+        let headers: &[(&str, &str)] = if i % 2 == 0 {
+            &[("Idempotency-Key", &key)]
+        } else {
+            &[]
+        };
+        assert_eq!(send_order(&pair.order.url, headers).await.0, 201);
     }
     let (marker, traceparent) = new_trace();
     assert_eq!(post_order(&pair.order.url, &traceparent, None).await.0, 201);
@@ -625,15 +626,8 @@ const DROPPED_FULL: &str = "otel_spans_dropped_total{reason=\"queue_full\"} ";
 async fn burst(url: &str, orders: usize, concurrency: usize) {
     let sent = std::sync::atomic::AtomicUsize::new(0);
     let worker = || async {
-        let client = awc::Client::default();
         while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < orders {
-            let res = client
-                .post(format!("{url}/orders"))
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(r#"{"merchant_id":"merchant_123","amount":1.00,"currency":"USD"}"#)
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 201);
+            assert_eq!(send_order(url, &[]).await.0, 201);
         }
     };
     futures_util::future::join_all((0..concurrency).map(|_| worker())).await;
@@ -708,15 +702,8 @@ async fn a_callers_tracestate_is_carried_through_unless_oversized() {
         let url = pair.order.url.clone();
         async move {
             let (trace_id, traceparent) = new_trace();
-            let res = awc::Client::default()
-                .post(format!("{url}/orders"))
-                .insert_header(("Content-Type", "application/json"))
-                .insert_header(("traceparent", traceparent))
-                .insert_header(("tracestate", tracestate))
-                .send_body(r#"{"merchant_id":"merchant_123","amount":1.00,"currency":"USD"}"#)
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 201);
+            let headers = [("traceparent", &*traceparent), ("tracestate", &*tracestate)];
+            assert_eq!(send_order(&url, &headers).await.0, 201);
             trace_id
         }
     };

@@ -14,7 +14,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 
 .PHONY: help build up up-metrics down logs jaeger clean \
         build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
-        fault-delay fault-errors fault-combined fault-clear faults breaker \
+        fault-delay fault-errors fault-combined fault-clear faults breaker watch \
         load load-heavy load-stress bench-loadgen bench-store
 
 help: ## Show the targets
@@ -121,6 +121,9 @@ faults: ## Show payment's current faults
 
 breaker: ## Show order-service's circuit breaker
 	@curl -fsS $(ORDER_URL)/admin/breaker -H "Authorization: Bearer $(ADMIN_TOKEN)" && echo
+
+watch: ## Follow the breaker's transitions live, one line each (reconnects; Ctrl-C stops)
+	@ADMIN_TOKEN=$(ADMIN_TOKEN) python3 -u scripts/watch.py $(ORDER_URL)
 
 # --- checks -----------------------------------------------------------------
 

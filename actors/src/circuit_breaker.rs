@@ -7,10 +7,19 @@
 //! A restart rebuilds the machine from its configuration and keeps the
 //! operator's mode: the window's counts are lost (at worst the breaker
 //! closes early and trips again after a few failures), a forced mode is not.
+//!
+//! Watchers ([`Watch`]) get the state, then every transition as it
+//! happens, each through a small buffer of its own: a watcher that does not
+//! keep up, or went away, is dropped at the next transition, so no reader
+//! ever slows the actor (its stream ends; it can watch again).
 
 pub mod machine;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use actix::{Actor, Addr, Context, Handler, Message, Supervised};
+use serde::Serialize;
+use tokio::sync::mpsc;
 use tracing::Span;
 
 pub use machine::{
@@ -49,6 +58,60 @@ pub struct Record {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Status, ActorFailed>")]
 pub struct GetStatus;
+
+/// What a watcher receives: the state when it starts watching, then each
+/// transition with what led to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BreakerEvent {
+    State {
+        /// Milliseconds since the Unix epoch (wall clock, for people).
+        at_ms: u64,
+        status: Status,
+    },
+    Transition {
+        at_ms: u64,
+        from: State,
+        to: State,
+        reason: TripReason,
+        /// The window's counts and the failure streak as the transition
+        /// found them.
+        window_calls: u32,
+        window_failures: u32,
+        consecutive_failures: u32,
+    },
+}
+
+impl BreakerEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BreakerEvent::State { .. } => "state",
+            BreakerEvent::Transition { .. } => "transition",
+        }
+    }
+}
+
+/// Events a watcher may fall behind by before it is dropped.
+pub const WATCH_BUFFER: usize = 64;
+/// Watchers at once; more are refused.
+pub const MAX_WATCHERS: usize = 32;
+
+/// Start watching: the current state, then every transition.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<mpsc::Receiver<BreakerEvent>, WatchError>")]
+pub struct Watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchError {
+    TooManyWatchers,
+    Failed(ActorFailed),
+}
+
+/// Ends every watch (a shutdown: open streams must not hold it up).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct EndWatches;
 
 /// An admitted attempt's duty to report how it ended. Dropped unreported —
 /// the request that held it was cancelled at an `.await` — it reports
@@ -114,6 +177,7 @@ pub struct CircuitBreaker {
     machine: Machine,
     clock: SharedClock,
     observer: Option<TransitionObserver>,
+    watchers: Vec<mpsc::Sender<BreakerEvent>>,
 }
 
 impl CircuitBreaker {
@@ -123,6 +187,7 @@ impl CircuitBreaker {
             machine,
             clock,
             observer: None,
+            watchers: Vec::new(),
         }
     }
 
@@ -131,8 +196,9 @@ impl CircuitBreaker {
         self
     }
 
-    /// Logs a transition as an event of the span it happened in.
-    fn announce(&self, transition: Option<Transition>) -> Option<Transition> {
+    /// Logs a transition as an event of the span it happened in, and
+    /// tells the watchers.
+    fn announce(&mut self, transition: Option<Transition>) -> Option<Transition> {
         if let Some(t) = &transition {
             tracing::info!(
                 cb.from = t.from.as_str(),
@@ -142,6 +208,20 @@ impl CircuitBreaker {
             );
             if let Some(observer) = &self.observer {
                 observer(t);
+            }
+            if !self.watchers.is_empty() {
+                let event = BreakerEvent::Transition {
+                    at_ms: wall_clock_ms(),
+                    from: t.from,
+                    to: t.to,
+                    reason: t.reason.clone(),
+                    window_calls: t.window_calls,
+                    window_failures: t.window_failures,
+                    consecutive_failures: t.consecutive_failures,
+                };
+                // Full or gone: dropped, never waited for.
+                self.watchers
+                    .retain(|watcher| watcher.try_send(event.clone()).is_ok());
             }
         }
         transition
@@ -234,6 +314,42 @@ impl Handler<SetMode> for CircuitBreaker {
         self.announce(transition);
         guarded(ctx, NAME, || self.machine.status(now))
     }
+}
+
+impl Handler<Watch> for CircuitBreaker {
+    type Result = Result<mpsc::Receiver<BreakerEvent>, WatchError>;
+
+    fn handle(&mut self, _: Watch, ctx: &mut Context<Self>) -> Self::Result {
+        self.watchers.retain(|watcher| !watcher.is_closed());
+        if self.watchers.len() >= MAX_WATCHERS {
+            return Err(WatchError::TooManyWatchers);
+        }
+        let now = self.clock.now();
+        let status = guarded(ctx, NAME, || self.machine.status(now)).map_err(WatchError::Failed)?;
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let first = BreakerEvent::State {
+            at_ms: wall_clock_ms(),
+            status,
+        };
+        if tx.try_send(first).is_ok() {
+            self.watchers.push(tx);
+        }
+        Ok(rx)
+    }
+}
+
+impl Handler<EndWatches> for CircuitBreaker {
+    type Result = ();
+
+    fn handle(&mut self, _: EndWatches, _: &mut Context<Self>) {
+        self.watchers.clear();
+    }
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Handler<Crash> for CircuitBreaker {
@@ -378,5 +494,99 @@ mod tests {
                 .unwrap()
                 .is_ok()
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_watcher_gets_the_state_then_each_transition_with_its_counts() {
+        let clock = ManualClock::default();
+        let addr = start(&clock);
+        let mut events = addr.send(Watch).await.unwrap().unwrap();
+        match events.recv().await.unwrap() {
+            BreakerEvent::State { status, .. } => assert_eq!(status.state, State::Closed),
+            other => panic!("first the state, not {other:?}"),
+        }
+        open_then_half_open(&addr, &clock).await;
+        match events.recv().await.unwrap() {
+            BreakerEvent::Transition {
+                from,
+                to,
+                reason,
+                consecutive_failures,
+                window_calls,
+                window_failures,
+                ..
+            } => {
+                assert_eq!((from, to), (State::Closed, State::Open));
+                assert_eq!(reason, TripReason::ConsecutiveFailures { failures: 2 });
+                assert_eq!(
+                    (consecutive_failures, window_calls, window_failures),
+                    (2, 2, 2)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next admission probes: open → half-open, as it happens.
+        let _trial = admit(&addr, Span::none()).await.unwrap();
+        let event = events.recv().await.unwrap();
+        assert!(
+            matches!(
+                event,
+                BreakerEvent::Transition {
+                    from: State::Open,
+                    to: State::HalfOpen,
+                    ..
+                }
+            ),
+            "{event:?}"
+        );
+        assert_eq!(event.name(), "transition");
+        addr.send(EndWatches).await.unwrap();
+        assert_eq!(events.recv().await, None, "the stream ends");
+    }
+
+    #[actix_rt::test]
+    async fn a_watcher_that_does_not_read_is_dropped_and_slows_nothing() {
+        let clock = ManualClock::default();
+        let addr = start(&clock);
+        let mut stuck = addr.send(Watch).await.unwrap().unwrap();
+        let mut reading = addr.send(Watch).await.unwrap().unwrap();
+        let mut seen = 0;
+        // Far more transitions than a buffer holds, the reader keeping up.
+        for _ in 0..WATCH_BUFFER {
+            for mode in [Mode::ForcedOpen, Mode::Auto] {
+                let set = SetMode {
+                    mode,
+                    span: Span::none(),
+                };
+                addr.send(set).await.unwrap().unwrap();
+            }
+            while reading.try_recv().is_ok() {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 1 + 2 * WATCH_BUFFER, "the reader saw every event");
+        // The stuck one got what fitted, then its stream ended.
+        let mut buffered = 0;
+        while stuck.recv().await.is_some() {
+            buffered += 1;
+        }
+        assert_eq!(buffered, WATCH_BUFFER);
+    }
+
+    #[actix_rt::test]
+    async fn watchers_are_bounded() {
+        let clock = ManualClock::default();
+        let addr = start(&clock);
+        let mut held = Vec::new();
+        for _ in 0..MAX_WATCHERS {
+            held.push(addr.send(Watch).await.unwrap().unwrap());
+        }
+        assert_eq!(
+            addr.send(Watch).await.unwrap().err(),
+            Some(WatchError::TooManyWatchers)
+        );
+        // A watcher that went away frees its place.
+        held.pop();
+        assert!(addr.send(Watch).await.unwrap().is_ok());
     }
 }

@@ -110,6 +110,11 @@ pub struct Transition {
     pub from: State,
     pub to: State,
     pub reason: TripReason,
+    /// The period's counts as the transition found them (the new period
+    /// starts at zero).
+    pub window_calls: u32,
+    pub window_failures: u32,
+    pub consecutive_failures: u32,
 }
 
 /// Permission for one attempt; hand it back with the outcome.
@@ -367,6 +372,11 @@ impl Machine {
 
     fn enter(&mut self, to: State, reason: TripReason, now: Instant) -> Transition {
         let from = self.state;
+        let (window_calls, window_failures, consecutive_failures) = (
+            self.window.len() as u32,
+            self.window_failures,
+            self.consecutive,
+        );
         self.state = to;
         self.reset();
         if to == State::Open && self.open_until <= now {
@@ -374,7 +384,14 @@ impl Machine {
         }
         self.transitions += 1;
         self.last_transition = Some(reason.clone());
-        Transition { from, to, reason }
+        Transition {
+            from,
+            to,
+            reason,
+            window_calls,
+            window_failures,
+            consecutive_failures,
+        }
     }
 
     /// A new period: counts start at zero and older admissions go stale.

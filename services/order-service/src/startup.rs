@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use actors::circuit_breaker::EndWatches;
 use actors::clock::{SharedClock, SystemClock};
 use common::admin::{AdminToken, require_admin};
 use common::problem::unknown_route;
@@ -124,7 +125,8 @@ impl Application {
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))
                         .route("/breaker", web::get().to(admin::get_breaker))
-                        .route("/breaker", web::put().to(admin::put_breaker)),
+                        .route("/breaker", web::put().to(admin::put_breaker))
+                        .route("/breaker/events", web::get().to(admin::breaker_events)),
                 )
                 .default_service(web::to(unknown_route))
         });
@@ -181,9 +183,13 @@ impl Application {
     /// in all).
     pub async fn run_until(self, stop: impl Future<Output = ()> + 'static) -> std::io::Result<()> {
         let (handle, flows, grace) = (self.server.handle(), self.flows, self.shutdown_timeout);
+        let breaker = self.reliability.breaker.clone();
         actix_rt::spawn(async move {
             stop.await;
             handle.pause().await;
+            // Event streams never end by themselves: end them, or a
+            // watcher would hold the shutdown for its whole timeout.
+            breaker.do_send(EndWatches);
             let running = flows.running();
             tracing::info!(
                 order_flows = running,

@@ -1,9 +1,14 @@
 //! `GET/PUT /admin/breaker`: the breaker's state, and the operator's
-//! override (`auto` resets it to a fresh closed breaker).
+//! override (`auto` resets it to a fresh closed breaker);
+//! `GET /admin/breaker/events`: its transitions as they happen
+//! (server-sent events), for `make watch`.
+
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actors::circuit_breaker::{GetStatus, Mode, SetMode};
+use actors::circuit_breaker::{BreakerEvent, GetStatus, Mode, SetMode, Watch, WatchError};
 use common::body::json_body;
 use common::problem::Problem;
 use serde::Deserialize;
@@ -54,4 +59,52 @@ pub async fn put_breaker(
         }
         _ => unavailable(),
     }
+}
+
+/// A comment line this often keeps proxies from closing a quiet stream,
+/// and finds out a reader that went away.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The breaker's state, then one event per transition, as `text/event-stream`:
+/// `event: state` / `event: transition`, `data:` the event as JSON. The
+/// stream ends when the reader falls too far behind (it may reconnect: the
+/// first event is always the state) and when the service shuts down.
+pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse {
+    let events = match reliability.breaker.send(Watch).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(WatchError::TooManyWatchers)) => {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-watchers",
+                "Too many watchers",
+                "the breaker's event stream has as many readers as it serves; retry later",
+            )
+            .with_retry_after(5)
+            .to_response();
+        }
+        _ => return unavailable(),
+    };
+    let keep_alive =
+        actix_rt::time::interval_at(actix_rt::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    let body = futures_util::stream::unfold(
+        (events, keep_alive),
+        |(mut events, mut keep_alive)| async move {
+            let chunk = tokio::select! {
+                event = events.recv() => sse(&event?),
+                _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            Some((Ok::<_, actix_web::Error>(chunk), (events, keep_alive)))
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        // nginx (make run-replicas) would otherwise hold the events back.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
+
+fn sse(event: &BreakerEvent) -> Bytes {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+    Bytes::from(format!("event: {}\ndata: {data}\n\n", event.name()))
 }

@@ -14,7 +14,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 
 .PHONY: help build up up-metrics down logs jaeger clean \
         build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
-        fault-delay fault-errors fault-combined fault-clear faults breaker watch \
+        fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         load load-heavy load-stress bench-loadgen bench-store
 
 help: ## Show the targets
@@ -124,6 +124,9 @@ breaker: ## Show order-service's circuit breaker
 
 watch: ## Follow the breaker's transitions live, one line each (reconnects; Ctrl-C stops)
 	@ADMIN_TOKEN=$(ADMIN_TOKEN) python3 -u scripts/watch.py $(ORDER_URL)
+
+demo-breaker: build-native ## The breaker's whole cycle live in under a minute (restarts make run's services)
+	@ORDER_URL=$(ORDER_URL) PAYMENT_URL=$(PAYMENT_URL) ADMIN_TOKEN=$(ADMIN_TOKEN) scripts/demo-breaker.sh
 
 # --- checks -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ breaker's state, so nothing is left unsaid.
 Usage: watch.py [ORDER_URL] — ADMIN_TOKEN from the environment.
 """
 
+import http.client
 import json
 import os
 import sys
@@ -17,6 +18,8 @@ import urllib.request
 from datetime import datetime
 
 URL = (sys.argv[1] if len(sys.argv) > 1 else "http://localhost:8080").rstrip("/")
+if "://" not in URL:
+    URL = f"http://{URL}"
 TOKEN = os.environ.get("ADMIN_TOKEN", "")
 
 
@@ -37,12 +40,13 @@ def reason(r):
     }.get(kind, lambda: str(kind))()
 
 
-def line(name, event):
+def line(name, event, first):
     if name == "state":
         s = event["status"]
-        extra = f", mode {s['mode']}" if s["mode"] != "auto" else ""
-        return (f"{clock(event['at_ms'])}  {s['state']}{extra}  "
-                f"(watching {URL}; window {s['window_calls']} calls, {s['window_failures']} failed)")
+        mode = f", mode {s['mode']}" if s["mode"] != "auto" or not first else ""
+        where = f"watching {URL}; " if first else ""
+        return (f"{clock(event['at_ms'])}  {s['state']}{mode}  "
+                f"({where}window {s['window_calls']} calls, {s['window_failures']} failed)")
     return (f"{clock(event['at_ms'])}  {event['from']} → {event['to']}  "
             f"({reason(event['reason'])}; window {event['window_calls']} calls, "
             f"{event['window_failures']} failed)")
@@ -54,7 +58,7 @@ def follow():
         headers={"Authorization": f"Bearer {TOKEN}", "Accept": "text/event-stream"},
     )
     with urllib.request.urlopen(req, timeout=60) as stream:
-        name, data = None, []
+        name, data, first = None, [], True
         for raw in stream:
             text = raw.decode("utf-8").rstrip("\r\n")
             if text.startswith("event: "):
@@ -62,25 +66,34 @@ def follow():
             elif text.startswith("data: "):
                 data.append(text[len("data: "):])
             elif text == "" and data:
-                print(line(name, json.loads("\n".join(data))), flush=True)
-                name, data = None, []
+                print(line(name, json.loads("\n".join(data)), first), flush=True)
+                name, data, first = None, [], False
 
 
 def main():
-    waiting = False
+    waiting = None
     while True:
+        pause = 1.0
         try:
             follow()
-            waiting = False
+            waiting = None
         except urllib.error.HTTPError as e:
             body = e.read().decode("utf-8", "replace")
-            sys.exit(f"{URL}/admin/breaker/events answered {e.code}: {body}\n"
-                     "(404: order-service has no ADMIN_TOKEN; 401: set ADMIN_TOKEN to its token)")
-        except (OSError, urllib.error.URLError):
-            if not waiting:
-                print(f"waiting for order-service at {URL} …", flush=True)
-                waiting = True
-        time.sleep(1)
+            if e.code in (401, 403, 404):
+                sys.exit(f"{URL}/admin/breaker/events answered {e.code}: {body}\n"
+                         "(404: order-service has no ADMIN_TOKEN; 401: set ADMIN_TOKEN to its token)")
+            # 503 (too many watchers, shutting down), a proxy's 502: later.
+            why = f"answered {e.code}"
+            pause = float(e.headers.get("Retry-After") or 1)
+            if waiting != why:
+                print(f"order-service at {URL} {why}; retrying …", flush=True)
+                waiting = why
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
+            why = str(getattr(e, "reason", e))
+            if waiting != why:
+                print(f"waiting for order-service at {URL} ({why}) …", flush=True)
+                waiting = why
+        time.sleep(pause)
 
 
 if __name__ == "__main__":

@@ -105,10 +105,12 @@ pub struct Watch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchError {
     TooManyWatchers,
+    ShuttingDown,
     Failed(ActorFailed),
 }
 
-/// Ends every watch (a shutdown: open streams must not hold it up).
+/// Ends every watch, and refuses new ones from now on (a shutdown: open
+/// streams must not hold it up, nor streams opened while it drains).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct EndWatches;
@@ -178,6 +180,8 @@ pub struct CircuitBreaker {
     clock: SharedClock,
     observer: Option<TransitionObserver>,
     watchers: Vec<mpsc::Sender<BreakerEvent>>,
+    /// After [`EndWatches`]: no new watcher.
+    watches_ended: bool,
 }
 
 impl CircuitBreaker {
@@ -188,6 +192,7 @@ impl CircuitBreaker {
             clock,
             observer: None,
             watchers: Vec::new(),
+            watches_ended: false,
         }
     }
 
@@ -219,12 +224,28 @@ impl CircuitBreaker {
                     window_failures: t.window_failures,
                     consecutive_failures: t.consecutive_failures,
                 };
-                // Full or gone: dropped, never waited for.
-                self.watchers
-                    .retain(|watcher| watcher.try_send(event.clone()).is_ok());
+                self.tell_watchers(event);
             }
         }
         transition
+    }
+
+    /// Full or gone: dropped, never waited for.
+    fn tell_watchers(&mut self, event: BreakerEvent) {
+        self.watchers
+            .retain(|watcher| watcher.try_send(event.clone()).is_ok());
+    }
+
+    /// The state as it is now, to the watchers: after a change that is not
+    /// a transition (a mode that leaves the state as it was, a restart).
+    fn tell_state(&mut self, now: std::time::Instant) {
+        if !self.watchers.is_empty() {
+            let status = self.machine.status(now);
+            self.tell_watchers(BreakerEvent::State {
+                at_ms: wall_clock_ms(),
+                status,
+            });
+        }
     }
 }
 
@@ -240,6 +261,8 @@ impl Supervised for CircuitBreaker {
         if mode != Mode::Auto {
             self.machine.set_mode(mode, now);
         }
+        // A fresh machine, without a transition: watchers learn it.
+        self.tell_state(now);
     }
 }
 
@@ -311,7 +334,10 @@ impl Handler<SetMode> for CircuitBreaker {
         let _entered = span.enter();
         let now = self.clock.now();
         let transition = guarded(ctx, NAME, || self.machine.set_mode(msg.mode, now))?;
-        self.announce(transition);
+        if self.announce(transition).is_none() {
+            // The mode changed, the state did not: no transition to tell.
+            self.tell_state(now);
+        }
         guarded(ctx, NAME, || self.machine.status(now))
     }
 }
@@ -320,11 +346,19 @@ impl Handler<Watch> for CircuitBreaker {
     type Result = Result<mpsc::Receiver<BreakerEvent>, WatchError>;
 
     fn handle(&mut self, _: Watch, ctx: &mut Context<Self>) -> Self::Result {
+        if self.watches_ended {
+            return Err(WatchError::ShuttingDown);
+        }
         self.watchers.retain(|watcher| !watcher.is_closed());
         if self.watchers.len() >= MAX_WATCHERS {
             return Err(WatchError::TooManyWatchers);
         }
         let now = self.clock.now();
+        // As GetStatus: an overdue trial ends first, announced to those
+        // already watching, so the new watcher's state is the current one.
+        let expired =
+            guarded(ctx, NAME, || self.machine.expire(now)).map_err(WatchError::Failed)?;
+        self.announce(expired);
         let status = guarded(ctx, NAME, || self.machine.status(now)).map_err(WatchError::Failed)?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let first = BreakerEvent::State {
@@ -342,6 +376,7 @@ impl Handler<EndWatches> for CircuitBreaker {
     type Result = ();
 
     fn handle(&mut self, _: EndWatches, _: &mut Context<Self>) {
+        self.watches_ended = true;
         self.watchers.clear();
     }
 }
@@ -540,8 +575,31 @@ mod tests {
             "{event:?}"
         );
         assert_eq!(event.name(), "transition");
+        // Forcing it open while it is open is no transition: the state.
+        let _ = addr
+            .send(SetMode {
+                mode: Mode::ForcedClosed,
+                span: Span::none(),
+            })
+            .await;
+        let _ = events.recv().await; // half-open → closed
+        let set = SetMode {
+            mode: Mode::Auto,
+            span: Span::none(),
+        };
+        addr.send(set).await.unwrap().unwrap();
+        let event = events.recv().await.unwrap();
+        assert!(
+            matches!(&event, BreakerEvent::State { status, .. } if status.mode == Mode::Auto && status.state == State::Closed),
+            "{event:?}"
+        );
         addr.send(EndWatches).await.unwrap();
         assert_eq!(events.recv().await, None, "the stream ends");
+        assert_eq!(
+            addr.send(Watch).await.unwrap().err(),
+            Some(WatchError::ShuttingDown),
+            "and no new one starts"
+        );
     }
 
     #[actix_rt::test]

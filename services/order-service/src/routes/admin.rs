@@ -61,14 +61,17 @@ pub async fn put_breaker(
     }
 }
 
-/// A comment line this often keeps proxies from closing a quiet stream,
-/// and finds out a reader that went away.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A comment line this often keeps proxies from closing a quiet stream
+/// (nginx's read timeout here is 10 s), and finds out, by the second write
+/// after it, a reader that went away.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// The breaker's state, then one event per transition, as `text/event-stream`:
-/// `event: state` / `event: transition`, `data:` the event as JSON. The
-/// stream ends when the reader falls too far behind (it may reconnect: the
-/// first event is always the state) and when the service shuts down.
+/// `event: state` / `event: transition`, `data:` the event as JSON (a
+/// `state` again after a change that is not a transition: an operator's
+/// mode that leaves the state, an actor restart). The stream ends when the
+/// reader falls too far behind (it may reconnect: the first event is always
+/// the state) and when the service shuts down.
 pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse {
     let events = match reliability.breaker.send(Watch).await {
         Ok(Ok(events)) => events,
@@ -80,6 +83,16 @@ pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse
                 "the breaker's event stream has as many readers as it serves; retry later",
             )
             .with_retry_after(5)
+            .to_response();
+        }
+        Ok(Err(WatchError::ShuttingDown)) => {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "Shutting down",
+                "order-service is shutting down; watch again once it is back",
+            )
+            .with_retry_after(1)
             .to_response();
         }
         _ => return unavailable(),

@@ -1,5 +1,9 @@
 //! After a run: does payment-service's ledger agree with what clients saw?
 //! Every 201 should have exactly one charge, and no order two.
+//!
+//! Scoped to the run: the ledger outlives runs (it is on disk under `make
+//! run`), so only charges made since the run started are weighed against
+//! its answers; the whole ledger's size is shown beside them.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -11,51 +15,111 @@ use crate::client::get_json;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
+    /// Every charge in the ledger, this run's and earlier ones.
     pub ledger_charges: u64,
+    /// Charges made since the run started.
+    pub run_charges: u64,
     pub created_seen: u64,
     pub created_with_one_charge: u64,
     /// 201s whose order has no charge: money promised, not taken.
     pub created_without_charge: u64,
-    /// Charges for orders no client saw a 201 for (pending, or answered
-    /// 5xx/504 while charged): for the reconciler, not necessarily wrong.
+    /// Charges made during the run for orders it saw no 201 for (answered
+    /// 5xx/504 while charged, completed later by the reconciler, or another
+    /// client's): not necessarily wrong.
     pub charges_without_created: u64,
-    /// Orders charged more than once: must be 0.
+    /// Orders charged more than once (among those charged during the run,
+    /// counting all their charges): must be 0.
     pub duplicate_charges: u64,
 }
 
-pub async fn audit(payment_url: &str, created: &[String]) -> Result<AuditReport, String> {
+/// Audits the charges made since `since` (milliseconds since the Unix
+/// epoch, taken before the first request) against the 201s of `created`.
+pub async fn audit(
+    payment_url: &str,
+    created: &[String],
+    since_ms: i64,
+) -> Result<AuditReport, String> {
     let url = format!("{}/ledger?detail=true", payment_url.trim_end_matches('/'));
     let ledger = get_json(&url, Duration::from_secs(30)).await?;
     let entries = ledger["entries"]
         .as_array()
         .ok_or_else(|| format!("{url}: no entries in the ledger"))?;
+    Ok(weigh(entries, created, since_ms))
+}
+
+fn weigh(entries: &[serde_json::Value], created: &[String], since_ms: i64) -> AuditReport {
     let mut charges_per_order: HashMap<&str, u64> = HashMap::new();
+    let mut in_run: HashSet<&str> = HashSet::new();
+    let mut run_charges = 0;
     for entry in entries {
         if let Some(id) = entry["order_id"].as_str() {
             *charges_per_order.entry(id).or_default() += 1;
+            let at = entry["created_at"].as_str().and_then(unix_ms);
+            // A charge whose time cannot be read is counted in, not hidden.
+            if at.is_none_or(|at| at >= since_ms) {
+                in_run.insert(id);
+                run_charges += 1;
+            }
         }
     }
     let created: HashSet<&str> = created.iter().map(String::as_str).collect();
     let charges = |id: &str| charges_per_order.get(id).copied().unwrap_or(0);
-    Ok(AuditReport {
+    AuditReport {
         ledger_charges: entries.len() as u64,
+        run_charges,
         created_seen: created.len() as u64,
         created_with_one_charge: created.iter().filter(|id| charges(id) == 1).count() as u64,
         created_without_charge: created.iter().filter(|id| charges(id) == 0).count() as u64,
-        charges_without_created: charges_per_order
+        charges_without_created: in_run
             .iter()
-            .filter(|(id, _)| !created.contains(*id))
-            .map(|(_, n)| *n)
+            .filter(|id| !created.contains(*id))
+            .map(|id| charges(id))
             .sum(),
-        duplicate_charges: charges_per_order.values().filter(|&&n| n > 1).count() as u64,
-    })
+        duplicate_charges: in_run
+            .iter()
+            .chain(created.iter())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter(|id| charges(id) > 1)
+            .count() as u64,
+    }
+}
+
+/// An RFC 3339 time in UTC (`2026-11-26T07:05:08.123Z`, as the ledger
+/// writes it) as milliseconds since the Unix epoch.
+fn unix_ms(text: &str) -> Option<i64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, d) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.splitn(3, ':').map(str::parse::<i64>);
+    let (h, min, sec) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
+    let millis: i64 = format!("{:0<3}", &fraction[..fraction.len().min(3)])
+        .parse()
+        .ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + min) * 60_000 + sec * 1000 + millis)
 }
 
 impl AuditReport {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "\nLedger audit:");
-        let _ = writeln!(out, "  charges in the ledger: {}", self.ledger_charges);
+        let _ = writeln!(out, "\nLedger audit (charges made during this run):");
+        let _ = writeln!(
+            out,
+            "  charges made during this run: {} (in the whole ledger: {})",
+            self.run_charges, self.ledger_charges
+        );
         let _ = writeln!(
             out,
             "  201s seen: {} (with exactly one charge: {})",
@@ -73,5 +137,53 @@ impl AuditReport {
         );
         let _ = writeln!(out, "  DUPLICATE CHARGES: {}", self.duplicate_charges);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn times_are_read_as_the_ledger_writes_them() {
+        assert_eq!(unix_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_ms("1970-01-02T00:00:01.5Z"), Some(86_401_500));
+        assert_eq!(
+            unix_ms("2026-11-26T07:05:08.123456789Z"),
+            Some(1_795_676_708_123)
+        );
+        assert_eq!(unix_ms("2024-02-29T12:00:00Z"), Some(1_709_208_000_000));
+        assert_eq!(unix_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn only_the_runs_charges_are_weighed() {
+        let charge = |order: &str, at: &str| json!({"order_id": order, "created_at": at});
+        let entries = [
+            // An earlier run's: outside the audit.
+            charge("old", "2026-11-26T07:00:00Z"),
+            charge("old-dup", "2026-11-26T07:00:00Z"),
+            charge("old-dup", "2026-11-26T07:00:01Z"),
+            // This run's.
+            charge("a", "2026-11-26T08:00:01Z"),
+            charge("b", "2026-11-26T08:00:02Z"),
+            charge("b", "2026-11-26T08:00:03Z"),
+            charge("unseen", "2026-11-26T08:00:04Z"),
+        ];
+        let since = unix_ms("2026-11-26T08:00:00Z").unwrap();
+        let report = weigh(
+            &entries,
+            &["a".into(), "b".into(), "no-charge".into()],
+            since,
+        );
+        assert_eq!(report.ledger_charges, 7);
+        assert_eq!(report.run_charges, 4);
+        assert_eq!(report.created_seen, 3);
+        assert_eq!(report.created_with_one_charge, 1);
+        assert_eq!(report.created_without_charge, 1);
+        assert_eq!(report.charges_without_created, 1, "unseen");
+        assert_eq!(report.duplicate_charges, 1, "b, not the earlier run's");
     }
 }

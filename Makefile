@@ -142,7 +142,7 @@ chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a
 	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
 	  --ignored --nocapture --test-threads=1
 
-bench: ## Every figure of docs/benchmarks.md, side by side in one run (~4 min)
+bench: ## Every figure of docs/benchmarks.md, side by side in one run (about 5 min)
 	python3 scripts/bench.py
 
 lint: ## rustfmt and clippy, as CI runs them

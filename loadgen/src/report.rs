@@ -33,7 +33,10 @@ pub struct Report {
     pub problem_titles: BTreeMap<String, u64>,
     pub replay: Option<ReplayReport>,
     pub audit: Option<AuditReport>,
+    /// The run in buckets of `timeline_bucket_ms` (the last one as long as
+    /// the run lasted into it).
     pub timeline: Vec<Second>,
+    pub timeline_bucket_ms: u64,
     /// order_id of every 2xx, for the audit (not printed).
     #[serde(skip)]
     pub created_order_ids: Vec<String>,
@@ -67,15 +70,69 @@ pub struct ReplayReport {
     pub not_comparable: u64,
 }
 
+/// One bucket of the timeline (a second, or what suits the run's length:
+/// from 100 ms for a run of a few seconds to 10 s for a long one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Second {
+    /// The bucket's index.
     pub second: u64,
+    /// Where the bucket starts in the run, and how much of the run it covers.
+    pub start_ms: u64,
+    pub width_ms: u64,
     pub ok: u64,
     pub client_errors: u64,
     pub server_errors: u64,
     pub failures: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+}
+
+/// What the recorder keeps apart; the timeline merges these.
+const SLICE_MS: u64 = 100;
+/// A picture reads well up to about this many buckets.
+const MAX_BUCKETS: u64 = 120;
+
+/// The slices merged into buckets of the smallest width from 100 ms to
+/// 10 s that keeps the run within [`MAX_BUCKETS`]: a run of a second gets
+/// ten points, not one. The last bucket's width is what the run covered of
+/// it, so its rate is not read as a collapse.
+fn buckets(mut slices: Vec<(Second, Histogram<u64>)>, elapsed: Duration) -> (Vec<Second>, u64) {
+    // The run's length; at least into the last slice that saw an answer.
+    let last_slice_ms = (slices.len() as u64).saturating_sub(1) * SLICE_MS + 1;
+    let run_ms = (elapsed.as_millis() as u64).max(last_slice_ms);
+    // A stall at the end answers nothing: it must still show, as zeros.
+    while (slices.len() as u64) < run_ms.div_ceil(SLICE_MS) {
+        slices.push((Second::default(), histogram(2)));
+    }
+    let width = [100, 200, 500, 1_000, 2_000, 5_000, 10_000]
+        .into_iter()
+        .find(|w| run_ms.div_ceil(*w) <= MAX_BUCKETS)
+        .unwrap_or(10_000);
+    let per_bucket = (width / SLICE_MS) as usize;
+    let mut timeline = Vec::new();
+    for (index, chunk) in slices.chunks(per_bucket).enumerate() {
+        let start_ms = index as u64 * width;
+        let mut bucket = Second {
+            second: index as u64,
+            start_ms,
+            width_ms: width.min(run_ms.saturating_sub(start_ms)).max(1),
+            ..Second::default()
+        };
+        let mut hist = histogram(2);
+        for (slice, slice_hist) in chunk {
+            bucket.ok += slice.ok;
+            bucket.client_errors += slice.client_errors;
+            bucket.server_errors += slice.server_errors;
+            bucket.failures += slice.failures;
+            let _ = hist.add(slice_hist);
+        }
+        if !hist.is_empty() {
+            bucket.p50_ms = hist.value_at_quantile(0.5) as f64 / 1000.0;
+            bucket.p99_ms = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        }
+        timeline.push(bucket);
+    }
+    (timeline, width)
 }
 
 fn histogram(sigfig: u8) -> Histogram<u64> {
@@ -92,7 +149,8 @@ pub struct Recorder {
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
     titles: BTreeMap<String, u64>,
-    seconds: Vec<(Second, Histogram<u64>)>,
+    /// 100 ms slices, merged into the timeline's buckets at the end.
+    slices: Vec<(Second, Histogram<u64>)>,
     pub order_ids: Vec<String>,
     pub replay: ReplayReport,
     collect_orders: bool,
@@ -108,7 +166,7 @@ impl Recorder {
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             titles: BTreeMap::new(),
-            seconds: Vec::new(),
+            slices: Vec::new(),
             order_ids: Vec::new(),
             replay: ReplayReport::default(),
             collect_orders,
@@ -124,18 +182,12 @@ impl Recorder {
         let micros = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
         self.latency.saturating_record(micros);
         self.total += 1;
-        let second = at.saturating_duration_since(self.start).as_secs() as usize;
-        while self.seconds.len() <= second {
-            let index = self.seconds.len() as u64;
-            self.seconds.push((
-                Second {
-                    second: index,
-                    ..Second::default()
-                },
-                histogram(2),
-            ));
+        let slice =
+            (at.saturating_duration_since(self.start).as_millis() / SLICE_MS as u128) as usize;
+        while self.slices.len() <= slice {
+            self.slices.push((Second::default(), histogram(2)));
         }
-        let (bucket, hist) = &mut self.seconds[second];
+        let (bucket, hist) = &mut self.slices[slice];
         hist.saturating_record(micros);
         match outcome {
             Outcome::Response {
@@ -191,17 +243,7 @@ impl Recorder {
                 max_ms: ms(h.max()),
             }
         };
-        let timeline = self
-            .seconds
-            .into_iter()
-            .map(|(mut second, hist)| {
-                if !hist.is_empty() {
-                    second.p50_ms = ms(hist.value_at_quantile(0.5));
-                    second.p99_ms = ms(hist.value_at_quantile(0.99));
-                }
-                second
-            })
-            .collect();
+        let (timeline, timeline_bucket_ms) = buckets(self.slices, elapsed);
         let duration_secs = elapsed.as_secs_f64();
         Report {
             mode: mode.to_owned(),
@@ -232,6 +274,7 @@ impl Recorder {
             replay: None,
             audit: None,
             timeline,
+            timeline_bucket_ms,
             created_order_ids: self.order_ids,
         }
     }
@@ -305,5 +348,51 @@ impl Report {
             out.push_str(&a.to_text());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::*;
+
+    fn slices(counts: &[u64]) -> Vec<(Second, Histogram<u64>)> {
+        counts
+            .iter()
+            .map(|&ok| {
+                let mut hist = histogram(2);
+                for _ in 0..ok {
+                    hist.record(1_000).unwrap();
+                }
+                (
+                    Second {
+                        ok,
+                        ..Second::default()
+                    },
+                    hist,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_short_run_gets_buckets_of_100_ms_and_a_long_one_wider() {
+        let (short, width) = buckets(slices(&[5; 12]), Duration::from_millis(1_150));
+        assert_eq!(width, 100);
+        assert_eq!(short.len(), 12);
+        // The last bucket covers 50 ms of the run: its rate is not halved.
+        assert_eq!((short[11].start_ms, short[11].width_ms), (1_100, 50));
+        assert!((short[0].p50_ms - 1.0).abs() < 0.01, "{}", short[0].p50_ms);
+        let (long, width) = buckets(slices(&[1; 600]), Duration::from_secs(60));
+        assert_eq!(width, 500);
+        assert_eq!(long.len(), 120);
+        assert_eq!(long[0].ok, 5);
+    }
+
+    #[test]
+    fn a_stall_at_the_end_shows_as_empty_buckets() {
+        // Answers in the first second only, of a run of three.
+        let (timeline, _) = buckets(slices(&[3; 10]), Duration::from_secs(3));
+        assert_eq!(timeline.len(), 30);
+        assert!(timeline[10..].iter().all(|b| b.ok == 0));
     }
 }

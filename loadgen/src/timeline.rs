@@ -1,13 +1,20 @@
-//! The run as a picture: per second, answers by status class and the p50 /
-//! p99 latency, so a breaker opening and recovering is visible at a glance.
-//! Plain SVG written by hand: no plotting dependency for two line charts.
+//! The run as a picture: answers per second by status class and the p50 /
+//! p99 latency over the run, in buckets that suit its length (100 ms for a
+//! run of a few seconds, up to 10 s), so a breaker opening and recovering
+//! is visible at a glance. Plain SVG written by hand: no plotting
+//! dependency for two line charts.
 
 use std::fmt::Write as _;
 
 use crate::report::{Report, Second};
 
-/// A line: its legend, its colour, and its value in a second.
+/// A line: its legend, its colour, and its value in a bucket.
 type Series<'a> = (&'a str, &'a str, fn(&Second) -> f64);
+
+/// A count of the bucket, per second of the run it covers.
+fn rate(count: u64, bucket: &Second) -> f64 {
+    count as f64 * 1000.0 / bucket.width_ms.max(1) as f64
+}
 
 const WIDTH: f64 = 960.0;
 const PANEL: f64 = 220.0;
@@ -17,7 +24,7 @@ const TOP: f64 = 56.0;
 const GAP: f64 = 60.0;
 
 pub fn render(report: &Report, title: &str) -> String {
-    let seconds = &report.timeline;
+    let buckets = &report.timeline;
     let height = TOP + 2.0 * PANEL + GAP + 50.0;
     let mut svg = String::new();
     let _ = writeln!(
@@ -32,19 +39,19 @@ pub fn render(report: &Report, title: &str) -> String {
     );
 
     let throughput: [Series; 4] = [
-        ("2xx", "#2e7d32", |s| s.ok as f64),
-        ("4xx", "#ef6c00", |s| s.client_errors as f64),
-        ("5xx", "#c62828", |s| s.server_errors as f64),
-        ("no answer", "#616161", |s| s.failures as f64),
+        ("2xx", "#2e7d32", |s| rate(s.ok, s)),
+        ("4xx", "#ef6c00", |s| rate(s.client_errors, s)),
+        ("5xx", "#c62828", |s| rate(s.server_errors, s)),
+        ("no answer", "#616161", |s| rate(s.failures, s)),
     ];
-    panel(&mut svg, seconds, TOP, "answers per second", &throughput);
+    panel(&mut svg, buckets, TOP, "answers per second", &throughput);
     let latency: [Series; 2] = [
         ("p50 ms", "#1565c0", |s| s.p50_ms),
         ("p99 ms", "#6a1b9a", |s| s.p99_ms),
     ];
     panel(
         &mut svg,
-        seconds,
+        buckets,
         TOP + PANEL + GAP,
         "latency (ms)",
         &latency,
@@ -59,15 +66,17 @@ pub fn render(report: &Report, title: &str) -> String {
     svg
 }
 
-fn panel(svg: &mut String, seconds: &[Second], top: f64, label: &str, series: &[Series]) {
+fn panel(svg: &mut String, buckets: &[Second], top: f64, label: &str, series: &[Series]) {
     let plot_w = WIDTH - LEFT - RIGHT;
-    let max_y = seconds
+    let max_y = buckets
         .iter()
         .flat_map(|s| series.iter().map(move |(_, _, f)| f(s)))
         .fold(0.0, f64::max)
         .max(1.0);
-    let max_x = (seconds.len().max(2) - 1) as f64;
-    let x = |i: usize| LEFT + plot_w * i as f64 / max_x;
+    // Each bucket is drawn at its middle, on a time axis in seconds.
+    let end_ms = buckets.last().map_or(1, |b| b.start_ms + b.width_ms).max(1) as f64;
+    let x_ms = |ms: f64| LEFT + plot_w * ms / end_ms;
+    let middle = |b: &Second| b.start_ms as f64 + b.width_ms as f64 / 2.0;
     let y = |v: f64| top + PANEL - PANEL * v / max_y;
     let _ = writeln!(
         svg,
@@ -89,33 +98,47 @@ fn panel(svg: &mut String, seconds: &[Second], top: f64, label: &str, series: &[
             yy = y(value)
         );
     }
-    let step = (seconds.len() / 10).max(1);
-    for i in (0..seconds.len()).step_by(step) {
+    // About ten labels, at round seconds (tenths for a short run).
+    let end_s = end_ms / 1000.0;
+    let step = [
+        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ]
+    .into_iter()
+    .find(|step| end_s / step <= 10.0)
+    .unwrap_or(1200.0);
+    let mut t = 0.0;
+    while t <= end_s + 1e-9 {
+        let text = if step < 1.0 {
+            format!("{t:.1}")
+        } else {
+            format!("{t:.0}")
+        };
         let _ = writeln!(
             svg,
-            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">{i}</text>"##,
-            x(i),
+            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">{text}</text>"##,
+            x_ms(t * 1000.0),
             top + PANEL + 15.0
         );
+        t += step;
     }
     for (n, (name, color, value)) in series.iter().enumerate() {
-        let points: Vec<String> = seconds
+        let points: Vec<String> = buckets
             .iter()
-            .enumerate()
-            .map(|(i, s)| format!("{:.1},{:.1}", x(i), y(value(s))))
+            .map(|b| format!("{:.1},{:.1}", x_ms(middle(b)), y(value(b))))
             .collect();
         let _ = writeln!(
             svg,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             points.join(" ")
         );
-        let lx = LEFT + 10.0 + 110.0 * n as f64;
+        // The legend above the frame, right-aligned: never under a line.
+        let lx = LEFT + plot_w - 110.0 * (series.len() - n) as f64;
         let _ = writeln!(
             svg,
             r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{name}</text>"#,
-            top + 8.0,
+            top - 18.0,
             lx + 14.0,
-            top + 17.0
+            top - 9.0
         );
     }
 }

@@ -231,7 +231,17 @@ fn stages_ramp_the_arrival_rate() {
         "loadgen --url {base}/fast --method GET --rate 1 --stages 1s:100,1s:100 -c 10"
     ));
     assert!((140..=155).contains(&report.total), "{}", report.total);
-    let first = report.timeline[0].ok;
-    let second = report.timeline[1].ok;
+    let in_second = |n: u64| -> u64 {
+        report
+            .timeline
+            .iter()
+            .filter(|b| b.start_ms / 1000 == n)
+            .map(|b| b.ok)
+            .sum()
+    };
+    let (first, second) = (in_second(0), in_second(1));
     assert!(first < second, "the rate ramps up: {first} then {second}");
+    // A run of two seconds is drawn in buckets of 100 ms, not two points.
+    assert_eq!(report.timeline_bucket_ms, 100);
+    assert!(report.timeline.len() >= 20, "{}", report.timeline.len());
 }

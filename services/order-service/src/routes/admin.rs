@@ -22,14 +22,19 @@ struct ModeBody {
 }
 
 fn unavailable() -> HttpResponse {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
+    not_now(
         "unavailable",
         "Service unavailable",
         "the circuit breaker actor is restarting; retry shortly",
+        1,
     )
-    .with_retry_after(1)
-    .to_response()
+}
+
+/// 503 with the problem's kind and when to come back.
+fn not_now(kind: &str, title: &str, detail: &str, retry_after_secs: u64) -> HttpResponse {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, kind, title, detail)
+        .with_retry_after(retry_after_secs)
+        .to_response()
 }
 
 pub async fn get_breaker(reliability: web::Data<Reliability>) -> HttpResponse {
@@ -76,24 +81,20 @@ pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse
     let events = match reliability.breaker.send(Watch).await {
         Ok(Ok(events)) => events,
         Ok(Err(WatchError::TooManyWatchers)) => {
-            return Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return not_now(
                 "too-many-watchers",
                 "Too many watchers",
                 "the breaker's event stream has as many readers as it serves; retry later",
-            )
-            .with_retry_after(5)
-            .to_response();
+                5,
+            );
         }
         Ok(Err(WatchError::ShuttingDown)) => {
-            return Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return not_now(
                 "shutting-down",
                 "Shutting down",
                 "order-service is shutting down; watch again once it is back",
-            )
-            .with_retry_after(1)
-            .to_response();
+                1,
+            );
         }
         _ => return unavailable(),
     };

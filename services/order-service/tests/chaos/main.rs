@@ -440,17 +440,9 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
 
 /// A gauge of order-service's `/metrics`.
 async fn gauge(stack: &Stack, name: &str) -> Option<usize> {
-    let mut res = stack
-        .client
-        .get(format!("{}/metrics", stack.order_url))
-        .send()
+    processes::metric(&stack.order_url, name)
         .await
-        .ok()?;
-    let text = String::from_utf8(res.body().limit(1 << 22).await.ok()?.to_vec()).ok()?;
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+        .map(|v| v as usize)
 }
 
 fn print_header() {

@@ -608,19 +608,13 @@ async fn a_sampling_ratio_decides_once_per_trace_for_both_services() {
 
 /// A counter of `service`'s `/metrics` (0 when absent).
 async fn metric(service: &str, series: &str) -> u64 {
-    let mut res = awc::Client::default()
-        .get(format!("{service}/metrics"))
-        .send()
+    processes::metric(service, series)
         .await
-        .unwrap();
-    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
 
-const EXPORTED: &str = "otel_spans_exported_total ";
-const DROPPED_FULL: &str = "otel_spans_dropped_total{reason=\"queue_full\"} ";
+const EXPORTED: &str = "otel_spans_exported_total";
+const DROPPED_FULL: &str = "otel_spans_dropped_total{reason=\"queue_full\"}";
 
 /// Sends `orders` orders without a key, `concurrency` at a time.
 async fn burst(url: &str, orders: usize, concurrency: usize) {

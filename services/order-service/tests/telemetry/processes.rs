@@ -133,3 +133,18 @@ pub fn spawn_pair(otlp: &str, order_env: &[(&str, &str)], payment_env: &[(&str, 
     let order = spawn("order-service", &env);
     Pair { order, payment }
 }
+
+/// One series of a service's `/metrics` (its name with any labels, as the
+/// exposition writes it), if it is there.
+pub async fn metric(base: &str, series: &str) -> Option<f64> {
+    let mut res = awc::Client::default()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?;
+    let text = String::from_utf8(res.body().limit(1 << 22).await.ok()?.to_vec()).ok()?;
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(series))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}

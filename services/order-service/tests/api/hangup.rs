@@ -17,12 +17,26 @@ pub async fn post_order_then_reset(
     body: &str,
     moment: impl Future<Output = ()>,
 ) {
+    let key = key.map(|k| ("Idempotency-Key", k));
+    post_order_with_headers_then_reset(base, key.as_slice(), body, moment).await;
+}
+
+/// As [`post_order_then_reset`], with these headers.
+pub async fn post_order_with_headers_then_reset(
+    base: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    moment: impl Future<Output = ()>,
+) {
     let address = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).await.expect("connects");
-    let key = key.map_or_else(String::new, |k| format!("Idempotency-Key: {k}\r\n"));
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
         "POST /orders HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         {key}Content-Length: {}\r\n\r\n{body}",
+         {headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("sent");

@@ -8,6 +8,10 @@ mod collector;
 // Shared with the chaos suite, which kills and measures processes too.
 #[allow(dead_code)]
 mod processes;
+// Shared with the API and chaos suites: a client that resets its connection.
+#[allow(dead_code)]
+#[path = "../api/hangup.rs"]
+mod hangup;
 
 use collector::{CLIENT, Collector, SERVER, STATUS_ERROR, Span};
 use processes::{ADMIN_TOKEN, spawn_pair};
@@ -726,4 +730,100 @@ async fn an_unusable_exporter_setting_leaves_the_services_running_untraced() {
     let (_, traceparent) = new_trace();
     let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
     assert_eq!(status, 201, "{body}");
+}
+
+/// Posts with these headers (a key among them) until answered 201: a
+/// replay, once the key's flow settled.
+async fn replayed_201(base: &str, headers: &[(&str, &str)]) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = send_order(base, headers).await;
+        if status == 201 {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{headers:?}: still {status} {body}"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+const BODY: &str = r#"{"merchant_id":"merchant_123","amount":99.99,"currency":"USD"}"#;
+
+#[actix_web::test]
+async fn an_order_whose_client_reset_mid_charge_is_traced_whole_or_not_at_all() {
+    let collector = Collector::start();
+    // The charge takes 200 ms; the client, which asked for no trace, resets
+    // 50 ms into it. A span of the abandoned flow judged as a root would be
+    // sampled (the default) and arrive.
+    let pair = spawn_pair(&collector.endpoint, &[], &[("PAYMENT_GATEWAY_MS", "200")]);
+    let unsampled = traceparent_of(&uuid::Uuid::new_v4().simple().to_string(), false);
+    let headers = [
+        ("Idempotency-Key", "reset-unsampled"),
+        ("traceparent", unsampled.as_str()),
+    ];
+    let reset = hangup::after(std::time::Duration::from_millis(50));
+    hangup::post_order_with_headers_then_reset(&pair.order.url, &headers, BODY, reset).await;
+    let order = replayed_201(&pair.order.url, &headers).await;
+    assert!(order["transaction_id"].is_string(), "{order}");
+
+    // A sampled order after it, whose trace is whole; nothing else arrived:
+    // the abandoned flow's spans (on a task of its own) stayed off.
+    let (marker, traceparent) = new_trace();
+    assert_eq!(post_order(&pair.order.url, &traceparent, None).await.0, 201);
+    let trace = await_order(&collector, &marker).await;
+    assert_eq!(
+        trace.len(),
+        ORDER_SPANS.len() + CHARGE_SPANS.len(),
+        "{}",
+        tree(&trace)
+    );
+    let spans = collector.spans();
+    assert!(
+        spans.iter().all(|s| s.trace_id == marker),
+        "only the marker's trace: {spans:?}"
+    );
+}
+
+#[actix_web::test]
+async fn a_sampled_order_whose_client_reset_mid_charge_keeps_its_whole_trace() {
+    let collector = Collector::start();
+    let pair = spawn_pair(&collector.endpoint, &[], &[("PAYMENT_GATEWAY_MS", "200")]);
+    let reset = hangup::after(std::time::Duration::from_millis(50));
+    hangup::post_order_then_reset(&pair.order.url, Some("reset-sampled"), BODY, reset).await;
+    replayed_201(&pair.order.url, &[("Idempotency-Key", "reset-sampled")]).await;
+
+    // The flow went on without its client, under the request's trace (the
+    // replays have traces of their own, with no payment call).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let create = loop {
+        let spans = collector.spans();
+        let charged = |trace_id: &str| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == trace_id && s.name == "callPayment")
+        };
+        let found = spans.iter().find(|s| {
+            s.name == "createOrder"
+                && s.attr("idempotency.key") == Some("reset-sampled")
+                && charged(&s.trace_id)
+        });
+        if let Some(span) = found {
+            break span.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no charged createOrder span"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let mut names: Vec<&str> = ORDER_SPANS.iter().chain(CHARGE_SPANS).copied().collect();
+    names.extend(["idempotency.reserve", "idempotency.complete"]);
+    let trace = collector.await_trace(&create.trace_id, &names).await;
+    println!("{}", tree(&trace));
+    assert_child(&create, one(&trace, "POST /orders"));
+    assert_child(one(&trace, "persistOrder"), &create);
+    assert_child(one(&trace, "idempotency.complete"), &create);
+    assert_child(one(&trace, "POST /charge"), one(&trace, "POST"));
 }

@@ -4,14 +4,22 @@
 //! Scoped to the run: the ledger outlives runs (it is on disk under `make
 //! run`), so only charges made since the run started are weighed against
 //! its answers; the whole ledger's size is shown beside them.
+//!
+//! A charge without a 201 is not necessarily wrong: the client may have got
+//! a 5xx or a 504 after payment charged, and the order was completed later
+//! by the reconciler. order-service knows: the audit asks it for the final
+//! status of each such order and reports them by status.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::get_json;
+use crate::client::{Connection, Target, get_json};
+
+/// Orders looked up at most: beyond, they are counted as not asked.
+const MAX_LOOKUPS: usize = 20_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
@@ -30,12 +38,22 @@ pub struct AuditReport {
     /// Orders charged more than once (among those charged during the run,
     /// counting all their charges): must be 0.
     pub duplicate_charges: u64,
+    /// The orders of `charges_without_created` by their status now, as
+    /// order-service answers `GET /orders/{id}`: `completed` (finished after
+    /// the client's answer, by the reconciler or a retry with the same
+    /// key), `pending`, `failed`, `not_found` (not this order-service's),
+    /// `no_answer`, `not_asked`.
+    #[serde(default)]
+    pub unseen_orders_now: BTreeMap<String, u64>,
 }
 
 /// Audits the charges made since `since` (milliseconds since the Unix
-/// epoch, taken before the first request) against the 201s of `created`.
+/// epoch, taken before the first request) against the 201s of `created`,
+/// and asks the order-service's collection at `orders` about the orders
+/// charged without a 201 seen.
 pub async fn audit(
     payment_url: &str,
+    orders: &Target,
     created: &[String],
     since_ms: i64,
 ) -> Result<AuditReport, String> {
@@ -44,10 +62,44 @@ pub async fn audit(
     let entries = ledger["entries"]
         .as_array()
         .ok_or_else(|| format!("{url}: no entries in the ledger"))?;
-    Ok(weigh(entries, created, since_ms))
+    let (mut report, unseen) = weigh(entries, created, since_ms);
+    report.unseen_orders_now = statuses_now(orders, &unseen).await;
+    Ok(report)
 }
 
-fn weigh(entries: &[serde_json::Value], created: &[String], since_ms: i64) -> AuditReport {
+/// The status of each order now (`GET {orders}/{id}`), counted by status.
+async fn statuses_now(orders: &Target, ids: &[&str]) -> BTreeMap<String, u64> {
+    let collection = orders.path.trim_end_matches('/');
+    let mut counts = BTreeMap::new();
+    let mut connection = Connection::default();
+    for (n, id) in ids.iter().enumerate() {
+        let status = if n >= MAX_LOOKUPS {
+            "not_asked".to_owned()
+        } else {
+            match connection
+                .get_json(
+                    orders,
+                    &format!("{collection}/{id}"),
+                    Duration::from_secs(5),
+                )
+                .await
+            {
+                Ok((200, order)) => order["status"].as_str().unwrap_or("unknown").to_owned(),
+                Ok((404, _)) => "not_found".to_owned(),
+                Ok(_) | Err(_) => "no_answer".to_owned(),
+            }
+        };
+        *counts.entry(status).or_default() += 1;
+    }
+    counts
+}
+
+/// The report, and the orders charged during the run without a 201 seen.
+fn weigh<'a>(
+    entries: &'a [serde_json::Value],
+    created: &[String],
+    since_ms: i64,
+) -> (AuditReport, Vec<&'a str>) {
     let mut charges_per_order: HashMap<&str, u64> = HashMap::new();
     let mut in_run: HashSet<&str> = HashSet::new();
     let mut run_charges = 0;
@@ -64,17 +116,19 @@ fn weigh(entries: &[serde_json::Value], created: &[String], since_ms: i64) -> Au
     }
     let created: HashSet<&str> = created.iter().map(String::as_str).collect();
     let charges = |id: &str| charges_per_order.get(id).copied().unwrap_or(0);
-    AuditReport {
+    let mut unseen: Vec<&str> = in_run
+        .iter()
+        .copied()
+        .filter(|id| !created.contains(id))
+        .collect();
+    unseen.sort_unstable();
+    let report = AuditReport {
         ledger_charges: entries.len() as u64,
         run_charges,
         created_seen: created.len() as u64,
         created_with_one_charge: created.iter().filter(|id| charges(id) == 1).count() as u64,
         created_without_charge: created.iter().filter(|id| charges(id) == 0).count() as u64,
-        charges_without_created: in_run
-            .iter()
-            .filter(|id| !created.contains(*id))
-            .map(|id| charges(id))
-            .sum(),
+        charges_without_created: unseen.iter().map(|id| charges(id)).sum(),
         duplicate_charges: in_run
             .iter()
             .chain(created.iter())
@@ -82,7 +136,9 @@ fn weigh(entries: &[serde_json::Value], created: &[String], since_ms: i64) -> Au
             .into_iter()
             .filter(|id| charges(id) > 1)
             .count() as u64,
-    }
+        unseen_orders_now: BTreeMap::new(),
+    };
+    (report, unseen)
 }
 
 /// An RFC 3339 time (as the ledger writes it) as milliseconds since the
@@ -117,6 +173,23 @@ impl AuditReport {
             "  charges without a 201 seen: {}",
             self.charges_without_created
         );
+        if !self.unseen_orders_now.is_empty() {
+            let now: Vec<String> = self
+                .unseen_orders_now
+                .iter()
+                .map(|(status, n)| format!("{status} {n}"))
+                .collect();
+            let _ = writeln!(out, "    their orders now: {}", now.join(", "));
+            if self.unseen_orders_now.contains_key("completed") {
+                let _ = writeln!(
+                    out,
+                    "    (completed: finished after the client's answer, by the reconciler or a retry)"
+                );
+            }
+            if self.unseen_orders_now.contains_key("failed") {
+                let _ = writeln!(out, "    FAILED ORDERS WITH A CHARGE: must be 0");
+            }
+        }
         let _ = writeln!(out, "  DUPLICATE CHARGES: {}", self.duplicate_charges);
         out
     }
@@ -155,11 +228,12 @@ mod tests {
             charge("unseen", "2026-11-26T08:00:04Z"),
         ];
         let since = unix_ms("2026-11-26T08:00:00Z").unwrap();
-        let report = weigh(
+        let (report, unseen) = weigh(
             &entries,
             &["a".into(), "b".into(), "no-charge".into()],
             since,
         );
+        assert_eq!(unseen, ["unseen"]);
         assert_eq!(report.ledger_charges, 7);
         assert_eq!(report.run_charges, 4);
         assert_eq!(report.created_seen, 3);

@@ -74,14 +74,34 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0)]
     pub replay_pct: f64,
 
-    /// After the run, audit payment-service's ledger at this base URL:
-    /// charges against the 201s seen, and duplicate charges.
+    /// After the run, audit payment-service's ledger at this base URL: the
+    /// run's charges against its 201s, duplicate charges, and the final
+    /// status (from the --url's order-service) of orders charged without a
+    /// 201 seen.
     #[arg(long)]
     pub audit: Option<String>,
 
-    /// Write a per-second SVG timeline (throughput, p50/p99, status classes).
+    /// Write an SVG timeline: answers per second by status class, p50/p99,
+    /// the breaker's state as a band, and the --marks.
     #[arg(long)]
     pub timeline: Option<std::path::PathBuf>,
+
+    /// Follow the circuit breaker of the order-service at this base URL on
+    /// its /admin/breaker/events stream: its exact state goes into the
+    /// timeline's band, the progress line and the report. Without it, the
+    /// band is read off the answers ("Circuit breaker open" refusals).
+    #[arg(long, value_name = "ORDER_URL")]
+    pub breaker: Option<String>,
+
+    /// Admin token for --breaker.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Draw the changes listed in this file (lines "UNIX_MS LABEL", as the
+    /// Makefile's fault-* targets append to run/marks) that fall within the
+    /// run as markers on the timeline.
+    #[arg(long, value_name = "FILE")]
+    pub marks: Option<std::path::PathBuf>,
 
     /// Print the report as JSON instead of text.
     #[arg(long)]
@@ -109,6 +129,9 @@ const LONG_FLAGS: &[&str] = &[
     "replay-pct",
     "audit",
     "timeline",
+    "breaker",
+    "admin-token",
+    "marks",
     "json",
     "seed",
     "help",

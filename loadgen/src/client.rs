@@ -207,37 +207,70 @@ async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
     Ok(sender)
 }
 
-/// GET a JSON document (the payment ledger for the audit).
+impl Connection {
+    /// GET `path` from `target`'s host on this connection: the status and
+    /// the body as JSON (`Null` when it is not JSON).
+    pub async fn get_json(
+        &mut self,
+        target: &Target,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let fetch = async {
+            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+                self.sender = Some(connect(target).await?);
+            }
+            let sender = self.sender.as_mut().expect("connected above");
+            sender.ready().await.map_err(|e| Failure::from_hyper(&e))?;
+            let request = Request::builder()
+                .method(Method::GET)
+                .uri(path)
+                .header(HOST, target.authority.as_str())
+                .body(Full::new(Bytes::new()))
+                .map_err(|_| Failure::Other)?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| Failure::from_hyper(&e))?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Failure::from_hyper(&e))?
+                .to_bytes();
+            Ok((
+                status,
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            ))
+        };
+        let failed = |failure: Failure| format!("GET {path}: {}", failure.as_str());
+        match tokio::time::timeout(timeout, fetch).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(failure)) => {
+                self.sender = None;
+                Err(failed(failure))
+            }
+            Err(_) => {
+                self.sender = None;
+                Err(failed(Failure::Timeout))
+            }
+        }
+    }
+}
+
+/// GET a JSON document that must be there (the payment ledger for the
+/// audit).
 pub async fn get_json(url: &str, timeout: Duration) -> Result<serde_json::Value, String> {
     let target = Target::parse(url)?;
-    let fetch = async {
-        let mut sender = connect(&target)
-            .await
-            .map_err(|f| format!("{url}: {}", f.as_str()))?;
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(target.path.as_str())
-            .header(HOST, target.authority.as_str())
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("{url}: {}", response.status()));
-        }
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))
-    };
-    tokio::time::timeout(timeout, fetch)
-        .await
-        .map_err(|_| format!("{url}: timed out"))?
+    match Connection::default()
+        .get_json(&target, &target.path, timeout)
+        .await?
+    {
+        (200..=299, json) if !json.is_null() => Ok(json),
+        (200..=299, _) => Err(format!("{url}: not JSON")),
+        (status, _) => Err(format!("{url}: {status}")),
+    }
 }
 
 #[cfg(test)]

@@ -22,9 +22,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
+use crate::breaker::{self, Followed};
 use crate::cli::{Args, Stages};
 use crate::client::{Connection, Outcome, Spec, Target};
-use crate::report::{Recorder, Report};
+use crate::report::{self, Recorder, Report};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Stop {
@@ -46,6 +47,13 @@ pub struct Plan {
     pub replay_pct: f64,
     pub seed: u64,
     pub progress: bool,
+    /// payment-service's base URL, to audit its ledger after the run.
+    pub audit: Option<String>,
+    /// order-service's base URL, to follow its breaker during the run.
+    pub breaker: Option<String>,
+    pub admin_token: Option<String>,
+    /// A file of marks to draw (`UNIX_MS LABEL` lines).
+    pub marks: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -90,6 +98,10 @@ impl Plan {
             replay_pct: args.replay_pct,
             seed: args.seed.unwrap_or_else(rand::random),
             progress: std::io::stdout().is_terminal(),
+            audit: args.audit.clone(),
+            breaker: args.breaker.clone(),
+            admin_token: args.admin_token.clone(),
+            marks: args.marks.clone(),
         })
     }
 
@@ -103,11 +115,13 @@ struct Shared {
     start: Instant,
     issued: AtomicU64,
     recorder: Mutex<Recorder>,
+    /// The breaker, when followed (`--breaker`).
+    followed: Option<Arc<Mutex<Followed>>>,
 }
 
 impl Shared {
     fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
-        self.recorder.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.recorder)
     }
 
     /// Whether the run is over for a request about to start now.
@@ -119,13 +133,49 @@ impl Shared {
     }
 }
 
+/// The whole run: the load with the breaker followed beside it, then the
+/// audit and the marks.
 pub async fn run(plan: Plan) -> Report {
     let start = Instant::now();
+    // Before the first request: the audit weighs the charges made since.
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let followed = plan
+        .breaker
+        .as_ref()
+        .map(|_| Arc::new(Mutex::new(Followed::default())));
+    let follower = plan
+        .breaker
+        .clone()
+        .zip(followed.clone())
+        .map(|(url, followed)| {
+            tokio::spawn(breaker::follow(
+                url,
+                plan.admin_token.clone(),
+                start,
+                followed,
+            ))
+        });
+    if let Some(followed) = &followed {
+        // The run starts from a known state when the stream answers at once.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while lock(followed).current().is_none()
+            && lock(followed).trouble.is_none()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let Some(trouble) = &lock(followed).trouble {
+            eprintln!("loadgen: breaker not followed yet: {trouble}");
+        }
+    }
     let shared = Arc::new(Shared {
         recorder: Mutex::new(Recorder::new(start, plan.spec.want_order_id)),
         plan,
         start,
         issued: AtomicU64::new(0),
+        followed,
     });
     let progress = tokio::spawn(progress(shared.clone()));
     let users = if shared.plan.open() {
@@ -161,8 +211,17 @@ pub async fn run(plan: Plan) -> Report {
     progress.abort();
     let _ = progress.await;
     let elapsed = start.elapsed();
+    if let Some(follower) = follower {
+        follower.abort();
+        let _ = follower.await;
+    }
     let shared = Arc::try_unwrap(shared).unwrap_or_else(|_| unreachable!("every task has ended"));
     let plan = shared.plan;
+    // A stream that never answered leaves the band to the answers.
+    let breaker = shared
+        .followed
+        .map(|followed| std::mem::take(&mut lock(&followed).changes))
+        .filter(|changes| !changes.is_empty());
     let recorder = shared
         .recorder
         .into_inner()
@@ -177,7 +236,30 @@ pub async fn run(plan: Plan) -> Report {
     if plan.replay_pct > 0.0 {
         report.replay = Some(replay);
     }
+    report.breaker = breaker;
+    if let Some(path) = &plan.marks {
+        // A file not written yet means nothing was marked.
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        report.marks = report::marks_within(&text, start_unix_ms, elapsed.as_millis() as u64);
+    }
+    if let Some(payment) = &plan.audit {
+        // The order ids of every 201 were collected for this.
+        let orders = crate::audit::audit(
+            payment,
+            &plan.target,
+            &report.created_order_ids,
+            start_unix_ms,
+        );
+        match orders.await {
+            Ok(audit) => report.audit = Some(audit),
+            Err(e) => eprintln!("loadgen: audit failed: {e}"),
+        }
+    }
     report
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Open model: emits intended send times at the (possibly ramping) rate.
@@ -295,13 +377,12 @@ async fn one_request(
         let stats = &mut recorder.replay;
         stats.sent += 1;
         stats.concurrent += u64::from(concurrent);
+        let refused = |o: &Outcome| matches!(o, Outcome::Response { status: 409, .. });
         match (order_of(&outcome), order_of(&again)) {
             (Some(a), Some(b)) if a == b => stats.same_order += 1,
             (Some(_), Some(_)) => stats.violations += 1,
+            _ if refused(&outcome) || refused(&again) => stats.in_flight += 1,
             _ => stats.not_comparable += 1,
-        }
-        if matches!(again, Outcome::Response { status: 409, .. }) {
-            stats.in_flight += 1;
         }
     }
 }
@@ -329,14 +410,28 @@ async fn progress(shared: Arc<Shared>) {
     } else {
         Duration::from_secs(5)
     };
-    let mut last = (Instant::now(), 0);
+    let mut last = (Instant::now(), 0, 0);
     loop {
         tokio::time::sleep(every).await;
-        let (done, failed) = shared.recorder().completed();
+        let (done, failed, refused) = shared.recorder().completed();
         let now = Instant::now();
         let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
-        last = (now, done);
-        let line = format!("{done} requests, {rate:.0}/s now, {failed} not 2xx");
+        let refused_now = refused - last.2;
+        last = (now, done, refused);
+        // The breaker as followed, else as the answers since the last line
+        // show it.
+        let breaker = match &shared.followed {
+            Some(followed) => {
+                let followed = lock(followed);
+                match (followed.current(), &followed.trouble) {
+                    (Some(state), None) => format!("breaker {state}"),
+                    _ => "breaker not followed".to_owned(),
+                }
+            }
+            None if refused_now > 0 => format!("breaker open ({refused_now} refused)"),
+            None => "breaker not refusing".to_owned(),
+        };
+        let line = format!("{done} requests, {rate:.0}/s now, {failed} not 2xx, {breaker}");
         match &bar {
             Some(bar) => bar.set_message(line),
             None => eprintln!("progress: {line}"),

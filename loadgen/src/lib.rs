@@ -14,11 +14,14 @@
 //!   classified.
 //! - [`engine`]: the closed and open models, stages, replays.
 //! - [`report`]: the recorder, the report (JSON round-trips) and its text.
-//! - [`timeline`]: the per-second SVG picture.
+//! - [`timeline`]: the SVG picture of the run.
+//! - [`breaker`]: the breaker's state over the run, followed on its event
+//!   stream.
 //! - [`audit`]: charges in payment-service's ledger against the 201s seen.
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod breaker;
 pub mod cli;
 pub mod client;
 pub mod engine;

@@ -17,19 +17,8 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    // Before the first request: the audit weighs the charges made since.
-    let started_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
     runtime.block_on(async {
-        let mut report = run(plan).await;
-        if let Some(payment) = &args.audit {
-            // The order ids of every 201 were collected for this.
-            match loadgen::audit::audit(payment, &report.created_order_ids, started_ms).await {
-                Ok(audit) => report.audit = Some(audit),
-                Err(e) => eprintln!("loadgen: audit failed: {e}"),
-            }
-        }
+        let report = run(plan).await;
         if let Some(path) = &args.timeline {
             let svg = loadgen::timeline::render(&report, &format!("loadgen {}", args.url));
             match std::fs::write(path, svg) {

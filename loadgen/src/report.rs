@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditReport;
+use crate::breaker::{REFUSED_TITLE, StateChange};
 use crate::client::Outcome;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,14 @@ pub struct Report {
     /// the run lasted into it).
     pub timeline: Vec<Second>,
     pub timeline_bucket_ms: u64,
+    /// The breaker's states as followed on `/admin/breaker/events`
+    /// (`--breaker`); `None` when it was not followed.
+    #[serde(default)]
+    pub breaker: Option<Vec<StateChange>>,
+    /// Changes made during the run by others (faults set by `make fault-*`),
+    /// from `--marks`.
+    #[serde(default)]
+    pub marks: Vec<Mark>,
     /// order_id of every 2xx, for the audit (not printed).
     #[serde(skip)]
     pub created_order_ids: Vec<String>,
@@ -55,19 +64,44 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// Every replay sent is counted once, in exactly one of `same_order`,
+/// `in_flight`, `violations` and `not_comparable`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReplayReport {
     pub sent: u64,
     pub concurrent: u64,
     /// Both answers 2xx with the same order_id.
     pub same_order: u64,
-    /// The replay was refused because the original was still in flight (409).
+    /// One of the two was refused with 409 because the other was in flight.
     pub in_flight: u64,
     /// Both answers 2xx with different order_ids: the server is not idempotent.
     pub violations: u64,
-    /// Not comparable: one of the two answers was not a 2xx with an order_id
-    /// (a 409 while in flight, an error, a lost connection).
+    /// Neither of the above: one of the two answers was another error, or
+    /// no answer at all.
     pub not_comparable: u64,
+}
+
+/// Something that changed during the run, drawn as a marker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub at_ms: u64,
+    pub label: String,
+}
+
+/// The marks of `text` (lines `UNIX_MS LABEL`, as the Makefile's fault
+/// targets append them) that fall within the run, which started at
+/// `start_unix_ms` and lasted `run_ms`; times made relative to its start.
+pub fn marks_within(text: &str, start_unix_ms: i64, run_ms: u64) -> Vec<Mark> {
+    text.lines()
+        .filter_map(|line| {
+            let (at, label) = line.trim().split_once(char::is_whitespace)?;
+            let at_ms = at.parse::<i64>().ok()?.checked_sub(start_unix_ms)?;
+            (0..=run_ms as i64).contains(&at_ms).then(|| Mark {
+                at_ms: at_ms as u64,
+                label: label.trim().to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// One bucket of the timeline (a second, or what suits the run's length:
@@ -83,6 +117,9 @@ pub struct Second {
     pub client_errors: u64,
     pub server_errors: u64,
     pub failures: u64,
+    /// Of the server errors, those refused by an open breaker.
+    #[serde(default)]
+    pub breaker_refused: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
@@ -124,6 +161,7 @@ fn buckets(mut slices: Vec<(Second, Histogram<u64>)>, elapsed: Duration) -> (Vec
             bucket.client_errors += slice.client_errors;
             bucket.server_errors += slice.server_errors;
             bucket.failures += slice.failures;
+            bucket.breaker_refused += slice.breaker_refused;
             let _ = hist.add(slice_hist);
         }
         if !hist.is_empty() {
@@ -146,6 +184,7 @@ pub struct Recorder {
     latency: Histogram<u64>,
     total: u64,
     successful: u64,
+    breaker_refused: u64,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
     titles: BTreeMap<String, u64>,
@@ -163,6 +202,7 @@ impl Recorder {
             latency: histogram(3),
             total: 0,
             successful: 0,
+            breaker_refused: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             titles: BTreeMap::new(),
@@ -173,8 +213,13 @@ impl Recorder {
         }
     }
 
-    pub fn completed(&self) -> (u64, u64) {
-        (self.total, self.total - self.successful)
+    /// Answers so far: all, not 2xx, refused by the breaker.
+    pub fn completed(&self) -> (u64, u64, u64) {
+        (
+            self.total,
+            self.total - self.successful,
+            self.breaker_refused,
+        )
     }
 
     /// One request, scheduled (or sent) at `at`, answered `latency` later.
@@ -210,6 +255,10 @@ impl Recorder {
                     _ => bucket.server_errors += 1,
                 }
                 if let Some(title) = problem_title {
+                    if title == REFUSED_TITLE {
+                        bucket.breaker_refused += 1;
+                        self.breaker_refused += 1;
+                    }
                     *self.titles.entry(title.clone()).or_default() += 1;
                 }
             }
@@ -275,6 +324,8 @@ impl Recorder {
             audit: None,
             timeline,
             timeline_bucket_ms,
+            breaker: None,
+            marks: Vec::new(),
             created_order_ids: self.order_ids,
         }
     }
@@ -336,13 +387,39 @@ impl Report {
                 r.sent, r.concurrent
             );
             let _ = writeln!(out, "  same order_id: {}", r.same_order);
-            let _ = writeln!(out, "  refused while in flight (409): {}", r.in_flight);
             let _ = writeln!(
                 out,
-                "  not comparable (an answer was not a 2xx): {}",
+                "  one refused while the other was in flight (409): {}",
+                r.in_flight
+            );
+            let _ = writeln!(
+                out,
+                "  not comparable (another error, or no answer): {}",
                 r.not_comparable
             );
             let _ = writeln!(out, "  VIOLATIONS (different order_id): {}", r.violations);
+        }
+        if let Some(changes) = &self.breaker {
+            let _ = writeln!(out, "\nBreaker (followed on /admin/breaker/events):");
+            for change in changes {
+                let _ = writeln!(
+                    out,
+                    "  {:>8.3}s  {}",
+                    change.at_ms as f64 / 1000.0,
+                    change.state
+                );
+            }
+        }
+        if !self.marks.is_empty() {
+            let _ = writeln!(out, "\nMarks:");
+            for mark in &self.marks {
+                let _ = writeln!(
+                    out,
+                    "  {:>8.3}s  {}",
+                    mark.at_ms as f64 / 1000.0,
+                    mark.label
+                );
+            }
         }
         if let Some(a) = &self.audit {
             out.push_str(&a.to_text());
@@ -386,6 +463,18 @@ mod timeline_tests {
         assert_eq!(width, 500);
         assert_eq!(long.len(), 120);
         assert_eq!(long[0].ok, 5);
+    }
+
+    #[test]
+    fn only_the_marks_within_the_run_are_kept() {
+        let text =
+            "999 before\n1000 fault-errors: 30 % errors\n\ngarbage\n1500 fault-clear\n2001 after\n";
+        let marks = marks_within(text, 1000, 1000);
+        let got: Vec<(u64, &str)> = marks.iter().map(|m| (m.at_ms, m.label.as_str())).collect();
+        assert_eq!(
+            got,
+            [(0, "fault-errors: 30 % errors"), (500, "fault-clear")]
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ struct State {
     hits: AtomicU64,
     first: Mutex<Option<Instant>>,
     stall_until: Mutex<Option<Instant>>,
+    keys: Mutex<std::collections::HashSet<String>>,
 }
 
 async fn mixed(state: web::Data<State>) -> HttpResponse {
@@ -72,6 +73,25 @@ async fn idempotent(req: HttpRequest) -> HttpResponse {
     HttpResponse::Created().json(serde_json::json!({"order_id": format!("order-for-{key}")}))
 }
 
+/// The same order for the same key, after 20 ms; a second request with a key
+/// still in flight gets 409, as order-service answers.
+async fn in_flight(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let key = req
+        .headers()
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if !state.keys.lock().unwrap().insert(key.clone()) {
+        return HttpResponse::Conflict()
+            .content_type("application/problem+json")
+            .body(r#"{"type":"x","title":"Request in flight","status":409,"detail":"wait"}"#);
+    }
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    state.keys.lock().unwrap().remove(&key);
+    HttpResponse::Created().json(serde_json::json!({"order_id": format!("order-for-{key}")}))
+}
+
 /// Starts the test server on its own thread; its base URL.
 fn server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -88,6 +108,7 @@ fn server() -> String {
                     .route("/stall", web::get().to(stall))
                     .route("/not-idempotent", web::post().to(not_idempotent))
                     .route("/idempotent", web::post().to(idempotent))
+                    .route("/in-flight", web::post().to(in_flight))
             })
             .workers(2)
             .listen(listener)
@@ -188,6 +209,59 @@ fn replays_catch_a_server_that_is_not_idempotent() {
     assert_eq!(replay.violations, 0, "{replay:?}");
     assert_eq!(replay.same_order + replay.not_comparable, replay.sent);
     assert!(replay.same_order >= replay.sent * 9 / 10, "{replay:?}");
+}
+
+#[test]
+fn every_replay_is_counted_once() {
+    let base = server();
+    let report = load(&format!(
+        "loadgen --url {base}/in-flight -n 200 -c 4 --replay-pct 50 --seed 11"
+    ));
+    let r = report.replay.unwrap();
+    // Half the replays race their original and are refused with 409; the
+    // others come after it and get its order. Each is counted in one place.
+    assert_eq!(
+        r.same_order + r.in_flight + r.violations + r.not_comparable,
+        r.sent,
+        "{r:?}"
+    );
+    assert!(r.in_flight > 0 && r.same_order > 0, "{r:?}");
+    assert_eq!(r.in_flight, r.concurrent, "{r:?}");
+    assert_eq!(r.not_comparable, 0, "{r:?}");
+}
+
+#[test]
+fn a_one_second_run_is_drawn_with_points() {
+    let base = server();
+    let report = load(&format!(
+        "loadgen --url {base}/mixed -c 2 --rate 100 --duration 1s"
+    ));
+    let svg = loadgen::timeline::render(&report, "one second");
+    // The 2xx line: one point per 100 ms bucket, each also a dot.
+    let line = svg
+        .lines()
+        .find(|l| l.contains(r#"data-name="2xx""#))
+        .expect("a 2xx line");
+    let points = line
+        .split("points=\"")
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .unwrap();
+    let ys: Vec<f64> = points
+        .split(' ')
+        .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(ys.len() >= 10, "{points}");
+    // Drawn above the panel's floor (y = its top + 220): not a flat zero.
+    let floor = ys.iter().copied().fold(f64::MIN, f64::max);
+    assert!(
+        ys.iter().filter(|y| **y < floor - 20.0).count() >= 8,
+        "{points}"
+    );
+    assert!(svg.matches("<circle").count() >= 10);
+    // Without a followed breaker, the band is read off the answers: the
+    // server's 503s are not the breaker's, so it is closed throughout.
+    assert!(svg.contains("breaker-closed") && !svg.contains("breaker-open"));
 }
 
 #[test]

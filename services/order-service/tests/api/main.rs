@@ -8,6 +8,7 @@ mod hangups;
 mod health;
 mod helpers;
 mod idempotency;
+mod loadgen;
 mod orders;
 mod payment_failures;
 mod postgres;

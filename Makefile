@@ -10,15 +10,17 @@ SHELL := /bin/bash
 ORDER_URL ?= http://localhost:8080
 PAYMENT_URL ?= http://localhost:8081
 ADMIN_TOKEN ?= dev-admin-token
+comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs jaeger clean \
         build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
+        demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store
 
 help: ## Show the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 # --- compose stack --------------------------------------------------------
 
@@ -76,11 +78,14 @@ REPORTS := reports
 LOADGEN := target/release/loadgen
 LOAD_URL ?= $(ORDER_URL)/orders
 
+# Every run audits the ledger, follows the breaker and draws the fault
+# changes made meanwhile (the fault-* targets append them to $(MARKS)).
 define load
 	@cargo build --release -q --bin loadgen
 	@mkdir -p $(REPORTS)
 	@svg=$(REPORTS)/$(1)-$$(date +%Y%m%d-%H%M%S).svg; \
-	  $(LOADGEN) -url $(LOAD_URL) $(2) -idempotent --audit $(PAYMENT_URL) --timeline $$svg \
+	  ADMIN_TOKEN=$(ADMIN_TOKEN) $(LOADGEN) -url $(LOAD_URL) $(2) -idempotent --audit $(PAYMENT_URL) \
+	  --breaker $(ORDER_URL) --marks $(MARKS) --timeline $$svg \
 	  && echo "timeline: $$svg"
 endef
 
@@ -101,20 +106,27 @@ bench-loadgen: ## loadgen's requests/s against wrk's on payment /health, same ru
 
 # --- faults (compose or native) ---------------------------------------------
 
-PUT_FAULTS = curl -fsS -X PUT $(PAYMENT_URL)/admin/faults \
-	  -H "Authorization: Bearer $(ADMIN_TOKEN)" -H "Content-Type: application/json" -d
+MARKS := run/marks
+
+# Sets payment's faults ($(1)) and appends the change, timed, to $(MARKS)
+# for loadgen's timeline ($(2)).
+define faults
+	@curl -fsS -X PUT $(PAYMENT_URL)/admin/faults \
+	  -H "Authorization: Bearer $(ADMIN_TOKEN)" -H "Content-Type: application/json" -d '$(1)' && echo
+	@mkdir -p $(dir $(MARKS)) && echo "$$(python3 -c 'import time; print(int(time.time() * 1000))') $(2)" >>$(MARKS)
+endef
 
 fault-delay: ## Payment answers 300 ms late
-	@$(PUT_FAULTS) '{"delay_ms":300}' && echo
+	$(call faults,{"delay_ms":300},fault-delay)
 
 fault-errors: ## Payment fails 30 % of charges with 500
-	@$(PUT_FAULTS) '{"error_pct":30}' && echo
+	$(call faults,{"error_pct":30},fault-errors)
 
 fault-combined: ## 300 ms delay, 30 % errors and 10 % rate limiting
-	@$(PUT_FAULTS) '{"delay_ms":300,"error_pct":30,"rate_limit_pct":10}' && echo
+	$(call faults,{"delay_ms":300$(comma)"error_pct":30$(comma)"rate_limit_pct":10},fault-combined)
 
 fault-clear: ## No faults
-	@$(PUT_FAULTS) '{}' && echo
+	$(call faults,{},fault-clear)
 
 faults: ## Show payment's current faults
 	@curl -fsS $(PAYMENT_URL)/admin/faults -H "Authorization: Bearer $(ADMIN_TOKEN)" && echo
@@ -125,8 +137,27 @@ breaker: ## Show order-service's circuit breaker
 watch: ## Follow the breaker's transitions live, one line each (reconnects; Ctrl-C stops)
 	@ADMIN_TOKEN=$(ADMIN_TOKEN) python3 -u scripts/watch.py $(ORDER_URL)
 
+DEMO_ENV = ORDER_URL=$(ORDER_URL) PAYMENT_URL=$(PAYMENT_URL) ADMIN_TOKEN=$(ADMIN_TOKEN)
+
 demo-breaker: build-native ## The breaker's whole cycle live in under a minute (restarts make run's services)
-	@ORDER_URL=$(ORDER_URL) PAYMENT_URL=$(PAYMENT_URL) ADMIN_TOKEN=$(ADMIN_TOKEN) scripts/demo-breaker.sh
+	@$(DEMO_ENV) scripts/demo-breaker.sh
+
+# docs/demo.md, one target per demonstration. Each restarts make run's
+# services with what it needs and leaves them as make run starts them.
+demo-1: build-native ## Demonstration 1: baseline, every 201 with one charge
+	@$(DEMO_ENV) scripts/demo.sh 1
+demo-2: build-native ## Demonstration 2: the timeout budget, and a pending order completed later
+	@$(DEMO_ENV) scripts/demo.sh 2
+demo-3: build-native ## Demonstration 3: retries with backoff, jitter and a budget
+	@$(DEMO_ENV) scripts/demo.sh 3
+demo-4: build-native ## Demonstration 4: the breaker opens and recovers (timeline in reports/)
+	@$(DEMO_ENV) scripts/demo.sh 4
+demo-5: build-native ## Demonstration 5: idempotency keys, replays, charge-then-500
+	@$(DEMO_ENV) scripts/demo.sh 5
+demo-6: build-native ## Demonstration 6: the bulkhead under 100 clients
+	@$(DEMO_ENV) scripts/demo.sh 6
+demo-7: build-native ## Demonstration 7: every fault at once
+	@$(DEMO_ENV) scripts/demo.sh 7
 
 # --- checks -----------------------------------------------------------------
 

@@ -12,7 +12,7 @@
 //! during the stall and report only the fast answers (coordinated omission).
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,9 @@ pub struct Plan {
     pub admin_token: Option<String>,
     /// A file of marks to draw (`UNIX_MS LABEL` lines).
     pub marks: Option<std::path::PathBuf>,
+    /// Ctrl-C (SIGINT) ends the run early, with its report: set by the
+    /// binary, not by tests, whose process should keep its usual Ctrl-C.
+    pub interruptible: bool,
 }
 
 impl Plan {
@@ -102,6 +105,7 @@ impl Plan {
             breaker: args.breaker.clone(),
             admin_token: args.admin_token.clone(),
             marks: args.marks.clone(),
+            interruptible: false,
         })
     }
 
@@ -117,6 +121,8 @@ struct Shared {
     recorder: Mutex<Recorder>,
     /// The breaker, when followed (`--breaker`).
     followed: Option<Arc<Mutex<Followed>>>,
+    /// Ctrl-C: no new request starts.
+    interrupted: AtomicBool,
 }
 
 impl Shared {
@@ -126,6 +132,9 @@ impl Shared {
 
     /// Whether the run is over for a request about to start now.
     fn over(&self, now: Instant) -> bool {
+        if self.interrupted.load(Ordering::Relaxed) {
+            return true;
+        }
         match self.plan.stop {
             Stop::After(duration) => now.duration_since(self.start) >= duration,
             Stop::Count(n) => self.issued.load(Ordering::Relaxed) >= n,
@@ -176,8 +185,18 @@ pub async fn run(plan: Plan) -> Report {
         start,
         issued: AtomicU64::new(0),
         followed,
+        interrupted: AtomicBool::new(false),
     });
     let progress = tokio::spawn(progress(shared.clone()));
+    let interrupt = shared.plan.interruptible.then(|| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nloadgen: interrupted; finishing the requests in flight");
+                shared.interrupted.store(true, Ordering::Relaxed);
+            }
+        })
+    });
     let users = if shared.plan.open() {
         shared.plan.concurrency
     } else {
@@ -210,6 +229,10 @@ pub async fn run(plan: Plan) -> Report {
     }
     progress.abort();
     let _ = progress.await;
+    if let Some(interrupt) = interrupt {
+        interrupt.abort();
+        let _ = interrupt.await;
+    }
     let elapsed = start.elapsed();
     if let Some(follower) = follower {
         follower.abort();
@@ -308,8 +331,8 @@ async fn open_user(
     let mut rng = StdRng::seed_from_u64(shared.plan.seed.wrapping_add(user));
     loop {
         let intended = match rx.lock().await.recv().await {
-            Some(at) => at,
-            None => break,
+            Some(at) if !shared.interrupted.load(Ordering::Relaxed) => at,
+            _ => break,
         };
         one_request(&shared, &mut connection, &mut rng, intended).await;
     }
@@ -329,6 +352,9 @@ async fn closed_user(shared: Arc<Shared>, user: usize) {
                 }
                 Some(_) => {}
             }
+        }
+        if shared.interrupted.load(Ordering::Relaxed) {
+            break;
         }
         if let Stop::Count(n) = shared.plan.stop {
             if shared.issued.fetch_add(1, Ordering::Relaxed) >= n {

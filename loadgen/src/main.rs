@@ -7,7 +7,10 @@ use loadgen::engine::{Plan, run};
 fn main() -> ExitCode {
     let args = Args::parse_from(normalize_args(std::env::args()));
     let plan = match Plan::from_args(&args) {
-        Ok(plan) => plan,
+        Ok(plan) => Plan {
+            interruptible: true,
+            ..plan
+        },
         Err(e) => {
             eprintln!("loadgen: {e}");
             return ExitCode::from(2);

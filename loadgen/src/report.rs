@@ -130,17 +130,12 @@ const SLICE_MS: u64 = 100;
 const MAX_BUCKETS: u64 = 120;
 
 /// The slices merged into buckets of the smallest width from 100 ms to
-/// 10 s that keeps the run within [`MAX_BUCKETS`]: a run of a second gets
-/// ten points, not one. The last bucket's width is what the run covered of
-/// it, so its rate is not read as a collapse.
-fn buckets(mut slices: Vec<(Second, Histogram<u64>)>, elapsed: Duration) -> (Vec<Second>, u64) {
-    // The run's length; at least into the last slice that saw an answer.
-    let last_slice_ms = (slices.len() as u64).saturating_sub(1) * SLICE_MS + 1;
-    let run_ms = (elapsed.as_millis() as u64).max(last_slice_ms);
-    // A stall at the end answers nothing: it must still show, as zeros.
-    while (slices.len() as u64) < run_ms.div_ceil(SLICE_MS) {
-        slices.push((Second::default(), histogram(2)));
-    }
+/// 10 s that keeps the run (`run_ms`, up to its last request) within
+/// [`MAX_BUCKETS`]: a run of a second gets ten points, not one. The last
+/// bucket's width is what the run covered of it, so its rate is not read as
+/// a collapse.
+fn buckets(slices: Vec<(Second, Histogram<u64>)>, run_ms: u64) -> (Vec<Second>, u64) {
+    let run_ms = run_ms.max(1);
     let width = [100, 200, 500, 1_000, 2_000, 5_000, 10_000]
         .into_iter()
         .find(|w| run_ms.div_ceil(*w) <= MAX_BUCKETS)
@@ -170,6 +165,23 @@ fn buckets(mut slices: Vec<(Second, Histogram<u64>)>, elapsed: Duration) -> (Vec
         }
         timeline.push(bucket);
     }
+    // A sliver at the end (the last answers draining) is folded into the
+    // bucket before it: drawn alone, its rate would be noise or a fake
+    // collapse.
+    if timeline.len() >= 2 && timeline.last().is_some_and(|b| b.width_ms * 2 < width) {
+        let sliver = timeline.pop().expect("two buckets");
+        let last = timeline.last_mut().expect("one bucket left");
+        last.width_ms += sliver.width_ms;
+        last.ok += sliver.ok;
+        last.client_errors += sliver.client_errors;
+        last.server_errors += sliver.server_errors;
+        last.failures += sliver.failures;
+        last.breaker_refused += sliver.breaker_refused;
+        // Its answers were few: the percentiles stay the bucket's own.
+        if last.p99_ms == 0.0 {
+            (last.p50_ms, last.p99_ms) = (sliver.p50_ms, sliver.p99_ms);
+        }
+    }
     (timeline, width)
 }
 
@@ -190,6 +202,9 @@ pub struct Recorder {
     titles: BTreeMap<String, u64>,
     /// 100 ms slices, merged into the timeline's buckets at the end.
     slices: Vec<(Second, Histogram<u64>)>,
+    /// When the last request was due, from the start: the timeline ends
+    /// there, not after the last answers drained in.
+    last_at_ms: u64,
     pub order_ids: Vec<String>,
     pub replay: ReplayReport,
     collect_orders: bool,
@@ -207,6 +222,7 @@ impl Recorder {
             errors: BTreeMap::new(),
             titles: BTreeMap::new(),
             slices: Vec::new(),
+            last_at_ms: 0,
             order_ids: Vec::new(),
             replay: ReplayReport::default(),
             collect_orders,
@@ -227,8 +243,9 @@ impl Recorder {
         let micros = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
         self.latency.saturating_record(micros);
         self.total += 1;
-        let slice =
-            (at.saturating_duration_since(self.start).as_millis() / SLICE_MS as u128) as usize;
+        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64;
+        self.last_at_ms = self.last_at_ms.max(at_ms);
+        let slice = (at_ms / SLICE_MS) as usize;
         while self.slices.len() <= slice {
             self.slices.push((Second::default(), histogram(2)));
         }
@@ -292,7 +309,14 @@ impl Recorder {
                 max_ms: ms(h.max()),
             }
         };
-        let (timeline, timeline_bucket_ms) = buckets(self.slices, elapsed);
+        // A closed-model run whose users all hung ends, in the picture, at
+        // the last request sent; the hang shows as its latency.
+        let run_ms = if self.total == 0 {
+            elapsed.as_millis() as u64
+        } else {
+            self.last_at_ms + 1
+        };
+        let (timeline, timeline_bucket_ms) = buckets(self.slices, run_ms);
         let duration_secs = elapsed.as_secs_f64();
         Report {
             mode: mode.to_owned(),
@@ -453,13 +477,20 @@ mod timeline_tests {
 
     #[test]
     fn a_short_run_gets_buckets_of_100_ms_and_a_long_one_wider() {
-        let (short, width) = buckets(slices(&[5; 12]), Duration::from_millis(1_150));
+        let (short, width) = buckets(slices(&[5; 12]), 1_150);
         assert_eq!(width, 100);
         assert_eq!(short.len(), 12);
         // The last bucket covers 50 ms of the run: its rate is not halved.
         assert_eq!((short[11].start_ms, short[11].width_ms), (1_100, 50));
+        // A sliver of 20 ms joins the bucket before it, its answers too.
+        let (tail, _) = buckets(slices(&[5, 5, 5, 1]), 320);
+        assert_eq!(tail.len(), 3);
+        assert_eq!(
+            (tail[2].start_ms, tail[2].width_ms, tail[2].ok),
+            (200, 120, 6)
+        );
         assert!((short[0].p50_ms - 1.0).abs() < 0.01, "{}", short[0].p50_ms);
-        let (long, width) = buckets(slices(&[1; 600]), Duration::from_secs(60));
+        let (long, width) = buckets(slices(&[1; 600]), 60_000);
         assert_eq!(width, 500);
         assert_eq!(long.len(), 120);
         assert_eq!(long[0].ok, 5);
@@ -478,10 +509,10 @@ mod timeline_tests {
     }
 
     #[test]
-    fn a_stall_at_the_end_shows_as_empty_buckets() {
-        // Answers in the first second only, of a run of three.
-        let (timeline, _) = buckets(slices(&[3; 10]), Duration::from_secs(3));
+    fn the_timeline_ends_at_the_last_request_not_after_the_drain() {
+        // Requests due until 2.95 s of a run that took 3.2 s to answer them.
+        let (timeline, _) = buckets(slices(&[3; 30]), 2_951);
         assert_eq!(timeline.len(), 30);
-        assert!(timeline[10..].iter().all(|b| b.ok == 0));
+        assert_eq!(timeline[29].width_ms, 51, "the last bucket is not diluted");
     }
 }

@@ -83,7 +83,7 @@ pub fn render(report: &Report, title: &str) -> String {
         buckets,
         &axis,
         TOP,
-        "answers per second",
+        ("answers per second", false),
         &throughput,
     );
     let latency: [Series; 2] = [
@@ -95,7 +95,7 @@ pub fn render(report: &Report, title: &str) -> String {
         buckets,
         &axis,
         TOP + PANEL + GAP,
-        "latency (ms)",
+        ("latency (ms)", true),
         &latency,
     );
     marks(&mut svg, report, &axis, &[TOP, TOP + PANEL + GAP]);
@@ -129,7 +129,7 @@ fn band(svg: &mut String, report: &Report, axis: &Axis) {
             for b in &report.timeline {
                 let state = if b.breaker_refused > 0 {
                     "open"
-                } else if b.ok + b.client_errors + b.server_errors > 0 {
+                } else if answers(b) > 0 {
                     "closed"
                 } else {
                     "unknown"
@@ -176,15 +176,15 @@ fn band(svg: &mut String, report: &Report, axis: &Axis) {
     }
 }
 
-/// A dashed line through the band and inside each panel at each mark (not
-/// across the legends), its label under the band (two rows, alternating,
-/// so neighbours do not overlap).
+/// A dashed line across the band and inside each panel at each mark (not
+/// across captions or legends), its label under the band (two rows,
+/// alternating, so neighbours do not overlap).
 fn marks(svg: &mut String, report: &Report, axis: &Axis, panels: &[f64]) {
     for (n, mark) in report.marks.iter().enumerate() {
         let x = axis.x(mark.at_ms as f64);
         let y = MARK_ROW + 14.0 * (n % 2) as f64;
-        let spans =
-            std::iter::once((BAND_Y, y - 11.0)).chain(panels.iter().map(|t| (*t, t + PANEL)));
+        let spans = std::iter::once((BAND_Y, BAND_Y + BAND_H))
+            .chain(panels.iter().map(|t| (*t, t + PANEL)));
         for (y1, y2) in spans {
             let _ = writeln!(
                 svg,
@@ -205,12 +205,18 @@ fn marks(svg: &mut String, report: &Report, axis: &Axis, panels: &[f64]) {
     }
 }
 
+/// Answers of a bucket, of any kind.
+fn answers(b: &Second) -> u64 {
+    b.ok + b.client_errors + b.server_errors + b.failures
+}
+
+/// One panel; with `gaps`, its lines break over buckets without answers.
 fn panel(
     svg: &mut String,
     buckets: &[Second],
     axis: &Axis,
     top: f64,
-    label: &str,
+    (label, gaps): (&str, bool),
     series: &[Series],
 ) {
     let max_y = buckets
@@ -265,15 +271,22 @@ fn panel(
         t += step;
     }
     for (n, (name, color, value)) in series.iter().enumerate() {
-        let points: Vec<String> = buckets
-            .iter()
-            .map(|b| format!("{:.1},{:.1}", middle(b), y(value(b))))
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline class="series" data-name="{name}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            points.join(" ")
-        );
+        // A rate of an empty bucket is 0; its latency is not: the line
+        // breaks there instead.
+        let segments = buckets
+            .split(|b| gaps && answers(b) == 0)
+            .filter(|segment| !segment.is_empty());
+        for segment in segments {
+            let points: Vec<String> = segment
+                .iter()
+                .map(|b| format!("{:.1},{:.1}", middle(b), y(value(b))))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline class="series" data-name="{name}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                points.join(" ")
+            );
+        }
         let empty = |i: Option<usize>| {
             i.and_then(|i| buckets.get(i))
                 .is_none_or(|b| value(b) <= 0.0)

@@ -252,11 +252,24 @@ fn a_one_second_run_is_drawn_with_points() {
         .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
         .collect();
     assert!(ys.len() >= 10, "{points}");
-    // Drawn above the panel's floor (y = its top + 220): not a flat zero.
-    let floor = ys.iter().copied().fold(f64::MIN, f64::max);
+    // Drawn well above the floor of its panel (the first frame): not zeros.
+    let frame = svg
+        .lines()
+        .find(|l| l.contains(r##"fill="none" stroke="#bbb""##))
+        .unwrap();
+    let attribute = |name: &str| -> f64 {
+        frame
+            .split(&format!(" {name}=\""))
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let floor = attribute("y") + attribute("height");
     assert!(
-        ys.iter().filter(|y| **y < floor - 20.0).count() >= 8,
-        "{points}"
+        ys.iter().all(|y| *y < floor - 50.0),
+        "{points} floor {floor}"
     );
     assert!(svg.matches("<circle").count() >= 10);
     // Without a followed breaker, the band is read off the answers: the

@@ -1,0 +1,92 @@
+# Shared by the demonstrations (scripts/demo.sh, scripts/demo-breaker.sh):
+# each starts the native services (make run) from a known state, with the
+# settings it needs, waits on what the services report rather than on
+# guessed sleeps, and leaves them as `make run` starts them, faults
+# cleared. Sourced, not run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ORDER_URL=${ORDER_URL:-http://localhost:8080}
+PAYMENT_URL=${PAYMENT_URL:-http://localhost:8081}
+export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
+LOADGEN=target/release/loadgen
+MARKS=run/marks
+REPORTS=reports
+auth=(-H "Authorization: Bearer $ADMIN_TOKEN")
+mkdir -p run "$REPORTS"
+
+say() { printf '\n\033[1m→ %s\033[0m\n' "$*"; }
+# What to look at, set apart from the output.
+look() { printf '\033[36m  ▸ %s\033[0m\n' "$*"; }
+
+now_ms() { python3 -c 'import time; print(int(time.time() * 1000))'; }
+
+# Sets payment's faults and marks the change for loadgen's timeline, as the
+# Makefile's fault-* targets do. $1: the faults as JSON; $2: the label.
+faults() {
+  curl -fsS -X PUT "$PAYMENT_URL/admin/faults" "${auth[@]}" -H "Content-Type: application/json" -d "$1" >/dev/null
+  echo "$(now_ms) ${2:-faults $1}" >>"$MARKS"
+}
+
+breaker_field() { # field of GET /admin/breaker
+  curl -fsS "$ORDER_URL/admin/breaker" "${auth[@]}" |
+    python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"
+}
+
+wait_for() { # breaker state, within seconds
+  local deadline=$((SECONDS + $2))
+  until [[ "$(breaker_field state)" == "$1" ]]; do
+    if ((SECONDS >= deadline)); then echo "the breaker did not reach $1 within $2 s" >&2; exit 1; fi
+    sleep 0.1
+  done
+}
+
+# Restarts the services of `make run` with the given VAR=value settings on
+# top of the defaults, faults cleared.
+restart() {
+  scripts/services.sh stop >/dev/null
+  env "$@" scripts/services.sh start | sed 's/^/  /'
+  faults '{}' "faults cleared"
+}
+
+# Prints a command as a reader would type it (on stderr, out of the way of
+# pipes), then runs it.
+shown() {
+  local text="$*"
+  printf '\033[2m$ %s\033[0m\n' "${text//$LOADGEN/loadgen}" >&2
+  "$@"
+}
+
+background=()
+# At exit, whatever happened: background jobs stopped, services as `make
+# run` starts them, faults cleared.
+leave_clean() {
+  if ((${#background[@]})); then
+    kill "${background[@]}" 2>/dev/null || true
+    wait "${background[@]}" 2>/dev/null || true
+  fi
+  echo
+  echo "leaving the services as make run starts them, faults cleared:"
+  restart
+}
+
+watch_breaker() { # follows the breaker in the background, as make watch does
+  python3 -u scripts/watch.py "$ORDER_URL" &
+  background+=($!)
+  # Its first line is the breaker's state: then it is following.
+  sleep 0.5
+}
+
+# order-service's answers to POST /orders by status, from its /metrics.
+answers() {
+  curl -fsS "$ORDER_URL/metrics" | python3 -c '
+import re, sys
+counts = {}
+for line in sys.stdin:
+    m = re.match(r"http_server_requests_total\{(.*)\} (\d+)", line)
+    if m and "route=\"/orders\"" in m.group(1) and "method=\"POST\"" in m.group(1):
+        status = re.search(r"status=\"(\d+)\"", m.group(1)).group(1)
+        counts[status] = counts.get(status, 0) + int(m.group(2))
+print(", ".join(f"{s}: {n}" for s, n in sorted(counts.items())))
+'
+}

@@ -13,7 +13,7 @@ ADMIN_TOKEN ?= dev-admin-token
 comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: help build up up-metrics down logs jaeger clean \
+.PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
         build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
@@ -40,6 +40,21 @@ down: ## Stop the compose stack
 
 logs: ## Follow the compose stack's logs
 	$(COMPOSE) --profile metrics logs -f
+
+OBSERVE_STACK := otel-collector jaeger prometheus grafana
+
+observe: ## Collector, Jaeger, Prometheus, Grafana in Docker for make run's native services (which then export to it)
+	PROMETHEUS_CONFIG=./observability/config/prometheus-native.yml \
+	  $(COMPOSE) --profile metrics up -d --no-deps $(OBSERVE_STACK)
+	@mkdir -p run && echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317" >run/observe.env
+	@scripts/services.sh restart-running
+	@echo "Jaeger http://localhost:16686  Prometheus http://localhost:9090  Grafana http://localhost:3000 (admin/admin)"
+	@echo "make run (and every demo) now exports traces to the collector; make observe-down stops it"
+
+observe-down: ## Stop what make observe started; the native services stop exporting
+	$(COMPOSE) --profile metrics stop $(OBSERVE_STACK)
+	@rm -f run/observe.env
+	@scripts/services.sh restart-running
 
 jaeger: ## Open the Jaeger UI
 	@url=http://localhost:16686; (xdg-open $$url || open $$url) >/dev/null 2>&1 || echo "Open $$url"

@@ -124,7 +124,24 @@ stop_private_pg() {
 
 replica_names() { for i in $(seq 1 "$REPLICAS"); do echo "order-service-$i"; done; }
 
+# While `make observe` runs the collector, every start exports to it.
+if [[ -f "$RUN_DIR/observe.env" ]]; then
+  set -a
+  source "$RUN_DIR/observe.env"
+  set +a
+fi
+
 case "${1:-}" in
+  restart-running)
+    # make observe / observe-down: the services that run pick up the change.
+    if running order-service; then
+      "$0" stop >/dev/null
+      "$0" start
+    elif running nginx; then
+      "$0" stop >/dev/null
+      "$0" start-replicas
+    fi
+    ;;
   start-replicas)
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     if running order-service; then echo "order-service (make run) is on port $ORDER_PORT: make stop first" >&2; exit 1; fi
@@ -168,7 +185,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: $0 start|start-replicas|stop|status" >&2
+    echo "usage: $0 start|start-replicas|stop|status|restart-running" >&2
     exit 2
     ;;
 esac

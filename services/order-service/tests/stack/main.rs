@@ -76,20 +76,48 @@ fn the_compose_file_is_valid() {
             "{service} missing: {services}"
         );
     }
-}
-
-#[test]
-fn the_prometheus_config_is_valid() {
-    let output = tool("promtool")
+    // `make observe`: Prometheus gets the config for services on the host.
+    let observe = tool("docker-compose")
         .current_dir(repo())
-        .args(["check", "config", "observability/config/prometheus.yml"])
+        .env(
+            "PROMETHEUS_CONFIG",
+            "./observability/config/prometheus-native.yml",
+        )
+        .args(["-f", "docker-compose.yml", "--profile", "metrics", "config"])
         .output()
         .unwrap();
+    let rendered = String::from_utf8_lossy(&observe.stdout);
     assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
+        rendered.contains("prometheus-native.yml:/etc/prometheus/prometheus.yml"),
+        "{rendered}"
     );
+}
+
+/// The compose stack's config, and `make observe`'s for services run
+/// natively: both valid, with the same jobs (the dashboard queries them).
+#[test]
+fn the_prometheus_configs_are_valid_and_scrape_the_same_jobs() {
+    let jobs = |file: &str| -> Vec<String> {
+        let output = tool("promtool")
+            .current_dir(repo())
+            .args(["check", "config", file])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        std::fs::read_to_string(repo().join(file))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- job_name: "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let compose = jobs("observability/config/prometheus.yml");
+    assert_eq!(compose.len(), 3, "{compose:?}");
+    assert_eq!(jobs("observability/config/prometheus-native.yml"), compose);
 }
 
 /// Metric names in a PromQL expression: identifiers outside label matchers

@@ -49,12 +49,32 @@ restart() {
   faults '{}' "faults cleared"
 }
 
-# Prints a command as a reader would type it (on stderr, out of the way of
-# pipes), then runs it.
+# Prints a command as a reader would type it (quoted where the shell needs
+# it; on stderr, out of the way of pipes), then runs it.
 shown() {
-  local text="$*"
-  printf '\033[2m$ %s\033[0m\n' "${text//$LOADGEN/loadgen}" >&2
+  local words=() arg
+  for arg in "$@"; do
+    [[ "$arg" == "$LOADGEN" ]] && arg=loadgen
+    if [[ "$arg" =~ [^A-Za-z0-9_./:=@%+,-] ]]; then arg="'${arg//\'/\'\\\'\'}'"; fi
+    words+=("$arg")
+  done
+  printf '\033[2m$ %s\033[0m\n' "${words[*]}" >&2
   "$@"
+}
+
+# Orders the reconciler still has to settle.
+pending() { curl -fsS "$ORDER_URL/metrics" | awk '/^reconciler_pending_orders /{print int($2)}'; }
+
+# Heals payment, then waits for the reconciler to settle every pending
+# order (the in-memory store would lose them at the restart that ends the
+# demonstration), and shows what it did.
+settle() {
+  faults '{}' "faults cleared"
+  local started=$SECONDS
+  say "payment healthy again: the reconciler settles the $(pending) pending orders"
+  while (($(pending) > 0)) && ((SECONDS - started < 120)); do sleep 0.5; done
+  echo "pending orders: $(pending), after $((SECONDS - started)) s"
+  curl -fsS "$ORDER_URL/metrics" | grep -E '^reconcile_attempts_total\{outcome="(completed|failed|still_pending)"'
 }
 
 background=()

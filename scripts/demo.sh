@@ -53,7 +53,12 @@ demo_2() {
   done
   echo "order $id $status after $((SECONDS - started)) s"
   curl -sS "$ORDER_URL/orders/$id" && echo
-  look "the refused attempts and the first re-drives opened the breaker (above): the order is charged by a half-open trial after the open time (5 s here, 30 s by default)"
+  if (($(breaker_field transitions) > 0)); then
+    look "its refused attempts and the first re-drives opened the breaker (above): a half-open trial charged it after the open time (5 s here, 30 s by default)"
+  else
+    look "its refused attempts did not reach the breaker's thresholds (no transition above): the reconciler's next re-drive charged it"
+  fi
+  look "one charge for the order, whatever the number of attempts: every one carries its payment key"
 }
 
 demo_3() {
@@ -66,6 +71,8 @@ demo_3() {
   curl -fsS "$ORDER_URL/metrics" | grep -E '^payment_(retries|attempts|retry_budget)'
   look "without retries 70 % would succeed; with up to 3 attempts most do, and the retry budget refused the rest"
   look "no duplicate charge: every attempt of an order carries the same payment key"
+  settle
+  look "the 502s were left pending, not failed: payment's 500 does not say whether it charged"
 }
 
 demo_4() {
@@ -116,7 +123,9 @@ demo_5() {
   shown "$LOADGEN" -url "$ORDER_URL/orders" -n 500 -c 10 --replay-pct 20 --audit "$PAYMENT_URL" \
     --timeline "$REPORTS/demo-5.svg"
   look "no order charged twice, no replay with another order_id"
-  look "the charges without a 201 belong to orders answered 502 after payment charged them: pending, then completed by the reconciler under the same payment key"
+  look "the charges without a 201 belong to orders answered 502 after payment charged them: still pending, or already completed by the reconciler"
+  settle
+  look "each completed under the payment key of its first attempt: payment replays the charge it made, and charges nothing twice"
 }
 
 demo_6() {
@@ -131,16 +140,18 @@ demo_6() {
 }
 
 demo_7() {
-  say "7. Everything at once: 300 ms delay, 30 % errors, 10 % rate limiting (open time 3 s)"
+  say "7. Everything at once: 300 ms delay, 30 % errors, 10 % rate limiting; 30 orders/s (open time 3 s)"
   restart CB_OPEN_MS=3000
   watch_breaker
   faults '{"delay_ms":300,"error_pct":30,"rate_limit_pct":10}' "delay, errors, rate limits"
-  shown "$LOADGEN" -url "$ORDER_URL/orders" --rate 100 --duration 30s -c 50 -idempotent --replay-pct 10 \
+  shown "$LOADGEN" -url "$ORDER_URL/orders" --rate 30 --duration 30s -c 50 -idempotent --replay-pct 10 \
     --audit "$PAYMENT_URL" --breaker "$ORDER_URL" --marks "$MARKS" --timeline "$REPORTS/demo-7.svg" 2>/dev/null
   say "the breaker's transitions (order-service's /metrics)"
   curl -fsS "$ORDER_URL/metrics" | grep -E '^cb_transitions_total'
-  look "the breaker opens, probes every 3 s, and closes when three trials in a row succeed: most orders are refused in a millisecond instead of piling onto a sick payment"
+  look "the breaker opens, probes every 3 s, and closes when three trials in a row succeed; with 40 % of attempts failing it soon opens again: most orders are refused in a millisecond instead of piling onto a sick payment"
+  look "replays compare where they can: an original refused by the open breaker leaves nothing to compare; a concurrent replay gets 409 while its original is in flight"
   look "what must hold holds: no duplicate charge, every 201 has its charge, no replay got another order"
+  settle
 }
 
 case "${1:-}" in

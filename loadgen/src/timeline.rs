@@ -153,9 +153,10 @@ fn band(svg: &mut String, report: &Report, axis: &Axis) {
             .map_or(STATES[3].1, |(_, color)| color);
         let _ = writeln!(
             svg,
-            r#"<rect class="breaker-{state}" x="{:.1}" y="{BAND_Y}" width="{:.1}" height="{BAND_H}" fill="{color}"/>"#,
+            r#"<rect class="breaker-{state}" x="{:.1}" y="{BAND_Y}" width="{:.1}" height="{BAND_H}" fill="{color}" stroke="none"/>"#,
             axis.x(from),
-            axis.x(to) - axis.x(from)
+            // A half-open moment of a few ms stays visible.
+            (axis.x(to) - axis.x(from)).max(2.0)
         );
     }
     let _ = writeln!(

@@ -126,30 +126,6 @@ impl Connection {
         key: Option<&str>,
         timeout: Duration,
     ) -> Outcome {
-        match tokio::time::timeout(timeout, self.send_inner(target, spec, key)).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(failure)) => {
-                self.sender = None;
-                Outcome::Failed(failure)
-            }
-            Err(_) => {
-                self.sender = None;
-                Outcome::Failed(Failure::Timeout)
-            }
-        }
-    }
-
-    async fn send_inner(
-        &mut self,
-        target: &Target,
-        spec: &Spec,
-        key: Option<&str>,
-    ) -> Result<Outcome, Failure> {
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            self.sender = Some(connect(target).await?);
-        }
-        let sender = self.sender.as_mut().expect("connected above");
-        sender.ready().await.map_err(|e| Failure::from_hyper(&e))?;
         let mut request = Request::builder()
             .method(spec.method.clone())
             .uri(target.path.as_str())
@@ -160,36 +136,89 @@ impl Connection {
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
-        let request = request
-            .body(Full::new(spec.body.clone().unwrap_or_default()))
-            .map_err(|_| Failure::Other)?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Failure::from_hyper(&e))?;
-        let status = response.status().as_u16();
-        let is_problem = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Failure::from_hyper(&e))?
-            .to_bytes();
+        let Ok(request) = request.body(Full::new(spec.body.clone().unwrap_or_default())) else {
+            return Outcome::Failed(Failure::Other);
+        };
+        let (status, is_problem, body) = match self.exchange(target, request, timeout).await {
+            Ok(answer) => answer,
+            Err(failure) => return Outcome::Failed(failure),
+        };
         let json = |field: &str| {
             serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v[field].as_str().map(str::to_owned))
         };
-        Ok(Outcome::Response {
+        Outcome::Response {
             status,
             order_id: ((200..300).contains(&status) && spec.want_order_id)
                 .then(|| json("order_id"))
                 .flatten(),
             problem_title: is_problem.then(|| json("title")).flatten(),
-        })
+        }
+    }
+
+    /// GET `path` from `target`'s host on this connection: the status and
+    /// the body as JSON (`Null` when it is not JSON).
+    pub async fn get_json(
+        &mut self,
+        target: &Target,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(HOST, target.authority.as_str())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let (status, _, body) = self
+            .exchange(target, request, timeout)
+            .await
+            .map_err(|failure| format!("GET {path}: {}", failure.as_str()))?;
+        Ok((
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    /// One request and its whole answer (status, whether it is
+    /// problem+json, body) within `timeout`, connecting first if needed.
+    async fn exchange(
+        &mut self,
+        target: &Target,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(u16, bool, Bytes), Failure> {
+        let exchange = async {
+            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+                self.sender = Some(connect(target).await?);
+            }
+            let sender = self.sender.as_mut().expect("connected above");
+            sender.ready().await.map_err(|e| Failure::from_hyper(&e))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| Failure::from_hyper(&e))?;
+            let status = response.status().as_u16();
+            let is_problem = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Failure::from_hyper(&e))?
+                .to_bytes();
+            Ok((status, is_problem, body))
+        };
+        let answer = tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(Failure::Timeout));
+        if answer.is_err() {
+            self.sender = None;
+        }
+        answer
     }
 }
 
@@ -205,58 +234,6 @@ async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
         let _ = connection.await;
     });
     Ok(sender)
-}
-
-impl Connection {
-    /// GET `path` from `target`'s host on this connection: the status and
-    /// the body as JSON (`Null` when it is not JSON).
-    pub async fn get_json(
-        &mut self,
-        target: &Target,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<(u16, serde_json::Value), String> {
-        let fetch = async {
-            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-                self.sender = Some(connect(target).await?);
-            }
-            let sender = self.sender.as_mut().expect("connected above");
-            sender.ready().await.map_err(|e| Failure::from_hyper(&e))?;
-            let request = Request::builder()
-                .method(Method::GET)
-                .uri(path)
-                .header(HOST, target.authority.as_str())
-                .body(Full::new(Bytes::new()))
-                .map_err(|_| Failure::Other)?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| Failure::from_hyper(&e))?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| Failure::from_hyper(&e))?
-                .to_bytes();
-            Ok((
-                status,
-                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-            ))
-        };
-        let failed = |failure: Failure| format!("GET {path}: {}", failure.as_str());
-        match tokio::time::timeout(timeout, fetch).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(failure)) => {
-                self.sender = None;
-                Err(failed(failure))
-            }
-            Err(_) => {
-                self.sender = None;
-                Err(failed(Failure::Timeout))
-            }
-        }
-    }
 }
 
 /// GET a JSON document that must be there (the payment ledger for the

@@ -124,3 +124,76 @@ async fn the_breakers_transitions_stream_as_they_happen_until_shutdown() {
         started.elapsed()
     );
 }
+
+#[actix_web::test]
+async fn the_stream_follows_a_whole_cycle_open_half_open_closed_with_its_reasons_and_counts() {
+    let mut config = order_config();
+    config.server.admin_token = Some("order-admin".into());
+    config.cb_consecutive_failures = 2;
+    config.cb_open_ms = 300;
+    config.retry_max_attempts = 1;
+    let app = spawn_app_with(config, payment_config());
+    let mut events = app
+        .client
+        .get(format!("{}/admin/breaker/events", app.address))
+        .insert_header(("Authorization", "Bearer order-admin"))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let (name, first) = next_event(&mut events, &mut buffer).await.unwrap();
+    assert_eq!(
+        (name.as_str(), &first["status"]["state"]),
+        ("state", &"closed".into())
+    );
+
+    // Two failed charges in a row open it.
+    app.set_faults(serde_json::json!({"error_pct": 100})).await;
+    for _ in 0..2 {
+        app.post_order(&crate::helpers::order_body())
+            .await
+            .assert_problem(502);
+    }
+    let (name, opened) = next_event(&mut events, &mut buffer).await.unwrap();
+    assert_eq!(name, "transition");
+    assert_eq!(
+        (opened["from"].as_str(), opened["to"].as_str()),
+        (Some("closed"), Some("open"))
+    );
+    assert_eq!(opened["reason"]["kind"], "consecutive_failures");
+    assert_eq!(opened["reason"]["failures"], 2);
+    assert_eq!(
+        (
+            opened["window_calls"].as_u64(),
+            opened["window_failures"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+
+    // Payment heals; after the open time, the next order is a trial, and
+    // three successful trials close it.
+    app.set_faults(serde_json::json!({})).await;
+    actix_rt::time::sleep(Duration::from_millis(350)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.post_order(&crate::helpers::order_body()).await.status,
+            201
+        );
+    }
+    let (_, probing) = next_event(&mut events, &mut buffer).await.unwrap();
+    assert_eq!(
+        (probing["from"].as_str(), probing["to"].as_str()),
+        (Some("open"), Some("half_open"))
+    );
+    assert_eq!(probing["reason"]["kind"], "open_time_elapsed");
+    let (_, closed) = next_event(&mut events, &mut buffer).await.unwrap();
+    assert_eq!(
+        (closed["from"].as_str(), closed["to"].as_str()),
+        (Some("half_open"), Some("closed"))
+    );
+    assert_eq!(closed["reason"]["kind"], "trials_succeeded");
+    assert_eq!(closed["reason"]["trials"], 3);
+    assert!(opened["at_ms"].as_u64() <= probing["at_ms"].as_u64());
+    assert!(probing["at_ms"].as_u64() <= closed["at_ms"].as_u64());
+    assert!(probing["at_ms"].as_u64().unwrap() - opened["at_ms"].as_u64().unwrap() >= 300);
+}

@@ -263,7 +263,12 @@ pub async fn run(plan: Plan) -> Report {
     if let Some(path) = &plan.marks {
         // A file not written yet means nothing was marked.
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        report.marks = report::marks_within(&text, start_unix_ms, elapsed.as_millis() as u64);
+        // Within the timeline, which ends at the last request sent.
+        let end_ms = report
+            .timeline
+            .last()
+            .map_or(0, |b| b.start_ms + b.width_ms);
+        report.marks = report::marks_within(&text, start_unix_ms, end_ms);
     }
     if let Some(payment) = &plan.audit {
         // The order ids of every 201 were collected for this.

@@ -165,9 +165,9 @@ fn buckets(slices: Vec<(Second, Histogram<u64>)>, run_ms: u64) -> (Vec<Second>, 
         }
         timeline.push(bucket);
     }
-    // A sliver at the end (the last answers draining) is folded into the
-    // bucket before it: drawn alone, its rate would be noise or a fake
-    // collapse.
+    // A sliver at the end (a run that ended just past a bucket's start) is
+    // folded into the bucket before it: drawn alone, its rate would be
+    // noise or a fake collapse.
     if timeline.len() >= 2 && timeline.last().is_some_and(|b| b.width_ms * 2 < width) {
         let sliver = timeline.pop().expect("two buckets");
         let last = timeline.last_mut().expect("one bucket left");

@@ -117,7 +117,8 @@ fn band(svg: &mut String, report: &Report, axis: &Axis) {
         Some(changes) => {
             let mut from = 0.0;
             let mut state = "unknown";
-            for change in changes {
+            // Changes after the last request are past the picture's end.
+            for change in changes.iter().filter(|c| (c.at_ms as f64) < axis.end_ms) {
                 let at = change.at_ms as f64;
                 spans.push((from, at, state));
                 (from, state) = (at, change.state.as_str());

@@ -19,7 +19,7 @@ async fn load(line: String) -> Report {
             .unwrap();
         let plan = Plan::from_args(&args).unwrap();
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .enable_all()
             .build()
             .unwrap()
@@ -117,7 +117,7 @@ async fn the_breaker_band_matches_a_run_with_the_breaker_forced_open_for_its_mid
         }
     };
     let line = format!(
-        "loadgen --url {0}/orders --rate 100 --duration 3s -c 8 --breaker {0} --admin-token order-admin",
+        "loadgen --url {0}/orders --rate 50 --duration 3s -c 4 --breaker {0} --admin-token order-admin",
         app.address
     );
     let started = Instant::now();

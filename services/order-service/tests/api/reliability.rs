@@ -160,7 +160,14 @@ async fn the_breaker_recovers_through_half_open_when_payment_comes_back() {
     }
     for _ in 0..3 {
         let reply = app.post_order(&order_body()).await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
+        // On failure, the breaker's status says which trial rule refused it.
+        assert_eq!(
+            reply.status,
+            201,
+            "{} {:?}",
+            reply.body,
+            app.breaker().await
+        );
     }
     let status = app.breaker().await;
     assert_eq!(status.state, State::Closed);

@@ -68,8 +68,21 @@ impl RootSpanBuilder for ServerSpan {
     }
 }
 
+/// The request's method as the HTTP semantic conventions record it: one
+/// of the known methods, else `_OTHER`, so a client inventing methods
+/// cannot mint a metric series or span name per method.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("_OTHER")
+}
+
 fn server_span(request: &ServiceRequest) -> Span {
-    let method = request.method().as_str();
+    let method = method_label(request.method());
     let route = request.match_pattern();
     let route = route.as_deref().unwrap_or("unmatched");
     tracing::info_span!(
@@ -124,4 +137,21 @@ pub fn outgoing_trace_headers() -> Vec<(String, String)> {
         });
     }
     headers.0
+}
+
+#[cfg(test)]
+mod method_tests {
+    use actix_web::http::Method;
+
+    use super::method_label;
+
+    #[test]
+    fn unknown_methods_are_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PROPFIND").unwrap()),
+            "_OTHER"
+        );
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "_OTHER");
+    }
 }

@@ -103,14 +103,14 @@ pub async fn record_http<B: MessageBody>(
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    let method = req.method().to_string();
+    let method = crate::http::method_label(req.method());
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
         let status = response.status().as_u16().to_string();
-        let labels = [method.as_str(), route.as_str(), status.as_str()];
+        let labels = [method, route.as_str(), status.as_str()];
         metrics.requests.with_label_values(&labels).inc();
         metrics
             .duration

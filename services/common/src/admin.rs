@@ -38,7 +38,7 @@ impl AdminToken {
         let presented = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
             Ok(())
@@ -52,6 +52,15 @@ impl AdminToken {
             .with_bearer_challenge())
         }
     }
+}
+
+/// The token of `Bearer <token>`: the scheme is case-insensitive and may be
+/// followed by several spaces (RFC 9110 §11.1, §11.4).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Middleware for the `/admin` scope; the token comes from app data.
@@ -68,5 +77,41 @@ pub async fn require_admin<B: MessageBody>(
         Err(problem) => Ok(req
             .into_response(problem.to_response())
             .map_into_right_body()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+
+    use super::*;
+
+    fn check(value: &str) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        AdminToken::new(Some("s3cret".into()))
+            .check(&headers)
+            .is_ok()
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_case_insensitively() {
+        for good in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "Bearer   s3cret",
+        ] {
+            assert!(check(good), "{good}");
+        }
+        for bad in [
+            "Bearer s3crex",
+            "Basic s3cret",
+            "Bearers3cret",
+            "s3cret",
+            "Bearer  s3cret ",
+        ] {
+            assert!(!check(bad), "{bad}");
+        }
     }
 }

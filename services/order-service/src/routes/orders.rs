@@ -58,11 +58,19 @@ fn to_http(stored: &StoredResponse) -> HttpResponse {
     response.body(stored.body.clone())
 }
 
-/// The optional `Idempotency-Key` header; present but invalid is a 400.
+/// The optional `Idempotency-Key` header; present but invalid, or sent
+/// twice (which would name the request?), is a 400.
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, OrderError> {
-    let Some(value) = req.headers().get("Idempotency-Key") else {
+    let mut values = req.headers().get_all("Idempotency-Key");
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(OrderError::BadHeader(FieldError::new(
+            "Idempotency-Key",
+            "must be sent once",
+        )));
+    }
     let text = value.to_str().map_err(|_| {
         OrderError::BadHeader(FieldError::new(
             "Idempotency-Key",

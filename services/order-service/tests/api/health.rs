@@ -20,3 +20,32 @@ async fn unknown_routes_are_404_problems() {
     let app = spawn_app();
     app.get("/nope").await.assert_problem(404);
 }
+
+#[actix_web::test]
+async fn invented_methods_share_one_metric_label() {
+    let app = spawn_app();
+    for n in 0..50 {
+        let method =
+            actix_web::http::Method::from_bytes(format!("INVENTED{n}").as_bytes()).unwrap();
+        let reply = app
+            .client
+            .request(method, format!("{}/orders", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_client_error(), "{}", reply.status());
+    }
+    let mut metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(metrics.body().limit(1 << 22).await.unwrap().to_vec()).unwrap();
+    assert!(!text.contains("INVENTED"), "a series per invented method");
+    let other = text
+        .lines()
+        .find(|l| l.starts_with("http_server_requests_total{") && l.contains(r#"method="_OTHER""#))
+        .expect("the invented methods, counted as _OTHER");
+    assert!(other.ends_with(" 50"), "{other}");
+}

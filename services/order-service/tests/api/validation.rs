@@ -215,6 +215,22 @@ async fn bad_keys(app: &TestApp) -> usize {
             .await;
         reply.assert_problem(400);
     }
+    // Two keys: which one would name the request? Neither: refused.
+    let reply = app
+        .send(
+            app.post_orders()
+                .insert_header(("Content-Type", "application/json"))
+                .append_header(("Idempotency-Key", "first"))
+                .append_header(("Idempotency-Key", "second")),
+            Some(order_body().to_string()),
+        )
+        .await;
+    reply.assert_problem(400);
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("once"),
+        "{}",
+        reply.body
+    );
     assert_eq!(app.charges().await, 0);
     0
 }

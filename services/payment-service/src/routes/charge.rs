@@ -214,10 +214,14 @@ async fn simulate(duration: Duration) {
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, ChargeError> {
-    let value = req
-        .headers()
-        .get("Idempotency-Key")
-        .ok_or(ChargeError::MissingKey)?;
+    let mut values = req.headers().get_all("Idempotency-Key");
+    let value = values.next().ok_or(ChargeError::MissingKey)?;
+    if values.next().is_some() {
+        return Err(ChargeError::BadHeader(FieldError::new(
+            "Idempotency-Key",
+            "must be sent once",
+        )));
+    }
     let text = value.to_str().map_err(|_| {
         ChargeError::BadHeader(FieldError::new(
             "Idempotency-Key",

@@ -152,3 +152,18 @@ async fn a_deadline_too_short_for_the_work_is_504_without_a_charge() {
         .await
         .assert_problem(400);
 }
+
+#[actix_web::test]
+async fn two_idempotency_keys_are_400_without_a_charge() {
+    let app = spawn(config());
+    let order = new_order_id();
+    let req = app
+        .client
+        .post(format!("{}/charge", app.address))
+        .insert_header(("Content-Type", "application/json"))
+        .append_header(("Idempotency-Key", order.as_str()))
+        .append_header(("Idempotency-Key", "another"));
+    let reply = app.send(req, Some(charge_body(&order, "1.00"))).await;
+    reply.assert_problem(400);
+    assert_eq!(app.charges().await, 0);
+}

@@ -320,14 +320,22 @@ fn give_up(last: Option<Attempt>, reached: bool) -> PaymentError {
             reached,
             detail: format!("payment-service answered {status}"),
         },
-        Some(Attempt::ConnectFailed(e)) => PaymentError::Failed {
-            reached,
-            detail: format!("payment-service unreachable: {e}"),
-        },
-        Some(Attempt::Broken(e)) => PaymentError::Failed {
-            reached,
-            detail: format!("connection to payment-service broke: {e}"),
-        },
+        // The OS's words (`Connection refused (os error 111)`) go to the
+        // log; the client and the order's reason get ours.
+        Some(Attempt::ConnectFailed(e)) => {
+            tracing::warn!(cause = %e, "payment-service unreachable");
+            PaymentError::Failed {
+                reached,
+                detail: "payment-service unreachable".to_owned(),
+            }
+        }
+        Some(Attempt::Broken(e)) => {
+            tracing::warn!(cause = %e, "connection to payment-service broke");
+            PaymentError::Failed {
+                reached,
+                detail: "the connection to payment-service broke".to_owned(),
+            }
+        }
         Some(Attempt::Charged { .. } | Attempt::Rejected { .. }) => {
             unreachable!("definitive outcomes return before giving up")
         }

@@ -26,6 +26,14 @@ async fn payment_unreachable_is_502_and_the_order_failed_uncharged() {
     );
     let order = app.get(&format!("/orders/{id}")).await;
     assert_eq!(order.body["status"], "failed");
+    // Our words, not the OS's, in the answer and in the order.
+    for text in [&reply.body["detail"], &order.body["reason"]] {
+        let text = text.as_str().unwrap();
+        assert!(text.contains("payment-service unreachable"), "{text}");
+        for os in ["os error", "refused", "Connection"] {
+            assert!(!text.contains(os), "{text}");
+        }
+    }
 }
 
 #[actix_web::test]

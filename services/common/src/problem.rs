@@ -140,3 +140,30 @@ impl std::fmt::Display for Problem {
 pub async fn unknown_route(req: actix_web::HttpRequest) -> HttpResponse {
     Problem::not_found(format!("no resource at {} {}", req.method(), req.path())).to_response()
 }
+
+/// A known path's `default_service`: asked with a method it does not take,
+/// it answers 405 with `Allow` (RFC 9110 §15.5.6), as problem+json.
+pub fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    actix_web::web::to(move |req: actix_web::HttpRequest| async move {
+        let path = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+        let mut response = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{path} takes {allow}"),
+        )
+        .to_response();
+        response.headers_mut().insert(
+            header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        response
+    })
+}
+
+/// A path served by one method; any other answers 405 naming it.
+pub fn only(path: &str, method: &'static str, route: actix_web::Route) -> actix_web::Resource {
+    actix_web::web::resource(path)
+        .route(route)
+        .default_service(method_not_allowed(method))
+}

@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use actors::circuit_breaker::EndWatches;
 use actors::clock::{SharedClock, SystemClock};
 use common::admin::{AdminToken, require_admin};
-use common::problem::unknown_route;
+use common::problem::{method_not_allowed, only, unknown_route};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -116,17 +116,33 @@ impl Application {
                 .app_data(metrics.clone())
                 .wrap(from_fn(record_http))
                 .wrap(TracingLogger::<ServerSpan>::new())
-                .route("/orders", web::post().to(orders::create_order))
-                .route("/orders/{id}", web::get().to(orders::get_order))
-                .route("/health", web::get().to(health::health))
-                .route("/ready", web::get().to(health::ready))
-                .route("/metrics", web::get().to(metrics::metrics))
+                .service(only(
+                    "/orders",
+                    "POST",
+                    web::post().to(orders::create_order),
+                ))
+                .service(only(
+                    "/orders/{id}",
+                    "GET",
+                    web::get().to(orders::get_order),
+                ))
+                .service(only("/health", "GET", web::get().to(health::health)))
+                .service(only("/ready", "GET", web::get().to(health::ready)))
+                .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
                 .service(
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))
-                        .route("/breaker", web::get().to(admin::get_breaker))
-                        .route("/breaker", web::put().to(admin::put_breaker))
-                        .route("/breaker/events", web::get().to(admin::breaker_events)),
+                        .service(
+                            web::resource("/breaker")
+                                .route(web::get().to(admin::get_breaker))
+                                .route(web::put().to(admin::put_breaker))
+                                .default_service(method_not_allowed("GET, PUT")),
+                        )
+                        .service(only(
+                            "/breaker/events",
+                            "GET",
+                            web::get().to(admin::breaker_events),
+                        )),
                 )
                 .default_service(web::to(unknown_route))
         });

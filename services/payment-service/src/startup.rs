@@ -10,7 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use common::admin::{AdminToken, require_admin};
-use common::problem::unknown_route;
+use common::problem::{method_not_allowed, only, unknown_route};
 
 use observability::http::ServerSpan;
 use observability::metrics::record_http;
@@ -67,16 +67,22 @@ impl Application {
                 .app_data(http_metrics.clone())
                 .wrap(from_fn(record_http))
                 .wrap(TracingLogger::<ServerSpan>::new())
-                .route("/charge", web::post().to(charge::charge))
-                .route("/charges/{key}", web::get().to(charges::get_charge))
-                .route("/ledger", web::get().to(ledger::audit))
-                .route("/health", web::get().to(health::health))
-                .route("/metrics", web::get().to(metrics::metrics))
+                .service(only("/charge", "POST", web::post().to(charge::charge)))
+                .service(only(
+                    "/charges/{key}",
+                    "GET",
+                    web::get().to(charges::get_charge),
+                ))
+                .service(only("/ledger", "GET", web::get().to(ledger::audit)))
+                .service(only("/health", "GET", web::get().to(health::health)))
+                .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
                 .service(
-                    web::scope("/admin")
-                        .wrap(from_fn(require_admin))
-                        .route("/faults", web::get().to(admin::get_faults))
-                        .route("/faults", web::put().to(admin::put_faults)),
+                    web::scope("/admin").wrap(from_fn(require_admin)).service(
+                        web::resource("/faults")
+                            .route(web::get().to(admin::get_faults))
+                            .route(web::put().to(admin::put_faults))
+                            .default_service(method_not_allowed("GET, PUT")),
+                    ),
                 )
                 .default_service(web::to(unknown_route))
         })

@@ -49,3 +49,36 @@ async fn invented_methods_share_one_metric_label() {
         .expect("the invented methods, counted as _OTHER");
     assert!(other.ends_with(" 50"), "{other}");
 }
+
+#[actix_web::test]
+async fn a_known_path_with_another_method_is_405_naming_the_allowed_ones() {
+    use actix_web::http::Method;
+    let app = spawn_app();
+    let cases = [
+        (Method::DELETE, format!("{}/orders", app.address), "POST"),
+        (
+            Method::PATCH,
+            format!("{}/orders/{}", app.address, uuid::Uuid::new_v4()),
+            "GET",
+        ),
+        (Method::POST, format!("{}/health", app.address), "GET"),
+        (
+            Method::PUT,
+            format!("{}/ledger", app.payment_address),
+            "GET",
+        ),
+        (
+            Method::GET,
+            format!("{}/charge", app.payment_address),
+            "POST",
+        ),
+    ];
+    for (method, url, allow) in cases {
+        let reply = app
+            .send(app.client.request(method.clone(), &url), None)
+            .await;
+        reply.assert_problem(405);
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {url}");
+    }
+    app.get("/nope").await.assert_problem(404);
+}

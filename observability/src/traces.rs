@@ -89,7 +89,15 @@ pub fn init(default_service_name: &str) -> Telemetry {
     // RUST_LOG chooses what is *logged*; spans are exported at info and
     // above whatever it says, so quieting the logs never empties Jaeger.
     let user_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let log_filter = EnvFilter::try_new(format!("{user_filter},{EXPORT_PATH_OFF}"))
+    // actix logs every malformed request at ERROR: the client's fault, and
+    // a client could flood the log with them. Off unless RUST_LOG names
+    // actix_http (`RUST_LOG=info,actix_http=debug` shows them).
+    let parse_errors = if user_filter.contains("actix_http") {
+        ""
+    } else {
+        ",actix_http::h1=off"
+    };
+    let log_filter = EnvFilter::try_new(format!("{user_filter}{parse_errors},{EXPORT_PATH_OFF}"))
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{EXPORT_PATH_OFF}")));
     let trace_filter = EnvFilter::new(format!("info,{EXPORT_PATH_OFF}"));
     let sampler = Sampler::from_env();

@@ -827,3 +827,60 @@ async fn a_sampled_order_whose_client_reset_mid_charge_keeps_its_whole_trace() {
     assert_child(one(&trace, "idempotency.complete"), &create);
     assert_child(one(&trace, "POST /charge"), one(&trace, "POST"));
 }
+
+#[actix_web::test]
+async fn malformed_requests_do_not_flood_the_log() {
+    let service = processes::spawn(
+        "order-service",
+        &[
+            ("OTEL_SDK_DISABLED", "true".into()),
+            ("PAYMENT_SERVICE_URL", "http://127.0.0.1:9".into()),
+        ],
+    );
+    let address = service.url.trim_start_matches("http://").to_owned();
+    let logged = || service.log.lock().unwrap().len();
+    let before = logged();
+    for _ in 0..200 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .write_all(b"GARBAGE\x01 /orders HTTP/1.1\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // Stopped, it has written its whole log: "order-service stopped" last.
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &service.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !service
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("order-service stopped"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "it never logged its stop"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Only the stop itself: nothing from actix's request parser.
+    let log = service.log.lock().unwrap();
+    let parse_errors = log[before..]
+        .iter()
+        .filter(|l| l.contains("actix_http") || l.contains("\"ERROR\""))
+        .count();
+    let first = &log[before..(before + 2).min(log.len())];
+    assert_eq!(parse_errors, 0, "the first lines: {first:?}");
+    assert!(log.len() - before < 20, "the first lines: {first:?}");
+}

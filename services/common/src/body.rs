@@ -1,6 +1,7 @@
 //! Reading a JSON request body: content type first, then at most `limit`
-//! bytes, then syntax. Each refusal is its own problem (400 / 413), decided
-//! before any field is looked at, so a bad body never half-creates anything.
+//! bytes within the body timeout, then syntax. Each refusal is its own
+//! problem (400 / 408 / 413), decided before any field is looked at, so a
+//! bad body never half-creates anything.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -13,6 +14,17 @@ use crate::problem::Problem;
 
 /// The largest body either service reads (16 KiB).
 pub const DEFAULT_LIMIT: usize = 16 * 1024;
+
+/// How long a body may take to arrive (`BODY_TIMEOUT_MS`), as app data;
+/// 5 s where an app sets none.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(5))
+    }
+}
 
 /// Reads the whole body of a JSON request, refusing wrong content types and
 /// bodies over `limit` without buffering more than `limit` bytes.
@@ -54,16 +66,29 @@ pub async fn read_json_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| Problem::bad_request(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
+    let timeout = req.app_data::<BodyTimeout>().copied().unwrap_or_default().0;
+    let read = async {
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| Problem::bad_request(format!("could not read the body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    actix_web::rt::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body too slow",
+                format!("the body must arrive within {} ms", timeout.as_millis()),
+            ))
+        })
 }
 
 /// A JSON request body of at most [`DEFAULT_LIMIT`] bytes, parsed into `T`:

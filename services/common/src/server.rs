@@ -25,4 +25,10 @@ pub struct ServerArgs {
         default_value_t = 10
     )]
     pub shutdown_timeout_secs: u64,
+
+    /// Longest time to receive a request's body, in milliseconds: a body
+    /// still arriving then is refused with 408, so a client trickling bytes
+    /// cannot hold a worker's connection open.
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_timeout_ms: u64,
 }

@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use actors::circuit_breaker::EndWatches;
 use actors::clock::{SharedClock, SystemClock};
 use common::admin::{AdminToken, require_admin};
+use common::body::BodyTimeout;
 use common::problem::{method_not_allowed, only, unknown_route};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -71,6 +72,7 @@ impl Application {
         let reliability = Reliability::start(&config, clock, &metrics, &storage);
         let metrics = web::Data::new(metrics);
         let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
+        let body_timeout = BodyTimeout(Duration::from_millis(config.server.body_timeout_ms));
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let shared = web::Data::new(reliability.clone());
@@ -112,6 +114,7 @@ impl Application {
                 .app_data(store_data.clone())
                 .app_data(shared.clone())
                 .app_data(admin_token.clone())
+                .app_data(body_timeout)
                 .app_data(web::Data::new(metrics.http.clone()))
                 .app_data(metrics.clone())
                 .wrap(from_fn(record_http))

@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use common::admin::{AdminToken, require_admin};
+use common::body::BodyTimeout;
 use common::problem::{method_not_allowed, only, unknown_route};
 
 use observability::http::ServerSpan;
@@ -57,6 +58,7 @@ impl Application {
         });
         let http_metrics = web::Data::new(state.metrics.http.clone());
         let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
+        let body_timeout = BodyTimeout(Duration::from_millis(config.server.body_timeout_ms));
 
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
@@ -64,6 +66,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(admin_token.clone())
+                .app_data(body_timeout)
                 .app_data(http_metrics.clone())
                 .wrap(from_fn(record_http))
                 .wrap(TracingLogger::<ServerSpan>::new())

@@ -3,6 +3,7 @@
 
 mod admin;
 mod database;
+mod edge;
 mod hangup;
 mod hangups;
 mod health;

@@ -1,7 +1,7 @@
 //! A payment-service restarted on the same `PAYMENT_LEDGER_PATH` still knows
 //! every acknowledged charge and replays it for its key.
 
-use crate::helpers::{charge_body, new_order_id, spawn_durable};
+use crate::helpers::{charge_body, new_order_id, respawn_durable, spawn_durable};
 
 #[actix_web::test]
 async fn a_restart_keeps_every_acknowledged_charge() {
@@ -24,7 +24,7 @@ async fn a_restart_keeps_every_acknowledged_charge() {
     bytes.extend_from_slice(torn);
     std::fs::write(&path, bytes).unwrap();
 
-    let app = spawn_durable(&path);
+    let app = respawn_durable(&path).await;
     let audit = app.get("/ledger").await.body;
     assert_eq!(audit["charges"], 3);
     assert_eq!(audit["replay"]["replayed"], 3);
@@ -43,7 +43,7 @@ async fn a_restart_keeps_every_acknowledged_charge() {
     );
     app.stop().await;
 
-    let app = spawn_durable(&path);
+    let app = respawn_durable(&path).await;
     let audit = app.get("/ledger?detail=true").await.body;
     assert_eq!(audit["charges"], 4);
     assert_eq!(audit["replay"]["torn_tail_bytes"], 0);

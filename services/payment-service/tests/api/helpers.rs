@@ -49,7 +49,10 @@ pub fn config() -> Config {
 }
 
 pub fn spawn(config: Config) -> TestPayment {
-    let app = Application::build(config).expect("payment-service starts");
+    serve(Application::build(config).expect("payment-service starts"))
+}
+
+fn serve(app: Application) -> TestPayment {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     actix_rt::spawn(app.run_until_stopped());
@@ -66,6 +69,24 @@ pub fn spawn_durable(path: &Path) -> TestPayment {
     let mut config = config();
     config.ledger_path = Some(path.to_owned());
     spawn(config)
+}
+
+/// As [`spawn_durable`], after a stop: the stopped server's workers may
+/// still hold the ledger's lock for a moment after `stop` returns, so this
+/// polls until the lock is free (at most 5 s).
+pub async fn respawn_durable(path: &Path) -> TestPayment {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut config = config();
+        config.ledger_path = Some(path.to_owned());
+        match Application::build(config) {
+            Ok(app) => return serve(app),
+            Err(_) if std::time::Instant::now() < deadline => {
+                actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("payment-service does not start again: {e}"),
+        }
+    }
 }
 
 pub fn charge_body(order_id: &str, amount: &str) -> String {

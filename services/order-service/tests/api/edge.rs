@@ -1,0 +1,105 @@
+//! The edge: what a client can send that the services must refuse, bound
+//! or keep to themselves (CONTRACT §9).
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{order_body, order_config, payment_config, spawn_app, spawn_app_with};
+
+#[actix_web::test]
+async fn invented_methods_share_one_metric_label() {
+    let app = spawn_app();
+    for n in 0..50 {
+        let method =
+            actix_web::http::Method::from_bytes(format!("INVENTED{n}").as_bytes()).unwrap();
+        let reply = app
+            .client
+            .request(method, format!("{}/orders", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_client_error(), "{}", reply.status());
+    }
+    let mut metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(metrics.body().limit(1 << 22).await.unwrap().to_vec()).unwrap();
+    assert!(!text.contains("INVENTED"), "a series per invented method");
+    let other = text
+        .lines()
+        .find(|l| l.starts_with("http_server_requests_total{") && l.contains(r#"method="_OTHER""#))
+        .expect("the invented methods, counted as _OTHER");
+    assert!(other.ends_with(" 50"), "{other}");
+}
+
+#[actix_web::test]
+async fn a_known_path_with_another_method_is_405_naming_the_allowed_ones() {
+    use actix_web::http::Method;
+    let app = spawn_app();
+    let cases = [
+        (Method::DELETE, format!("{}/orders", app.address), "POST"),
+        (
+            Method::PATCH,
+            format!("{}/orders/{}", app.address, uuid::Uuid::new_v4()),
+            "GET",
+        ),
+        (Method::POST, format!("{}/health", app.address), "GET"),
+        (
+            Method::PUT,
+            format!("{}/ledger", app.payment_address),
+            "GET",
+        ),
+        (
+            Method::GET,
+            format!("{}/charge", app.payment_address),
+            "POST",
+        ),
+    ];
+    for (method, url, allow) in cases {
+        let reply = app
+            .send(app.client.request(method.clone(), &url), None)
+            .await;
+        reply.assert_problem(405);
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {url}");
+    }
+    app.get("/nope").await.assert_problem(404);
+}
+
+#[actix_web::test]
+async fn a_body_that_trickles_in_is_408_and_creates_nothing() {
+    let mut config = order_config();
+    config.server.body_timeout_ms = 300;
+    let app = spawn_app_with(config, payment_config());
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let body = order_body().to_string();
+    let started = Instant::now();
+    let answer = actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            stream,
+            "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..10]
+        )
+        .unwrap();
+        // The rest never comes.
+        let mut answer = vec![0; 4096];
+        let n = stream.read(&mut answer).unwrap_or(0);
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.charges().await, 0);
+    assert_eq!(app.tracked().await, 0, "no order recorded");
+}

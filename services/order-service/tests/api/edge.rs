@@ -103,3 +103,35 @@ async fn a_body_that_trickles_in_is_408_and_creates_nothing() {
     assert_eq!(app.charges().await, 0);
     assert_eq!(app.tracked().await, 0, "no order recorded");
 }
+
+#[actix_web::test]
+async fn a_hang_up_while_the_body_is_arriving_leaves_no_key_and_no_order() {
+    // The handler waits in the body read (the await the body timeout now
+    // bounds) when the client resets: nothing may have been reserved yet.
+    let app = spawn_app();
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let body = order_body().to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Idempotency-Key: reset-mid-body\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .unwrap();
+    crate::hangup::after(Duration::from_millis(50)).await;
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+
+    assert_eq!(app.keys_in_flight().await, 0);
+    assert_eq!(app.tracked().await, 0, "no order recorded");
+    assert_eq!(app.charges().await, 0);
+    // The key is free: the retry creates the order, charged once.
+    let retry = app
+        .post_order_with_key("reset-mid-body", &order_body())
+        .await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(app.charges().await, 1);
+}

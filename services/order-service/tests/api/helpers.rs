@@ -66,6 +66,17 @@ pub fn order_config() -> order_service::Config {
     config
 }
 
+/// order-service whose reconciler re-drives pending orders every 50 ms,
+/// with the breaker out of reach: failing re-drives would otherwise open
+/// it for 30 s.
+pub fn reconciling_order_config() -> order_service::Config {
+    let mut config = order_config();
+    config.reconcile_interval_ms = 50;
+    config.cb_consecutive_failures = 1000;
+    config.cb_min_calls = 1000;
+    config
+}
+
 /// order-service and payment-service with default settings.
 pub fn spawn_app() -> TestApp {
     spawn_app_with(order_config(), payment_config())

@@ -9,7 +9,9 @@ use loadgen::engine::{Plan, run};
 use loadgen::report::Report;
 use serde_json::json;
 
-use crate::helpers::{eventually, order_config, payment_config, spawn_app, spawn_app_with};
+use crate::helpers::{
+    eventually, order_config, payment_config, reconciling_order_config, spawn_app, spawn_app_with,
+};
 
 /// Runs loadgen with `line` on a runtime of its own, off the thread that
 /// serves the apps and runs their actors.
@@ -58,11 +60,7 @@ async fn the_audit_of_a_second_run_on_the_same_ledger_reports_no_anomaly() {
 
 #[actix_web::test]
 async fn charges_without_a_201_are_reported_with_their_orders_status_now() {
-    let mut order = order_config();
-    order.reconcile_interval_ms = 50;
-    order.cb_consecutive_failures = 1000;
-    order.cb_min_calls = 1000;
-    let app = spawn_app_with(order, payment_config());
+    let app = spawn_app_with(reconciling_order_config(), payment_config());
     // Payment charges, then answers 500: the client gets 502, the order
     // stays pending, and its charge exists.
     app.set_faults(json!({"fail_after_charge_pct": 100})).await;

@@ -8,7 +8,9 @@ use actors::circuit_breaker::{State, TripReason};
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{TestApp, order_body, order_config, payment_config, spawn_app_with};
+use crate::helpers::{
+    TestApp, order_body, order_config, payment_config, reconciling_order_config, spawn_app_with,
+};
 
 /// Orders one after another; the (status, body) of each.
 async fn place_orders(app: &TestApp, n: usize) -> Vec<crate::helpers::Reply> {
@@ -307,12 +309,7 @@ async fn await_status(app: &TestApp, id: &str, want: &str) -> serde_json::Value 
 
 #[actix_web::test]
 async fn the_reconciler_completes_an_order_whose_charge_answer_was_lost() {
-    let mut order = order_config();
-    order.reconcile_interval_ms = 50;
-    // Its failing re-drives would otherwise open the breaker for 30 s.
-    order.cb_consecutive_failures = 1000;
-    order.cb_min_calls = 1000;
-    let app = spawn_app_with(order, payment_config());
+    let app = spawn_app_with(reconciling_order_config(), payment_config());
     app.set_faults(json!({"fail_after_charge_pct": 100})).await;
     let reply = app.post_order(&order_body()).await;
     reply.assert_problem(502);

@@ -527,6 +527,21 @@ async fn await_order(collector: &Collector, trace_id: &str) -> Vec<Span> {
     collector.await_trace(trace_id, &names).await
 }
 
+/// A sampled order whose whole trace has reached the collector: what was
+/// exported before it has arrived too. Its trace id.
+async fn whole_marker_order(collector: &Collector, order_url: &str) -> String {
+    let (marker, traceparent) = new_trace();
+    assert_eq!(post_order(order_url, &traceparent, None).await.0, 201);
+    let trace = await_order(collector, &marker).await;
+    assert_eq!(
+        trace.len(),
+        ORDER_SPANS.len() + CHARGE_SPANS.len(),
+        "{}",
+        tree(&trace)
+    );
+    marker
+}
+
 #[actix_web::test]
 async fn an_unsampled_trace_exports_nothing_in_either_service() {
     let collector = Collector::start();
@@ -539,15 +554,7 @@ async fn an_unsampled_trace_exports_nothing_in_either_service() {
     assert_eq!(status, 201, "{body}");
     // A sampled order after it: once its spans are in, the first order's
     // would have been too (each service exports its spans in order).
-    let (sampled, traceparent) = new_trace();
-    assert_eq!(post_order(&pair.order.url, &traceparent, None).await.0, 201);
-    let trace = await_order(&collector, &sampled).await;
-    assert_eq!(
-        trace.len(),
-        ORDER_SPANS.len() + CHARGE_SPANS.len(),
-        "{}",
-        tree(&trace)
-    );
+    whole_marker_order(&collector, &pair.order.url).await;
     let spans = collector.spans();
     assert!(spans.iter().all(|s| s.trace_id != unsampled), "{spans:?}");
     let charges = spans.iter().filter(|s| s.name == "POST /charge").count();
@@ -770,15 +777,7 @@ async fn an_order_whose_client_reset_mid_charge_is_traced_whole_or_not_at_all() 
 
     // A sampled order after it, whose trace is whole; nothing else arrived:
     // the abandoned flow's spans (on a task of its own) stayed off.
-    let (marker, traceparent) = new_trace();
-    assert_eq!(post_order(&pair.order.url, &traceparent, None).await.0, 201);
-    let trace = await_order(&collector, &marker).await;
-    assert_eq!(
-        trace.len(),
-        ORDER_SPANS.len() + CHARGE_SPANS.len(),
-        "{}",
-        tree(&trace)
-    );
+    let marker = whole_marker_order(&collector, &pair.order.url).await;
     let spans = collector.spans();
     assert!(
         spans.iter().all(|s| s.trace_id == marker),

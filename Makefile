@@ -9,7 +9,9 @@ SHELL := /bin/bash
 
 ORDER_URL ?= http://localhost:8080
 PAYMENT_URL ?= http://localhost:8081
-ADMIN_TOKEN ?= dev-admin-token
+# The admin token: ADMIN_TOKEN if set, else the one `make run` (or `make
+# up`) generated into run/admin-token. Read when a recipe runs, not before.
+TOKEN = $${ADMIN_TOKEN:-$$(cat run/admin-token 2>/dev/null)}
 comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
@@ -27,24 +29,32 @@ help: ## Show the targets
 build: ## Build the Docker image of the services
 	$(COMPOSE) build
 
+# Compose gets the secrets through the environment (it refuses to start
+# without them); `make up` generates them into run/ like `make run`. What
+# only stops or reads the stack needs the variables set, not their values.
+SECRETS_ENV = ADMIN_TOKEN=$$(cat run/admin-token) PAYMENT_API_KEY=$$(cat run/payment-api-key)
+NO_SECRETS = ADMIN_TOKEN=$${ADMIN_TOKEN:-unused} PAYMENT_API_KEY=$${PAYMENT_API_KEY:-unused}
+
 up: ## Start order, payment, OTel collector and Jaeger with docker compose
-	$(COMPOSE) up --build -d
+	@scripts/services.sh secrets
+	$(SECRETS_ENV) $(COMPOSE) up --build -d
 	@echo "order-service http://localhost:8080  payment-service http://localhost:8081  Jaeger http://localhost:16686"
 
 up-metrics: ## As `up`, plus Prometheus (9090) and Grafana (3000, admin/admin)
-	$(COMPOSE) --profile metrics up --build -d
+	@scripts/services.sh secrets
+	$(SECRETS_ENV) $(COMPOSE) --profile metrics up --build -d
 	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000 (dashboard: reliable-orders)"
 
 down: ## Stop the compose stack
-	$(COMPOSE) --profile metrics down
+	$(NO_SECRETS) $(COMPOSE) --profile metrics down
 
 logs: ## Follow the compose stack's logs
-	$(COMPOSE) --profile metrics logs -f
+	$(NO_SECRETS) $(COMPOSE) --profile metrics logs -f
 
 OBSERVE_STACK := otel-collector jaeger prometheus grafana
 
 observe: ## Collector, Jaeger, Prometheus, Grafana in Docker for make run's native services (which then export to it)
-	PROMETHEUS_CONFIG=./observability/config/prometheus-native.yml \
+	PROMETHEUS_CONFIG=./observability/config/prometheus-native.yml $(NO_SECRETS) \
 	  $(COMPOSE) --profile metrics up -d --no-deps $(OBSERVE_STACK)
 	@mkdir -p run && echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317" >run/observe.env
 	@scripts/services.sh restart-running
@@ -52,7 +62,7 @@ observe: ## Collector, Jaeger, Prometheus, Grafana in Docker for make run's nati
 	@echo "make run (and every demo) now exports traces to the collector; make observe-down stops it"
 
 observe-down: ## Stop what make observe started; the native services stop exporting
-	$(COMPOSE) --profile metrics stop $(OBSERVE_STACK)
+	$(NO_SECRETS) $(COMPOSE) --profile metrics stop $(OBSERVE_STACK)
 	@rm -f run/observe.env
 	@scripts/services.sh restart-running
 
@@ -60,7 +70,7 @@ jaeger: ## Open the Jaeger UI
 	@url=http://localhost:16686; (xdg-open $$url || open $$url) >/dev/null 2>&1 || echo "Open $$url"
 
 clean: ## Remove the stack, its volumes and image, and the native logs and run state
-	-$(COMPOSE) --profile metrics down -v --rmi local
+	-$(NO_SECRETS) $(COMPOSE) --profile metrics down -v --rmi local
 	rm -rf logs run
 
 # --- native ---------------------------------------------------------------
@@ -99,7 +109,7 @@ define load
 	@cargo build --release -q --bin loadgen
 	@mkdir -p $(REPORTS)
 	@svg=$(REPORTS)/$(1)-$$(date +%Y%m%d-%H%M%S).svg; \
-	  ADMIN_TOKEN=$(ADMIN_TOKEN) $(LOADGEN) -url $(LOAD_URL) $(2) -idempotent --audit $(PAYMENT_URL) \
+	  ADMIN_TOKEN=$(TOKEN) $(LOADGEN) -url $(LOAD_URL) $(2) -idempotent --audit $(PAYMENT_URL) \
 	  --breaker $(ORDER_URL) --marks $(MARKS) --timeline $$svg \
 	  && echo "timeline: $$svg"
 endef
@@ -127,7 +137,7 @@ MARKS := run/marks
 # for loadgen's timeline ($(2)).
 define faults
 	@curl -fsS -X PUT $(PAYMENT_URL)/admin/faults \
-	  -H "Authorization: Bearer $(ADMIN_TOKEN)" -H "Content-Type: application/json" -d '$(1)' && echo
+	  -H "Authorization: Bearer $(TOKEN)" -H "Content-Type: application/json" -d '$(1)' && echo
 	@mkdir -p $(dir $(MARKS)) && echo "$$(python3 -c 'import time; print(int(time.time() * 1000))') $(2)" >>$(MARKS)
 endef
 
@@ -144,15 +154,15 @@ fault-clear: ## No faults
 	$(call faults,{},fault-clear)
 
 faults: ## Show payment's current faults
-	@curl -fsS $(PAYMENT_URL)/admin/faults -H "Authorization: Bearer $(ADMIN_TOKEN)" && echo
+	@curl -fsS $(PAYMENT_URL)/admin/faults -H "Authorization: Bearer $(TOKEN)" && echo
 
 breaker: ## Show order-service's circuit breaker
-	@curl -fsS $(ORDER_URL)/admin/breaker -H "Authorization: Bearer $(ADMIN_TOKEN)" && echo
+	@curl -fsS $(ORDER_URL)/admin/breaker -H "Authorization: Bearer $(TOKEN)" && echo
 
 watch: ## Follow the breaker's transitions live, one line each (reconnects; Ctrl-C stops)
-	@ADMIN_TOKEN=$(ADMIN_TOKEN) python3 -u scripts/watch.py $(ORDER_URL)
+	@ADMIN_TOKEN=$(TOKEN) python3 -u scripts/watch.py $(ORDER_URL)
 
-DEMO_ENV = ORDER_URL=$(ORDER_URL) PAYMENT_URL=$(PAYMENT_URL) ADMIN_TOKEN=$(ADMIN_TOKEN)
+DEMO_ENV = ORDER_URL=$(ORDER_URL) PAYMENT_URL=$(PAYMENT_URL)
 
 demo-breaker: build-native ## The breaker's whole cycle live in under a minute (restarts make run's services)
 	@$(DEMO_ENV) scripts/demo-breaker.sh

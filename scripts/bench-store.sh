@@ -33,6 +33,8 @@ trap cleanup EXIT
 commits() { psql "$admin" -Atc "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'"; }
 backends() { psql "$admin" -Atc "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db'"; }
 
+export PAYMENT_API_KEY=bench-store-key
+
 measure() { # label env...
   local label=$1; shift
   local pay ord; pay=$(free_port); ord=$(free_port)

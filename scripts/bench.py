@@ -42,6 +42,7 @@ RELEASE = ROOT / "target" / "release"
 # Spans of one order without a key (CONTRACT §6): order-service's, payment's.
 ORDER_SPANS, CHARGE_SPANS = 8, 4
 ADMIN = "bench-admin-token"
+API_KEY = "bench-payment-key"  # scripts/wrk/charge.lua sends it too
 
 
 def sh(*args, **kw):
@@ -132,6 +133,7 @@ class Pair:
             "BIND_ADDR": "127.0.0.1",
             "RUST_LOG": "warn",
             "ADMIN_TOKEN": ADMIN,
+            "PAYMENT_API_KEY": API_KEY,
             **env,
         }
         self.pay_port, self.ord_port = free_port(), free_port()

@@ -8,7 +8,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ORDER_URL=${ORDER_URL:-http://localhost:8080}
 PAYMENT_URL=${PAYMENT_URL:-http://localhost:8081}
-export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
+# One admin token for the whole demo, through every restart: the one the
+# running services have if any, else a new one (services.sh writes it to
+# run/admin-token for the make targets).
+if [[ -z "${ADMIN_TOKEN:-}" ]]; then
+  if scripts/services.sh status | grep -q ' running' && [[ -s run/admin-token ]]; then
+    ADMIN_TOKEN=$(cat run/admin-token)
+  else
+    ADMIN_TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
+  fi
+fi
+export ADMIN_TOKEN
 LOADGEN=target/release/loadgen
 MARKS=run/marks
 REPORTS=reports

@@ -124,6 +124,32 @@ stop_private_pg() {
 
 replica_names() { for i in $(seq 1 "$REPLICAS"); do echo "order-service-$i"; done; }
 
+any_running() {
+  local name
+  for name in payment-service order-service $(replica_names) nginx; do running "$name" && return 0; done
+  return 1
+}
+
+# The admin token and payment's service key: the variable's value if set,
+# else a new random one each time the services start from stopped (kept
+# while any runs, so `make run` twice does not change it under them). Both
+# are written to run/ (0600) for every make target to read, and exported.
+secret() { # VAR file
+  local var=$1 file=$RUN_DIR/$2
+  if [[ -n "${!var:-}" ]]; then
+    (umask 077; printf '%s\n' "${!var}" >"$file")
+  elif ! any_running || [[ ! -s "$file" ]]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr '+/' '-_' >"$file")
+  fi
+  chmod 600 "$file"
+  export "$var=$(cat "$file")"
+}
+
+secrets() {
+  secret ADMIN_TOKEN admin-token
+  secret PAYMENT_API_KEY payment-api-key
+}
+
 # While `make observe` runs the collector, every start exports to it.
 if [[ -f "$RUN_DIR/observe.env" ]]; then
   set -a
@@ -132,6 +158,11 @@ if [[ -f "$RUN_DIR/observe.env" ]]; then
 fi
 
 case "${1:-}" in
+  secrets)
+    # make up: the compose stack's secrets, in the same files.
+    mkdir -p "$RUN_DIR"
+    secrets
+    ;;
   restart-running)
     # make observe / observe-down: the services that run pick up the change.
     if running order-service; then
@@ -145,7 +176,7 @@ case "${1:-}" in
   start-replicas)
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     if running order-service; then echo "order-service (make run) is on port $ORDER_PORT: make stop first" >&2; exit 1; fi
-    export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
+    secrets
     url=$(database_url)
     start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}" \
       OTEL_SERVICE_NAME=payment-service
@@ -162,16 +193,17 @@ case "${1:-}" in
     done
     running nginx && echo "nginx already running" || start_nginx
     echo "orders and keys in $url"
+    echo "admin token in $RUN_DIR/admin-token (make targets read it)"
     ;;
   start)
     if running nginx; then echo "the replicas (make run-replicas) are on port $ORDER_PORT: make stop first" >&2; exit 1; fi
     mkdir -p "$RUN_DIR" "$LOG_DIR"
-    # The same admin token as the compose stack, so `make fault-*` works on both.
-    export ADMIN_TOKEN=${ADMIN_TOKEN:-dev-admin-token}
+    secrets
     start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}" \
       OTEL_SERVICE_NAME=payment-service
     start_one order-service "$ORDER_PORT" PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}" \
       OTEL_SERVICE_NAME=order-service
+    echo "admin token in $RUN_DIR/admin-token (make targets read it)"
     ;;
   stop)
     stop_one nginx
@@ -185,7 +217,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: $0 start|start-replicas|stop|status|restart-running" >&2
+    echo "usage: $0 start|start-replicas|stop|status|restart-running|secrets" >&2
     exit 2
     ;;
 esac

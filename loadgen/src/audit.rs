@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Connection, Target, get_json};
+use crate::client::{Connection, Target};
 
 /// Orders looked up at most: beyond, they are counted as not asked.
 const MAX_LOOKUPS: usize = 20_000;
@@ -51,20 +51,48 @@ pub struct AuditReport {
 /// epoch, taken before the first request) against the 201s of `created`,
 /// and asks the order-service's collection at `orders` about the orders
 /// charged without a 201 seen.
+/// The ledger's reads need payment's admin token (`admin_token`).
 pub async fn audit(
     payment_url: &str,
+    admin_token: Option<&str>,
     orders: &Target,
     created: &[String],
     since_ms: i64,
 ) -> Result<AuditReport, String> {
-    let url = format!("{}/ledger?detail=true", payment_url.trim_end_matches('/'));
-    let ledger = get_json(&url, Duration::from_secs(30)).await?;
-    let entries = ledger["entries"]
-        .as_array()
-        .ok_or_else(|| format!("{url}: no entries in the ledger"))?;
-    let (mut report, unseen) = weigh(entries, created, since_ms);
+    let entries = ledger_entries(payment_url, admin_token).await?;
+    let (mut report, unseen) = weigh(&entries, created, since_ms);
     report.unseen_orders_now = statuses_now(orders, &unseen).await;
     Ok(report)
+}
+
+/// Every charge in the ledger, page after page.
+async fn ledger_entries(
+    payment_url: &str,
+    admin_token: Option<&str>,
+) -> Result<Vec<serde_json::Value>, String> {
+    let target = Target::parse(&format!("{}/ledger", payment_url.trim_end_matches('/')))?;
+    let mut connection = Connection::default();
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("{}?detail=true&after={after}", target.path);
+        let page = match connection
+            .get_json(&target, &path, admin_token, Duration::from_secs(30))
+            .await?
+        {
+            (200, page) => page,
+            (401, _) => return Err(format!("{path}: 401, set ADMIN_TOKEN to payment's token")),
+            (status, _) => return Err(format!("{path}: {status}")),
+        };
+        let more = page["entries"]
+            .as_array()
+            .ok_or_else(|| format!("{path}: no entries in the ledger"))?;
+        entries.extend(more.iter().cloned());
+        match page["next_cursor"].as_u64() {
+            Some(next) => after = next,
+            None => return Ok(entries),
+        }
+    }
 }
 
 /// The status of each order now (`GET {orders}/{id}`), counted by status.
@@ -80,6 +108,7 @@ async fn statuses_now(orders: &Target, ids: &[&str]) -> BTreeMap<String, u64> {
                 .get_json(
                     orders,
                     &format!("{collection}/{id}"),
+                    None,
                     Duration::from_secs(5),
                 )
                 .await

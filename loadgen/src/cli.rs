@@ -93,7 +93,8 @@ pub struct Args {
     #[arg(long, value_name = "ORDER_URL")]
     pub breaker: Option<String>,
 
-    /// Admin token for --breaker.
+    /// Admin token for --breaker and --audit (the same on both services
+    /// under `make run`, which keeps it in run/admin-token).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -159,16 +159,22 @@ impl Connection {
 
     /// GET `path` from `target`'s host on this connection: the status and
     /// the body as JSON (`Null` when it is not JSON).
+    /// A GET, with `Authorization: Bearer <bearer>` if given.
     pub async fn get_json(
         &mut self,
         target: &Target,
         path: &str,
+        bearer: Option<&str>,
         timeout: Duration,
     ) -> Result<(u16, serde_json::Value), String> {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::GET)
             .uri(path)
-            .header(HOST, target.authority.as_str())
+            .header(HOST, target.authority.as_str());
+        if let Some(token) = bearer {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let (status, _, body) = self
@@ -238,18 +244,6 @@ async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
 
 /// GET a JSON document that must be there (the payment ledger for the
 /// audit).
-pub async fn get_json(url: &str, timeout: Duration) -> Result<serde_json::Value, String> {
-    let target = Target::parse(url)?;
-    match Connection::default()
-        .get_json(&target, &target.path, timeout)
-        .await?
-    {
-        (200..=299, json) if !json.is_null() => Ok(json),
-        (200..=299, _) => Err(format!("{url}: not JSON")),
-        (status, _) => Err(format!("{url}: {status}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -274,6 +274,7 @@ pub async fn run(plan: Plan) -> Report {
         // The order ids of every 201 were collected for this.
         let orders = crate::audit::audit(
             payment,
+            plan.admin_token.as_deref(),
             &plan.target,
             &report.created_order_ids,
             start_unix_ms,

@@ -1,5 +1,6 @@
 -- POST /charge straight to payment-service, a new order (and key) per
 -- request: each thread numbers its own, under a prefix unique to the run.
+-- The service key is scripts/bench.py's API_KEY.
 local threads = 0
 function setup(thread)
   threads = threads + 1
@@ -13,5 +14,6 @@ function request()
   local id = string.format("%08x-%04x-4000-8000-%012x", run, tid, n)
   local body = '{"order_id":"' .. id .. '","merchant_id":"merchant_123","amount":99.99,"currency":"USD"}'
   return wrk.format("POST", "/charge",
-    { ["Content-Type"] = "application/json", ["Idempotency-Key"] = id }, body)
+    { ["Content-Type"] = "application/json", ["Idempotency-Key"] = id,
+      ["Authorization"] = "Bearer bench-payment-key" }, body)
 end

@@ -14,11 +14,11 @@
 //!   service sends.
 //! - [`body`]: reads a JSON request body with a size limit and a content-type
 //!   check, so oversized or non-JSON input is refused before it is parsed.
-//! - [`admin`]: the bearer-token gate in front of `/admin/*`.
+//! - [`auth`]: the bearer-credential gates (admin token, service key).
 //! - [`server`]: the HTTP-server settings both services take.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod domain;
 pub mod problem;

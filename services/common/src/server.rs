@@ -6,11 +6,13 @@ use std::net::IpAddr;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// Address to bind.
-    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
+    /// Address to bind: loopback unless told otherwise, so nothing is
+    /// reachable from another host by default (the image sets 0.0.0.0).
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1")]
     pub bind_addr: IpAddr,
 
-    /// Bearer token for /admin/*; unset, the admin endpoints answer 404.
+    /// Bearer token for /admin/* (and payment's /ledger, /charges/{key});
+    /// unset, those answer 404.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

@@ -38,6 +38,11 @@ pub struct Config {
     )]
     pub payment_service_url: String,
 
+    /// The key presented to payment-service's POST /charge as `Authorization:
+    /// Bearer <key>` (payment-service's PAYMENT_API_KEY). Required.
+    #[arg(long, env = "PAYMENT_API_KEY", hide_env_values = true)]
+    pub payment_api_key: Option<String>,
+
     /// Budget for the whole payment call (all attempts and backoff), in milliseconds.
     #[arg(
         long,
@@ -257,6 +262,7 @@ impl Config {
     pub fn defaults() -> Self {
         let mut config = Self::parse_from(["order-service"]);
         config.server.admin_token = None;
+        config.payment_api_key = None;
         config
     }
 

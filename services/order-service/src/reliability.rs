@@ -72,8 +72,9 @@ impl Reliability {
             // The reconciler charges through the same pipeline (breaker,
             // bulkhead, budget, retries) with its own HTTP client, on this
             // thread, where the actor runs.
+            let api_key = config.payment_api_key.as_deref().unwrap_or_default();
             let payments = Rc::new(PaymentCall::new(
-                PaymentClient::new(&config.payment_service_url),
+                PaymentClient::new(&config.payment_service_url, api_key),
                 config.call_policy(),
                 breaker.clone(),
                 bulkhead.clone(),

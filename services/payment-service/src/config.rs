@@ -22,6 +22,15 @@ pub struct Config {
     #[command(flatten)]
     pub server: ServerArgs,
 
+    /// The key callers of POST /charge present as `Authorization: Bearer
+    /// <key>` (order-service's PAYMENT_API_KEY). Required.
+    #[arg(
+        long = "payment-api-key",
+        env = "PAYMENT_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
     /// Initial faults; change them at runtime with PUT /admin/faults.
     #[command(flatten)]
     pub faults: Faults,
@@ -58,6 +67,7 @@ impl Config {
         let mut config = Self::parse_from(["payment-service"]);
         // `parse_from` still reads the environment; undo what it may have taken.
         config.server.admin_token = None;
+        config.api_key = None;
         config.faults = Faults::default();
         config.ledger_path = None;
         config.fault_seed = None;

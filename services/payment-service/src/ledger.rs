@@ -99,9 +99,13 @@ pub struct Audit {
     pub duplicates: Vec<Duplicate>,
     /// What the start-up replay of the log found.
     pub replay: ReplaySummary,
-    /// Every charge, only with `?detail=true`.
+    /// One page of charges in the ledger's order, only with `?detail=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<Charge>>,
+    /// Where the next page starts (`?detail=true&after=N`); absent on the
+    /// last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,23 +131,62 @@ pub struct Ledger {
     replay: ReplaySummary,
 }
 
+/// A page of `GET /ledger?detail=true`: the charges after the first `after`
+/// ones, in the ledger's order, at most `limit` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub after: usize,
+    pub limit: usize,
+}
+
+/// Kept so that the audit costs the lock only O(duplicates + page): a full
+/// scan under the lock would stall every charge behind it, which is how a
+/// read flood used to trip order-service's breaker.
+#[derive(Default)]
 struct State {
-    by_key: HashMap<IdempotencyKey, Charge>,
+    /// Every charge, in the log's order.
+    charges: Vec<Charge>,
+    /// Key → the charge replayed for it (the first under that key).
+    by_key: HashMap<IdempotencyKey, usize>,
+    /// Order → its first charge.
+    by_order: HashMap<OrderId, usize>,
+    /// Orders charged more than once → their later charges. Must stay empty.
+    duplicated: BTreeMap<OrderId, Vec<usize>>,
     /// Lines of the log whose key an earlier line already charged: only two
     /// processes writing one log make them. The first line's charge is the
-    /// one replayed for the key; these are kept so the audit shows them.
-    repeated: Vec<Charge>,
+    /// one replayed for the key; the later ones stay in `charges` so the
+    /// audit shows them.
+    repeated: usize,
     log: Option<LedgerLog>,
+}
+
+impl State {
+    fn push(&mut self, charge: Charge) {
+        let at = self.charges.len();
+        match self.by_key.entry(charge.idempotency_key.clone()) {
+            Entry::Vacant(slot) => {
+                slot.insert(at);
+            }
+            Entry::Occupied(_) => self.repeated += 1,
+        }
+        match self.by_order.entry(charge.order_id) {
+            Entry::Vacant(slot) => {
+                slot.insert(at);
+            }
+            Entry::Occupied(_) => self.duplicated.entry(charge.order_id).or_default().push(at),
+        }
+        self.charges.push(charge);
+    }
+
+    fn by_key(&self, key: &IdempotencyKey) -> Option<&Charge> {
+        self.by_key.get(key).map(|&at| &self.charges[at])
+    }
 }
 
 impl Ledger {
     pub fn in_memory() -> Self {
         Self {
-            state: Mutex::new(State {
-                by_key: HashMap::new(),
-                repeated: Vec::new(),
-                log: None,
-            }),
+            state: Mutex::new(State::default()),
             replay: ReplaySummary::default(),
         }
     }
@@ -153,31 +196,25 @@ impl Ledger {
     /// guessing would risk forgetting a charge.
     pub fn open(path: &Path) -> io::Result<Self> {
         let (log, replay) = LedgerLog::open(path)?;
-        let mut by_key = HashMap::with_capacity(replay.charges.len());
-        let mut repeated = Vec::new();
         let replayed = replay.charges.len();
+        let mut state = State {
+            charges: Vec::with_capacity(replayed),
+            log: Some(log),
+            ..State::default()
+        };
         for charge in replay.charges {
-            match by_key.entry(charge.idempotency_key.clone()) {
-                Entry::Vacant(slot) => {
-                    slot.insert(charge);
-                }
-                Entry::Occupied(_) => {
-                    tracing::error!(
-                        idempotency.key = %charge.idempotency_key,
-                        transaction.id = %charge.transaction_id,
-                        "the ledger charged one key twice (two processes on one log?)"
-                    );
-                    repeated.push(charge);
-                }
+            if state.by_key.contains_key(&charge.idempotency_key) {
+                tracing::error!(
+                    idempotency.key = %charge.idempotency_key,
+                    transaction.id = %charge.transaction_id,
+                    "the ledger charged one key twice (two processes on one log?)"
+                );
             }
+            state.push(charge);
         }
-        let repeated_keys = repeated.len();
+        let repeated_keys = state.repeated;
         Ok(Self {
-            state: Mutex::new(State {
-                by_key,
-                repeated,
-                log: Some(log),
-            }),
+            state: Mutex::new(state),
             replay: ReplaySummary {
                 durable: true,
                 replayed,
@@ -192,7 +229,12 @@ impl Ledger {
     }
 
     pub fn lookup(&self, key: &IdempotencyKey) -> Option<Charge> {
-        self.lock().by_key.get(key).cloned()
+        self.lock().by_key(key).cloned()
+    }
+
+    /// Charges in the ledger.
+    pub fn charges(&self) -> usize {
+        self.lock().charges.len()
     }
 
     /// Whether [`Self::record`] waits on the disk (and so must not run on
@@ -209,7 +251,7 @@ impl Ledger {
         request: &ChargeRequest,
     ) -> Result<Recorded, LedgerError> {
         let mut state = self.lock();
-        if let Some(existing) = state.by_key.get(&key) {
+        if let Some(existing) = state.by_key(&key) {
             return if existing.matches(request) {
                 Ok(Recorded::Existing(existing.clone()))
             } else {
@@ -218,54 +260,51 @@ impl Ledger {
                 })
             };
         }
-        let charge = Charge::new(key.clone(), request);
+        let charge = Charge::new(key, request);
         if let Some(log) = state.log.as_mut() {
             log.append(&charge)?;
         }
-        state.by_key.insert(key, charge.clone());
+        state.push(charge.clone());
         Ok(Recorded::New(charge))
     }
 
-    pub fn audit(&self, detail: bool) -> Audit {
+    /// The counts and the duplicates, plus one page of charges if asked.
+    pub fn audit(&self, page: Option<Page>) -> Audit {
         let state = self.lock();
-        let mut by_order: BTreeMap<OrderId, Vec<String>> = BTreeMap::new();
-        for charge in state.by_key.values().chain(&state.repeated) {
-            by_order
-                .entry(charge.order_id)
-                .or_default()
-                .push(charge.transaction_id.clone());
-        }
-        let duplicates = by_order
-            .into_iter()
-            .filter(|(_, txns)| txns.len() > 1)
-            .map(|(order_id, transaction_ids)| Duplicate {
+        let duplicates = state
+            .duplicated
+            .iter()
+            .map(|(&order_id, later)| Duplicate {
                 order_id,
-                transaction_ids,
+                transaction_ids: std::iter::once(state.by_order[&order_id])
+                    .chain(later.iter().copied())
+                    .map(|at| state.charges[at].transaction_id.clone())
+                    .collect(),
             })
             .collect();
-        let entries = detail.then(|| {
-            let mut all: Vec<Charge> = state
-                .by_key
-                .values()
-                .chain(&state.repeated)
-                .cloned()
-                .collect();
-            all.sort_by_key(|c| c.created_at);
-            all
-        });
+        let (entries, next_cursor) = match page {
+            Some(Page { after, limit }) => {
+                let from = after.min(state.charges.len());
+                let to = from.saturating_add(limit).min(state.charges.len());
+                let next = (to < state.charges.len()).then_some(to);
+                (Some(state.charges[from..to].to_vec()), next)
+            }
+            None => (None, None),
+        };
         Audit {
             requests: 0,
-            charges: state.by_key.len() + state.repeated.len(),
+            charges: state.charges.len(),
             keys: state.by_key.len(),
             duplicates,
             replay: self.replay,
             entries,
+            next_cursor,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-made charge:
-        // the map is only changed after the log write succeeded.
+        // the state is only changed after the log write succeeded.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -299,7 +338,7 @@ mod tests {
             panic!("second charge must replay")
         };
         assert_eq!(first, again);
-        assert_eq!(ledger.audit(false).charges, 1);
+        assert_eq!(ledger.audit(None).charges, 1);
     }
 
     #[test]
@@ -318,7 +357,10 @@ mod tests {
         let req = request("1.00");
         ledger.record(key("a"), &req).unwrap();
         ledger.record(key("b"), &req).unwrap();
-        let audit = ledger.audit(true);
+        let audit = ledger.audit(Some(Page {
+            after: 0,
+            limit: 10,
+        }));
         assert_eq!(audit.charges, 2);
         assert_eq!(audit.duplicates.len(), 1);
         assert_eq!(audit.duplicates[0].order_id, req.order_id);
@@ -384,7 +426,10 @@ mod tests {
 
         let ledger = Ledger::open(&path).unwrap();
         assert_eq!(ledger.lookup(&key("k")), Some(charges[0].clone()));
-        let audit = ledger.audit(true);
+        let audit = ledger.audit(Some(Page {
+            after: 0,
+            limit: 10,
+        }));
         assert_eq!((audit.charges, audit.keys), (2, 1));
         assert_eq!(audit.replay.repeated_keys, 1);
         assert_eq!(audit.duplicates.len(), 1);

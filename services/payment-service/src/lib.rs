@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`config`]: every knob, as environment variable and flag.
 //! - [`startup`]: binds the listener (port 0 works) and wires every route.
+//! - [`state`]: what every worker shares.
 //! - [`ledger`]: charges keyed by `Idempotency-Key`, durable through an
 //!   append-only log when `PAYMENT_LEDGER_PATH` is set.
 //! - [`faults`]: the runtime-changeable faults and the dice they roll.
@@ -20,6 +21,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod state;
 
 pub use config::Config;
 pub use startup::Application;

@@ -5,7 +5,7 @@ use observability::metric_names as names;
 use observability::metrics::{HttpMetrics, counter_vec, exposition, gauge};
 use prometheus::{IntCounterVec, IntGauge, Registry};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Clone)]
 pub struct PaymentMetrics {
@@ -60,8 +60,6 @@ impl Default for PaymentMetrics {
 /// `GET /metrics`.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let metrics = &state.metrics;
-    metrics
-        .ledger_charges
-        .set(state.ledger.audit(false).charges as i64);
+    metrics.ledger_charges.set(state.ledger.charges() as i64);
     exposition(&metrics.registry)
 }

@@ -1,6 +1,7 @@
 //! Builds the application: opens the ledger, binds the listener (port 0
 //! works, the real port is read back) and wires every route in one place.
 
+use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use common::admin::{AdminToken, require_admin};
+use common::auth::{AdminToken, ServiceKey, require_admin, require_service_key};
 use common::body::BodyTimeout;
 use common::problem::{method_not_allowed, only, unknown_route};
 
@@ -21,19 +22,8 @@ use crate::config::Config;
 use crate::faults::FaultInjector;
 use crate::ledger::Ledger;
 use crate::metrics::{self, PaymentMetrics};
-use crate::routes::charge::SimulatedWork;
 use crate::routes::{admin, charge, charges, health, ledger};
-
-/// Shared by every worker.
-pub struct AppState {
-    pub ledger: Arc<Ledger>,
-    pub faults: FaultInjector,
-    pub work: SimulatedWork,
-    /// Charge requests received, whatever their fate: lets a test prove
-    /// that a caller sent nothing.
-    pub requests: AtomicU64,
-    pub metrics: PaymentMetrics,
-}
+use crate::state::{AppState, SimulatedWork};
 
 pub struct Application {
     port: u16,
@@ -41,7 +31,18 @@ pub struct Application {
 }
 
 impl Application {
+    /// Fails without a service key: payment-service takes charges only
+    /// from callers that present `PAYMENT_API_KEY`.
     pub fn build(config: Config) -> std::io::Result<Self> {
+        let service_key = ServiceKey::new(config.api_key.clone());
+        if !service_key.0.is_set() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "PAYMENT_API_KEY is not set: POST /charge would take charges from anyone \
+                 (make run generates one into run/payment-api-key)",
+            ));
+        }
+        let service_key = web::Data::new(service_key);
         let ledger = match &config.ledger_path {
             Some(path) => Ledger::open(path)?,
             None => Ledger::in_memory(),
@@ -66,17 +67,24 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(admin_token.clone())
+                .app_data(service_key.clone())
                 .app_data(body_timeout)
                 .app_data(http_metrics.clone())
                 .wrap(from_fn(record_http))
                 .wrap(TracingLogger::<ServerSpan>::new())
-                .service(only("/charge", "POST", web::post().to(charge::charge)))
-                .service(only(
-                    "/charges/{key}",
-                    "GET",
-                    web::get().to(charges::get_charge),
-                ))
-                .service(only("/ledger", "GET", web::get().to(ledger::audit)))
+                .service(
+                    only("/charge", "POST", web::post().to(charge::charge))
+                        .wrap(from_fn(require_service_key)),
+                )
+                // Every charge and order id: for operators and audits only.
+                .service(
+                    only("/charges/{key}", "GET", web::get().to(charges::get_charge))
+                        .wrap(from_fn(require_admin)),
+                )
+                .service(
+                    only("/ledger", "GET", web::get().to(ledger::audit))
+                        .wrap(from_fn(require_admin)),
+                )
                 .service(only("/health", "GET", web::get().to(health::health)))
                 .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
                 .service(

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::RETRY_AFTER;
+use actix_web::http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use awc::error::SendRequestError;
 use common::domain::{Amount, Currency, MerchantId, OrderId};
 use serde::{Deserialize, Serialize};
@@ -90,10 +90,12 @@ pub struct ChargeUrl {
 pub struct PaymentClient {
     http: awc::Client,
     charge_url: ChargeUrl,
+    /// `Bearer <PAYMENT_API_KEY>`, marked sensitive so no log shows it.
+    authorization: HeaderValue,
 }
 
 impl PaymentClient {
-    pub fn new(base_url: &str) -> Self {
+    pub fn new(base_url: &str, api_key: &str) -> Self {
         let http = awc::Client::builder()
             // The budget is enforced around the whole attempt instead.
             .disable_timeout()
@@ -105,9 +107,13 @@ impl PaymentClient {
             .as_ref()
             .and_then(|u| u.port_u16())
             .unwrap_or(if full.starts_with("https") { 443 } else { 80 });
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {api_key}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        authorization.set_sensitive(true);
         Self {
             http,
             charge_url: ChargeUrl { full, host, port },
+            authorization,
         }
     }
 
@@ -136,6 +142,7 @@ impl PaymentClient {
             request = request.insert_header((name, value));
         }
         let sent = request
+            .insert_header((AUTHORIZATION, self.authorization.clone()))
             .insert_header(("Idempotency-Key", order.order_id.to_string()))
             .insert_header((TIMEOUT_HEADER, time_left.as_millis().to_string()))
             .send_json(&body)

@@ -49,13 +49,13 @@ async fn a_known_path_with_another_method_is_405_naming_the_allowed_ones() {
         (Method::POST, format!("{}/health", app.address), "GET"),
         (
             Method::PUT,
-            format!("{}/ledger", app.payment_address),
+            format!("{}/metrics", app.payment_address),
             "GET",
         ),
         (
-            Method::GET,
-            format!("{}/charge", app.payment_address),
-            "POST",
+            Method::DELETE,
+            format!("{}/health", app.payment_address),
+            "GET",
         ),
     ];
     for (method, url, allow) in cases {

@@ -42,6 +42,8 @@ impl Reply {
 }
 
 pub const ADMIN_TOKEN: &str = "payment-admin";
+/// What order-service presents to payment-service's `POST /charge`.
+pub const PAYMENT_API_KEY: &str = "test-payment-key";
 
 pub fn payment_config() -> payment_service::Config {
     let mut config = payment_service::Config::defaults();
@@ -51,6 +53,7 @@ pub fn payment_config() -> payment_service::Config {
     config.validate_ms = 0;
     config.gateway_ms = 0;
     config.server.admin_token = Some(ADMIN_TOKEN.into());
+    config.api_key = Some(PAYMENT_API_KEY.into());
     config
 }
 
@@ -59,6 +62,7 @@ pub fn order_config() -> order_service::Config {
     config.port = 0;
     config.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     config.server.workers = Some(2);
+    config.payment_api_key = Some(PAYMENT_API_KEY.into());
     // The reconciler re-drives pending orders in the background; tests of
     // other behaviour would race it, so it acts only where a test asks
     // (`reconcile_interval_ms`).
@@ -198,12 +202,13 @@ impl TestApp {
             .await
     }
 
+    /// A GET on payment-service as an operator (its reads need the admin token).
     pub async fn get_payment(&self, path: &str) -> Reply {
-        self.send(
-            self.client.get(format!("{}{path}", self.payment_address)),
-            None,
-        )
-        .await
+        let req = self
+            .client
+            .get(format!("{}{path}", self.payment_address))
+            .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")));
+        self.send(req, None).await
     }
 
     pub async fn set_faults(&self, faults: Value) {

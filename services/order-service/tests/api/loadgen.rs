@@ -10,7 +10,8 @@ use loadgen::report::Report;
 use serde_json::json;
 
 use crate::helpers::{
-    eventually, order_config, payment_config, reconciling_order_config, spawn_app, spawn_app_with,
+    ADMIN_TOKEN, eventually, order_config, payment_config, reconciling_order_config, spawn_app,
+    spawn_app_with,
 };
 
 /// Runs loadgen with `line` on a runtime of its own, off the thread that
@@ -39,7 +40,7 @@ fn unix_ms() -> i64 {
 async fn the_audit_of_a_second_run_on_the_same_ledger_reports_no_anomaly() {
     let app = spawn_app();
     let line = format!(
-        "loadgen -url {}/orders -n 40 -c 4 -idempotent --audit {}",
+        "loadgen -url {}/orders -n 40 -c 4 -idempotent --audit {} --admin-token {ADMIN_TOKEN}",
         app.address, app.payment_address
     );
     let first = load(line.clone()).await;
@@ -66,7 +67,7 @@ async fn charges_without_a_201_are_reported_with_their_orders_status_now() {
     app.set_faults(json!({"fail_after_charge_pct": 100})).await;
     let since = unix_ms();
     let report = load(format!(
-        "loadgen -url {}/orders -n 10 -c 2 -idempotent --audit {}",
+        "loadgen -url {}/orders -n 10 -c 2 -idempotent --audit {} --admin-token {ADMIN_TOKEN}",
         app.address, app.payment_address
     ))
     .await;
@@ -85,9 +86,10 @@ async fn charges_without_a_201_are_reported_with_their_orders_status_now() {
     app.set_faults(json!({})).await;
     let orders = loadgen::client::Target::parse(&format!("{}/orders", app.address)).unwrap();
     eventually("the reconciler completes the 10 orders", || async {
-        let audit = loadgen::audit::audit(&app.payment_address, &orders, &[], since)
-            .await
-            .unwrap();
+        let audit =
+            loadgen::audit::audit(&app.payment_address, Some(ADMIN_TOKEN), &orders, &[], since)
+                .await
+                .unwrap();
         audit.unseen_orders_now == [("completed".to_owned(), 10)].into()
             && audit.duplicate_charges == 0
             && audit.run_charges == 10

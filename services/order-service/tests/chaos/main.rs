@@ -205,8 +205,35 @@ impl Stack {
         assert_eq!(res.status(), 200);
     }
 
+    /// Every charge in payment's ledger, page after page.
+    async fn ledger_entries(&self) -> Vec<Value> {
+        let mut entries = Vec::new();
+        let mut after = 0;
+        loop {
+            let (_, page) = self
+                .get(format!(
+                    "{}/ledger?detail=true&after={after}",
+                    self.payment_url
+                ))
+                .await
+                .expect("payment's ledger");
+            entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_u64() {
+                Some(next) => after = next,
+                None => return entries,
+            }
+        }
+    }
+
+    /// A GET as an operator (payment's ledger reads need the admin token).
     async fn get(&self, url: String) -> Option<(u16, Value)> {
-        let mut res = self.client.get(url).send().await.ok()?;
+        let mut res = self
+            .client
+            .get(url)
+            .insert_header(("Authorization", format!("Bearer {ADMIN_TOKEN}")))
+            .send()
+            .await
+            .ok()?;
         let body = res.body().limit(1 << 26).await.ok()?;
         Some((
             res.status().as_u16(),
@@ -379,12 +406,13 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
         actix_rt::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let (_, ledger) = stack
-        .get(format!("{}/ledger?detail=true", stack.payment_url))
+    let ledger = stack.ledger_entries().await;
+    let (_, summary) = stack
+        .get(format!("{}/ledger", stack.payment_url))
         .await
         .expect("payment's ledger");
     let mut charges_per_order: HashMap<String, usize> = HashMap::new();
-    for entry in ledger["entries"].as_array().unwrap() {
+    for entry in &ledger {
         *charges_per_order
             .entry(entry["order_id"].as_str().unwrap().to_owned())
             .or_default() += 1;
@@ -415,7 +443,7 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
         created: seen.created.len(),
         charges: charges_per_order.values().sum(),
         duplicates: charges_per_order.values().filter(|&&n| n > 1).count()
-            + ledger["duplicates"].as_array().map_or(0, Vec::len),
+            + summary["duplicates"].as_array().map_or(0, Vec::len),
         pending: statuses.values().filter(|s| *s == "pending").count()
             + gauge(stack, "reconciler_pending_orders").await.unwrap_or(0),
         orphans: charges_per_order
@@ -681,12 +709,9 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_half_writes_nothing(
     );
     assert!(created.len() > 50, "the load was real");
     // Every 201 a client saw is exactly one charge; nothing charged twice.
-    let (_, ledger) = stack
-        .get(format!("{}/ledger?detail=true", stack.payment_url))
-        .await
-        .unwrap();
+    let ledger = stack.ledger_entries().await;
     let mut per_order: HashMap<&str, usize> = HashMap::new();
-    for entry in ledger["entries"].as_array().unwrap() {
+    for entry in &ledger {
         *per_order
             .entry(entry["order_id"].as_str().unwrap())
             .or_default() += 1;

@@ -32,10 +32,19 @@ fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
+/// docker-compose in the repository, with the secrets `make up` passes.
+fn compose() -> Command {
+    let mut command = tool("docker-compose");
+    command
+        .current_dir(repo())
+        .env("ADMIN_TOKEN", "stack-admin")
+        .env("PAYMENT_API_KEY", "stack-key");
+    command
+}
+
 #[test]
 fn the_compose_file_is_valid() {
-    let output = tool("docker-compose")
-        .current_dir(repo())
+    let output = compose()
         .args(["-f", "docker-compose.yml", "config", "-q"])
         .output()
         .unwrap();
@@ -44,8 +53,7 @@ fn the_compose_file_is_valid() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let profiles = tool("docker-compose")
-        .current_dir(repo())
+    let profiles = compose()
         .args([
             "-f",
             "docker-compose.yml",
@@ -77,8 +85,7 @@ fn the_compose_file_is_valid() {
         );
     }
     // `make observe`: Prometheus gets the config for services on the host.
-    let observe = tool("docker-compose")
-        .current_dir(repo())
+    let observe = compose()
         .env(
             "PROMETHEUS_CONFIG",
             "./observability/config/prometheus-native.yml",
@@ -90,6 +97,59 @@ fn the_compose_file_is_valid() {
     assert!(
         rendered.contains("prometheus-native.yml:/etc/prometheus/prometheus.yml"),
         "{rendered}"
+    );
+}
+
+/// Nothing of the stack is reachable from another host, and it does not
+/// start without its secrets (there is no default to guess).
+#[test]
+fn the_compose_stack_is_local_and_needs_its_secrets() {
+    let output = compose()
+        .args([
+            "-f",
+            "docker-compose.yml",
+            "--profile",
+            "metrics",
+            "--profile",
+            "replicas",
+            "config",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut published = 0;
+    for (name, service) in config["services"].as_object().unwrap() {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            assert_eq!(port["host_ip"], "127.0.0.1", "{name} publishes {port}");
+            published += 1;
+        }
+        let env = &service["environment"];
+        if name.starts_with("order-service") || name == "payment-service" {
+            assert_eq!(env["ADMIN_TOKEN"], "stack-admin", "{name}");
+            assert_eq!(env["PAYMENT_API_KEY"], "stack-key", "{name}");
+        }
+    }
+    assert!(published >= 9, "{published} ports");
+
+    let refused = tool("docker-compose")
+        .current_dir(repo())
+        .env_remove("ADMIN_TOKEN")
+        .env_remove("PAYMENT_API_KEY")
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("make up"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }
 

@@ -74,6 +74,7 @@ pub fn spawn(name: &str, env: &[(&str, String)]) -> Service {
     command
         .env("PORT", "0")
         .env("BIND_ADDR", "127.0.0.1")
+        .env("PAYMENT_API_KEY", PAYMENT_API_KEY)
         .env("RUST_LOG", "info")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env_remove("OTEL_SDK_DISABLED")
@@ -116,6 +117,8 @@ pub struct Pair {
 }
 
 pub const ADMIN_TOKEN: &str = "telemetry-admin";
+/// Both services of a pair get it: one presents it, the other checks it.
+pub const PAYMENT_API_KEY: &str = "telemetry-payment-key";
 
 /// payment-service, then order-service calling it; both exporting to `otlp`.
 pub fn spawn_pair(otlp: &str, order_env: &[(&str, &str)], payment_env: &[(&str, &str)]) -> Pair {

@@ -7,7 +7,7 @@ use common::body::json_body;
 use common::problem::Problem;
 
 use crate::faults::Faults;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn get_faults(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.faults.current())

@@ -25,20 +25,13 @@ use tracing::Instrument;
 use crate::error::ChargeError;
 use crate::faults::FaultPlan;
 use crate::ledger::{Charge, ChargeRequest, LedgerError, Recorded};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Amounts above this are declined (402), as a card issuer would.
 pub const DECLINE_ABOVE: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
 
 /// The caller's remaining budget in milliseconds.
 pub const TIMEOUT_HEADER: &str = "X-Request-Timeout-Ms";
-
-/// The simulated work of a charge.
-#[derive(Debug, Clone, Copy)]
-pub struct SimulatedWork {
-    pub validate: Duration,
-    pub gateway: Duration,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use common::domain::IdempotencyKey;
 use common::problem::Problem;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn get_charge(key: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let key = match IdempotencyKey::parse(&key) {

@@ -80,15 +80,8 @@ async fn amounts_over_ten_thousand_are_declined_without_a_charge() {
 async fn invalid_requests_are_refused_with_problems() {
     let app = spawn(config());
     let order = new_order_id();
-    let url = format!("{}/charge", app.address);
-
     let no_key = app
-        .send(
-            app.client
-                .post(&url)
-                .insert_header(("Content-Type", "application/json")),
-            Some(charge_body(&order, "1.00")),
-        )
+        .send(app.post_charge(), Some(charge_body(&order, "1.00")))
         .await;
     no_key.assert_problem(400);
 
@@ -125,11 +118,8 @@ async fn a_deadline_too_short_for_the_work_is_504_without_a_charge() {
     config.gateway_ms = 50;
     let app = spawn(config);
     let order = new_order_id();
-    let url = format!("{}/charge", app.address);
     let request = |ms: &'static str| {
-        app.client
-            .post(&url)
-            .insert_header(("Content-Type", "application/json"))
+        app.post_charge()
             .insert_header(("Idempotency-Key", order.as_str()))
             .insert_header(("X-Request-Timeout-Ms", ms))
     };
@@ -158,9 +148,7 @@ async fn two_idempotency_keys_are_400_without_a_charge() {
     let app = spawn(config());
     let order = new_order_id();
     let req = app
-        .client
-        .post(format!("{}/charge", app.address))
-        .insert_header(("Content-Type", "application/json"))
+        .post_charge()
         .append_header(("Idempotency-Key", order.as_str()))
         .append_header(("Idempotency-Key", "another"));
     let reply = app.send(req, Some(charge_body(&order, "1.00"))).await;

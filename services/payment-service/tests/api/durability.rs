@@ -69,6 +69,7 @@ async fn a_second_process_on_the_same_ledger_refuses_to_start() {
         .env("BIND_ADDR", "127.0.0.1")
         .env("OTEL_SDK_DISABLED", "true")
         .env("PAYMENT_LEDGER_PATH", &path)
+        .env("PAYMENT_API_KEY", "any")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -6,10 +6,18 @@ use awc::http::StatusCode;
 use payment_service::{Application, Config};
 use serde_json::{Value, json};
 
+/// The service key and admin token of [`config`].
+pub const API_KEY: &str = "test-service-key";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 pub struct TestPayment {
     pub address: String,
     pub handle: ServerHandle,
     pub client: awc::Client,
+    /// Sent on `POST /charge`.
+    api_key: Option<String>,
+    /// Sent on every `get`.
+    admin_token: Option<String>,
 }
 
 pub struct Reply {
@@ -45,20 +53,29 @@ pub fn config() -> Config {
     config.validate_ms = 0;
     config.gateway_ms = 0;
     config.fault_seed = Some(42);
+    config.api_key = Some(API_KEY.into());
+    config.server.admin_token = Some(ADMIN_TOKEN.into());
     config
 }
 
 pub fn spawn(config: Config) -> TestPayment {
-    serve(Application::build(config).expect("payment-service starts"))
+    let (api_key, admin_token) = (config.api_key.clone(), config.server.admin_token.clone());
+    serve(
+        Application::build(config).expect("payment-service starts"),
+        api_key,
+        admin_token,
+    )
 }
 
-fn serve(app: Application) -> TestPayment {
+fn serve(app: Application, api_key: Option<String>, admin_token: Option<String>) -> TestPayment {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     actix_rt::spawn(app.run_until_stopped());
     TestPayment {
         address,
         handle,
+        api_key,
+        admin_token,
         client: awc::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .finish(),
@@ -80,7 +97,7 @@ pub async fn respawn_durable(path: &Path) -> TestPayment {
         let mut config = config();
         config.ledger_path = Some(path.to_owned());
         match Application::build(config) {
-            Ok(app) => return serve(app),
+            Ok(app) => return serve(app, Some(API_KEY.into()), Some(ADMIN_TOKEN.into())),
             Err(_) if std::time::Instant::now() < deadline => {
                 actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
             }
@@ -114,16 +131,35 @@ impl TestPayment {
         }
     }
 
-    pub async fn charge(&self, key: &str, body: String) -> Reply {
+    /// `POST /charge` as order-service sends it: the service key and JSON.
+    pub fn post_charge(&self) -> awc::ClientRequest {
         let req = self
             .client
             .post(format!("{}/charge", self.address))
-            .insert_header(("Content-Type", "application/json"))
-            .insert_header(("Idempotency-Key", key));
+            .insert_header(("Content-Type", "application/json"));
+        match &self.api_key {
+            Some(key) => req.insert_header(("Authorization", format!("Bearer {key}"))),
+            None => req,
+        }
+    }
+
+    pub async fn charge(&self, key: &str, body: String) -> Reply {
+        let req = self.post_charge().insert_header(("Idempotency-Key", key));
         self.send(req, Some(body)).await
     }
 
+    /// A GET as an operator: with the admin token, if one is configured.
     pub async fn get(&self, path: &str) -> Reply {
+        let req = self.client.get(format!("{}{path}", self.address));
+        let req = match &self.admin_token {
+            Some(token) => req.insert_header(("Authorization", format!("Bearer {token}"))),
+            None => req,
+        };
+        self.send(req, None).await
+    }
+
+    /// A GET with no credentials.
+    pub async fn get_anonymous(&self, path: &str) -> Reply {
         self.send(self.client.get(format!("{}{path}", self.address)), None)
             .await
     }

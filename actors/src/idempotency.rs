@@ -225,6 +225,11 @@ pub struct Release {
     pub key: String,
     pub holder: Holder,
     pub span: Span,
+    /// Remove the record instead of keeping its order id: the holder knows
+    /// its order was never sent to be charged and has nothing to resume, so
+    /// keeping the key would only fill the store (a refusal per request
+    /// while the breaker is open would otherwise hold a key each).
+    pub forget: bool,
 }
 
 /// Removes expired records now; answers how many.
@@ -457,11 +462,21 @@ impl<B: KeyBackend> KeyLease<B> {
     }
 
     pub fn release(mut self, span: Span) {
+        self.end(span, false);
+    }
+
+    /// Releases the key and removes its record: see [`Release::forget`].
+    pub fn forget(mut self, span: Span) {
+        self.end(span, true);
+    }
+
+    fn end(&mut self, span: Span, forget: bool) {
         if let Some(key) = self.key.take() {
             self.store.do_send(Release {
                 key,
                 holder: self.holder,
                 span,
+                forget,
             });
         }
     }
@@ -474,6 +489,7 @@ impl<B: KeyBackend> Drop for KeyLease<B> {
                 key,
                 holder: self.holder,
                 span: Span::none(),
+                forget: false,
             });
         }
     }
@@ -561,11 +577,16 @@ mod tests {
         }
 
         async fn release_as(&self, key: &str, holder: Holder) {
+            self.end_as(key, holder, false).await;
+        }
+
+        async fn end_as(&self, key: &str, holder: Holder, forget: bool) {
             self.addr
                 .send(Release {
                     key: key.into(),
                     holder,
                     span: Span::none(),
+                    forget,
                 })
                 .await
                 .unwrap()
@@ -583,6 +604,22 @@ mod tests {
             headers: vec![],
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_forgetting_release_removes_the_record_only_for_its_holder() {
+        let f = start(10);
+        f.reserve("k", "body", "o1").await;
+        f.end_as("k", Holder::next(), true).await;
+        assert_eq!(f.stats().await.in_flight, 1, "not the holder: ignored");
+        f.end_as("k", f.holder("k"), true).await;
+        assert_eq!(f.stats().await.entries, 0);
+        // The key is new again: a retry starts its own order.
+        assert_eq!(f.reserve("k", "body", "o2").await, Reservation::New);
+        // A completed key is never forgotten by a late release.
+        f.complete("k", "answer").await;
+        f.end_as("k", f.holder("k"), true).await;
+        assert_eq!(f.stats().await.completed, 1);
     }
 
     #[actix_rt::test]

@@ -105,6 +105,14 @@ impl MemoryKeys {
         self.end_flight(key, holder, Phase::Released);
     }
 
+    /// Releases `key` by removing its record, if `holder` still holds it.
+    pub fn release_and_forget(&self, key: &str, holder: Holder) {
+        self.records.remove_if(
+            key,
+            |_, record| matches!(record.phase, Phase::InFlight { holder: h, .. } if h == holder),
+        );
+    }
+
     /// Moves `key` out of flight, if `holder` still holds it: a completed
     /// key stays completed, and a key taken over is its new holder's.
     fn end_flight(&self, key: &str, holder: Holder, phase: Phase) {
@@ -188,7 +196,11 @@ impl KeyBackend for MemoryKeys {
     }
 
     fn release(&self, msg: Release) -> Answer<()> {
-        MemoryKeys::release(self, &msg.key, msg.holder);
+        if msg.forget {
+            MemoryKeys::release_and_forget(self, &msg.key, msg.holder);
+        } else {
+            MemoryKeys::release(self, &msg.key, msg.holder);
+        }
         ready(())
     }
 

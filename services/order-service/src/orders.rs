@@ -383,8 +383,17 @@ impl Orders {
             }
         };
         self.report(id, order.status == OrderStatus::Pending);
+        // Refused before any attempt could charge it (breaker open, bulkhead
+        // full, connection refused): a retry has nothing to resume, so the
+        // key keeps no record; a refusal per request would otherwise hold a
+        // key each until the store is full.
+        let nothing_to_resume = order.status == OrderStatus::Failed && !order.maybe_charged;
         let result = answer(order, result);
         match lease {
+            Some(lease) if nothing_to_resume && !is_definitive(&result) => {
+                lease.forget(Span::current());
+                result
+            }
             Some(lease) => self.finish_key(lease, result).await,
             None => result,
         }

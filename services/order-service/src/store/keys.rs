@@ -75,7 +75,11 @@ impl KeyBackend for InProcessKeys {
     }
 
     fn release(&self, msg: Release) -> Answer<()> {
-        self.keys.release(&msg.key, msg.holder);
+        if msg.forget {
+            self.keys.release_and_forget(&msg.key, msg.holder);
+        } else {
+            self.keys.release(&msg.key, msg.holder);
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 

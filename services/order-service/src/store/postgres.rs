@@ -559,13 +559,16 @@ impl PgStore {
 
     async fn release_key(&self, msg: Release) -> Result<(), StoreError> {
         let holder = msg.holder.as_uuid();
-        self.query(
+        let statement = if msg.forget {
+            "DELETE FROM idempotency_keys
+                 WHERE key = $1 AND holder = $2 AND response_status IS NULL
+                 RETURNING key"
+        } else {
             "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL
                  WHERE key = $1 AND holder = $2 AND response_status IS NULL
-                 RETURNING key",
-            &[&msg.key, &holder],
-        )
-        .await?;
+                 RETURNING key"
+        };
+        self.query(statement, &[&msg.key, &holder]).await?;
         Ok(())
     }
 

@@ -238,6 +238,30 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Sets the breaker's operator override.
+    pub async fn set_breaker(&self, mode: actors::circuit_breaker::Mode) {
+        self.reliability
+            .breaker
+            .send(actors::circuit_breaker::SetMode {
+                mode,
+                span: tracing::Span::none(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Idempotency records held, whatever their phase.
+    pub async fn keys_held(&self) -> usize {
+        self.reliability
+            .idempotency
+            .send(actors::idempotency::GetStats)
+            .await
+            .unwrap()
+            .unwrap()
+            .entries
+    }
+
     /// `POST /charge` requests payment-service has received.
     pub async fn payment_requests(&self) -> u64 {
         self.get_payment("/ledger").await.body["requests"]

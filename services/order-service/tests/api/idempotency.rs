@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{order_body, spawn_app};
+use actors::circuit_breaker::Mode;
+
+use crate::helpers::{TestApp, eventually, order_body, spawn_app};
 
 #[actix_web::test]
 async fn the_same_key_replays_the_same_order_with_a_marker() {
@@ -143,4 +145,49 @@ async fn keys_are_independent() {
     .collect();
     assert_eq!(ids.len(), 10);
     assert_eq!(app.charges().await, 10);
+}
+
+#[actix_web::test]
+async fn refusals_that_never_reached_payment_keep_no_key() {
+    refused_keys_are_not_kept(&spawn_app()).await;
+}
+
+/// With the breaker open, every keyed order is refused before any attempt:
+/// none of their keys may stay (they would fill the store), and a retry
+/// with one of them after the breaker closes makes its order. Shared with
+/// the PostgreSQL store's test.
+pub async fn refused_keys_are_not_kept(app: &TestApp) {
+    const REFUSED: usize = 2_000;
+    app.set_breaker(Mode::ForcedOpen).await;
+    let body = order_body();
+    let keys: Vec<String> = (0..REFUSED).map(|i| format!("refused-{i}")).collect();
+    let mut refused_ids = Vec::new();
+    for chunk in keys.chunks(50) {
+        let replies = join_all(chunk.iter().map(|key| app.post_order_with_key(key, &body))).await;
+        for reply in replies {
+            reply.assert_problem(503);
+            refused_ids.push(reply.body["order_id"].as_str().unwrap().to_owned());
+        }
+    }
+    eventually("no refused key is held", || async {
+        app.keys_held().await == 0
+    })
+    .await;
+    assert_eq!(app.payment_requests().await, 0, "nothing reached payment");
+    let refused = app.get(&format!("/orders/{}", refused_ids[0])).await;
+    assert_eq!(
+        refused.body["status"], "failed",
+        "the refused order stands, failed"
+    );
+
+    app.set_breaker(Mode::Auto).await;
+    let retried = app.post_order_with_key("refused-0", &order_body()).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_ne!(retried.body["order_id"], refused_ids[0].as_str());
+    assert_eq!(app.charges().await, 1);
+    assert_eq!(
+        app.keys_held().await,
+        1,
+        "the completed key is kept for replays"
+    );
 }

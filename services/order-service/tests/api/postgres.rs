@@ -243,6 +243,7 @@ async fn a_key_is_completed_with_its_outcome_and_replays_on_every_replica() {
         key: "k".into(),
         holder,
         span: Span::none(),
+        forget: false,
     };
     KeyBackend::release(&a, release).await.unwrap();
     let (_, after) = reserve("k", "f", &order("7.00", "USD"));
@@ -269,6 +270,7 @@ async fn a_released_or_expired_key_resumes_its_order_on_another_replica() {
         key: "released".into(),
         holder,
         span: Span::none(),
+        forget: false,
     };
     KeyBackend::release(&a, release).await.unwrap();
     let resume = Reservation::Resume {
@@ -341,6 +343,7 @@ async fn a_key_is_not_swept_while_it_is_held_or_its_order_is_pending() {
         key: "kept".into(),
         holder,
         span: Span::none(),
+        forget: false,
     };
     KeyBackend::release(&store, release).await.unwrap();
     assert_eq!(
@@ -759,4 +762,12 @@ async fn ready_answers_200_when_the_database_does() {
     let apps = spawn_replicas(&db, order_config(), 1);
     let ready = apps[0].get("/ready").await;
     assert_eq!(ready.status, 200, "{}", ready.body);
+}
+
+#[actix_web::test]
+async fn refusals_that_never_reached_payment_keep_no_key_row() {
+    let db = TestDb::create().await;
+    let app = db.spawn_app();
+    crate::idempotency::refused_keys_are_not_kept(&app).await;
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 1);
 }

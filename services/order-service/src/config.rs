@@ -231,6 +231,14 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", help_heading = "Database")]
     pub database_url: Option<String>,
 
+    /// Without DATABASE_URL: orders kept in memory, at most. Beyond it the
+    /// oldest settled (completed or failed) order is forgotten for each new
+    /// one; a pending order never is, and when only pending ones are left a
+    /// new order is refused with 503.
+    #[arg(long, env = "ORDERS_MAX", default_value_t = 1_000_000, help_heading = "Database",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub orders_max: u64,
+
     /// Connections in the pool, at most.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16, help_heading = "Database",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -331,7 +339,9 @@ impl Config {
     /// Where orders and keys live, as `DATABASE_URL` says.
     pub fn storage(&self) -> Result<Storage, StoreError> {
         let Some(url) = &self.database_url else {
-            return Ok(Storage::InProcess(Arc::new(MemoryStore::default())));
+            return Ok(Storage::InProcess(Arc::new(MemoryStore::new(
+                self.orders_max as usize,
+            ))));
         };
         let budget = Duration::from_millis(self.payment_timeout_ms);
         let settings = PgSettings {

@@ -68,6 +68,19 @@ impl OrderError {
                 status,
                 cause,
             } => payment_problem(cause, *status).with_order_id(order_id),
+            Self::Store(StoreError::Full, id) => {
+                let problem = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "order-store-full",
+                    "Order store full",
+                    "too many orders are pending; new orders are refused until some settle",
+                )
+                .with_retry_after(5);
+                match id {
+                    Some(id) => problem.with_order_id(id),
+                    None => problem,
+                }
+            }
             // What the store said is for the logs (`error_response`): a
             // driver's message tells a client nothing it can act on.
             Self::Store(_, id) => {

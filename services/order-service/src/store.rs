@@ -82,6 +82,10 @@ pub enum StoreError {
     Duplicate(OrderId),
     #[error("order {0} does not exist")]
     Missing(OrderId),
+    /// The in-memory store holds `ORDERS_MAX` orders and none of the
+    /// oldest can be forgotten (they are pending).
+    #[error("order store full")]
+    Full,
     /// Down, slow or refusing: the cause is for logs, never for clients.
     #[error("order store unavailable: {0}")]
     Unavailable(String),

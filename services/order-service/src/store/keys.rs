@@ -14,7 +14,7 @@ use actors::idempotency::{
 
 use common::domain::OrderId;
 
-use super::{OrderStore, Settle, Updated};
+use super::{OrderStore, Settle, StoreError, Updated};
 use crate::domain::{Order, OrderStatus};
 
 pub struct InProcessKeys {
@@ -52,6 +52,11 @@ impl KeyBackend for InProcessKeys {
                 Ok(()) => Ok(Reservation::New),
                 // The key keeps the order id: a retry resumes it, and finds
                 // whether the order was written after all.
+                Err(StoreError::Full) => {
+                    // Nothing was written: nothing to resume.
+                    keys.release_and_forget(&msg.key, msg.holder);
+                    Err(unavailable(StoreError::Full))
+                }
                 Err(e) => {
                     keys.release(&msg.key, msg.holder);
                     Err(unavailable(e))

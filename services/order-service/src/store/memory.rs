@@ -1,11 +1,21 @@
 //! The default store: a map in this process. Fast and simple; an
 //! order-service restart forgets every order (see the README's limits).
 //!
+//! Bounded: beyond `max_orders` (ORDERS_MAX), each new order makes room by
+//! forgetting the oldest *settled* one (completed or failed: its answer is
+//! final, and a completed key replays its stored response without it).
+//! A pending order is never forgotten: the reconciler and the client's
+//! retry must find it. When no room can be made, the new order is refused
+//! (503) and nothing is charged.
+//!
 //! Many small maps (dashmap shards) of boxed orders rather than one map
 //! behind one lock: the map only grows, and each time one big map doubled,
 //! every request of both workers waited for the copy (tens of milliseconds
 //! at a few hundred thousand orders: the p99 of a whole load run). A shard
 //! grows alone, and moves pointers, not orders.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use common::domain::OrderId;
@@ -17,19 +27,53 @@ use crate::domain::{Order, OrderStatus};
 
 pub struct MemoryStore {
     orders: DashMap<OrderId, Box<Order>>,
+    /// Every order held, oldest first (a pending one moves to the back each
+    /// time eviction passes it): its length is the number of orders.
+    age: Mutex<VecDeque<OrderId>>,
+    max_orders: usize,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        Self {
-            orders: DashMap::with_shard_amount(SHARDS),
-        }
+        Self::new(DEFAULT_MAX_ORDERS)
     }
 }
 
 const SHARDS: usize = 128;
+pub const DEFAULT_MAX_ORDERS: usize = 1_000_000;
+/// Orders eviction looks at for one insert before it gives up: bounded, so
+/// an insert stays O(1) however many orders are pending.
+const EVICTION_SCAN: usize = 64;
 
 impl MemoryStore {
+    pub fn new(max_orders: usize) -> Self {
+        Self {
+            orders: DashMap::with_shard_amount(SHARDS),
+            age: Mutex::default(),
+            max_orders: max_orders.max(1),
+        }
+    }
+
+    /// Forgets the oldest settled order among the next few; answers
+    /// whether it made room. The status check and the removal are one step
+    /// under the shard's lock, so an order cannot become pending between.
+    fn evict_one(&self, age: &mut VecDeque<OrderId>) -> bool {
+        for _ in 0..EVICTION_SCAN.min(age.len()) {
+            let Some(id) = age.pop_front() else {
+                return false;
+            };
+            if self
+                .orders
+                .remove_if(&id, |_, order| order.status != OrderStatus::Pending)
+                .is_some()
+            {
+                return true;
+            }
+            age.push_back(id);
+        }
+        false
+    }
+
     /// The compare-and-set under both writes: `order` replaces the stored
     /// one when `allowed(stored, order)`; the stored count of calls never
     /// goes down.
@@ -53,10 +97,16 @@ impl MemoryStore {
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn insert(&self, order: Order) -> Result<(), StoreError> {
-        match self.orders.entry(order.order_id) {
-            Entry::Occupied(_) => Err(StoreError::Duplicate(order.order_id)),
+        let mut age = self.age.lock().unwrap_or_else(|e| e.into_inner());
+        if age.len() >= self.max_orders && !self.evict_one(&mut age) {
+            return Err(StoreError::Full);
+        }
+        let id = order.order_id;
+        match self.orders.entry(id) {
+            Entry::Occupied(_) => Err(StoreError::Duplicate(id)),
             Entry::Vacant(slot) => {
                 slot.insert(Box::new(order));
+                age.push_back(id);
                 Ok(())
             }
         }
@@ -98,6 +148,50 @@ mod tests {
             status,
             ..order.clone()
         }
+    }
+
+    #[actix_rt::test]
+    async fn beyond_its_bound_the_oldest_settled_order_makes_room_never_a_pending_one() {
+        let store = MemoryStore::new(3);
+        let orders: Vec<Order> = (0..3).map(|_| Order::example()).collect();
+        for order in &orders {
+            store.insert(order.clone()).await.unwrap();
+        }
+        // The oldest is pending, the second completed, the third failed.
+        let completed = with(&orders[1], OrderStatus::Completed);
+        store.update(completed, OrderStatus::Pending).await.unwrap();
+        let failed = with(&orders[2], OrderStatus::Failed);
+        store.update(failed, OrderStatus::Pending).await.unwrap();
+
+        let fourth = Order::example();
+        store.insert(fourth.clone()).await.unwrap();
+        let held = |id| store.orders.contains_key(&id);
+        assert!(held(orders[0].order_id), "pending: kept");
+        assert!(
+            !held(orders[1].order_id),
+            "the oldest settled one made room"
+        );
+        assert!(held(orders[2].order_id) && held(fourth.order_id));
+
+        let fifth = Order::example();
+        store.insert(fifth.clone()).await.unwrap();
+        assert!(!held(orders[2].order_id));
+        assert!(held(orders[0].order_id));
+        assert_eq!(store.orders.len(), 3);
+
+        // Nothing but pending orders: a new one is refused, none is lost.
+        let sixth = Order::example();
+        assert!(matches!(
+            store.insert(sixth.clone()).await,
+            Err(StoreError::Full)
+        ));
+        for id in [orders[0].order_id, fourth.order_id, fifth.order_id] {
+            assert_eq!(
+                store.get(id).await.unwrap().unwrap().status,
+                OrderStatus::Pending
+            );
+        }
+        assert_eq!(store.get(sixth.order_id).await.unwrap(), None);
     }
 
     #[actix_rt::test]

@@ -135,3 +135,55 @@ async fn a_hang_up_while_the_body_is_arriving_leaves_no_key_and_no_order() {
     assert_eq!(retry.status, 201, "{}", retry.body);
     assert_eq!(app.charges().await, 1);
 }
+
+#[actix_web::test]
+async fn the_in_memory_store_forgets_the_oldest_settled_orders_and_never_a_pending_one() {
+    let mut config = order_config();
+    config.orders_max = 3;
+    config.cb_consecutive_failures = 1000;
+    let app = spawn_app_with(config, payment_config());
+    let mut completed = Vec::new();
+    for _ in 0..5 {
+        let reply = app.post_order(&order_body()).await;
+        assert_eq!(reply.status, 201);
+        completed.push(reply.body["order_id"].as_str().unwrap().to_owned());
+    }
+    for (n, id) in completed.iter().enumerate() {
+        let expected = if n < 2 { 404 } else { 200 };
+        assert_eq!(
+            app.get(&format!("/orders/{id}")).await.status,
+            expected,
+            "order {n}"
+        );
+    }
+
+    // Three orders left pending (charged, then answered 500) fill it.
+    app.set_faults(serde_json::json!({"fail_after_charge_pct": 100}))
+        .await;
+    let mut pending = Vec::new();
+    for _ in 0..3 {
+        let reply = app.post_order(&order_body()).await;
+        assert_eq!(reply.status, 502, "{}", reply.body);
+        pending.push(reply.body["order_id"].as_str().unwrap().to_owned());
+    }
+    let requests = app.payment_requests().await;
+    let refused = app.post_order(&order_body()).await;
+    refused.assert_problem(503);
+    assert_eq!(
+        refused.body["type"],
+        "urn:reliable-orders:problem:order-store-full"
+    );
+    assert!(refused.header("retry-after").is_some());
+    let keyed = app.post_order_with_key("no-room", &order_body()).await;
+    keyed.assert_problem(503);
+    assert!(keyed.header("retry-after").is_some());
+    assert_eq!(app.payment_requests().await, requests, "nothing charged");
+    assert_eq!(app.keys_held().await, 0, "the refused key is not kept");
+    for id in pending {
+        let order = app.get(&format!("/orders/{id}")).await;
+        assert_eq!(
+            order.body["status"], "pending",
+            "a pending order is never forgotten"
+        );
+    }
+}

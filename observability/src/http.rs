@@ -5,7 +5,10 @@
 //! an outgoing call.
 //!
 //! The caller's `traceparent` is read once, here, and decides the trace's
-//! sampling before the span exists (see [`crate::sampling`]).
+//! sampling before the span exists (see [`crate::sampling`]). Whether it is
+//! trusted is the app's [`IncomingTrace`]: a public edge starts a trace of
+//! its own and links the caller's, so a client cannot join someone else's
+//! trace or choose whether ours is sampled.
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
@@ -22,6 +25,19 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::sampling;
 
 pub struct ServerSpan;
+
+/// What a server does with a caller's trace context; read from the app's
+/// data, continued when the app says nothing (an internal service).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IncomingTrace {
+    /// Continue the caller's trace: the caller is one of ours (order-service
+    /// calling payment-service) or a proxy that sets it.
+    #[default]
+    Continue,
+    /// Start a new trace and link the caller's context to its root (the
+    /// OpenTelemetry "public endpoint" pattern).
+    Link,
+}
 
 /// Probes and scrapes, answered every few seconds for as long as a
 /// service runs: traced, they would bury the orders in Jaeger.
@@ -40,15 +56,22 @@ impl RootSpanBuilder for ServerSpan {
             propagator.extract(&Headers(request.headers()))
         });
         let remote = caller.span().span_context().clone();
-        let (trace_id, state) = if remote.is_valid() {
+        let policy = request
+            .app_data::<IncomingTrace>()
+            .copied()
+            .unwrap_or_default();
+        let continued = remote.is_valid() && policy == IncomingTrace::Continue;
+        let (trace_id, state) = if continued {
             (remote.trace_id(), remote.trace_state().clone())
         } else {
             (sampling::new_trace_id(), TraceState::default())
         };
-        let sampled = sampler.sampled(Some(&remote), trace_id);
+        let sampled = sampler.sampled(continued.then_some(&remote), trace_id);
         let span = sampling::decided_root(sampled, trace_id, state, || server_span(request));
-        if sampled && remote.is_valid() {
+        if sampled && continued {
             let _ = span.set_parent(caller);
+        } else if sampled && remote.is_valid() {
+            span.add_link(remote);
         }
         span
     }

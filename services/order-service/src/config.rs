@@ -38,6 +38,13 @@ pub struct Config {
     )]
     pub payment_service_url: String,
 
+    /// Continue a caller's `traceparent` (behind a proxy you trust to set
+    /// it). By default order-service is a public edge: each request starts
+    /// a trace of its own, linked to the caller's.
+    #[arg(long, env = "TRUST_TRACEPARENT", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_traceparent: bool,
+
     /// The key presented to payment-service's POST /charge as `Authorization:
     /// Bearer <key>` (payment-service's PAYMENT_API_KEY). Required.
     #[arg(long, env = "PAYMENT_API_KEY", hide_env_values = true)]

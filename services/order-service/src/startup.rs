@@ -17,7 +17,7 @@ use common::problem::{method_not_allowed, only, unknown_route};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use observability::http::ServerSpan;
+use observability::http::{IncomingTrace, ServerSpan};
 use observability::metrics::record_http;
 use tracing_actix_web::TracingLogger;
 
@@ -81,6 +81,12 @@ impl Application {
         let metrics = web::Data::new(metrics);
         let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
         let body_timeout = BodyTimeout(Duration::from_millis(config.server.body_timeout_ms));
+        // The public edge: a caller's trace is linked, not joined, unless trusted.
+        let incoming_trace = if config.trust_traceparent {
+            IncomingTrace::Continue
+        } else {
+            IncomingTrace::Link
+        };
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let shared = web::Data::new(reliability.clone());
@@ -123,6 +129,7 @@ impl Application {
                 .app_data(shared.clone())
                 .app_data(admin_token.clone())
                 .app_data(body_timeout)
+                .app_data(incoming_trace)
                 .app_data(web::Data::new(metrics.http.clone()))
                 .app_data(metrics.clone())
                 .wrap(from_fn(record_http))

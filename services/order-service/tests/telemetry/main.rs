@@ -883,3 +883,34 @@ async fn malformed_requests_do_not_flood_the_log() {
     assert_eq!(parse_errors, 0, "the first lines: {first:?}");
     assert!(log.len() - before < 20, "the first lines: {first:?}");
 }
+
+/// A caller from outside cannot join a trace of its choosing, nor choose
+/// whether ours is sampled: order-service starts a trace of its own, with
+/// the caller's context as a link on its root, and payment-service joins
+/// order-service's trace.
+#[actix_web::test]
+async fn a_callers_traceparent_is_linked_not_joined_at_the_public_edge() {
+    let collector = Collector::start();
+    let pair = spawn_pair(&collector.endpoint, &[("TRUST_TRACEPARENT", "false")], &[]);
+    for sampled in [true, false] {
+        let caller_trace = uuid::Uuid::new_v4().simple().to_string();
+        let caller_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        let flags = if sampled { "01" } else { "00" };
+        let header = format!("00-{caller_trace}-{caller_span}-{flags}");
+        let (status, body) = post_order(&pair.order.url, &header, None).await;
+        assert_eq!(status, 201, "{body}");
+
+        let root = collector.await_linked("POST /orders", &caller_trace).await;
+        assert_ne!(root.trace_id, caller_trace, "a trace of its own");
+        assert_eq!(root.parent_span_id, "", "a root, not the caller's child");
+        assert_eq!(root.links, [(caller_trace.clone(), caller_span.to_owned())]);
+        let trace = collector
+            .await_trace(&root.trace_id, &["createOrder", "POST /charge"])
+            .await;
+        assert_eq!(one(&trace, "POST /charge").service, "payment-service");
+        assert_eq!(
+            one(&trace, "createOrder").attr("order.id"),
+            body["order_id"].as_str()
+        );
+    }
+}

@@ -121,6 +121,8 @@ pub const ADMIN_TOKEN: &str = "telemetry-admin";
 pub const PAYMENT_API_KEY: &str = "telemetry-payment-key";
 
 /// payment-service, then order-service calling it; both exporting to `otlp`.
+/// order-service continues the caller's trace unless `order_env` sets
+/// TRUST_TRACEPARENT=false.
 pub fn spawn_pair(otlp: &str, order_env: &[(&str, &str)], payment_env: &[(&str, &str)]) -> Pair {
     fn common<'a>(otlp: &str, extra: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
         let mut env = vec![
@@ -131,7 +133,10 @@ pub fn spawn_pair(otlp: &str, order_env: &[(&str, &str)], payment_env: &[(&str, 
         env
     }
     let payment = spawn("payment-service", &common(otlp, payment_env));
-    let mut env = common(otlp, order_env);
+    // The tests name each trace by the caller's traceparent, as behind a
+    // trusted proxy; `order_env` may say otherwise.
+    let mut env = vec![("TRUST_TRACEPARENT", "true".to_owned())];
+    env.extend(common(otlp, order_env));
     env.push(("PAYMENT_SERVICE_URL", payment.url.clone()));
     let order = spawn("order-service", &env);
     Pair { order, payment }

@@ -16,7 +16,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-replicas stop status smoke test test-deps chaos bench lint ci \
+        build-native run run-replicas stop status smoke test test-deps chaos fuzz bench lint ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store
@@ -197,6 +197,10 @@ chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a
 	cargo build --release --bins
 	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
 	  --ignored --nocapture --test-threads=1
+
+fuzz: ## Validate both OpenAPI descriptions, then schemathesis against both services (fixed seed)
+	cargo build --bins
+	scripts/fuzz.sh
 
 bench: ## Every figure of docs/benchmarks.md, side by side in one run (about 5 min)
 	python3 scripts/bench.py

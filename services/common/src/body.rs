@@ -103,7 +103,17 @@ pub async fn json_body<T: DeserializeOwned>(
 
 /// Parses the body's syntax and shape; serde's message names the line,
 /// column and the offending field, which is what a client needs to fix it.
+/// Every body either service takes is a JSON object: serde would also read
+/// a struct from an array of its fields in order (`[]` was "no faults").
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "Malformed JSON",
+            "the body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,

@@ -7,9 +7,9 @@
 //! validation failure of that field (422) rather than a malformed body (400).
 
 mod amount;
-mod currency;
-mod idempotency_key;
-mod merchant_id;
+pub(crate) mod currency;
+pub(crate) mod idempotency_key;
+pub(crate) mod merchant_id;
 mod order_id;
 
 pub use amount::Amount;
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 /// Why one field of a request was refused; listed in the problem body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,

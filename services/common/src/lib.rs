@@ -16,10 +16,13 @@
 //!   check, so oversized or non-JSON input is refused before it is parsed.
 //! - [`auth`]: the bearer-credential gates (admin token, service key).
 //! - [`server`]: the HTTP-server settings both services take.
+//! - [`openapi`]: the OpenAPI schemas of the shared types and the security
+//!   schemes.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod body;
 pub mod domain;
+pub mod openapi;
 pub mod problem;
 pub mod server;

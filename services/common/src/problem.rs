@@ -11,7 +11,7 @@ use crate::domain::FieldError;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable identifier of the kind of problem, `urn:reliable-orders:problem:<slug>`.
     #[serde(rename = "type")]

@@ -34,3 +34,14 @@ pub struct ServerArgs {
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 5_000)]
     pub body_timeout_ms: u64,
 }
+
+/// The liveness answer of both services (`GET /health`).
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "healthy")]
+    pub status: &'static str,
+}
+
+impl Health {
+    pub const HEALTHY: Self = Self { status: "healthy" };
+}

@@ -16,12 +16,14 @@
 //! - [`routes`]: the HTTP handlers, thin.
 //! - [`error`]: the one place where a failure becomes an HTTP answer.
 //! - [`metrics`]: the Prometheus metrics (`/metrics` is a route).
+//! - [`openapi`]: the OpenAPI description, `GET /openapi.json`.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod orders;
 pub mod payment;
 pub mod reconcile;

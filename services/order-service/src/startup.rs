@@ -147,6 +147,11 @@ impl Application {
                 .service(only("/health", "GET", web::get().to(health::health)))
                 .service(only("/ready", "GET", web::get().to(health::ready)))
                 .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
+                .service(only(
+                    "/openapi.json",
+                    "GET",
+                    web::get().to(crate::openapi::openapi_json),
+                ))
                 .service(
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))

@@ -9,12 +9,14 @@ use std::time::Duration;
 use common::domain::FieldError;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The longest delay an operator may inject (five minutes).
 pub const MAX_DELAY_MS: u64 = 300_000;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args, utoipa::ToSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Extra latency added to every charge request, in milliseconds.
@@ -23,23 +25,51 @@ pub struct Faults {
         env = "PAYMENT_DELAY_MS",
         default_value_t = 0
     )]
+    #[schema(maximum = 300_000)]
+    #[serde(deserialize_with = "whole_number")]
     pub delay_ms: u64,
 
     /// Percentage of charge requests answered 500 before anything is charged.
     #[arg(long = "payment-error-pct", env = "PAYMENT_ERROR_PCT", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[schema(maximum = 100)]
+    #[serde(deserialize_with = "whole_number")]
     pub error_pct: u8,
 
     /// Percentage of charge requests answered 429 (with Retry-After).
     #[arg(long = "rate-limit-pct", env = "RATE_LIMIT_PCT", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[schema(maximum = 100)]
+    #[serde(deserialize_with = "whole_number")]
     pub rate_limit_pct: u8,
 
     /// Percentage of charges recorded and then answered 500: the case that
     /// makes naive retries double-charge.
     #[arg(long = "payment-fail-after-charge-pct", env = "PAYMENT_FAIL_AFTER_CHARGE_PCT",
           default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[schema(maximum = 100)]
+    #[serde(deserialize_with = "whole_number")]
     pub fail_after_charge_pct: u8,
+}
+
+/// A JSON integer, or a number without a fraction (`28.0`), which JSON
+/// Schema (and so the OpenAPI description) counts as an integer too.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(f))
+                .map(|f| f as u64)
+        })
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number in range")))
 }
 
 impl Faults {

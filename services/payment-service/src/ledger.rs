@@ -29,7 +29,7 @@ pub struct ChargeRequest {
 }
 
 /// A charge as recorded, acknowledged and replayed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Charge {
     pub transaction_id: String,
     pub status: ChargeStatus,
@@ -41,7 +41,7 @@ pub struct Charge {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChargeStatus {
     Approved,
@@ -88,7 +88,7 @@ pub enum LedgerError {
 }
 
 /// Read by `GET /ledger`: enough to audit a run for double charges.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Audit {
     /// `POST /charge` requests received since start (set by the route).
     #[serde(default)]
@@ -108,13 +108,13 @@ pub struct Audit {
     pub next_cursor: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Duplicate {
     pub order_id: OrderId,
     pub transaction_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplaySummary {
     pub durable: bool,
     pub replayed: usize,

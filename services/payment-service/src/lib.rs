@@ -11,6 +11,7 @@
 //! - [`faults`]: the runtime-changeable faults and the dice they roll.
 //! - [`routes`]: one file per resource; `charge` is the processing pipeline.
 //! - [`metrics`]: the Prometheus metrics and `/metrics`.
+//! - [`openapi`]: the OpenAPI description, `GET /openapi.json`.
 //! - [`error`]: the one place where a failed charge becomes an HTTP answer.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod faults;
 pub mod ledger;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -58,6 +58,13 @@ impl Default for PaymentMetrics {
 }
 
 /// `GET /metrics`.
+/// The Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let metrics = &state.metrics;
     metrics.ledger_charges.set(state.ledger.charges() as i64);

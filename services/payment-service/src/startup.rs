@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::faults::FaultInjector;
 use crate::ledger::Ledger;
 use crate::metrics::{self, PaymentMetrics};
+use crate::openapi;
 use crate::routes::{admin, charge, charges, health, ledger};
 use crate::state::{AppState, SimulatedWork};
 
@@ -87,6 +88,11 @@ impl Application {
                 )
                 .service(only("/health", "GET", web::get().to(health::health)))
                 .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
+                .service(only(
+                    "/openapi.json",
+                    "GET",
+                    web::get().to(openapi::openapi_json),
+                ))
                 .service(
                     web::scope("/admin").wrap(from_fn(require_admin)).service(
                         web::resource("/faults")

@@ -63,6 +63,11 @@ impl Currency {
             })
     }
 
+    /// Every code accepted, for the OpenAPI description.
+    pub(crate) fn codes() -> Vec<&'static str> {
+        CURRENCIES.iter().map(|(code, _)| *code).collect()
+    }
+
     pub fn code(&self) -> &'static str {
         self.code
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{FieldError, deserialize_via_parse};
 
 const FIELD: &str = "merchant_id";
-const MAX_LEN: usize = 64;
+pub(crate) const MAX_LEN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]

@@ -2,7 +2,7 @@
 //! field of the wrong type is a 422 naming the field, while a body that is
 //! not JSON, or has an unknown field, is a 400.
 
-use common::domain::{FieldError, PaymentDetails};
+use common::domain::{Amount, Currency, FieldError, MerchantId, PaymentDetails};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -11,11 +11,15 @@ pub struct NewOrder {
     pub details: PaymentDetails,
 }
 
-#[derive(Deserialize)]
+/// The body as read; its schema is the parsed types'.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrderBody {
+    #[schema(value_type = MerchantId, required = true)]
     merchant_id: Option<Box<RawValue>>,
+    #[schema(value_type = Amount, required = true)]
     amount: Option<Box<RawValue>>,
+    #[schema(value_type = Currency, required = true)]
     currency: Option<Box<RawValue>>,
 }
 

@@ -8,16 +8,16 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actors::circuit_breaker::{BreakerEvent, GetStatus, Mode, SetMode, Watch, WatchError};
+use actors::circuit_breaker::{BreakerEvent, GetStatus, Mode, SetMode, Status, Watch, WatchError};
 use common::body::json_body;
 use common::problem::Problem;
 use serde::Deserialize;
 
 use crate::reliability::Reliability;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ModeBody {
+pub struct ModeBody {
     mode: Mode,
 }
 
@@ -37,6 +37,21 @@ fn not_now(kind: &str, title: &str, detail: &str, retry_after_secs: u64) -> Http
         .to_response()
 }
 
+/// The breaker's state and counts.
+#[utoipa::path(
+    get,
+    path = "/admin/breaker",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The breaker", body = Status),
+        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The breaker actor is restarting", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+)]
 pub async fn get_breaker(reliability: web::Data<Reliability>) -> HttpResponse {
     match reliability.breaker.send(GetStatus).await {
         Ok(Ok(status)) => HttpResponse::Ok().json(status),
@@ -44,6 +59,26 @@ pub async fn get_breaker(reliability: web::Data<Reliability>) -> HttpResponse {
     }
 }
 
+/// The operator's override: `forced_open`, `forced_closed`, or `auto`
+/// (a fresh closed breaker).
+#[utoipa::path(
+    put,
+    path = "/admin/breaker",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body(content = ModeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The breaker now", body = Status),
+        (status = 400, description = "Malformed JSON, wrong content type, unknown field or mode", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The breaker actor is restarting", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+)]
 pub async fn put_breaker(
     req: HttpRequest,
     payload: web::Payload,
@@ -77,6 +112,20 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// mode that leaves the state, an actor restart). The stream ends when the
 /// reader falls too far behind (it may reconnect: the first event is always
 /// the state) and when the service shuts down.
+#[utoipa::path(
+    get,
+    path = "/admin/breaker/events",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "`event: state` first, then one `event: transition` per change", body = StreamedEvent, content_type = "text/event-stream"),
+        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many watchers, shutting down, or the actor is restarting", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+)]
 pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse {
     let events = match reliability.breaker.send(Watch).await {
         Ok(Ok(events)) => events,
@@ -116,6 +165,18 @@ pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse
         // nginx (make run-replicas) would otherwise hold the events back.
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body)
+}
+
+/// One server-sent event of `GET /admin/breaker/events`, as a reader parses
+/// it (what [`sse`] writes).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StreamedEvent {
+    /// `state` or `transition`.
+    #[schema(pattern = "^(state|transition)$")]
+    event: String,
+    /// The event as JSON: `kind`, `at_ms`, then the status or the transition.
+    data: String,
 }
 
 fn sse(event: &BreakerEvent) -> Bytes {

@@ -1,16 +1,39 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use common::problem::Problem;
+use common::server::Health;
 
 use crate::reliability::Reliability;
 use crate::store::OrderStore;
 
 /// Liveness: the process answers HTTP.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "probes",
+    responses((status = 200, description = "Alive", body = Health)),
+)]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "healthy" }))
+    HttpResponse::Ok().json(Health::HEALTHY)
+}
+
+/// `GET /ready` when ready.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    status: &'static str,
 }
 
 /// Readiness: the actors run and the store can be reached.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "probes",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "An actor is down or the store cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn ready(
     store: web::Data<dyn OrderStore>,
     reliability: web::Data<Reliability>,
@@ -24,7 +47,7 @@ pub async fn ready(
         Ok(())
     };
     match ready {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Ok(()) => HttpResponse::Ok().json(Ready { status: "ready" }),
         Err(e) => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", e).to_response()
         }

@@ -9,6 +9,13 @@ use crate::metrics::OrderMetrics;
 use crate::reliability::Reliability;
 
 /// `GET /metrics`: refreshes the actor gauges, then the text exposition.
+/// The Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(
     metrics: web::Data<OrderMetrics>,
     reliability: web::Data<Reliability>,

@@ -5,13 +5,40 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actors::idempotency::StoredResponse;
 use common::body::json_body;
 use common::domain::{FieldError, IdempotencyKey, OrderId};
+use common::problem::Problem;
 
-use crate::domain::NewOrder;
 use crate::domain::new_order::NewOrderBody;
+use crate::domain::{NewOrder, Order};
 use crate::error::OrderError;
 use crate::orders::Orders;
 use crate::store::OrderStore;
 
+/// Takes an order and charges it through the reliability pipeline.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, nullable = false, description = "One order per key: a repeat replays the first answer")),
+    request_body(content = NewOrderBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created and charged (or replayed, with Idempotent-Replayed)", body = Order,
+            headers(
+                ("Location" = String, description = "/orders/{order_id}"),
+                ("Idempotent-Replayed" = String, description = "true when this answer is the replay of an earlier request with the same key"),
+            )),
+        (status = 400, description = "Malformed JSON, wrong content type, unknown field, bad or repeated Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "Declined by payment-service (the answer is replayed for its key)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in flight", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field fails validation, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Payment failed after every retry; `order_id` names the order, pending if an attempt may have charged it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Circuit open, bulkhead full, store full or unavailable: nothing was charged by this request", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 504, description = "The payment budget ran out; the order stays pending until known", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create_order(
     req: HttpRequest,
     payload: web::Payload,
@@ -34,6 +61,19 @@ pub async fn create_order(
     Ok(response)
 }
 
+/// An order as it stands now.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "orders",
+    params(("id" = OrderId, Path)),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 404, description = "No such order (or forgotten: see ORDERS_MAX)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The order store is unavailable", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+)]
 pub async fn get_order(
     id: web::Path<String>,
     store: web::Data<dyn OrderStore>,

@@ -187,3 +187,23 @@ async fn the_in_memory_store_forgets_the_oldest_settled_orders_and_never_a_pendi
         );
     }
 }
+
+#[actix_web::test]
+async fn a_body_that_is_not_a_json_object_is_400_and_creates_nothing() {
+    let app = spawn_app();
+    for body in [
+        r#"["merchant_123", 10, "USD"]"#,
+        "[]",
+        "10",
+        r#""order""#,
+        "null",
+    ] {
+        let req = app
+            .post_orders()
+            .insert_header(("Content-Type", "application/json"));
+        app.send(req, Some(body.to_owned()))
+            .await
+            .assert_problem(400);
+    }
+    assert_eq!(app.payment_requests().await, 0);
+}

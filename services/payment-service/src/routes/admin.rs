@@ -9,10 +9,41 @@ use common::problem::Problem;
 use crate::faults::Faults;
 use crate::state::AppState;
 
+/// The faults injected now.
+#[utoipa::path(
+    get,
+    path = "/admin/faults",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The faults", body = Faults),
+        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get_faults(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.faults.current())
 }
 
+/// Replaces the faults; a fault not named becomes 0.
+#[utoipa::path(
+    put,
+    path = "/admin/faults",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body(content = Faults, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The faults now", body = Faults),
+        (status = 400, description = "Malformed JSON, wrong content type or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A value out of range", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn put_faults(
     req: HttpRequest,
     payload: web::Payload,

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::body::json_body;
-use common::domain::{FieldError, IdempotencyKey, OrderId, PaymentDetails, json_string, required};
+use common::domain::{
+    Amount, Currency, FieldError, IdempotencyKey, MerchantId, OrderId, PaymentDetails, json_string,
+    required,
+};
+use common::problem::Problem;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,13 +36,23 @@ pub const DECLINE_ABOVE: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
 
 /// The caller's remaining budget in milliseconds.
 pub const TIMEOUT_HEADER: &str = "X-Request-Timeout-Ms";
+/// The largest budget taken (2^53 - 1, as the OpenAPI description says:
+/// the largest integer every JSON reader holds exactly); the deadline is
+/// added with `checked_add`, so no budget can overflow the clock.
+pub const MAX_TIMEOUT_MS: u64 = 9_007_199_254_740_991;
 
-#[derive(Deserialize)]
+/// Fields are read as raw JSON so that a field of the wrong type is a 422
+/// naming it; the schema is the parsed types'.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChargeBody {
+pub struct ChargeBody {
+    #[schema(value_type = OrderId, required = true)]
     order_id: Option<Box<RawValue>>,
+    #[schema(value_type = MerchantId, required = true)]
     merchant_id: Option<Box<RawValue>>,
+    #[schema(value_type = Amount, required = true)]
     amount: Option<Box<RawValue>>,
+    #[schema(value_type = Currency, required = true)]
     currency: Option<Box<RawValue>>,
 }
 
@@ -59,6 +73,34 @@ impl ChargeBody {
     }
 }
 
+/// Charges once per `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/charge",
+    tag = "charges",
+    security(("service_key" = [])),
+    params(
+        ("Idempotency-Key" = IdempotencyKey, Header, description = "One charge per key, ever (order-service sends the order id)"),
+        ("X-Request-Timeout-Ms" = Option<u64>, Header, nullable = false, maximum = 9_007_199_254_740_991_u64, description = "The caller's remaining budget: answered 504 at once, charging nothing, when the work cannot finish within it"),
+    ),
+    request_body(content = ChargeBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Charged now", body = Charge),
+        (status = 200, description = "Charged before under this key, for the same body: the original charge", body = Charge),
+        (status = 400, description = "Malformed JSON, wrong content type, unknown field, missing or bad header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Without the service key", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 402, description = "Declined (amount over 10,000)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field fails validation, or the key was used for another body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited (injected fault)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 500, description = "Injected fault: before charging, or after the charge was recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not record the charge durably; nothing was charged", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Cannot finish within X-Request-Timeout-Ms; nothing was charged", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn charge(
     req: HttpRequest,
     payload: web::Payload,
@@ -232,11 +274,13 @@ fn deadline(req: &HttpRequest, received: Instant) -> Result<Option<Instant>, Cha
         .to_str()
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|ms| Some(received + Duration::from_millis(ms)))
+        .filter(|&ms| ms <= MAX_TIMEOUT_MS)
+        .and_then(|ms| received.checked_add(Duration::from_millis(ms)))
+        .map(Some)
         .ok_or_else(|| {
             ChargeError::BadHeader(FieldError::new(
                 TIMEOUT_HEADER,
-                "must be a whole number of milliseconds",
+                format!("must be a whole number of milliseconds, at most {MAX_TIMEOUT_MS}"),
             ))
         })
 }

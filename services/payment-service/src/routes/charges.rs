@@ -7,6 +7,21 @@ use common::problem::Problem;
 
 use crate::state::AppState;
 
+/// What was charged under a key.
+#[utoipa::path(
+    get,
+    path = "/charges/{key}",
+    tag = "audit",
+    security(("admin_token" = [])),
+    params(("key" = IdempotencyKey, Path, description = "The charge's Idempotency-Key")),
+    responses(
+        (status = 200, description = "The charge", body = crate::ledger::Charge),
+        (status = 400, description = "Not a valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "Nothing charged under this key (or no ADMIN_TOKEN configured)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get_charge(key: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let key = match IdempotencyKey::parse(&key) {
         Ok(key) => key,

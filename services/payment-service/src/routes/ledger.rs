@@ -14,29 +14,55 @@ use crate::state::AppState;
 
 /// Charges in one page unless `limit` says fewer.
 pub const MAX_PAGE: usize = 1_000;
+/// The largest cursor taken (2^53 - 1, as the OpenAPI description says).
+const MAX_CURSOR: u64 = 9_007_199_254_740_991;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Query {
+    /// Add a page of charges (`entries`).
     #[serde(default)]
     detail: bool,
+    /// Skip the first charges: the `next_cursor` of the page before.
     #[serde(default)]
-    after: usize,
+    #[param(maximum = 9_007_199_254_740_991_u64)]
+    after: u64,
+    /// Charges in the page, 1 to 1,000 (default 1,000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+/// Counts and duplicate charges, with a page of charges on `?detail=true`.
+#[utoipa::path(
+    get,
+    path = "/ledger",
+    tag = "audit",
+    security(("admin_token" = [])),
+    params(Query),
+    responses(
+        (status = 200, description = "The audit", body = crate::ledger::Audit),
+        (status = 400, description = "A bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let query = match web::Query::<Query>::from_query(req.query_string()) {
         Ok(query) => query.into_inner(),
         Err(e) => return Problem::bad_request(format!("bad query: {e}")).to_response(),
     };
+    if query.after > MAX_CURSOR {
+        return Problem::bad_request(format!("after must be at most {MAX_CURSOR}")).to_response();
+    }
     let page = match query.limit {
         Some(0) => return Problem::bad_request("limit must be at least 1").to_response(),
         Some(n) if n > MAX_PAGE => {
             return Problem::bad_request(format!("limit must be at most {MAX_PAGE}")).to_response();
         }
         limit => query.detail.then_some(Page {
-            after: query.after,
+            after: usize::try_from(query.after).unwrap_or(usize::MAX),
             limit: limit.unwrap_or(MAX_PAGE),
         }),
     };

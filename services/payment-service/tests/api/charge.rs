@@ -155,3 +155,39 @@ async fn two_idempotency_keys_are_400_without_a_charge() {
     reply.assert_problem(400);
     assert_eq!(app.charges().await, 0);
 }
+
+/// Found by the schema-driven fuzzer (`make fuzz`): serde reads a struct
+/// from an array of its fields, so `[]` was taken as "no faults"; and a
+/// budget past the described maximum was taken.
+#[actix_web::test]
+async fn an_array_body_and_an_overflowing_deadline_are_400_without_a_charge() {
+    let app = spawn(config());
+    let order = new_order_id();
+    let positional = format!(r#"["{order}","merchant_123",1.00,"USD"]"#);
+    app.charge(&order, positional).await.assert_problem(400);
+    for budget in ["18446744073709551615", "9007199254740992"] {
+        let req = app
+            .post_charge()
+            .insert_header(("Idempotency-Key", order.as_str()))
+            .insert_header(("X-Request-Timeout-Ms", budget));
+        app.send(req, Some(charge_body(&order, "1.00")))
+            .await
+            .assert_problem(400);
+    }
+    let faults = app
+        .client
+        .put(format!("{}/admin/faults", app.address))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", crate::helpers::ADMIN_TOKEN),
+        ));
+    app.send(faults, Some("[]".into()))
+        .await
+        .assert_problem(400);
+    assert_eq!(app.charges().await, 0);
+    assert_eq!(
+        app.charge(&order, charge_body(&order, "1.00")).await.status,
+        201
+    );
+}

@@ -1,0 +1,51 @@
+//! order-service's OpenAPI 3.1 description, served at `GET /openapi.json`:
+//! assembled from the handlers' `#[utoipa::path]` and the types they read
+//! and answer, so it changes when they do (CI fuzzes the service against it).
+
+use actix_web::HttpResponse;
+use utoipa::OpenApi;
+
+use crate::routes::{admin, health, metrics, orders};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "order-service",
+        description = "Takes orders and charges them through payment-service behind timeouts, \
+                       retries, a circuit breaker, a bulkhead and idempotency keys.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    paths(
+        orders::create_order,
+        orders::get_order,
+        health::health,
+        health::ready,
+        metrics::metrics,
+        admin::get_breaker,
+        admin::put_breaker,
+        admin::breaker_events,
+        openapi_json,
+    ),
+    components(schemas(common::domain::IdempotencyKey)),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        common::openapi::add_security_schemes(doc);
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "probes",
+    responses((status = 200, description = "The OpenAPI 3.1 description", body = Object)),
+)]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,49 @@
+//! payment-service's OpenAPI 3.1 description, served at `GET /openapi.json`:
+//! assembled from the handlers' `#[utoipa::path]` and the types they read
+//! and answer, so it changes when they do (CI fuzzes the service against it).
+
+use actix_web::HttpResponse;
+use utoipa::OpenApi;
+
+use crate::routes::{admin, charge, charges, health, ledger};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payment-service",
+        description = "Idempotent charge ledger with runtime fault injection: the downstream of order-service.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    paths(
+        charge::charge,
+        charges::get_charge,
+        ledger::audit,
+        admin::get_faults,
+        admin::put_faults,
+        health::health,
+        crate::metrics::metrics,
+        openapi_json,
+    ),
+    components(schemas(common::domain::IdempotencyKey)),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        common::openapi::add_security_schemes(doc);
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "probes",
+    responses((status = 200, description = "The OpenAPI 3.1 description", body = Object)),
+)]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

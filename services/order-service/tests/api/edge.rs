@@ -207,3 +207,57 @@ async fn a_body_that_is_not_a_json_object_is_400_and_creates_nothing() {
     }
     assert_eq!(app.payment_requests().await, 0);
 }
+
+/// Both descriptions are served and name every route, the headers clients
+/// act on, and who may call what (the fuzzer in `make fuzz` checks the
+/// answers against them).
+#[actix_web::test]
+async fn both_services_describe_every_route_in_openapi_3_1() {
+    let app = spawn_app();
+    let order = app.get("/openapi.json").await;
+    assert_eq!(order.status, 200);
+    assert_eq!(order.body["openapi"], "3.1.0");
+    let paths = &order.body["paths"];
+    for (path, method) in [
+        ("/orders", "post"),
+        ("/orders/{id}", "get"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/admin/breaker", "get"),
+        ("/admin/breaker", "put"),
+        ("/admin/breaker/events", "get"),
+    ] {
+        assert!(paths[path][method].is_object(), "order-service {method} {path}");
+    }
+    let create = &paths["/orders"]["post"];
+    let created = &create["responses"]["201"]["headers"];
+    assert!(created["Location"].is_object() && created["Idempotent-Replayed"].is_object());
+    for status in ["409", "503"] {
+        assert!(create["responses"][status]["headers"]["Retry-After"].is_object(), "{status}");
+    }
+    assert_eq!(create["parameters"][0]["name"], "Idempotency-Key");
+    assert_eq!(create["parameters"][0]["required"], false);
+    assert_eq!(paths["/admin/breaker"]["put"]["security"][0]["admin_token"], serde_json::json!([]));
+    assert_eq!(order.body["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+
+    let payment = app.get_payment("/openapi.json").await.body;
+    assert_eq!(payment["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/charge", "post"),
+        ("/charges/{key}", "get"),
+        ("/ledger", "get"),
+        ("/admin/faults", "get"),
+        ("/admin/faults", "put"),
+        ("/health", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(payment["paths"][path][method].is_object(), "payment-service {method} {path}");
+    }
+    let charge = &payment["paths"]["/charge"]["post"];
+    assert_eq!(charge["security"][0]["service_key"], serde_json::json!([]));
+    assert_eq!(charge["parameters"][0]["name"], "Idempotency-Key");
+    assert_eq!(charge["parameters"][0]["required"], true);
+    assert!(charge["responses"]["429"]["headers"]["Retry-After"].is_object());
+}

@@ -134,6 +134,7 @@ async fn measure_orders(orders: usize) -> (f64, f64) {
     payment.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     payment.validate_ms = 0;
     payment.gateway_ms = 0;
+    payment.api_key = Some("bench-key".into());
     let payment = payment_service::Application::build(payment).unwrap();
     let payment_url = format!("http://127.0.0.1:{}", payment.port());
     actix_rt::spawn(payment.run_until_stopped());
@@ -142,6 +143,7 @@ async fn measure_orders(orders: usize) -> (f64, f64) {
     order.port = 0;
     order.server.bind_addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     order.payment_service_url = payment_url;
+    order.payment_api_key = Some("bench-key".into());
     let order = order_service::Application::build(order).unwrap();
     let url = format!("http://127.0.0.1:{}/orders", order.port());
     actix_rt::spawn(order.run_until_stopped());

@@ -229,18 +229,30 @@ async fn both_services_describe_every_route_in_openapi_3_1() {
         ("/admin/breaker", "put"),
         ("/admin/breaker/events", "get"),
     ] {
-        assert!(paths[path][method].is_object(), "order-service {method} {path}");
+        assert!(
+            paths[path][method].is_object(),
+            "order-service {method} {path}"
+        );
     }
     let create = &paths["/orders"]["post"];
     let created = &create["responses"]["201"]["headers"];
     assert!(created["Location"].is_object() && created["Idempotent-Replayed"].is_object());
     for status in ["409", "503"] {
-        assert!(create["responses"][status]["headers"]["Retry-After"].is_object(), "{status}");
+        assert!(
+            create["responses"][status]["headers"]["Retry-After"].is_object(),
+            "{status}"
+        );
     }
     assert_eq!(create["parameters"][0]["name"], "Idempotency-Key");
     assert_eq!(create["parameters"][0]["required"], false);
-    assert_eq!(paths["/admin/breaker"]["put"]["security"][0]["admin_token"], serde_json::json!([]));
-    assert_eq!(order.body["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+    assert_eq!(
+        paths["/admin/breaker"]["put"]["security"][0]["admin_token"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        order.body["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
 
     let payment = app.get_payment("/openapi.json").await.body;
     assert_eq!(payment["openapi"], "3.1.0");
@@ -253,7 +265,10 @@ async fn both_services_describe_every_route_in_openapi_3_1() {
         ("/health", "get"),
         ("/metrics", "get"),
     ] {
-        assert!(payment["paths"][path][method].is_object(), "payment-service {method} {path}");
+        assert!(
+            payment["paths"][path][method].is_object(),
+            "payment-service {method} {path}"
+        );
     }
     let charge = &payment["paths"]["/charge"]["post"];
     assert_eq!(charge["security"][0]["service_key"], serde_json::json!([]));

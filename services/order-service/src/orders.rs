@@ -226,10 +226,16 @@ impl Orders {
             span.clone(),
         )
         .await;
-        let reservation = reservation.map_err(|e| {
-            tracing::warn!(error = %e, "idempotency reservation failed");
-            OrderError::Unavailable("idempotency store")
-        })?;
+        let reservation = match reservation {
+            Ok(reservation) => reservation,
+            Err(e) => {
+                // The reservation's order was not written (the in-process
+                // backend writes it before answering New): nothing to track.
+                self.report(candidate, false);
+                tracing::warn!(error = %e, "idempotency reservation failed");
+                return Err(OrderError::Unavailable("idempotency store"));
+            }
+        };
         if reservation != Reservation::New {
             // Tracked for nothing: the reservation did not start this order.
             self.report(candidate, false);
@@ -271,10 +277,13 @@ impl Orders {
     async fn place(&self, order: Order, lease: Option<OrderLease>) -> Result<Order, OrderError> {
         let id = order.order_id;
         self.track(id);
-        self.store
-            .insert(possibly_charged(&order))
-            .await
-            .map_err(|e| OrderError::Store(e, Some(id)))?;
+        if let Err(e) = self.store.insert(possibly_charged(&order)).await {
+            // Refused (full, or a duplicate id): nothing was written.
+            if matches!(e, StoreError::Full | StoreError::Duplicate(_)) {
+                self.report(id, false);
+            }
+            return Err(OrderError::Store(e, Some(id)));
+        }
         self.charge(Order { calls: 1, ..order }, lease).await
     }
 
@@ -311,8 +320,18 @@ impl Orders {
     ) -> Result<Order, OrderError> {
         let store_error = |e| OrderError::Store(e, Some(id));
         let order = match self.store.get(id).await.map_err(store_error)? {
-            // The reservation's order was never written: write it now.
-            None => return self.place(Order::pending(id, new), Some(lease)).await,
+            // The key's order is not in the store: never written, or
+            // forgotten to make room (ORDERS_MAX) after a call that may
+            // have charged it. Written again as possibly charged, so that a
+            // refusal now leaves it pending (never failed, never its key
+            // forgotten) and a charge now replays payment's, under the same id.
+            None => {
+                let order = Order {
+                    maybe_charged: true,
+                    ..Order::pending(id, new)
+                };
+                return self.place(order, Some(lease)).await;
+            }
             Some(order) if order.status == OrderStatus::Completed => {
                 return self.finish_key(lease, Ok(order)).await;
             }

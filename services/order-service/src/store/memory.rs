@@ -2,11 +2,12 @@
 //! order-service restart forgets every order (see the README's limits).
 //!
 //! Bounded: beyond `max_orders` (ORDERS_MAX), each new order makes room by
-//! forgetting the oldest *settled* one (completed or failed: its answer is
-//! final, and a completed key replays its stored response without it).
-//! A pending order is never forgotten: the reconciler and the client's
-//! retry must find it. When no room can be made, the new order is refused
-//! (503) and nothing is charged.
+//! forgetting the order settled longest ago (completed or failed: a
+//! completed key replays its stored response without it, and a retry under
+//! a key whose order is gone re-creates it as possibly charged). A pending
+//! order is never forgotten: the reconciler and the client's retry must
+//! find it. Only when every order held is pending is a new one refused
+//! (503), and nothing is charged.
 //!
 //! Many small maps (dashmap shards) of boxed orders rather than one map
 //! behind one lock: the map only grows, and each time one big map doubled,
@@ -27,10 +28,19 @@ use crate::domain::{Order, OrderStatus};
 
 pub struct MemoryStore {
     orders: DashMap<OrderId, Box<Order>>,
-    /// Every order held, oldest first (a pending one moves to the back each
-    /// time eviction passes it): its length is the number of orders.
-    age: Mutex<VecDeque<OrderId>>,
+    room: Mutex<Room>,
     max_orders: usize,
+}
+
+/// What eviction needs, under one lock taken before any shard's (never
+/// while holding one).
+#[derive(Default)]
+struct Room {
+    /// Orders held.
+    held: usize,
+    /// Orders in the order they settled, each time they settled: an entry
+    /// whose order has gone, or is pending again, is skipped when reached.
+    settled: VecDeque<OrderId>,
 }
 
 impl Default for MemoryStore {
@@ -41,35 +51,34 @@ impl Default for MemoryStore {
 
 const SHARDS: usize = 128;
 pub const DEFAULT_MAX_ORDERS: usize = 1_000_000;
-/// Orders eviction looks at for one insert before it gives up: bounded, so
-/// an insert stays O(1) however many orders are pending.
-const EVICTION_SCAN: usize = 64;
 
 impl MemoryStore {
     pub fn new(max_orders: usize) -> Self {
         Self {
             orders: DashMap::with_shard_amount(SHARDS),
-            age: Mutex::default(),
+            room: Mutex::default(),
             max_orders: max_orders.max(1),
         }
     }
 
-    /// Forgets the oldest settled order among the next few; answers
-    /// whether it made room. The status check and the removal are one step
-    /// under the shard's lock, so an order cannot become pending between.
-    fn evict_one(&self, age: &mut VecDeque<OrderId>) -> bool {
-        for _ in 0..EVICTION_SCAN.min(age.len()) {
-            let Some(id) = age.pop_front() else {
-                return false;
-            };
+    fn room(&self) -> std::sync::MutexGuard<'_, Room> {
+        self.room.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the order settled longest ago; answers whether it made room.
+    /// The status check and the removal are one step under the shard's
+    /// lock, so an order cannot become pending between. Amortized O(1):
+    /// each entry is passed once.
+    fn evict_one(&self, room: &mut Room) -> bool {
+        while let Some(id) = room.settled.pop_front() {
             if self
                 .orders
                 .remove_if(&id, |_, order| order.status != OrderStatus::Pending)
                 .is_some()
             {
+                room.held -= 1;
                 return true;
             }
-            age.push_back(id);
         }
         false
     }
@@ -82,31 +91,40 @@ impl MemoryStore {
         order: Order,
         allowed: impl FnOnce(&Order, &Order) -> bool,
     ) -> Result<Updated, StoreError> {
-        match self.orders.get_mut(&order.order_id).as_deref_mut() {
+        let (id, status) = (order.order_id, order.status);
+        let written = match self.orders.get_mut(&id).as_deref_mut() {
             Some(slot) if allowed(slot, &order) => {
                 let calls = slot.calls.max(order.calls);
                 **slot = Order { calls, ..order };
-                Ok(Updated::Written)
+                Updated::Written
             }
-            Some(slot) => Ok(Updated::Stale((**slot).clone())),
-            None => Err(StoreError::Missing(order.order_id)),
+            Some(slot) => return Ok(Updated::Stale((**slot).clone())),
+            None => return Err(StoreError::Missing(id)),
+        };
+        // The shard's lock is released: now the room's may be taken.
+        if status != OrderStatus::Pending {
+            self.room().settled.push_back(id);
         }
+        Ok(written)
     }
 }
 
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn insert(&self, order: Order) -> Result<(), StoreError> {
-        let mut age = self.age.lock().unwrap_or_else(|e| e.into_inner());
-        if age.len() >= self.max_orders && !self.evict_one(&mut age) {
+        let mut room = self.room();
+        if room.held >= self.max_orders && !self.evict_one(&mut room) {
             return Err(StoreError::Full);
         }
-        let id = order.order_id;
+        let (id, settled) = (order.order_id, order.status != OrderStatus::Pending);
         match self.orders.entry(id) {
             Entry::Occupied(_) => Err(StoreError::Duplicate(id)),
             Entry::Vacant(slot) => {
                 slot.insert(Box::new(order));
-                age.push_back(id);
+                room.held += 1;
+                if settled {
+                    room.settled.push_back(id);
+                }
                 Ok(())
             }
         }
@@ -148,6 +166,22 @@ mod tests {
             status,
             ..order.clone()
         }
+    }
+
+    #[actix_rt::test]
+    async fn room_is_made_past_any_number_of_pending_orders() {
+        let store = MemoryStore::new(101);
+        for _ in 0..100 {
+            store.insert(Order::example()).await.unwrap();
+        }
+        let last = Order::example();
+        store.insert(last.clone()).await.unwrap();
+        let done = with(&last, OrderStatus::Completed);
+        store.update(done, OrderStatus::Pending).await.unwrap();
+        // 100 pending orders came first; the one completed order makes room.
+        store.insert(Order::example()).await.unwrap();
+        assert_eq!(store.get(last.order_id).await.unwrap(), None);
+        assert_eq!(store.orders.len(), 101);
     }
 
     #[actix_rt::test]

@@ -276,3 +276,89 @@ async fn both_services_describe_every_route_in_openapi_3_1() {
     assert_eq!(charge["parameters"][0]["required"], true);
     assert!(charge["responses"]["429"]["headers"]["Retry-After"].is_object());
 }
+
+/// Found by the attack on issue 13's changes: a keyed order charged (then
+/// answered 500), completed by the reconciler and forgotten to make room
+/// was re-created from its key as never charged; a breaker refusal then
+/// failed it and dropped its key, and the next retry charged a second order.
+#[actix_web::test]
+async fn a_key_whose_order_was_forgotten_resumes_that_order_as_possibly_charged() {
+    use actors::circuit_breaker::Mode;
+    let mut config = crate::helpers::reconciling_order_config();
+    config.orders_max = 3;
+    let app = spawn_app_with(config, payment_config());
+    app.set_faults(serde_json::json!({"fail_after_charge_pct": 100}))
+        .await;
+    let first = app.post_order_with_key("kept", &order_body()).await;
+    assert_eq!(first.status, 502, "{}", first.body);
+    let id = first.body["order_id"].as_str().unwrap().to_owned();
+    app.set_faults(serde_json::json!({})).await;
+    crate::helpers::eventually("the reconciler completes it", || async {
+        app.get(&format!("/orders/{id}")).await.body["status"] == "completed"
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.post_order(&order_body()).await.status, 201);
+    }
+    assert_eq!(
+        app.get(&format!("/orders/{id}")).await.status,
+        404,
+        "forgotten"
+    );
+
+    app.set_breaker(Mode::ForcedOpen).await;
+    let refused = app.post_order_with_key("kept", &order_body()).await;
+    refused.assert_problem(503);
+    assert_eq!(refused.body["order_id"], id.as_str());
+    let order = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(
+        order.body["status"], "pending",
+        "possibly charged: never failed"
+    );
+
+    app.set_breaker(Mode::Auto).await;
+    let retried = app.post_order_with_key("kept", &order_body()).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(retried.body["order_id"], id.as_str(), "the same order");
+    let charges = app.ledger_entries().await;
+    let for_key: Vec<_> = charges
+        .iter()
+        .filter(|c| c["order_id"] == id.as_str())
+        .collect();
+    assert_eq!(for_key.len(), 1, "one charge, replayed");
+    assert_eq!(
+        charges.len(),
+        4,
+        "the order under the key and the three without"
+    );
+}
+
+/// Refusals for a full store leave nothing for the reconciler: before,
+/// each one stayed tracked, and thousands of them held up the re-drive of
+/// the orders that were really pending.
+#[actix_web::test]
+async fn refusals_for_a_full_store_leave_the_reconciler_only_the_pending_orders() {
+    let mut config = order_config();
+    config.orders_max = 3;
+    config.cb_consecutive_failures = 1000;
+    let app = spawn_app_with(config, payment_config());
+    app.set_faults(serde_json::json!({"fail_after_charge_pct": 100}))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(app.post_order(&order_body()).await.status, 502);
+    }
+    crate::helpers::eventually("the three are tracked", || async {
+        app.tracked().await == 3
+    })
+    .await;
+    for i in 0..50 {
+        app.post_order(&order_body()).await.assert_problem(503);
+        app.post_order_with_key(&format!("full-{i}"), &order_body())
+            .await
+            .assert_problem(503);
+    }
+    crate::helpers::eventually("only the pending orders are tracked", || async {
+        app.tracked().await == 3
+    })
+    .await;
+}

@@ -4,10 +4,12 @@
 //! assembles its document (`GET /openapi.json`) from these and its own.
 
 use serde_json::json;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, RefOr, Schema};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Schema};
+use utoipa::{Modify, PartialSchema, ToResponse, ToSchema};
 
 use crate::domain::{Amount, Currency, IdempotencyKey, MerchantId, OrderId, merchant_id};
 
@@ -75,12 +77,22 @@ impl PartialSchema for IdempotencyKey {
 }
 impl ToSchema for IdempotencyKey {}
 
-/// Names of the security schemes the services' documents use.
+/// The security schemes the services' `security(...)` attributes name
+/// (`"admin_token"`, `"service_key"`: the macro wants literals).
 pub const ADMIN_TOKEN: &str = "admin_token";
 pub const SERVICE_KEY: &str = "service_key";
 
-/// Adds the two bearer schemes to a document's components.
-pub fn add_security_schemes(doc: &mut OpenApi) {
+/// The `modifiers(&SecuritySchemes)` of both documents: the two bearer
+/// schemes.
+pub struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut OpenApi) {
+        add_security_schemes(doc);
+    }
+}
+
+fn add_security_schemes(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     let bearer = |what: &str| {
         SecurityScheme::Http(
@@ -98,4 +110,47 @@ pub fn add_security_schemes(doc: &mut OpenApi) {
         SERVICE_KEY,
         bearer("PAYMENT_API_KEY, presented by order-service"),
     );
+}
+
+/// A problem+json answer (RFC 9457), described.
+fn problem(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        crate::problem::CONTENT_TYPE,
+        Content::new(Some(Ref::from_schema_name("Problem"))),
+    )
+}
+
+fn header(description: &str, schema: Type) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(schema)))
+        .description(Some(description))
+        .build()
+}
+
+/// The answers both services give alike, as response components: a path
+/// names them (`response = Unauthorized`), its document lists them
+/// (`components(responses(...))`).
+macro_rules! responses {
+    ($($(#[$doc:meta])* $name:ident => $build:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                (stringify!($name), $build.build().into())
+            }
+        }
+    )*};
+}
+
+responses! {
+    /// 401: the bearer credential is missing or wrong.
+    Unauthorized => problem("Without the right bearer credential")
+        .header("WWW-Authenticate", header("Bearer", Type::String));
+    /// 404 on an admin route: no ADMIN_TOKEN is configured.
+    AdminOff => problem("No ADMIN_TOKEN configured: the route does not exist");
+    /// 408: the body did not arrive within BODY_TIMEOUT_MS.
+    BodyTimeout => problem("The body did not arrive within BODY_TIMEOUT_MS; nothing was done");
+    /// 413: the body is over 16 KiB.
+    TooLarge => problem("Body over 16 KiB");
 }

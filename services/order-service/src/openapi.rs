@@ -3,6 +3,9 @@
 //! and answer, so it changes when they do (CI fuzzes the service against it).
 
 use actix_web::HttpResponse;
+use common::domain::IdempotencyKey;
+use common::openapi::{AdminOff, BodyTimeout, SecuritySchemes, TooLarge, Unauthorized};
+use common::problem::Problem;
 use utoipa::OpenApi;
 
 use crate::routes::{admin, health, metrics, orders};
@@ -26,18 +29,13 @@ use crate::routes::{admin, health, metrics, orders};
         admin::breaker_events,
         openapi_json,
     ),
-    components(schemas(common::domain::IdempotencyKey)),
-    modifiers(&Security),
+    components(
+        schemas(IdempotencyKey, Problem),
+        responses(AdminOff, BodyTimeout, TooLarge, Unauthorized),
+    ),
+    modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;
-
-struct Security;
-
-impl utoipa::Modify for Security {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        common::openapi::add_security_schemes(doc);
-    }
-}
 
 /// This document.
 #[utoipa::path(

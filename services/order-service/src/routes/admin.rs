@@ -10,6 +10,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::circuit_breaker::{BreakerEvent, GetStatus, Mode, SetMode, Status, Watch, WatchError};
 use common::body::json_body;
+use common::openapi::{AdminOff, BodyTimeout, TooLarge, Unauthorized};
 use common::problem::Problem;
 use serde::Deserialize;
 
@@ -45,9 +46,8 @@ fn not_now(kind: &str, title: &str, detail: &str, retry_after_secs: u64) -> Http
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The breaker", body = Status),
-        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = AdminOff),
         (status = 503, description = "The breaker actor is restarting", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds"))),
     ),
@@ -70,11 +70,10 @@ pub async fn get_breaker(reliability: web::Data<Reliability>) -> HttpResponse {
     responses(
         (status = 200, description = "The breaker now", body = Status),
         (status = 400, description = "Malformed JSON, wrong content type, unknown field or mode", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = AdminOff),
+        (status = 408, response = BodyTimeout),
+        (status = 413, response = TooLarge),
         (status = 503, description = "The breaker actor is restarting", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds"))),
     ),
@@ -119,9 +118,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "`event: state` first, then one `event: transition` per change", body = StreamedEvent, content_type = "text/event-stream"),
-        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = AdminOff),
         (status = 503, description = "Too many watchers, shutting down, or the actor is restarting", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds"))),
     ),

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actors::idempotency::StoredResponse;
 use common::body::json_body;
 use common::domain::{FieldError, IdempotencyKey, OrderId};
+use common::openapi::{BodyTimeout, TooLarge};
 use common::problem::Problem;
 
 use crate::domain::new_order::NewOrderBody;
@@ -28,10 +29,10 @@ use crate::store::OrderStore;
             )),
         (status = 400, description = "Malformed JSON, wrong content type, unknown field, bad or repeated Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "Declined by payment-service (the answer is replayed for its key)", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = BodyTimeout),
         (status = 409, description = "A request with this Idempotency-Key is in flight", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds"))),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
         (status = 422, description = "A field fails validation, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Payment failed after every retry; `order_id` names the order, pending if an attempt may have charged it", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Circuit open, bulkhead full, store full or unavailable: nothing was charged by this request", body = Problem, content_type = "application/problem+json",

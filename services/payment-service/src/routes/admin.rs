@@ -4,6 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::body::json_body;
+use common::openapi::{AdminOff, BodyTimeout, TooLarge, Unauthorized};
 use common::problem::Problem;
 
 use crate::faults::Faults;
@@ -17,9 +18,8 @@ use crate::state::AppState;
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The faults", body = Faults),
-        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = AdminOff),
     ),
 )]
 pub async fn get_faults(state: web::Data<AppState>) -> HttpResponse {
@@ -36,11 +36,10 @@ pub async fn get_faults(state: web::Data<AppState>) -> HttpResponse {
     responses(
         (status = 200, description = "The faults now", body = Faults),
         (status = 400, description = "Malformed JSON, wrong content type or unknown field", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = AdminOff),
+        (status = 408, response = BodyTimeout),
+        (status = 413, response = TooLarge),
         (status = 422, description = "A value out of range", body = Problem, content_type = "application/problem+json"),
     ),
 )]

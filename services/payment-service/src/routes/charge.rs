@@ -20,6 +20,7 @@ use common::domain::{
     Amount, Currency, FieldError, IdempotencyKey, MerchantId, OrderId, PaymentDetails, json_string,
     required,
 };
+use common::openapi::{BodyTimeout, TooLarge, Unauthorized};
 use common::problem::Problem;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -88,11 +89,10 @@ impl ChargeBody {
         (status = 201, description = "Charged now", body = Charge),
         (status = 200, description = "Charged before under this key, for the same body: the original charge", body = Charge),
         (status = 400, description = "Malformed JSON, wrong content type, unknown field, missing or bad header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Without the service key", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 401, response = Unauthorized),
         (status = 402, description = "Declined (amount over 10,000)", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = BodyTimeout),
+        (status = 413, response = TooLarge),
         (status = 422, description = "A field fails validation, or the key was used for another body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited (injected fault)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds"))),

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use common::domain::IdempotencyKey;
+use common::openapi::Unauthorized;
 use common::problem::Problem;
 
 use crate::state::AppState;
@@ -17,8 +18,7 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "The charge", body = crate::ledger::Charge),
         (status = 400, description = "Not a valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 401, response = Unauthorized),
         (status = 404, description = "Nothing charged under this key (or no ADMIN_TOKEN configured)", body = Problem, content_type = "application/problem+json"),
     ),
 )]

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use common::openapi::{AdminOff, Unauthorized};
 use common::problem::Problem;
 use serde::Deserialize;
 
@@ -43,9 +44,8 @@ struct Query {
     responses(
         (status = 200, description = "The audit", body = crate::ledger::Audit),
         (status = 400, description = "A bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Without the admin token", body = Problem, content_type = "application/problem+json",
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 404, description = "No ADMIN_TOKEN configured", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = AdminOff),
     ),
 )]
 pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

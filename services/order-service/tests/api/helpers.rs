@@ -253,13 +253,16 @@ impl TestApp {
 
     /// Idempotency records held, whatever their phase.
     pub async fn keys_held(&self) -> usize {
+        self.key_stats().await.entries
+    }
+
+    pub async fn key_stats(&self) -> actors::idempotency::Stats {
         self.reliability
             .idempotency
             .send(actors::idempotency::GetStats)
             .await
             .unwrap()
             .unwrap()
-            .entries
     }
 
     /// `POST /charge` requests payment-service has received.
@@ -293,13 +296,7 @@ where
 impl TestApp {
     /// Keys the idempotency store holds in flight.
     pub async fn keys_in_flight(&self) -> usize {
-        self.reliability
-            .idempotency
-            .send(actors::idempotency::GetStats)
-            .await
-            .unwrap()
-            .unwrap()
-            .in_flight
+        self.key_stats().await.in_flight
     }
 
     /// Orders the reconciler tracks.

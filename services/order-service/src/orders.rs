@@ -278,8 +278,8 @@ impl Orders {
         let id = order.order_id;
         self.track(id);
         if let Err(e) = self.store.insert(possibly_charged(&order)).await {
-            // Refused (full, or a duplicate id): nothing was written.
-            if matches!(e, StoreError::Full | StoreError::Duplicate(_)) {
+            // Refused for room: nothing was written, nothing to track.
+            if matches!(e, StoreError::Full) {
                 self.report(id, false);
             }
             return Err(OrderError::Store(e, Some(id)));

@@ -401,3 +401,15 @@ fn the_metric_name_extraction_sees_through_promql() {
         BTreeSet::from(["http_server_request_duration_seconds_bucket".to_owned()])
     );
 }
+
+/// The Kubernetes demo runs the compose stack's collector configuration:
+/// kustomize reads no file outside the overlay, so it keeps a copy.
+#[test]
+fn the_kubernetes_collector_config_is_the_compose_one() {
+    let read = |path: &str| std::fs::read_to_string(repo().join(path)).unwrap();
+    assert_eq!(
+        read("deploy/k8s/overlays/demo/otel-collector-config.yaml"),
+        read("observability/config/otel-collector.yaml"),
+        "copy observability/config/otel-collector.yaml over the overlay's"
+    );
+}

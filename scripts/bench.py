@@ -277,9 +277,37 @@ def main():
         charges, p5 = direct_charges(), refusals()
     finally:
         sink.stop()
+    ledger = ledger_group_commit()
     actors = pipeline()
     loadgen = loadgen_vs_wrk()
-    write(runs, charges, p5, actors, loadgen)
+    write(runs, charges, p5, ledger, actors, loadgen)
+
+
+def ledger_group_commit():
+    """POST /charge alone against an in-memory and a durable ledger
+    (PAYMENT_LEDGER_PATH), side by side, ROUNDS times each, interleaved;
+    for the durable runs, the writer's syncs and the charges they covered."""
+    import tempfile
+    runs = {"memory": [], "durable": []}
+    for _ in range(ROUNDS):
+        for kind in ("memory", "durable"):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {"OTEL_SDK_DISABLED": "true"}
+                if kind == "durable":
+                    env["PAYMENT_LEDGER_PATH"] = f"{tmp}/ledger.jsonl"
+                pair = Pair(env)
+                try:
+                    load = wrk(f"{pair.payment_url}/charge", "charge.lua")
+                    syncs = metric(pair.payment_url, "payment_ledger_syncs")
+                    synced = metric(pair.payment_url, "payment_ledger_synced_charges")
+                finally:
+                    pair.stop()
+            run = {"kind": kind, "rps": load["rps"], "non2xx": load["non2xx"]}
+            if kind == "durable":
+                run |= {"syncs": syncs, "synced": synced}
+            runs[kind].append(run)
+            print(json.dumps({"ledger": run}), flush=True)
+    return runs
 
 
 def direct_charges():
@@ -332,13 +360,21 @@ def loadgen_vs_wrk():
     return float(ratio), out.strip()
 
 
-def write(runs, charges, p5, actors, loadgen):
+def write(runs, charges, p5, ledger, actors, loadgen):
     off, grpc, http, tenth = (runs[k] for k in ("off", "grpc", "http", "tenth"))
     m = {k: {f: median(v, f) for f in ("rps", "order_us", "payment_us")} for k, v in runs.items()}
     sink_us = {k: median(runs[k], "sink_us") for k in ("grpc", "http", "tenth")}
     lost = [r for r in grpc + http if r["spans"] != r["spans_expected"] or r["dropped"]]
     p5_ratio = p5["refused"]["p99_ms"] / p5["health"]["p99_ms"]
     p1 = m["off"]["rps"] / charges["rps"]
+    mem_rps = statistics.median(r["rps"] for r in ledger["memory"])
+    dur_rps = statistics.median(r["rps"] for r in ledger["durable"])
+    durable_ratio = dur_rps / mem_rps
+    per_ledger_round = ", ".join(
+        f"{d['rps'] / m_['rps']:.2f}" for d, m_ in zip(ledger["durable"], ledger["memory"])
+    )
+    mean_batch = sum(r["synced"] for r in ledger["durable"]) / max(sum(r["syncs"] for r in ledger["durable"]), 1)
+    syncs_per_s = statistics.median(r["syncs"] / SECONDS_EACH for r in ledger["durable"])
     ratio = lambda k: m[k]["rps"] / m["off"]["rps"]  # noqa: E731
     per_round = lambda k: ", ".join(f"{r['rps'] / o['rps']:.2f}" for r, o in zip(runs[k], off))  # noqa: E731
     lines = [
@@ -397,6 +433,21 @@ def write(runs, charges, p5, actors, loadgen):
         f"| P5 p99 of a refused order (breaker forced open, 503) ÷ p99 of `GET /health` | {p5_ratio:.2f} "
         f"| {p5['refused']['p99_ms']:.2f} ms; {p5['health']['p99_ms']:.2f} ms |",
         f"| loadgen ÷ wrk, `GET /health` of payment-service | {loadgen[0]:.2f} | below |",
+        f"| group commit: durable ÷ in-memory `POST /charge` | {durable_ratio:.2f} | below |",
+        "",
+        "## The durable ledger: group commit",
+        "",
+        f"`POST /charge` alone, new keys, {CONNECTIONS} connections, against an in-memory ledger and "
+        "against the append-only log (`PAYMENT_LEDGER_PATH`), interleaved over "
+        f"{ROUNDS} rounds; medians. Charges for new keys go to one writer that appends every "
+        "charge waiting with one write and syncs once; each is acknowledged after the sync "
+        "that covers it.",
+        "",
+        "| ledger | charges/s | ÷ in memory | per round | mean batch | syncs/s |",
+        "|---|---|---|---|---|---|",
+        f"| in memory | {mem_rps:,.0f} | — | — | — | — |",
+        f"| durable | {dur_rps:,.0f} | {durable_ratio:.2f} | {per_ledger_round} "
+        f"| {mean_batch:.1f} | {syncs_per_s:,.0f} |",
         "",
         "## The actors' cost per order (`cargo bench -p order-service --bench pipeline`)",
         "",
@@ -419,6 +470,7 @@ def write(runs, charges, p5, actors, loadgen):
         *[json.dumps(r) for k in ("off", "grpc", "http", "tenth") for r in runs[k]],
         json.dumps({"charges": charges}),
         json.dumps({"p5": p5}),
+        *[json.dumps({"ledger": r}) for k in ("memory", "durable") for r in ledger[k]],
         "```",
         "",
     ]

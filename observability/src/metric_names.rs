@@ -24,6 +24,8 @@ pub const RECONCILE_ATTEMPTS: &str = "reconcile_attempts_total";
 pub const CHARGES: &str = "payment_charges_total";
 pub const FAULTS_INJECTED: &str = "payment_faults_injected_total";
 pub const LEDGER_CHARGES: &str = "payment_ledger_charges";
+pub const LEDGER_SYNCS: &str = "payment_ledger_syncs";
+pub const LEDGER_SYNCED_CHARGES: &str = "payment_ledger_synced_charges";
 
 pub const SPANS_EXPORTED: &str = "otel_spans_exported_total";
 pub const SPANS_DROPPED: &str = "otel_spans_dropped_total";

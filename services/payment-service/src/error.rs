@@ -31,6 +31,8 @@ pub enum ChargeError {
     KeyReused,
     #[error("ledger unavailable")]
     Ledger(#[source] std::io::Error),
+    #[error("the ledger's write queue is full")]
+    LedgerBusy,
 }
 
 impl ChargeError {
@@ -76,7 +78,15 @@ impl ChargeError {
                 "ledger-unavailable",
                 "Ledger unavailable",
                 "the charge could not be recorded durably; nothing was charged",
-            ),
+            )
+            .with_retry_after(1),
+            Self::LedgerBusy => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger-busy",
+                "Ledger busy",
+                "the ledger's disk is not keeping up; nothing was charged, retry shortly",
+            )
+            .with_retry_after(1),
         }
     }
 }

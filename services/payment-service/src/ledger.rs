@@ -1,25 +1,30 @@
 //! The charge ledger: one charge per `Idempotency-Key`, ever.
 //!
-//! The check "is this key charged?" and the write of a new charge happen under
-//! one lock, so two concurrent requests with the same key produce one charge
-//! and one replay. With a log, the charge is appended and synced to disk
-//! *before* it is visible or acknowledged: an acknowledged charge survives a
-//! SIGKILL, and a charge that was never acknowledged may survive too, which
-//! is harmless because its key replays it.
+//! The check "is this key charged?" and the reservation of a new charge
+//! happen under one lock, so two concurrent requests with the same key
+//! produce one charge and one replay: a key being written is "in flight",
+//! and a second request for it waits for the same sync, then replays. With a
+//! log, charges are appended and synced by one writer in batches (group
+//! commit, [`writer`]), each *before* it is visible or acknowledged: an
+//! acknowledged charge survives a SIGKILL, and a charge that was never
+//! acknowledged may survive too, which is harmless because its key replays it.
 
 mod log;
+mod writer;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use common::domain::{IdempotencyKey, OrderId, PaymentDetails};
 use serde::{Deserialize, Serialize};
 
 pub use log::{LedgerLog, Replay};
+pub use writer::Stats as WriteStats;
+use writer::{Write, Writer, Written};
 
 /// What a client asks to be charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +90,10 @@ pub enum LedgerError {
     KeyReused { existing: Box<Charge> },
     #[error("could not write the ledger log")]
     Io(#[from] io::Error),
+    /// The writer's queue is full: the disk is not keeping up. Nothing was
+    /// charged.
+    #[error("the ledger's write queue is full")]
+    Busy,
 }
 
 /// Read by `GET /ledger`: enough to audit a run for double charges.
@@ -127,8 +136,35 @@ pub struct ReplaySummary {
 }
 
 pub struct Ledger {
-    state: Mutex<State>,
+    shared: Arc<Shared>,
+    /// With a log: the one thread that appends and syncs it.
+    writer: Option<Writer>,
     replay: ReplaySummary,
+}
+
+/// What the requests and the writer share.
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-made charge:
+        // the state only changes after the log write succeeded.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer's report on a batch: its keys are no longer in flight,
+    /// and its charges, if synced, are the ledger's.
+    fn settle_writes(&self, charges: Vec<Charge>, synced: bool) {
+        let mut state = self.lock();
+        for charge in charges {
+            state.writing.remove(&charge.idempotency_key);
+            if synced {
+                state.push(charge);
+            }
+        }
+    }
 }
 
 /// A page of `GET /ledger?detail=true`: the charges after the first `after`
@@ -157,7 +193,8 @@ struct State {
     /// one replayed for the key; the later ones stay in `charges` so the
     /// audit shows them.
     repeated: usize,
-    log: Option<LedgerLog>,
+    /// Keys whose charge the writer has not synced yet, and when it will have.
+    writing: HashMap<IdempotencyKey, tokio::sync::watch::Receiver<Written>>,
 }
 
 impl State {
@@ -183,10 +220,21 @@ impl State {
     }
 }
 
+/// What `record` waits for, out of the lock.
+enum Wait {
+    /// This request's charge, being written.
+    Own(tokio::sync::watch::Receiver<Written>, Charge),
+    /// Another request's charge under the same key, being written.
+    Other(tokio::sync::watch::Receiver<Written>),
+}
+
 impl Ledger {
     pub fn in_memory() -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+            }),
+            writer: None,
             replay: ReplaySummary::default(),
         }
     }
@@ -199,7 +247,6 @@ impl Ledger {
         let replayed = replay.charges.len();
         let mut state = State {
             charges: Vec::with_capacity(replayed),
-            log: Some(log),
             ..State::default()
         };
         for charge in replay.charges {
@@ -213,8 +260,12 @@ impl Ledger {
             state.push(charge);
         }
         let repeated_keys = state.repeated;
-        Ok(Self {
+        let shared = Arc::new(Shared {
             state: Mutex::new(state),
+        });
+        Ok(Self {
+            writer: Some(Writer::start(log, shared.clone())?),
+            shared,
             replay: ReplaySummary {
                 durable: true,
                 replayed,
@@ -237,35 +288,71 @@ impl Ledger {
         self.lock().charges.len()
     }
 
-    /// Whether [`Self::record`] waits on the disk (and so must not run on
-    /// a worker).
-    pub fn is_durable(&self) -> bool {
-        self.replay.durable
+    /// The writer's syncs so far; none in memory.
+    pub fn write_stats(&self) -> Option<&WriteStats> {
+        self.writer.as_ref().map(|w| &*w.stats)
     }
 
-    /// Charges `request` under `key` unless the key is already charged.
-    /// Blocking (it syncs the log): call it from a blocking thread.
-    pub fn record(
+    /// Charges `request` under `key` unless the key is already charged
+    /// (then the original charge, or `KeyReused` for another body). With a
+    /// log, answers once the sync that covers the charge is done. Dropping
+    /// the future changes nothing: a queued charge is written all the same,
+    /// and its key replays it.
+    pub async fn record(
         &self,
         key: IdempotencyKey,
         request: &ChargeRequest,
     ) -> Result<Recorded, LedgerError> {
-        let mut state = self.lock();
-        if let Some(existing) = state.by_key(&key) {
-            return if existing.matches(request) {
-                Ok(Recorded::Existing(existing.clone()))
-            } else {
-                Err(LedgerError::KeyReused {
-                    existing: Box::new(existing.clone()),
-                })
+        loop {
+            let wait = {
+                let mut state = self.lock();
+                if let Some(existing) = state.by_key(&key) {
+                    return if existing.matches(request) {
+                        Ok(Recorded::Existing(existing.clone()))
+                    } else {
+                        Err(LedgerError::KeyReused {
+                            existing: Box::new(existing.clone()),
+                        })
+                    };
+                }
+                if let Some(written) = state.writing.get(&key) {
+                    Wait::Other(written.clone())
+                } else {
+                    let charge = Charge::new(key.clone(), request);
+                    let Some(writer) = &self.writer else {
+                        state.push(charge.clone());
+                        return Ok(Recorded::New(charge));
+                    };
+                    let (done, written) = tokio::sync::watch::channel(None);
+                    // Queued under the lock: the writer settles it only
+                    // after it is marked in flight here.
+                    if writer
+                        .send(Write {
+                            charge: charge.clone(),
+                            done,
+                        })
+                        .is_err()
+                    {
+                        return Err(LedgerError::Busy);
+                    }
+                    state.writing.insert(key.clone(), written.clone());
+                    Wait::Own(written, charge)
+                }
             };
+            match wait {
+                Wait::Own(written, charge) => {
+                    return match outcome(written).await {
+                        Ok(()) => Ok(Recorded::New(charge)),
+                        Err(e) => Err(LedgerError::Io(io::Error::other(e.to_string()))),
+                    };
+                }
+                // Charged by the other request now, or not (its write
+                // failed): look again.
+                Wait::Other(written) => {
+                    let _ = outcome(written).await;
+                }
+            }
         }
-        let charge = Charge::new(key, request);
-        if let Some(log) = state.log.as_mut() {
-            log.append(&charge)?;
-        }
-        state.push(charge.clone());
-        Ok(Recorded::New(charge))
     }
 
     /// The counts and the duplicates, plus one page of charges if asked.
@@ -303,9 +390,15 @@ impl Ledger {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-made charge:
-        // the state is only changed after the log write succeeded.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock()
+    }
+}
+
+/// What the writer said of a charge: its sync, or why it failed.
+async fn outcome(mut written: tokio::sync::watch::Receiver<Written>) -> Result<(), Arc<str>> {
+    match written.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+        Err(_) => Err(Arc::from("the ledger writer stopped")),
     }
 }
 
@@ -327,36 +420,36 @@ mod tests {
         IdempotencyKey::parse(k).unwrap()
     }
 
-    #[test]
-    fn same_key_same_body_is_charged_once() {
+    #[tokio::test]
+    async fn same_key_same_body_is_charged_once() {
         let ledger = Ledger::in_memory();
         let req = request("10.00");
-        let Recorded::New(first) = ledger.record(key("k"), &req).unwrap() else {
+        let Recorded::New(first) = ledger.record(key("k"), &req).await.unwrap() else {
             panic!("first charge must be new")
         };
-        let Recorded::Existing(again) = ledger.record(key("k"), &req).unwrap() else {
+        let Recorded::Existing(again) = ledger.record(key("k"), &req).await.unwrap() else {
             panic!("second charge must replay")
         };
         assert_eq!(first, again);
         assert_eq!(ledger.audit(None).charges, 1);
     }
 
-    #[test]
-    fn same_key_different_body_is_refused() {
+    #[tokio::test]
+    async fn same_key_different_body_is_refused() {
         let ledger = Ledger::in_memory();
-        ledger.record(key("k"), &request("10.00")).unwrap();
+        ledger.record(key("k"), &request("10.00")).await.unwrap();
         assert!(matches!(
-            ledger.record(key("k"), &request("10.00")),
+            ledger.record(key("k"), &request("10.00")).await,
             Err(LedgerError::KeyReused { .. })
         ));
     }
 
-    #[test]
-    fn audit_lists_orders_charged_under_two_keys() {
+    #[tokio::test]
+    async fn audit_lists_orders_charged_under_two_keys() {
         let ledger = Ledger::in_memory();
         let req = request("1.00");
-        ledger.record(key("a"), &req).unwrap();
-        ledger.record(key("b"), &req).unwrap();
+        ledger.record(key("a"), &req).await.unwrap();
+        ledger.record(key("b"), &req).await.unwrap();
         let audit = ledger.audit(Some(Page {
             after: 0,
             limit: 10,
@@ -367,14 +460,14 @@ mod tests {
         assert_eq!(audit.entries.unwrap().len(), 2);
     }
 
-    #[test]
-    fn durable_ledger_survives_reopen_and_a_torn_tail() {
+    #[tokio::test]
+    async fn durable_ledger_survives_reopen_and_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
         let req = request("12.34");
         let first = {
             let ledger = Ledger::open(&path).unwrap();
-            match ledger.record(key("k1"), &req).unwrap() {
+            match ledger.record(key("k1"), &req).await.unwrap() {
                 Recorded::New(c) => c,
                 other => panic!("{other:?}"),
             }
@@ -391,12 +484,70 @@ mod tests {
         assert_eq!(summary.replayed, 1);
         assert_eq!(summary.torn_tail_bytes, 21);
         assert_eq!(ledger.lookup(&key("k1")), Some(first));
-        ledger.record(key("k2"), &request("1.00")).unwrap();
+        ledger.record(key("k2"), &request("1.00")).await.unwrap();
         drop(ledger);
 
         let ledger = Ledger::open(&path).unwrap();
         assert_eq!(ledger.replay_summary().replayed, 2);
         assert_eq!(ledger.replay_summary().torn_tail_bytes, 0);
+    }
+
+    /// Many charges at once share syncs; each is acknowledged (and visible)
+    /// only once synced; concurrent requests under one key make one charge,
+    /// whatever batch each lands in; and a reopen replays exactly them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_charges_share_syncs_and_one_key_is_charged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let ledger = Arc::new(Ledger::open(&path).unwrap());
+        let shared = request("3.00");
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let ledger = ledger.clone();
+            let (k, req) = if i % 4 == 0 {
+                (key("same"), shared.clone())
+            } else {
+                (key(&format!("k{i}")), request("1.00"))
+            };
+            tasks.push(tokio::spawn(async move {
+                let recorded = ledger.record(k.clone(), &req).await.unwrap();
+                // Acknowledged: the charge is already visible.
+                assert!(ledger.lookup(&k).is_some());
+                recorded
+            }));
+        }
+        let results = futures_util::future::join_all(tasks).await;
+        let (mut new, mut same_txn) = (0, std::collections::HashSet::new());
+        for recorded in results {
+            match recorded.unwrap() {
+                Recorded::New(c) if c.idempotency_key.as_str() == "same" => {
+                    new += 1;
+                    same_txn.insert(c.transaction_id);
+                }
+                Recorded::Existing(c) => {
+                    same_txn.insert(c.transaction_id);
+                }
+                Recorded::New(_) => {}
+            }
+        }
+        assert_eq!(new, 1, "one charge under the shared key");
+        assert_eq!(same_txn.len(), 1, "every other request replays it");
+        let stats = ledger.write_stats().unwrap();
+        let syncs = stats.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            stats
+                .synced_charges
+                .load(std::sync::atomic::Ordering::Relaxed),
+            301
+        );
+        assert!(syncs < 301, "{syncs} syncs for 301 charges");
+        drop(ledger);
+        let reopened = Ledger::open(&path).unwrap();
+        let audit = reopened.audit(None);
+        assert_eq!(
+            (audit.charges, audit.keys, audit.replay.repeated_keys),
+            (301, 301, 0)
+        );
     }
 
     #[test]

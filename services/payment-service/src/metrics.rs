@@ -14,6 +14,10 @@ pub struct PaymentMetrics {
     pub charges: IntCounterVec,
     pub faults: IntCounterVec,
     pub ledger_charges: IntGauge,
+    /// The writer's syncs and the charges they covered, since start (their
+    /// ratio is the mean batch of the group commit).
+    pub ledger_syncs: IntGauge,
+    pub ledger_synced_charges: IntGauge,
 }
 
 impl Default for PaymentMetrics {
@@ -35,6 +39,16 @@ impl Default for PaymentMetrics {
                 &["fault"],
             ),
             ledger_charges: gauge(&r, names::LEDGER_CHARGES, "Charges in the ledger."),
+            ledger_syncs: gauge(
+                &r,
+                names::LEDGER_SYNCS,
+                "Syncs of the ledger's log since start (one per batch of charges).",
+            ),
+            ledger_synced_charges: gauge(
+                &r,
+                names::LEDGER_SYNCED_CHARGES,
+                "Charges covered by those syncs since start.",
+            ),
             registry: r,
         };
         // Known label values start at zero, so `rate()` sees their first event.
@@ -57,8 +71,7 @@ impl Default for PaymentMetrics {
     }
 }
 
-/// `GET /metrics`.
-/// The Prometheus text exposition.
+/// `GET /metrics`: the Prometheus text exposition.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -68,5 +81,13 @@ impl Default for PaymentMetrics {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let metrics = &state.metrics;
     metrics.ledger_charges.set(state.ledger.charges() as i64);
+    if let Some(writes) = state.ledger.write_stats() {
+        let read =
+            |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed) as i64;
+        metrics.ledger_syncs.set(read(&writes.syncs));
+        metrics
+            .ledger_synced_charges
+            .set(read(&writes.synced_charges));
+    }
     exposition(&metrics.registry)
 }

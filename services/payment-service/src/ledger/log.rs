@@ -1,5 +1,6 @@
-//! The append-only ledger log: one JSON charge per line, each line written
-//! with a single `write` and synced before the charge is acknowledged.
+//! The append-only ledger log: one JSON charge per line, a batch of lines
+//! written with a single `write` and synced before any of its charges is
+//! acknowledged.
 //!
 //! A crash can only tear the line being written, which is the last one and
 //! was never acknowledged; on start that tail is cut off and reported.
@@ -101,16 +102,22 @@ impl LedgerLog {
         ))
     }
 
-    pub fn append(&mut self, charge: &Charge) -> io::Result<()> {
-        let mut line = serde_json::to_vec(charge)?;
-        line.push(b'\n');
+    /// Appends `charges`, one line each, with one write and one sync: a
+    /// crash tears at most the last line, and none is acknowledged before
+    /// the sync that covers them all.
+    pub fn append(&mut self, charges: &[Charge]) -> io::Result<()> {
+        let mut lines = Vec::with_capacity(charges.len() * 256);
+        for charge in charges {
+            serde_json::to_writer(&mut lines, charge)?;
+            lines.push(b'\n');
+        }
         let written = self
             .file
-            .write_all(&line)
+            .write_all(&lines)
             .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
-                self.len += line.len() as u64;
+                self.len += lines.len() as u64;
                 Ok(())
             }
             Err(e) => {

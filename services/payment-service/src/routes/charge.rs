@@ -97,7 +97,8 @@ impl ChargeBody {
         (status = 429, description = "Rate limited (injected fault)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 500, description = "Injected fault: before charging, or after the charge was recorded", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The ledger could not record the charge durably; nothing was charged", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The ledger could not record the charge durably, or its write queue is full; nothing was charged", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 504, description = "Cannot finish within X-Request-Timeout-Ms; nothing was charged", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -199,20 +200,17 @@ async fn process(
         if deadline.is_some_and(|d| Instant::now() > d) {
             return Err(ChargeError::DeadlineExceeded);
         }
-        // A durable record syncs the log: off the worker. In memory it is a
-        // map insert, cheaper than the two thread hops of `web::block`.
-        let recorded = if state.ledger.is_durable() {
-            let ledger = state.ledger.clone();
-            web::block(move || ledger.record(key, &request))
-                .await
-                .map_err(|e| ChargeError::Ledger(std::io::Error::other(e.to_string())))?
-        } else {
-            state.ledger.record(key, &request)
-        };
-        let recorded = recorded.map_err(|e| match e {
-            LedgerError::KeyReused { .. } => ChargeError::KeyReused,
-            LedgerError::Io(e) => ChargeError::Ledger(e),
-        })?;
+        // With a log, this waits for the writer's sync (group commit)
+        // without holding a thread.
+        let recorded = state
+            .ledger
+            .record(key, &request)
+            .await
+            .map_err(|e| match e {
+                LedgerError::KeyReused { .. } => ChargeError::KeyReused,
+                LedgerError::Io(e) => ChargeError::Ledger(e),
+                LedgerError::Busy => ChargeError::LedgerBusy,
+            })?;
         let charge = match &recorded {
             Recorded::New(c) | Recorded::Existing(c) => c,
         };

@@ -1,7 +1,9 @@
 //! A payment-service restarted on the same `PAYMENT_LEDGER_PATH` still knows
 //! every acknowledged charge and replays it for its key.
 
-use crate::helpers::{charge_body, new_order_id, respawn_durable, spawn_durable};
+use crate::helpers::{
+    API_KEY, charge_body, eventually, new_order_id, respawn_durable, spawn_durable,
+};
 
 #[actix_web::test]
 async fn a_restart_keeps_every_acknowledged_charge() {
@@ -100,4 +102,124 @@ async fn a_second_process_on_the_same_ledger_refuses_to_start() {
         (Some(1), Some(1))
     );
     app.stop().await;
+}
+
+/// Group commit under a SIGKILL: 32 clients charge new keys (and one key
+/// all at once) against the binary, which is killed while its writer is
+/// busy. Restarted on the same log, it has every charge it acknowledged,
+/// with the transaction it acknowledged, and no key twice.
+#[actix_web::test]
+async fn a_sigkill_during_a_batch_loses_no_acknowledged_charge_and_doubles_none() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_payment-service"))
+        .env("PORT", port.to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .env("PAYMENT_LEDGER_PATH", &path)
+        .env("PAYMENT_API_KEY", API_KEY)
+        .env("PAYMENT_VALIDATE_MS", "0")
+        .env("PAYMENT_GATEWAY_MS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let url = format!("http://127.0.0.1:{port}/charge");
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .finish();
+    eventually("payment-service answers", || async {
+        client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+
+    // (key, transaction) of every 2xx seen.
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let shared_key = new_order_id();
+    let clients: Vec<_> = (0..32)
+        .map(|c| {
+            let (client, url, acknowledged, shared_key) = (
+                client.clone(),
+                url.clone(),
+                acknowledged.clone(),
+                shared_key.clone(),
+            );
+            actix_rt::spawn(async move {
+                for i in 0.. {
+                    let key = if i % 8 == 0 {
+                        shared_key.clone()
+                    } else {
+                        new_order_id()
+                    };
+                    let res = client
+                        .post(&url)
+                        .insert_header(("Content-Type", "application/json"))
+                        .insert_header(("Authorization", format!("Bearer {API_KEY}")))
+                        .insert_header(("Idempotency-Key", key.as_str()))
+                        .send_body(charge_body(&key, "1.00"))
+                        .await;
+                    let Ok(mut res) = res else { return c };
+                    if res.status().is_success() {
+                        let body: serde_json::Value =
+                            serde_json::from_slice(&res.body().await.unwrap_or_default())
+                                .unwrap_or_default();
+                        if let Some(txn) = body["transaction_id"].as_str() {
+                            acknowledged.lock().unwrap().push((key, txn.to_owned()));
+                        }
+                    }
+                }
+                c
+            })
+        })
+        .collect();
+    eventually("a few thousand charges are acknowledged", || async {
+        acknowledged.lock().unwrap().len() >= 3_000
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    futures_util::future::join_all(clients).await;
+
+    let app = spawn_durable(&path);
+    let audit = app.get("/ledger").await.body;
+    assert_eq!(audit["duplicates"], serde_json::json!([]));
+    assert_eq!(audit["replay"]["repeated_keys"], 0);
+    assert_eq!(audit["charges"], audit["keys"], "no key charged twice");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let mut entries = std::collections::HashMap::new();
+    let mut after = 0;
+    loop {
+        let page = app
+            .get(&format!("/ledger?detail=true&after={after}"))
+            .await
+            .body;
+        for entry in page["entries"].as_array().unwrap() {
+            entries.insert(
+                entry["idempotency_key"].as_str().unwrap().to_owned(),
+                entry["transaction_id"].as_str().unwrap().to_owned(),
+            );
+        }
+        match page["next_cursor"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    for (key, txn) in &acknowledged {
+        assert_eq!(
+            entries.get(key),
+            Some(txn),
+            "acknowledged {key} is in the ledger as acknowledged"
+        );
+    }
+    assert!(acknowledged.len() >= 3_000);
 }

@@ -187,3 +187,16 @@ impl TestPayment {
 pub fn no_faults() -> Value {
     json!({"delay_ms": 0, "error_pct": 0, "rate_limit_pct": 0, "fail_after_charge_pct": 0})
 }
+
+/// Polls `condition` every 10 ms until it holds; fails the test after 20 s.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "never true: {what}");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

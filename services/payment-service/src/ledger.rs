@@ -346,10 +346,13 @@ impl Ledger {
                         Err(e) => Err(LedgerError::Io(io::Error::other(e.to_string()))),
                     };
                 }
-                // Charged by the other request now, or not (its write
-                // failed): look again.
+                // Charged by the other request now: look again, to replay
+                // it. Its write failed: so would this one's (no loop on a
+                // writer that is gone).
                 Wait::Other(written) => {
-                    let _ = outcome(written).await;
+                    if let Err(e) = outcome(written).await {
+                        return Err(LedgerError::Io(io::Error::other(e.to_string())));
+                    }
                 }
             }
         }

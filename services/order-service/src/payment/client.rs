@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use awc::error::SendRequestError;
+use awc::error::{ConnectError, SendRequestError};
 use common::domain::{Amount, Currency, MerchantId, OrderId};
 use serde::{Deserialize, Serialize};
 
@@ -149,6 +149,13 @@ impl PaymentClient {
             .await;
         let mut response = match sent {
             Ok(response) => response,
+            // awc reports a connection that closed *after* the request was
+            // sent, before any answer, as `Connect(Disconnected)`: payment
+            // may have charged it (a SIGKILL between its sync and its
+            // answer). Only a connection never made proves nothing was sent.
+            Err(SendRequestError::Connect(ConnectError::Disconnected | ConnectError::H2(_))) => {
+                return Attempt::Broken("the connection closed before an answer".into());
+            }
             Err(SendRequestError::Connect(e)) => return Attempt::ConnectFailed(e.to_string()),
             Err(SendRequestError::Timeout) => return Attempt::TimedOut,
             Err(e) => return Attempt::Broken(e.to_string()),

@@ -36,6 +36,42 @@ async fn payment_unreachable_is_502_and_the_order_failed_uncharged() {
     }
 }
 
+/// Found by the chaos suite: payment SIGKILLed after it recorded a charge
+/// and before it answered. awc reports that closed connection as a connect
+/// error, which read as "never sent": the order was failed, its key
+/// forgotten, and the client's retry charged a second order. Here the
+/// "payment" reads each request and closes without a word.
+#[actix_web::test]
+async fn a_connection_closed_after_the_request_leaves_the_order_pending() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            // Dropped: the connection closes with no answer.
+        }
+    });
+    let mut config = order_config();
+    config.payment_service_url = format!("http://127.0.0.1:{port}");
+    config.retry_max_attempts = 1;
+    let app = spawn_order_service(config);
+    let reply = app
+        .post_order_with_key("closed-after-send", &order_body())
+        .await;
+    reply.assert_problem(502);
+    let id = reply.body["order_id"].as_str().unwrap().to_owned();
+    let order = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(order.body["status"], "pending", "it may have been charged");
+    // The key is kept: a retry resumes the same order.
+    assert_eq!(app.keys_held().await, 1);
+    let again = app
+        .post_order_with_key("closed-after-send", &order_body())
+        .await;
+    assert_eq!(again.body["order_id"], id.as_str());
+}
+
 #[actix_web::test]
 async fn a_payment_error_is_502_and_leaves_the_order_pending() {
     let app = spawn_app();

@@ -11,7 +11,7 @@ command -v wrk >/dev/null || { echo "installing wrk"; ${SUDO:-$( [ "$(id -u)" -n
 cargo build --release -q --bin payment-service --bin loadgen
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PORT=$port BIND_ADDR=127.0.0.1 OTEL_SDK_DISABLED=true RUST_LOG=warn target/release/payment-service >/dev/null 2>&1 &
+PORT=$port BIND_ADDR=127.0.0.1 OTEL_SDK_DISABLED=true RUST_LOG=warn PAYMENT_API_KEY=bench-loadgen-key target/release/payment-service >/dev/null 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null' EXIT
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null && break; sleep 0.1; done

@@ -304,6 +304,13 @@ impl Ledger {
         request: &ChargeRequest,
     ) -> Result<Recorded, LedgerError> {
         loop {
+            // Made before the lock, which serializes every charge: a
+            // transaction id and the log line cost nothing to throw away.
+            let charge = Charge::new(key.clone(), request);
+            let line = match &self.writer {
+                Some(_) => LedgerLog::line(&charge)?,
+                None => Vec::new(),
+            };
             let wait = {
                 let mut state = self.lock();
                 if let Some(existing) = state.by_key(&key) {
@@ -318,7 +325,6 @@ impl Ledger {
                 if let Some(written) = state.writing.get(&key) {
                     Wait::Other(written.clone())
                 } else {
-                    let charge = Charge::new(key.clone(), request);
                     let Some(writer) = &self.writer else {
                         state.push(charge.clone());
                         return Ok(Recorded::New(charge));
@@ -329,6 +335,7 @@ impl Ledger {
                     if writer
                         .send(Write {
                             charge: charge.clone(),
+                            line,
                             done,
                         })
                         .is_err()

@@ -102,15 +102,18 @@ impl LedgerLog {
         ))
     }
 
-    /// Appends `charges`, one line each, with one write and one sync: a
+    /// The log line of `charge`, newline included.
+    pub fn line(charge: &Charge) -> io::Result<Vec<u8>> {
+        let mut line = serde_json::to_vec(charge)?;
+        line.push(b'\n');
+        Ok(line)
+    }
+
+    /// Appends `batch`'s lines ([`Self::line`]) with one write and one sync: a
     /// crash tears at most the last line, and none is acknowledged before
     /// the sync that covers them all.
-    pub fn append(&mut self, charges: &[Charge]) -> io::Result<()> {
-        let mut lines = Vec::with_capacity(charges.len() * 256);
-        for charge in charges {
-            serde_json::to_writer(&mut lines, charge)?;
-            lines.push(b'\n');
-        }
+    pub fn append(&mut self, batch: &[&[u8]]) -> io::Result<()> {
+        let lines = batch.concat();
         let written = self
             .file
             .write_all(&lines)

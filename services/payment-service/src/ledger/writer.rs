@@ -30,6 +30,9 @@ pub type Written = Option<Result<(), Arc<str>>>;
 
 pub struct Write {
     pub charge: Charge,
+    /// The charge's log line, made by the request (in parallel, on the
+    /// workers) so that the one writer only copies it.
+    pub line: Vec<u8>,
     pub done: watch::Sender<Written>,
 }
 
@@ -93,17 +96,18 @@ fn run(mut log: LedgerLog, queue: Receiver<Write>, shared: &Shared, stats: &Stat
                 Err(_) => break,
             }
         }
-        let charges: Vec<Charge> = batch.iter().map(|w| w.charge.clone()).collect();
-        let outcome = log.append(&charges).map_err(|e| {
-            tracing::error!(error = %e, charges = charges.len(), "ledger write failed; nothing in it was charged");
+        let lines: Vec<&[u8]> = batch.iter().map(|w| w.line.as_slice()).collect();
+        let outcome = log.append(&lines).map_err(|e| {
+            tracing::error!(error = %e, charges = lines.len(), "ledger write failed; nothing in it was charged");
             Arc::<str>::from(e.to_string())
         });
         if outcome.is_ok() {
             stats.syncs.fetch_add(1, Ordering::Relaxed);
             stats
                 .synced_charges
-                .fetch_add(charges.len() as u64, Ordering::Relaxed);
+                .fetch_add(lines.len() as u64, Ordering::Relaxed);
         }
+        let charges: Vec<Charge> = batch.iter().map(|w| w.charge.clone()).collect();
         // Visible (to a lookup, a replay, the audit) only after the sync,
         // in the log's order; then acknowledged.
         shared.settle_writes(charges, outcome.is_ok());

@@ -28,6 +28,17 @@ pub async fn post_order_with_headers_then_reset(
     body: &str,
     moment: impl Future<Output = ()>,
 ) {
+    post_then_reset(base, "/orders", headers, body, moment).await;
+}
+
+/// A JSON `POST {path}` to `base`, reset once `moment` is done.
+pub async fn post_then_reset(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    moment: impl Future<Output = ()>,
+) {
     let address = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).await.expect("connects");
     let headers: String = headers
@@ -35,7 +46,7 @@ pub async fn post_order_with_headers_then_reset(
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
     let request = format!(
-        "POST /orders HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
          {headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Span;
 
-use crate::hangup::{after, post_order_then_reset};
+use crate::hangup::{after, post_order_then_reset, post_then_reset};
 use crate::helpers::{
     TestApp, eventually, order_body, order_config, payment_config, spawn_app_with,
     spawn_app_with_store,
@@ -455,4 +455,77 @@ async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
         );
     }
     payment_handle.stop(true).await;
+}
+
+/// A keyed order refused with the breaker open (its key forgotten, not
+/// kept), its client gone at every moment from the request's arrival to
+/// the refusal: no key stays, in flight or otherwise, nothing is tracked,
+/// nothing reached payment; once the breaker closes each key makes its
+/// order, charged once.
+#[actix_web::test]
+async fn hang_ups_during_a_refusal_leave_no_key_and_nothing_tracked() {
+    let app = spawn_app_with(order_config(), payment_config());
+    app.set_breaker(Mode::ForcedOpen).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("refused-reset-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let delay = Duration::from_micros(i as u64 * 25);
+        post_order_then_reset(&app.address, Some(key), &body(), after(delay)).await;
+    }
+    eventually("no key held and nothing tracked", || async {
+        app.keys_held().await == 0 && app.tracked().await == 0
+    })
+    .await;
+    assert_eq!(app.payment_requests().await, 0);
+    app.set_breaker(Mode::Auto).await;
+    for key in &keys {
+        let reply = app.post_order_with_key(key, &order_body()).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    assert_eq!(app.charges().await, keys.len() as u64);
+}
+
+/// payment's group commit with its callers gone: each charge's connection
+/// is reset at a moment from its arrival to past its sync. The charge
+/// queued for the writer is written all the same; a retry under its key
+/// replays it or makes it, and no key is ever charged twice.
+#[actix_web::test]
+async fn hang_ups_while_payment_syncs_a_charge_charge_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut payment = payment_config();
+    payment.ledger_path = Some(dir.path().join("ledger.jsonl"));
+    let app = spawn_app_with(order_config(), payment);
+    let authorization = format!("Bearer {}", crate::helpers::PAYMENT_API_KEY);
+    let keys: Vec<String> = (0..60).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let charge = |key: &str| {
+        format!(r#"{{"order_id":"{key}","merchant_id":"m","amount":1.00,"currency":"USD"}}"#)
+    };
+    for (i, key) in keys.iter().enumerate() {
+        let headers = [
+            ("Authorization", authorization.as_str()),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        let delay = Duration::from_micros(i as u64 * 50);
+        post_then_reset(
+            &app.payment_address,
+            "/charge",
+            &headers,
+            &charge(key),
+            after(delay),
+        )
+        .await;
+    }
+    for key in &keys {
+        let req = app
+            .client
+            .post(format!("{}/charge", app.payment_address))
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Authorization", authorization.as_str()))
+            .insert_header(("Idempotency-Key", key.as_str()));
+        let reply = app.send(req, Some(charge(key))).await;
+        assert!(matches!(reply.status.as_u16(), 200 | 201), "{}", reply.body);
+    }
+    let audit = app.get_payment("/ledger").await.body;
+    assert_eq!(audit["charges"], keys.len());
+    assert_eq!(audit["keys"], keys.len(), "no key charged twice");
+    assert_eq!(audit["duplicates"], json!([]));
 }

@@ -348,19 +348,12 @@ impl Ledger {
             };
             match wait {
                 Wait::Own(written, charge) => {
-                    return match outcome(written).await {
-                        Ok(()) => Ok(Recorded::New(charge)),
-                        Err(e) => Err(LedgerError::Io(io::Error::other(e.to_string()))),
-                    };
+                    return outcome(written).await.map(|()| Recorded::New(charge));
                 }
                 // Charged by the other request now: look again, to replay
                 // it. Its write failed: so would this one's (no loop on a
                 // writer that is gone).
-                Wait::Other(written) => {
-                    if let Err(e) = outcome(written).await {
-                        return Err(LedgerError::Io(io::Error::other(e.to_string())));
-                    }
-                }
+                Wait::Other(written) => outcome(written).await?,
             }
         }
     }
@@ -405,10 +398,11 @@ impl Ledger {
 }
 
 /// What the writer said of a charge: its sync, or why it failed.
-async fn outcome(mut written: tokio::sync::watch::Receiver<Written>) -> Result<(), Arc<str>> {
+async fn outcome(mut written: tokio::sync::watch::Receiver<Written>) -> Result<(), LedgerError> {
+    let failed = |e: &str| LedgerError::Io(io::Error::other(e.to_owned()));
     match written.wait_for(Option::is_some).await {
-        Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
-        Err(_) => Err(Arc::from("the ledger writer stopped")),
+        Ok(outcome) => outcome.clone().unwrap_or(Ok(())).map_err(|e| failed(&e)),
+        Err(_) => Err(failed("the ledger writer stopped")),
     }
 }
 

@@ -107,12 +107,13 @@ fn run(mut log: LedgerLog, queue: Receiver<Write>, shared: &Shared, stats: &Stat
                 .synced_charges
                 .fetch_add(lines.len() as u64, Ordering::Relaxed);
         }
-        let charges: Vec<Charge> = batch.iter().map(|w| w.charge.clone()).collect();
+        let (charges, done): (Vec<Charge>, Vec<_>) =
+            batch.into_iter().map(|w| (w.charge, w.done)).unzip();
         // Visible (to a lookup, a replay, the audit) only after the sync,
         // in the log's order; then acknowledged.
         shared.settle_writes(charges, outcome.is_ok());
-        for write in batch {
-            write.done.send_replace(Some(outcome.clone()));
+        for done in done {
+            done.send_replace(Some(outcome.clone()));
         }
     }
 }

@@ -3,6 +3,9 @@
 //! description cannot promise a value the services refuse. Each service
 //! assembles its document (`GET /openapi.json`) from these and its own.
 
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
 use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -110,6 +113,15 @@ fn add_security_schemes(doc: &mut OpenApi) {
         SERVICE_KEY,
         bearer("PAYMENT_API_KEY, presented by order-service"),
     );
+}
+
+/// `GET /openapi.json`: the document `build` makes, built and serialized
+/// once per process (it cannot change while the process runs).
+pub fn document(cache: &'static OnceLock<Vec<u8>>, build: fn() -> OpenApi) -> HttpResponse {
+    let body = cache.get_or_init(|| serde_json::to_vec(&build()).unwrap_or_default());
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.as_slice())
 }
 
 /// A problem+json answer (RFC 9457), described.

@@ -2,6 +2,8 @@
 //! assembled from the handlers' `#[utoipa::path]` and the types they read
 //! and answer, so it changes when they do (CI fuzzes the service against it).
 
+use std::sync::OnceLock;
+
 use actix_web::HttpResponse;
 use common::domain::IdempotencyKey;
 use common::openapi::{AdminOff, BodyTimeout, SecuritySchemes, TooLarge, Unauthorized};
@@ -43,5 +45,6 @@ pub struct ApiDoc;
     responses((status = 200, description = "The OpenAPI 3.1 description", body = Object)),
 )]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();
+    common::openapi::document(&DOCUMENT, ApiDoc::openapi)
 }

@@ -49,10 +49,6 @@ impl Secret {
         }
     }
 
-    pub fn is_set(&self) -> bool {
-        self.expected.is_some()
-    }
-
     /// Ok when `headers` carry the secret; 401 when they do not; 404 when no
     /// secret is configured (the gated surface is off).
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Problem> {
@@ -99,6 +95,19 @@ impl ServiceKey {
     pub fn new(key: Option<String>) -> Self {
         Self(Secret::new(key, "PAYMENT_API_KEY"))
     }
+}
+
+/// `PAYMENT_API_KEY`, which both services need: payment-service takes
+/// charges only from callers that present it. Unset or empty, neither
+/// starts.
+pub fn required_service_key(key: Option<&str>) -> std::io::Result<&str> {
+    key.filter(|k| !k.is_empty()).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "PAYMENT_API_KEY is not set: payment-service takes charges only from callers \
+             that present it (make run generates one into run/payment-api-key)",
+        )
+    })
 }
 
 /// The token of `Bearer <token>`: the scheme is case-insensitive and may be

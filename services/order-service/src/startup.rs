@@ -11,7 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use actors::circuit_breaker::EndWatches;
 use actors::clock::{SharedClock, SystemClock};
-use common::auth::{AdminToken, require_admin};
+use common::auth::{AdminToken, require_admin, required_service_key};
 use common::body::BodyTimeout;
 use common::problem::{method_not_allowed, only, unknown_route};
 use rand::SeedableRng;
@@ -54,14 +54,7 @@ impl Application {
         storage: impl Into<Storage>,
         clock: SharedClock,
     ) -> std::io::Result<Self> {
-        let api_key = config.payment_api_key.clone().unwrap_or_default();
-        if api_key.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "PAYMENT_API_KEY is not set: payment-service refuses charges without it \
-                 (make run generates one into run/payment-api-key)",
-            ));
-        }
+        let api_key = required_service_key(config.payment_api_key.as_deref())?.to_owned();
         let storage = storage.into();
         if let Storage::Shared(pg) = &storage {
             // At start if the database answers; else on first use (the

@@ -1,7 +1,6 @@
 //! Builds the application: opens the ledger, binds the listener (port 0
 //! works, the real port is read back) and wires every route in one place.
 
-use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -10,7 +9,9 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use common::auth::{AdminToken, ServiceKey, require_admin, require_service_key};
+use common::auth::{
+    AdminToken, ServiceKey, require_admin, require_service_key, required_service_key,
+};
 use common::body::BodyTimeout;
 use common::problem::{method_not_allowed, only, unknown_route};
 
@@ -35,15 +36,8 @@ impl Application {
     /// Fails without a service key: payment-service takes charges only
     /// from callers that present `PAYMENT_API_KEY`.
     pub fn build(config: Config) -> std::io::Result<Self> {
-        let service_key = ServiceKey::new(config.api_key.clone());
-        if !service_key.0.is_set() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "PAYMENT_API_KEY is not set: POST /charge would take charges from anyone \
-                 (make run generates one into run/payment-api-key)",
-            ));
-        }
-        let service_key = web::Data::new(service_key);
+        let service_key = required_service_key(config.api_key.as_deref())?;
+        let service_key = web::Data::new(ServiceKey::new(Some(service_key.to_owned())));
         let ledger = match &config.ledger_path {
             Some(path) => Ledger::open(path)?,
             None => Ledger::in_memory(),

@@ -420,7 +420,7 @@ mod tests {
         }
     }
 
-    fn key(k: &str) -> IdempotencyKey {
+    pub(crate) fn key(k: &str) -> IdempotencyKey {
         IdempotencyKey::parse(k).unwrap()
     }
 

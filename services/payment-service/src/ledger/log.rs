@@ -2,8 +2,20 @@
 //! written with a single `write` and synced before any of its charges is
 //! acknowledged.
 //!
-//! A crash can only tear the line being written, which is the last one and
-//! was never acknowledged; on start that tail is cut off and reported.
+//! Space is written ahead: while the log is open, its lines are followed by
+//! zeros, and a batch overwrites them. Appending past the end changes the
+//! file's size, so every sync would also write the inode (ext4 without a
+//! journal) or commit the journal (with one): two writes to wait for
+//! instead of one. Overwriting space already written syncs the data alone,
+//! which halves both the wait and the CPU a sync costs (PostgreSQL's WAL
+//! segments are written ahead for the same reason). A clean close cuts the
+//! zeros off, so a stopped log is plain JSON lines; after a crash the next
+//! start does.
+//!
+//! A crash can only tear what was never acknowledged: the lines after the
+//! last sync, which may reach the disk in part, in any order, with zeros
+//! between them. The log ends at its first zero byte; what follows its last
+//! whole line is cut off on start, and its non-zero bytes are reported.
 //!
 //! One process per log: the file is locked exclusively (`flock`) for as long
 //! as it is open, and a second process refuses to start. Two writers would
@@ -12,16 +24,24 @@
 //! SIGKILL, so a restart after a crash is never blocked.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::Charge;
 
+/// Zeros written ahead of the lines at a time: a few thousand charges, and
+/// one extension's write stays a few milliseconds.
+const WRITE_AHEAD: u64 = 1 << 20;
+
 pub struct LedgerLog {
     file: File,
-    /// Bytes known to be whole lines: a failed append is cut back to here, so
-    /// a later append never glues onto half a line.
+    /// Bytes known to be whole lines: the next batch is written here, and a
+    /// failed one is cut back to here, so a later batch never glues onto
+    /// half a line.
     len: u64,
+    /// The file's size: `len` plus the zeros written ahead.
+    size: u64,
 }
 
 pub struct Replay {
@@ -38,8 +58,9 @@ impl LedgerLog {
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(path)?;
         file.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => io::Error::new(
@@ -59,14 +80,22 @@ impl LedgerLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
 
-        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let torn_tail_bytes = bytes.len() - whole;
+        // The lines end at the first zero byte (none is in a line: JSON
+        // escapes control characters), and at their last newline.
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let whole = bytes[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let torn_tail_bytes = bytes[whole..].iter().filter(|&&b| b != 0).count();
         if torn_tail_bytes > 0 {
             tracing::warn!(
                 path = %path.display(),
                 torn_tail_bytes,
                 "ledger log ends in a torn line (crash during an append); dropping it"
             );
+        }
+        if whole < bytes.len() {
             file.set_len(whole as u64)?;
             file.sync_all()?;
         }
@@ -92,6 +121,7 @@ impl LedgerLog {
         let log = Self {
             file,
             len: whole as u64,
+            size: whole as u64,
         };
         Ok((
             log,
@@ -109,24 +139,136 @@ impl LedgerLog {
         Ok(line)
     }
 
-    /// Appends `batch`'s lines ([`Self::line`]) with one write and one sync: a
-    /// crash tears at most the last line, and none is acknowledged before
-    /// the sync that covers them all.
+    /// Writes `batch`'s lines ([`Self::line`]) after the last with one write
+    /// and syncs once: none is acknowledged before the sync that covers
+    /// them all. When they reach past the zeros written ahead, more are
+    /// written in the same sync.
     pub fn append(&mut self, batch: &[&[u8]]) -> io::Result<()> {
-        let lines = batch.concat();
+        let mut bytes = batch.concat();
+        let end = self.len + bytes.len() as u64;
+        let size = if end > self.size {
+            let size = end + WRITE_AHEAD;
+            bytes.resize((size - self.len) as usize, 0);
+            size
+        } else {
+            self.size
+        };
         let written = self
             .file
-            .write_all(&lines)
+            .write_all_at(&bytes, self.len)
             .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
-                self.len += lines.len() as u64;
+                (self.len, self.size) = (end, size);
                 Ok(())
             }
             Err(e) => {
-                let _ = self.file.set_len(self.len);
+                // Lines that were not synced must not outlive the error,
+                // nor show up after a shorter batch: cut them, and the
+                // zeros, off.
+                if self.file.set_len(self.len).is_ok() {
+                    self.size = self.len;
+                }
                 Err(e)
             }
         }
+    }
+}
+
+impl Drop for LedgerLog {
+    /// A clean close cuts the zeros written ahead off: a stopped log is
+    /// its lines alone.
+    fn drop(&mut self) {
+        if self.size > self.len {
+            let cut = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_all());
+            if let Err(e) = cut {
+                tracing::warn!(error = %e, "could not cut the ledger log's zeros off; the next start will");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::tests::{key, request};
+
+    fn line(n: usize) -> Vec<u8> {
+        LedgerLog::line(&Charge::new(key(&format!("k{n}")), &request("1.00"))).unwrap()
+    }
+
+    fn open(path: &Path) -> (LedgerLog, Replay) {
+        LedgerLog::open(path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Space is written ahead in the same sync as the batch that needs it,
+    /// past any number of extensions; a clean close leaves the lines alone.
+    #[test]
+    fn batches_overwrite_zeros_written_ahead_and_a_close_cuts_them_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let (mut log, _) = open(&path);
+        let mut expected = Vec::new();
+        for batch in 0..100 {
+            let lines: Vec<Vec<u8>> = (0..100).map(|i| line(batch * 100 + i)).collect();
+            let borrowed: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            log.append(&borrowed).unwrap();
+            expected.extend(lines.concat());
+            let on_disk = std::fs::read(&path).unwrap();
+            assert_eq!(on_disk.len() as u64, log.size);
+            assert!(log.size > log.len, "zeros follow the lines while open");
+            assert_eq!(&on_disk[..expected.len()], expected.as_slice());
+            assert!(on_disk[expected.len()..].iter().all(|&b| b == 0));
+        }
+        assert!(
+            expected.len() as u64 > 2 * WRITE_AHEAD,
+            "several extensions"
+        );
+        drop(log);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            expected,
+            "plain lines once closed"
+        );
+    }
+
+    /// What a crash leaves: the synced lines, zeros written ahead, and,
+    /// after the last sync, part of a line and a later page of lines that
+    /// reached the disk without the page before it. Only the lines before
+    /// the first zero are the log's; the rest is cut off and its non-zero
+    /// bytes reported.
+    #[test]
+    fn a_crash_tail_of_zeros_and_unsynced_pages_is_cut_at_the_first_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let synced = [line(1), line(2)].concat();
+        let torn = &line(3)[..50];
+        let stray = line(4);
+        let mut bytes = synced.clone();
+        bytes.extend_from_slice(torn);
+        bytes.resize(8192, 0);
+        bytes.extend_from_slice(&stray);
+        bytes.resize(16384, 0);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (log, replay) = open(&path);
+        assert_eq!(replay.torn_tail_bytes, torn.len() + stray.len());
+        assert_eq!(
+            (log.len, log.size),
+            (synced.len() as u64, synced.len() as u64)
+        );
+        drop(log);
+        assert_eq!(std::fs::read(&path).unwrap(), synced);
+
+        // A tail of zeros alone (a SIGKILL between syncs) is no torn line.
+        let mut bytes = synced.clone();
+        bytes.resize(4096, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, replay) = open(&path);
+        assert_eq!(replay.torn_tail_bytes, 0);
+        assert_eq!(std::fs::read(&path).unwrap(), synced);
     }
 }

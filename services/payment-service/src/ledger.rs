@@ -23,8 +23,9 @@ use common::domain::{IdempotencyKey, OrderId, PaymentDetails};
 use serde::{Deserialize, Serialize};
 
 pub use log::{LedgerLog, Replay};
+use tokio::sync::oneshot;
 pub use writer::Stats as WriteStats;
-use writer::{Write, Writer, Written};
+use writer::{Queue, Write, Writer, Written};
 
 /// What a client asks to be charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,18 +154,6 @@ impl Shared {
         // the state only changes after the log write succeeded.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// The writer's report on a batch: its keys are no longer in flight,
-    /// and its charges, if synced, are the ledger's.
-    fn settle_writes(&self, charges: Vec<Charge>, synced: bool) {
-        let mut state = self.lock();
-        for charge in charges {
-            state.writing.remove(&charge.idempotency_key);
-            if synced {
-                state.push(charge);
-            }
-        }
-    }
 }
 
 /// A page of `GET /ledger?detail=true`: the charges after the first `after`
@@ -193,8 +182,11 @@ struct State {
     /// one replayed for the key; the later ones stay in `charges` so the
     /// audit shows them.
     repeated: usize,
-    /// Keys whose charge the writer has not synced yet, and when it will have.
-    writing: HashMap<IdempotencyKey, tokio::sync::watch::Receiver<Written>>,
+    /// Keys whose charge the writer has not synced yet, each with the
+    /// requests for the same key that wait for that sync.
+    writing: HashMap<IdempotencyKey, Vec<oneshot::Sender<Written>>>,
+    /// Charges for the writer, queued under this lock.
+    queue: Queue,
 }
 
 impl State {
@@ -218,14 +210,29 @@ impl State {
     fn by_key(&self, key: &IdempotencyKey) -> Option<&Charge> {
         self.by_key.get(key).map(|&at| &self.charges[at])
     }
+
+    /// The writer's report on a charge: its key is no longer in flight,
+    /// and the charge, if synced, is the ledger's.
+    fn settle(&mut self, charge: Charge, outcome: &Written) {
+        for waiter in self
+            .writing
+            .remove(&charge.idempotency_key)
+            .unwrap_or_default()
+        {
+            let _ = waiter.send(outcome.clone());
+        }
+        if outcome.is_ok() {
+            self.push(charge);
+        }
+    }
 }
 
 /// What `record` waits for, out of the lock.
 enum Wait {
     /// This request's charge, being written.
-    Own(tokio::sync::watch::Receiver<Written>, Charge),
+    Own(oneshot::Receiver<Written>, Charge),
     /// Another request's charge under the same key, being written.
-    Other(tokio::sync::watch::Receiver<Written>),
+    Other(oneshot::Receiver<Written>),
 }
 
 impl Ledger {
@@ -311,7 +318,7 @@ impl Ledger {
                 Some(_) => LedgerLog::line(&charge)?,
                 None => Vec::new(),
             };
-            let wait = {
+            let (wait, wake) = {
                 let mut state = self.lock();
                 if let Some(existing) = state.by_key(&key) {
                     return if existing.matches(request) {
@@ -322,30 +329,32 @@ impl Ledger {
                         })
                     };
                 }
-                if let Some(written) = state.writing.get(&key) {
-                    Wait::Other(written.clone())
+                if self.writer.is_none() {
+                    state.push(charge.clone());
+                    return Ok(Recorded::New(charge));
+                }
+                let (done, written) = oneshot::channel();
+                if let Some(waiters) = state.writing.get_mut(&key) {
+                    waiters.push(done);
+                    (Wait::Other(written), false)
                 } else {
-                    let Some(writer) = &self.writer else {
-                        state.push(charge.clone());
-                        return Ok(Recorded::New(charge));
-                    };
-                    let (done, written) = tokio::sync::watch::channel(None);
                     // Queued under the lock: the writer settles it only
                     // after it is marked in flight here.
-                    if writer
-                        .send(Write {
-                            charge: charge.clone(),
-                            line,
-                            done,
-                        })
-                        .is_err()
-                    {
+                    let write = Write {
+                        charge: charge.clone(),
+                        line,
+                        done,
+                    };
+                    let Ok(wake) = state.queue.push(write) else {
                         return Err(LedgerError::Busy);
-                    }
-                    state.writing.insert(key.clone(), written.clone());
-                    Wait::Own(written, charge)
+                    };
+                    state.writing.insert(key.clone(), Vec::new());
+                    (Wait::Own(written, charge), wake)
                 }
             };
+            if let (true, Some(writer)) = (wake, &self.writer) {
+                writer.wake();
+            }
             match wait {
                 Wait::Own(written, charge) => {
                     return outcome(written).await.map(|()| Recorded::New(charge));
@@ -398,10 +407,11 @@ impl Ledger {
 }
 
 /// What the writer said of a charge: its sync, or why it failed.
-async fn outcome(mut written: tokio::sync::watch::Receiver<Written>) -> Result<(), LedgerError> {
+async fn outcome(written: oneshot::Receiver<Written>) -> Result<(), LedgerError> {
     let failed = |e: &str| LedgerError::Io(io::Error::other(e.to_owned()));
-    match written.wait_for(Option::is_some).await {
-        Ok(outcome) => outcome.clone().unwrap_or(Ok(())).map_err(|e| failed(&e)),
+    match written.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(failed(&e)),
         Err(_) => Err(failed("the ledger writer stopped")),
     }
 }

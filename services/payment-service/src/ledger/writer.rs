@@ -6,16 +6,21 @@
 //! still loses no acknowledged charge: an acknowledgement follows the sync
 //! that covers it.
 //!
+//! The queue lives in the ledger's state, under the lock a request already
+//! holds to check its key and mark it in flight, and the writer takes all
+//! of it with one swap. The writer sleeps only when nothing is queued, and
+//! the request that finds it asleep wakes it: while the writer is busy, a
+//! charge costs its request no system call and no extra lock.
+//!
 //! The queue is bounded: when the disk cannot keep up, a new charge is
 //! refused at once (503 with Retry-After, nothing charged) instead of
 //! growing memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use super::{Charge, LedgerLog, Shared};
 
@@ -24,16 +29,40 @@ pub const QUEUE: usize = 4096;
 /// Charges in one write and sync, at most.
 pub const MAX_BATCH: usize = 512;
 
-/// The outcome of a charge's write, once known: `Ok` after the sync,
-/// `Err` (the I/O error's text) if the batch could not be written.
-pub type Written = Option<Result<(), Arc<str>>>;
+/// The outcome of a charge's write: `Ok` after the sync, `Err` (the I/O
+/// error's text) if the batch could not be written.
+pub type Written = Result<(), Arc<str>>;
 
 pub struct Write {
     pub charge: Charge,
     /// The charge's log line, made by the request (in parallel, on the
     /// workers) so that the one writer only copies it.
     pub line: Vec<u8>,
-    pub done: watch::Sender<Written>,
+    pub done: oneshot::Sender<Written>,
+}
+
+/// The charges waiting for the writer, kept in the ledger's state.
+#[derive(Default)]
+pub struct Queue {
+    writes: Vec<Write>,
+    /// The writer sleeps until a charge is queued.
+    asleep: bool,
+    /// The writer has stopped (the ledger is closing, or it died): nothing
+    /// more is queued.
+    closed: bool,
+}
+
+impl Queue {
+    /// Queues `write`, or hands it back when the queue is full or closed.
+    /// `Ok(true)`: the writer sleeps, and the caller must [`Writer::wake`]
+    /// it once the ledger's lock is released.
+    pub fn push(&mut self, write: Write) -> Result<bool, Write> {
+        if self.closed || self.writes.len() >= QUEUE {
+            return Err(write);
+        }
+        self.writes.push(write);
+        Ok(std::mem::take(&mut self.asleep))
+    }
 }
 
 /// Syncs and the charges they covered, since start (`/metrics`).
@@ -44,59 +73,51 @@ pub struct Stats {
 }
 
 pub struct Writer {
-    queue: Option<SyncSender<Write>>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
     pub stats: Arc<Stats>,
 }
 
 impl Writer {
     pub fn start(log: LedgerLog, shared: Arc<Shared>) -> std::io::Result<Self> {
-        let (queue, receiver) = sync_channel(QUEUE);
         let stats = Arc::new(Stats::default());
-        let counted = stats.clone();
+        let (counted, theirs) = (stats.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run(log, receiver, &shared, &counted))?;
+            .spawn(move || run(log, &theirs, &counted))?;
         Ok(Self {
-            queue: Some(queue),
             thread: Some(thread),
+            shared,
             stats,
         })
     }
 
-    /// Queues a write; refused (and handed back) when the queue is full.
-    pub fn send(&self, write: Write) -> Result<(), Write> {
-        let queue = self
-            .queue
-            .as_ref()
-            .expect("queue open while the ledger lives");
-        queue.try_send(write).map_err(|e| match e {
-            TrySendError::Full(w) | TrySendError::Disconnected(w) => w,
-        })
+    /// Wakes the writer, which [`Queue::push`] found asleep.
+    pub fn wake(&self) {
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
     }
 }
 
 impl Drop for Writer {
-    /// Closes the queue, lets the writer finish what is queued, and waits
-    /// for it: the log (and its lock) is closed when the ledger is dropped.
+    /// Lets the writer finish what is queued, and waits for it: the log
+    /// (and its lock) is closed when the ledger is dropped.
     fn drop(&mut self) {
-        self.queue.take();
+        self.shared.lock().queue.closed = true;
+        self.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn run(mut log: LedgerLog, queue: Receiver<Write>, shared: &Shared, stats: &Stats) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        let lines: Vec<&[u8]> = batch.iter().map(|w| w.line.as_slice()).collect();
+fn run(mut log: LedgerLog, shared: &Shared, stats: &Stats) {
+    let _stopped = Stopped(shared);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut acks = Vec::with_capacity(MAX_BATCH);
+    while next(shared, &mut batch) {
+        let lines: Vec<&[u8]> = batch.iter().map(|w: &Write| w.line.as_slice()).collect();
         let outcome = log.append(&lines).map_err(|e| {
             tracing::error!(error = %e, charges = lines.len(), "ledger write failed; nothing in it was charged");
             Arc::<str>::from(e.to_string())
@@ -107,13 +128,115 @@ fn run(mut log: LedgerLog, queue: Receiver<Write>, shared: &Shared, stats: &Stat
                 .synced_charges
                 .fetch_add(lines.len() as u64, Ordering::Relaxed);
         }
-        let (charges, done): (Vec<Charge>, Vec<_>) =
-            batch.into_iter().map(|w| (w.charge, w.done)).unzip();
-        // Visible (to a lookup, a replay, the audit) only after the sync,
-        // in the log's order; then acknowledged.
-        shared.settle_writes(charges, outcome.is_ok());
-        for done in done {
-            done.send_replace(Some(outcome.clone()));
+        {
+            // Visible (to a lookup, a replay, the audit) only after the
+            // sync, in the log's order; then acknowledged.
+            let mut state = shared.lock();
+            for write in batch.drain(..) {
+                state.settle(write.charge, &outcome);
+                acks.push(write.done);
+            }
         }
+        for done in acks.drain(..) {
+            // Its request may be gone (the client hung up): the charge
+            // stands all the same, and its key replays it.
+            let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+/// Waits for charges and moves up to a batch of them into `batch` (empty);
+/// false once the ledger is closing and nothing is left to write.
+fn next(shared: &Shared, batch: &mut Vec<Write>) -> bool {
+    let mut state = shared.lock();
+    loop {
+        let queue = &mut state.queue;
+        if queue.writes.len() > MAX_BATCH {
+            batch.extend(queue.writes.drain(..MAX_BATCH));
+            return true;
+        }
+        if !queue.writes.is_empty() {
+            // The queue gets the emptied batch, and keeps its capacity.
+            std::mem::swap(&mut queue.writes, batch);
+            return true;
+        }
+        if queue.closed {
+            return false;
+        }
+        queue.asleep = true;
+        drop(state);
+        std::thread::park();
+        state = shared.lock();
+    }
+}
+
+/// However the writer stops (even by a panic), nothing waits for it: the
+/// queue is closed, and every request still waiting is told it failed.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.queue.closed = true;
+        state.queue.writes.clear();
+        state.writing.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::tests::{key, request};
+
+    fn write(n: usize) -> (Write, oneshot::Receiver<Written>) {
+        let (done, written) = oneshot::channel();
+        let charge = Charge::new(key(&format!("k{n}")), &request("1.00"));
+        let write = Write {
+            line: LedgerLog::line(&charge).unwrap(),
+            charge,
+            done,
+        };
+        (write, written)
+    }
+
+    /// Only the first charge queued after the writer fell asleep wakes it;
+    /// a full queue and a closed one hand the charge back.
+    #[test]
+    fn the_queue_wakes_a_sleeping_writer_once_and_refuses_when_full_or_closed() {
+        let mut queue = Queue::default();
+        assert_eq!(queue.push(write(0).0).ok(), Some(false), "writer busy");
+        queue.asleep = true;
+        assert_eq!(queue.push(write(1).0).ok(), Some(true), "wake it");
+        assert_eq!(queue.push(write(2).0).ok(), Some(false), "already woken");
+        for n in 3..QUEUE {
+            assert!(queue.push(write(n).0).is_ok());
+        }
+        let refused = queue.push(write(QUEUE).0).expect_err("full");
+        assert_eq!(refused.charge.idempotency_key.as_str(), format!("k{QUEUE}"));
+        queue.writes.clear();
+        queue.closed = true;
+        assert!(queue.push(write(0).0).is_err(), "closed");
+    }
+
+    /// A writer that stops, however, fails every request still waiting:
+    /// the queued ones and those waiting on a key in flight.
+    #[test]
+    fn a_stopped_writer_fails_what_waits_for_it() {
+        let shared = Shared {
+            state: std::sync::Mutex::new(Default::default()),
+        };
+        let (queued, mut queued_outcome) = write(0);
+        let (waiter, mut waiter_outcome) = oneshot::channel();
+        {
+            let mut state = shared.lock();
+            state.queue.push(queued).ok().unwrap();
+            state.writing.insert(key("k0"), vec![waiter]);
+        }
+        drop(Stopped(&shared));
+        use oneshot::error::TryRecvError::Closed;
+        assert!(matches!(queued_outcome.try_recv(), Err(Closed)));
+        assert!(matches!(waiter_outcome.try_recv(), Err(Closed)));
+        let state = shared.lock();
+        assert!(state.queue.closed && state.writing.is_empty());
     }
 }

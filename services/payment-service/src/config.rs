@@ -2,11 +2,13 @@
 //! `payment-service --help` documents every knob and its default.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use common::server::ServerArgs;
 
 use crate::faults::Faults;
+use crate::ledger::CommitDelay;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -56,12 +58,40 @@ pub struct Config {
     #[arg(long = "payment-ledger-path", env = "PAYMENT_LEDGER_PATH")]
     pub ledger_path: Option<PathBuf>,
 
+    /// Group commit: how long a charge may wait for others before the
+    /// ledger's writer syncs it, in microseconds (0: never). The writer
+    /// waits only for as many charges as its last sync covered (at most
+    /// PAYMENT_LEDGER_COMMIT_BATCH), so a lone client never waits; fewer
+    /// syncs cost less CPU.
+    #[arg(
+        long = "payment-ledger-commit-delay-us",
+        env = "PAYMENT_LEDGER_COMMIT_DELAY_US",
+        default_value_t = 100
+    )]
+    pub commit_delay_us: u64,
+
+    /// Group commit: the most charges the writer waits for.
+    #[arg(
+        long = "payment-ledger-commit-batch",
+        env = "PAYMENT_LEDGER_COMMIT_BATCH",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u16).range(1..=512)
+    )]
+    pub commit_batch: u16,
+
     /// Seed for the fault dice, for reproducible runs; unset, seeded from the OS.
     #[arg(long = "payment-fault-seed", env = "PAYMENT_FAULT_SEED")]
     pub fault_seed: Option<u64>,
 }
 
 impl Config {
+    pub fn commit_delay(&self) -> CommitDelay {
+        CommitDelay {
+            wait: Duration::from_micros(self.commit_delay_us),
+            charges: self.commit_batch.into(),
+        }
+    }
+
     /// The defaults, as if started with no environment and no flags.
     pub fn defaults() -> Self {
         let mut config = Self::parse_from(["payment-service"]);

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use log::{LedgerLog, Replay};
 use tokio::sync::oneshot;
+pub use writer::CommitDelay;
 pub use writer::Stats as WriteStats;
 use writer::{Queue, Write, Writer, Written};
 
@@ -249,7 +250,7 @@ impl Ledger {
     /// Opens (or creates) the log at `path` and replays it. A torn last line
     /// is dropped and reported; any other unreadable line is an error, since
     /// guessing would risk forgetting a charge.
-    pub fn open(path: &Path) -> io::Result<Self> {
+    pub fn open(path: &Path, delay: CommitDelay) -> io::Result<Self> {
         let (log, replay) = LedgerLog::open(path)?;
         let replayed = replay.charges.len();
         let mut state = State {
@@ -271,7 +272,7 @@ impl Ledger {
             state: Mutex::new(state),
         });
         Ok(Self {
-            writer: Some(Writer::start(log, shared.clone())?),
+            writer: Some(Writer::start(log, shared.clone(), delay)?),
             shared,
             replay: ReplaySummary {
                 durable: true,
@@ -480,7 +481,7 @@ mod tests {
         let path = dir.path().join("ledger.jsonl");
         let req = request("12.34");
         let first = {
-            let ledger = Ledger::open(&path).unwrap();
+            let ledger = Ledger::open(&path, CommitDelay::NONE).unwrap();
             match ledger.record(key("k1"), &req).await.unwrap() {
                 Recorded::New(c) => c,
                 other => panic!("{other:?}"),
@@ -493,7 +494,7 @@ mod tests {
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"transaction_id\":\"tx"))
             .unwrap();
 
-        let ledger = Ledger::open(&path).unwrap();
+        let ledger = Ledger::open(&path, CommitDelay::NONE).unwrap();
         let summary = ledger.replay_summary();
         assert_eq!(summary.replayed, 1);
         assert_eq!(summary.torn_tail_bytes, 21);
@@ -501,7 +502,7 @@ mod tests {
         ledger.record(key("k2"), &request("1.00")).await.unwrap();
         drop(ledger);
 
-        let ledger = Ledger::open(&path).unwrap();
+        let ledger = Ledger::open(&path, CommitDelay::NONE).unwrap();
         assert_eq!(ledger.replay_summary().replayed, 2);
         assert_eq!(ledger.replay_summary().torn_tail_bytes, 0);
     }
@@ -511,9 +512,43 @@ mod tests {
     /// whatever batch each lands in; and a reopen replays exactly them.
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_charges_share_syncs_and_one_key_is_charged_once() {
+        concurrent_charges(CommitDelay::NONE).await;
+    }
+
+    /// The same with a commit delay: the writer waits for more charges.
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_charges_with_a_commit_delay_share_syncs_and_one_key_is_charged_once() {
+        concurrent_charges(CommitDelay {
+            wait: std::time::Duration::from_micros(500),
+            charges: 32,
+        })
+        .await;
+    }
+
+    /// A lone client's charges never wait for others, however long the
+    /// delay: each sync covers its one charge, so the writer wants one.
+    #[tokio::test]
+    async fn a_lone_client_never_waits_for_the_commit_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let delay = CommitDelay {
+            wait: std::time::Duration::from_secs(3600),
+            charges: 32,
+        };
+        let ledger = Ledger::open(&dir.path().join("ledger.jsonl"), delay).unwrap();
+        let req = request("1.00");
+        for i in 0..20 {
+            let charged = ledger.record(key(&format!("k{i}")), &req);
+            let charged = tokio::time::timeout(std::time::Duration::from_secs(30), charged)
+                .await
+                .expect("answered without waiting for the hour-long delay");
+            assert!(matches!(charged, Ok(Recorded::New(_))));
+        }
+    }
+
+    async fn concurrent_charges(delay: CommitDelay) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
-        let ledger = Arc::new(Ledger::open(&path).unwrap());
+        let ledger = Arc::new(Ledger::open(&path, delay).unwrap());
         let shared = request("3.00");
         let mut tasks = Vec::new();
         for i in 0..400 {
@@ -556,7 +591,7 @@ mod tests {
         );
         assert!(syncs < 301, "{syncs} syncs for 301 charges");
         drop(ledger);
-        let reopened = Ledger::open(&path).unwrap();
+        let reopened = Ledger::open(&path, CommitDelay::NONE).unwrap();
         let audit = reopened.audit(None);
         assert_eq!(
             (audit.charges, audit.keys, audit.replay.repeated_keys),
@@ -568,12 +603,14 @@ mod tests {
     fn a_second_open_of_one_log_is_refused_while_the_first_holds_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
-        let first = Ledger::open(&path).unwrap();
-        let err = Ledger::open(&path).err().expect("the log is locked");
+        let first = Ledger::open(&path, CommitDelay::NONE).unwrap();
+        let err = Ledger::open(&path, CommitDelay::NONE)
+            .err()
+            .expect("the log is locked");
         assert_eq!(err.kind(), io::ErrorKind::ResourceBusy);
         assert!(err.to_string().contains("another payment-service"), "{err}");
         drop(first);
-        Ledger::open(&path).expect("free once the first is closed");
+        Ledger::open(&path, CommitDelay::NONE).expect("free once the first is closed");
     }
 
     #[test]
@@ -589,7 +626,7 @@ mod tests {
             .collect();
         std::fs::write(&path, lines).unwrap();
 
-        let ledger = Ledger::open(&path).unwrap();
+        let ledger = Ledger::open(&path, CommitDelay::NONE).unwrap();
         assert_eq!(ledger.lookup(&key("k")), Some(charges[0].clone()));
         let audit = ledger.audit(Some(Page {
             after: 0,
@@ -611,7 +648,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
         std::fs::write(&path, "not json\n").unwrap();
-        let err = Ledger::open(&path).err().unwrap();
+        let err = Ledger::open(&path, CommitDelay::NONE).err().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("line 1"), "{err}");
     }

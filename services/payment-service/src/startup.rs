@@ -39,7 +39,7 @@ impl Application {
         let service_key = required_service_key(config.api_key.as_deref())?;
         let service_key = web::Data::new(ServiceKey::new(Some(service_key.to_owned())));
         let ledger = match &config.ledger_path {
-            Some(path) => Ledger::open(path)?,
+            Some(path) => Ledger::open(path, config.commit_delay())?,
             None => Ledger::in_memory(),
         };
         let state = web::Data::new(AppState {

@@ -12,6 +12,15 @@
 //! the request that finds it asleep wakes it: while the writer is busy, a
 //! charge costs its request no system call and no extra lock.
 //!
+//! A sync costs the machine far more than a charge: here (a 2-core
+//! Firecracker VM) about 40 µs of CPU in the block layer and the
+//! hypervisor, against a few µs to settle a charge. So under load the
+//! writer waits a little before it syncs, like PostgreSQL's `commit_delay`:
+//! until as many charges are queued as its last sync covered, or until the
+//! first of them has waited the delay. The request that completes the
+//! count wakes it. A lone client's syncs cover one charge each, so it never
+//! waits, and a charge queued during a sync has waited already.
+//!
 //! The queue is bounded: when the disk cannot keep up, a new charge is
 //! refused at once (503 with Retry-After, nothing charged) instead of
 //! growing memory.
@@ -19,6 +28,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -45,8 +55,13 @@ pub struct Write {
 #[derive(Default)]
 pub struct Queue {
     writes: Vec<Write>,
+    /// When the first charge waiting was queued.
+    since: Option<Instant>,
     /// The writer sleeps until a charge is queued.
     asleep: bool,
+    /// The writer waits (its commit delay) until this many charges are
+    /// queued; 0 when it does not.
+    wake_at: usize,
     /// The writer has stopped (the ledger is closing, or it died): nothing
     /// more is queued.
     closed: bool,
@@ -54,14 +69,48 @@ pub struct Queue {
 
 impl Queue {
     /// Queues `write`, or hands it back when the queue is full or closed.
-    /// `Ok(true)`: the writer sleeps, and the caller must [`Writer::wake`]
-    /// it once the ledger's lock is released.
+    /// `Ok(true)`: the writer sleeps, or waits for as many charges as are
+    /// now queued, and the caller must [`Writer::wake`] it once the
+    /// ledger's lock is released.
     pub fn push(&mut self, write: Write) -> Result<bool, Write> {
         if self.closed || self.writes.len() >= QUEUE {
             return Err(write);
         }
+        if self.writes.is_empty() {
+            self.since = Some(Instant::now());
+        }
         self.writes.push(write);
+        if self.wake_at > 0 && self.writes.len() >= self.wake_at {
+            self.wake_at = 0;
+            return Ok(true);
+        }
         Ok(std::mem::take(&mut self.asleep))
+    }
+}
+
+/// How long the writer may wait for more charges before a sync, and for
+/// how many at most (`PAYMENT_LEDGER_COMMIT_DELAY_US`,
+/// `PAYMENT_LEDGER_COMMIT_BATCH`).
+#[derive(Debug, Clone, Copy)]
+pub struct CommitDelay {
+    pub wait: Duration,
+    pub charges: usize,
+}
+
+impl CommitDelay {
+    /// Never waits: each sync takes whatever is queued.
+    pub const NONE: Self = Self {
+        wait: Duration::ZERO,
+        charges: 1,
+    };
+
+    /// The charges to wait for, after a sync that covered `last`.
+    fn wanted(self, last: usize) -> usize {
+        if self.wait.is_zero() {
+            1
+        } else {
+            last.clamp(1, self.charges.clamp(1, MAX_BATCH))
+        }
     }
 }
 
@@ -79,12 +128,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(log: LedgerLog, shared: Arc<Shared>) -> std::io::Result<Self> {
+    pub fn start(log: LedgerLog, shared: Arc<Shared>, delay: CommitDelay) -> std::io::Result<Self> {
         let stats = Arc::new(Stats::default());
         let (counted, theirs) = (stats.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || run(log, &theirs, &counted))?;
+            .spawn(move || run(log, &theirs, &counted, delay))?;
         Ok(Self {
             thread: Some(thread),
             shared,
@@ -112,11 +161,13 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut log: LedgerLog, shared: &Shared, stats: &Stats) {
+fn run(mut log: LedgerLog, shared: &Shared, stats: &Stats, delay: CommitDelay) {
     let _stopped = Stopped(shared);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::with_capacity(MAX_BATCH);
-    while next(shared, &mut batch) {
+    let mut last = 1;
+    while next(shared, &mut batch, delay.wanted(last), delay.wait) {
+        last = batch.len();
         let lines: Vec<&[u8]> = batch.iter().map(|w: &Write| w.line.as_slice()).collect();
         let outcome = log.append(&lines).map_err(|e| {
             tracing::error!(error = %e, charges = lines.len(), "ledger write failed; nothing in it was charged");
@@ -145,27 +196,40 @@ fn run(mut log: LedgerLog, shared: &Shared, stats: &Stats) {
     }
 }
 
-/// Waits for charges and moves up to a batch of them into `batch` (empty);
-/// false once the ledger is closing and nothing is left to write.
-fn next(shared: &Shared, batch: &mut Vec<Write>) -> bool {
+/// Waits for charges and moves up to a batch of them into `batch` (empty):
+/// `wanted` of them, or what is queued once `wait` is over. False once the
+/// ledger is closing and nothing is left to write.
+fn next(shared: &Shared, batch: &mut Vec<Write>, wanted: usize, wait: Duration) -> bool {
     let mut state = shared.lock();
     loop {
         let queue = &mut state.queue;
         if queue.writes.len() > MAX_BATCH {
+            queue.wake_at = 0;
+            // The rest have waited at least this long: they wait no more.
             batch.extend(queue.writes.drain(..MAX_BATCH));
             return true;
         }
-        if !queue.writes.is_empty() {
-            // The queue gets the emptied batch, and keeps its capacity.
-            std::mem::swap(&mut queue.writes, batch);
-            return true;
-        }
-        if queue.closed {
+        if let Some(since) = queue.since {
+            // The delay counts from the first charge's arrival: charges
+            // that waited through the last sync wait no longer.
+            let waited = since.elapsed();
+            if waited >= wait || queue.writes.len() >= wanted || queue.closed {
+                queue.wake_at = 0;
+                queue.since = None;
+                // The queue gets the emptied batch, and keeps its capacity.
+                std::mem::swap(&mut queue.writes, batch);
+                return true;
+            }
+            queue.wake_at = wanted;
+            drop(state);
+            std::thread::park_timeout(wait - waited);
+        } else if queue.closed {
             return false;
+        } else {
+            queue.asleep = true;
+            drop(state);
+            std::thread::park();
         }
-        queue.asleep = true;
-        drop(state);
-        std::thread::park();
         state = shared.lock();
     }
 }
@@ -216,6 +280,37 @@ mod tests {
         queue.writes.clear();
         queue.closed = true;
         assert!(queue.push(write(0).0).is_err(), "closed");
+    }
+
+    /// A writer waiting for its commit delay is woken by the charge that
+    /// completes the count it waits for, and by no other.
+    #[test]
+    fn a_waiting_writer_is_woken_by_the_charge_that_completes_its_count() {
+        let mut queue = Queue::default();
+        assert_eq!(queue.push(write(0).0).ok(), Some(false));
+        let first = queue.since.expect("the first charge's arrival is kept");
+        queue.wake_at = 3;
+        assert_eq!(queue.push(write(1).0).ok(), Some(false));
+        assert_eq!(queue.since, Some(first), "counted from the first");
+        assert_eq!(queue.push(write(2).0).ok(), Some(true), "three queued");
+        assert_eq!(queue.push(write(3).0).ok(), Some(false), "woken once");
+    }
+
+    #[test]
+    fn the_writer_waits_for_as_many_as_its_last_sync_covered_within_bounds() {
+        let delay = CommitDelay {
+            wait: Duration::from_micros(100),
+            charges: 32,
+        };
+        assert_eq!(delay.wanted(1), 1, "a lone client never waits");
+        assert_eq!(delay.wanted(10), 10);
+        assert_eq!(delay.wanted(400), 32);
+        assert_eq!(CommitDelay::NONE.wanted(10), 1);
+        let huge = CommitDelay {
+            charges: 10_000,
+            ..delay
+        };
+        assert_eq!(huge.wanted(10_000), MAX_BATCH);
     }
 
     /// A writer that stops, however, fails every request still waiting:

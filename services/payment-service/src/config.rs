@@ -62,11 +62,12 @@ pub struct Config {
     /// ledger's writer syncs it, in microseconds (0: never). The writer
     /// waits only for as many charges as its last sync covered (at most
     /// PAYMENT_LEDGER_COMMIT_BATCH), so a lone client never waits; fewer
-    /// syncs cost less CPU.
+    /// syncs cost less CPU. At most 100,000 (0.1 s).
     #[arg(
         long = "payment-ledger-commit-delay-us",
         env = "PAYMENT_LEDGER_COMMIT_DELAY_US",
-        default_value_t = 100
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(0..=100_000)
     )]
     pub commit_delay_us: u64,
 

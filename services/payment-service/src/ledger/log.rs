@@ -42,6 +42,8 @@ pub struct LedgerLog {
     len: u64,
     /// The file's size: `len` plus the zeros written ahead.
     size: u64,
+    /// A failed write could not be undone: nothing more is written.
+    broken: bool,
 }
 
 pub struct Replay {
@@ -122,6 +124,7 @@ impl LedgerLog {
             file,
             len: whole as u64,
             size: whole as u64,
+            broken: false,
         };
         Ok((
             log,
@@ -142,36 +145,68 @@ impl LedgerLog {
     /// Writes `batch`'s lines ([`Self::line`]) after the last with one write
     /// and syncs once: none is acknowledged before the sync that covers
     /// them all. When they reach past the zeros written ahead, more are
-    /// written in the same sync.
+    /// written in the same sync; on a disk too full for them, the lines
+    /// alone are.
     pub fn append(&mut self, batch: &[&[u8]]) -> io::Result<()> {
-        let mut bytes = batch.concat();
-        let end = self.len + bytes.len() as u64;
-        let size = if end > self.size {
-            let size = end + WRITE_AHEAD;
-            bytes.resize((size - self.len) as usize, 0);
-            size
-        } else {
-            self.size
-        };
+        if self.broken {
+            return Err(io::Error::other(
+                "an earlier failed write to the ledger log could not be undone; \
+                 restart payment-service",
+            ));
+        }
+        let lines = batch.concat();
+        let end = self.len + lines.len() as u64;
+        if end > self.size {
+            let mut ahead = lines.clone();
+            ahead.resize(lines.len() + WRITE_AHEAD as usize, 0);
+            if self.write_synced(&ahead).is_ok() {
+                self.len = end;
+                return Ok(());
+            }
+        }
+        self.write_synced(&lines)?;
+        self.len = end;
+        Ok(())
+    }
+
+    /// Writes `bytes` after the lines and syncs; a failed write is undone.
+    fn write_synced(&mut self, bytes: &[u8]) -> io::Result<()> {
         let written = self
             .file
-            .write_all_at(&bytes, self.len)
+            .write_all_at(bytes, self.len)
             .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
-                (self.len, self.size) = (end, size);
+                self.size = self.size.max(self.len + bytes.len() as u64);
                 Ok(())
             }
             Err(e) => {
-                // Lines that were not synced must not outlive the error,
-                // nor show up after a shorter batch: cut them, and the
-                // zeros, off.
-                if self.file.set_len(self.len).is_ok() {
-                    self.size = self.len;
-                }
+                self.undo(bytes.len());
                 Err(e)
             }
         }
+    }
+
+    /// After a failed write of `written` bytes: none of its lines may come
+    /// back, at a restart or after a shorter batch written over it, since
+    /// its charges were refused. They are cut off; if that fails too, they
+    /// are overwritten with zeros; if even that fails, nothing more is
+    /// written until a restart.
+    fn undo(&mut self, written: usize) {
+        if self.file.set_len(self.len).is_ok() {
+            self.size = self.len;
+            return;
+        }
+        let zeros = vec![0; written];
+        if self.file.write_all_at(&zeros, self.len).is_ok() {
+            self.size = self.size.max(self.len + written as u64);
+            return;
+        }
+        tracing::error!(
+            "a failed write to the ledger log could not be undone; refusing every charge \
+             until payment-service restarts"
+        );
+        self.broken = true;
     }
 }
 

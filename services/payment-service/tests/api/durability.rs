@@ -228,3 +228,86 @@ async fn a_sigkill_during_a_batch_loses_no_acknowledged_charge_and_doubles_none(
     }
     assert!(acknowledged.len() >= 5_000);
 }
+
+/// A disk with room for the lines but not for another megabyte of zeros
+/// written ahead still takes charges: the lines are written alone. The
+/// file size limit (`ulimit -f`, 1.5 MiB) stands in for a nearly full disk:
+/// past 1 MiB of lines, each write ahead fails as a full disk's would.
+#[actix_web::test]
+async fn a_disk_too_full_to_write_ahead_still_takes_charges() {
+    const CHARGES: usize = 5_000; // about 1.25 MB of lines
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // Past the limit a write fails with EFBIG instead of killing the
+    // process with SIGXFSZ, which the shell ignores for it.
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", "trap '' XFSZ; ulimit -f 1536; exec \"$0\""])
+        .arg(env!("CARGO_BIN_EXE_payment-service"))
+        .env("PORT", port.to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("RUST_LOG", "off")
+        .env("PAYMENT_LEDGER_PATH", &path)
+        .env("PAYMENT_API_KEY", API_KEY)
+        .env("PAYMENT_VALIDATE_MS", "0")
+        .env("PAYMENT_GATEWAY_MS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bash runs");
+    let url = format!("http://127.0.0.1:{port}/charge");
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .finish();
+    eventually("payment-service answers", || async {
+        client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            actix_rt::spawn(async move {
+                let mut statuses = Vec::new();
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < CHARGES {
+                    let key = new_order_id();
+                    let status = client
+                        .post(&url)
+                        .insert_header(("Content-Type", "application/json"))
+                        .insert_header(("Authorization", format!("Bearer {API_KEY}")))
+                        .insert_header(("Idempotency-Key", key.as_str()))
+                        .send_body(charge_body(&key, "1.00"))
+                        .await
+                        .map(|res| res.status().as_u16());
+                    statuses.push(status.unwrap_or(0));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for statuses in futures_util::future::join_all(clients).await {
+        refused += statuses.unwrap().iter().filter(|&&s| s != 201).count();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(refused, 0, "every charge taken");
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 1 << 20, "past the first megabyte: {size} bytes");
+
+    let app = spawn_durable(&path);
+    let audit = app.get("/ledger").await.body;
+    assert_eq!(audit["charges"], CHARGES);
+    assert_eq!(audit["keys"], CHARGES);
+    assert_eq!(audit["replay"]["torn_tail_bytes"], 0);
+    app.stop().await;
+}

@@ -1,10 +1,10 @@
 //! Group commit: the one thread that writes the log. Charges for new keys
 //! queue here; the writer takes every charge waiting (up to a batch),
 //! appends them with one write, syncs once, and only then makes them
-//! visible and acknowledges each. Many charges share one sync, so a
-//! durable ledger charges at nearly the speed of memory, and a SIGKILL
-//! still loses no acknowledged charge: an acknowledgement follows the sync
-//! that covers it.
+//! visible and acknowledges each. Many charges share one sync, which
+//! makes a durable charge cost a fraction of a sync, and a SIGKILL still
+//! loses no acknowledged charge: an acknowledgement follows the sync that
+//! covers it.
 //!
 //! The queue lives in the ledger's state, under the lock a request already
 //! holds to check its key and mark it in flight, and the writer takes all

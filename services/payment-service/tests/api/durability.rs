@@ -2,7 +2,7 @@
 //! every acknowledged charge and replays it for its key.
 
 use crate::helpers::{
-    API_KEY, charge_body, eventually, new_order_id, respawn_durable, spawn_durable,
+    API_KEY, charge_body, eventually, new_order_id, respawn_durable, spawn_durable, spawn_process,
 };
 
 #[actix_web::test]
@@ -114,35 +114,11 @@ async fn a_sigkill_during_a_batch_loses_no_acknowledged_charge_and_doubles_none(
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.jsonl");
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_payment-service"))
-        .env("PORT", port.to_string())
-        .env("BIND_ADDR", "127.0.0.1")
-        .env("OTEL_SDK_DISABLED", "true")
-        .env("RUST_LOG", "warn")
-        .env("PAYMENT_LEDGER_PATH", &path)
-        .env("PAYMENT_API_KEY", API_KEY)
-        .env("PAYMENT_VALIDATE_MS", "0")
-        .env("PAYMENT_GATEWAY_MS", "0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the binary runs");
-    let url = format!("http://127.0.0.1:{port}/charge");
+    let (mut child, base) = spawn_process(&path, "exec \"$0\"").await;
+    let url = format!("{base}/charge");
     let client = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .finish();
-    eventually("payment-service answers", || async {
-        client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .is_ok()
-    })
-    .await;
 
     // (key, transaction) of every 2xx seen.
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
@@ -238,39 +214,13 @@ async fn a_disk_too_full_to_write_ahead_still_takes_charges() {
     const CHARGES: usize = 5_000; // about 1.25 MB of lines
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.jsonl");
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     // Past the limit a write fails with EFBIG instead of killing the
     // process with SIGXFSZ, which the shell ignores for it.
-    let mut child = std::process::Command::new("bash")
-        .args(["-c", "trap '' XFSZ; ulimit -f 1536; exec \"$0\""])
-        .arg(env!("CARGO_BIN_EXE_payment-service"))
-        .env("PORT", port.to_string())
-        .env("BIND_ADDR", "127.0.0.1")
-        .env("OTEL_SDK_DISABLED", "true")
-        .env("RUST_LOG", "off")
-        .env("PAYMENT_LEDGER_PATH", &path)
-        .env("PAYMENT_API_KEY", API_KEY)
-        .env("PAYMENT_VALIDATE_MS", "0")
-        .env("PAYMENT_GATEWAY_MS", "0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("bash runs");
-    let url = format!("http://127.0.0.1:{port}/charge");
+    let (mut child, base) = spawn_process(&path, "trap '' XFSZ; ulimit -f 1536; exec \"$0\"").await;
+    let url = format!("{base}/charge");
     let client = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .finish();
-    eventually("payment-service answers", || async {
-        client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .is_ok()
-    })
-    .await;
 
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..16)

@@ -200,3 +200,36 @@ where
         actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The payment-service binary as a process of its own on the log `ledger`,
+/// for what an in-process server cannot take: a SIGKILL, a process limit.
+/// `shell` runs it (`bash -c`) and must end in `exec "$0"`, so the process
+/// killed is payment-service itself. Returns once its `/health` answers,
+/// with its base URL.
+pub async fn spawn_process(ledger: &Path, shell: &str) -> (std::process::Child, String) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let child = std::process::Command::new("bash")
+        .args(["-c", shell, env!("CARGO_BIN_EXE_payment-service")])
+        .env("PORT", port.to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("RUST_LOG", "off")
+        .env("PAYMENT_LEDGER_PATH", ledger)
+        .env("PAYMENT_API_KEY", API_KEY)
+        .env("PAYMENT_VALIDATE_MS", "0")
+        .env("PAYMENT_GATEWAY_MS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bash runs");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = awc::Client::default();
+    eventually("payment-service answers", || async {
+        client.get(format!("{base}/health")).send().await.is_ok()
+    })
+    .await;
+    (child, base)
+}

@@ -330,14 +330,14 @@ impl Ledger {
                         })
                     };
                 }
-                if self.writer.is_none() {
+                let Some(writer) = &self.writer else {
                     state.push(charge.clone());
                     return Ok(Recorded::New(charge));
-                }
+                };
                 let (done, written) = oneshot::channel();
                 if let Some(waiters) = state.writing.get_mut(&key) {
                     waiters.push(done);
-                    (Wait::Other(written), false)
+                    (Wait::Other(written), None)
                 } else {
                     // Queued under the lock: the writer settles it only
                     // after it is marked in flight here.
@@ -350,10 +350,11 @@ impl Ledger {
                         return Err(LedgerError::Busy);
                     };
                     state.writing.insert(key.clone(), Vec::new());
-                    (Wait::Own(written, charge), wake)
+                    (Wait::Own(written, charge), wake.then_some(writer))
                 }
             };
-            if let (true, Some(writer)) = (wake, &self.writer) {
+            // Out of the lock: the writer takes it as soon as it wakes.
+            if let Some(writer) = wake {
                 writer.wake();
             }
             match wait {

@@ -154,17 +154,18 @@ impl LedgerLog {
                  restart payment-service",
             ));
         }
-        let lines = batch.concat();
-        let end = self.len + lines.len() as u64;
+        let mut bytes = batch.concat();
+        let lines = bytes.len();
+        let end = self.len + lines as u64;
         if end > self.size {
-            let mut ahead = lines.clone();
-            ahead.resize(lines.len() + WRITE_AHEAD as usize, 0);
-            if self.write_synced(&ahead).is_ok() {
+            bytes.resize(lines + WRITE_AHEAD as usize, 0);
+            if self.write_synced(&bytes).is_ok() {
                 self.len = end;
                 return Ok(());
             }
+            bytes.truncate(lines);
         }
-        self.write_synced(&lines)?;
+        self.write_synced(&bytes)?;
         self.len = end;
         Ok(())
     }

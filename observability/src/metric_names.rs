@@ -22,6 +22,7 @@ pub const RECONCILER_PENDING: &str = "reconciler_pending_orders";
 pub const RECONCILE_ATTEMPTS: &str = "reconcile_attempts_total";
 
 pub const CHARGES: &str = "payment_charges_total";
+pub const VOIDS: &str = "payment_voids_total";
 pub const FAULTS_INJECTED: &str = "payment_faults_injected_total";
 pub const LEDGER_CHARGES: &str = "payment_ledger_charges";
 pub const LEDGER_SYNCS: &str = "payment_ledger_syncs";

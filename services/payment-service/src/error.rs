@@ -6,6 +6,8 @@ use actix_web::{HttpResponse, ResponseError};
 use common::domain::FieldError;
 use common::problem::Problem;
 
+use crate::ledger::LedgerError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChargeError {
     /// The body could not be read or parsed (content type, size, syntax).
@@ -29,10 +31,23 @@ pub enum ChargeError {
     Declined(String),
     #[error("Idempotency-Key already used for a different charge")]
     KeyReused,
+    #[error("Idempotency-Key voided")]
+    Voided,
     #[error("ledger unavailable")]
     Ledger(#[source] std::io::Error),
     #[error("the ledger's write queue is full")]
     LedgerBusy,
+}
+
+impl From<LedgerError> for ChargeError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::KeyReused { .. } => Self::KeyReused,
+            LedgerError::Voided => Self::Voided,
+            LedgerError::Io(e) => Self::Ledger(e),
+            LedgerError::Busy => Self::LedgerBusy,
+        }
+    }
 }
 
 impl ChargeError {
@@ -72,6 +87,13 @@ impl ChargeError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused",
                 "this Idempotency-Key was used for a charge with a different body",
+            ),
+            // order-service reads this type: a definitive "never charged".
+            Self::Voided => Problem::new(
+                StatusCode::CONFLICT,
+                "charge-voided",
+                "Charge voided",
+                "this Idempotency-Key was voided: nothing was charged under it, and nothing ever will be",
             ),
             Self::Ledger(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -1,82 +1,35 @@
-//! The charge ledger: one charge per `Idempotency-Key`, ever.
+//! The charge ledger: one charge per `Idempotency-Key`, ever — or a void,
+//! the promise of none ([`entry`]).
 //!
-//! The check "is this key charged?" and the reservation of a new charge
-//! happen under one lock, so two concurrent requests with the same key
-//! produce one charge and one replay: a key being written is "in flight",
-//! and a second request for it waits for the same sync, then replays. With a
-//! log, charges are appended and synced by one writer in batches (group
-//! commit, [`writer`]), each *before* it is visible or acknowledged: an
-//! acknowledged charge survives a SIGKILL, and a charge that was never
-//! acknowledged may survive too, which is harmless because its key replays it.
+//! The check "how did this key end?" and the reservation of a new charge
+//! (or void) happen under one lock, so two concurrent requests with the
+//! same key produce one charge and one replay: a key being written is "in
+//! flight", and a second request for it waits for the same sync, then
+//! replays. With a log, entries are appended and synced by one writer in
+//! batches (group commit, [`writer`]), each *before* it is visible or
+//! acknowledged: an acknowledged charge or void survives a SIGKILL, and
+//! one that was never acknowledged may survive too, which is harmless
+//! because its key replays it.
 
+mod entry;
 mod log;
 mod writer;
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-use common::domain::{IdempotencyKey, OrderId, PaymentDetails};
+use common::domain::{IdempotencyKey, OrderId};
 use serde::{Deserialize, Serialize};
 
+pub use entry::{Charge, ChargeRequest, ChargeStatus, Entry, KeyEnd, Void};
 pub use log::{LedgerLog, Replay};
 use tokio::sync::oneshot;
 pub use writer::CommitDelay;
 pub use writer::Stats as WriteStats;
 use writer::{Queue, Write, Writer, Written};
-
-/// What a client asks to be charged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChargeRequest {
-    pub order_id: OrderId,
-    pub details: PaymentDetails,
-}
-
-/// A charge as recorded, acknowledged and replayed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Charge {
-    pub transaction_id: String,
-    pub status: ChargeStatus,
-    pub order_id: OrderId,
-    pub merchant_id: common::domain::MerchantId,
-    pub amount: common::domain::Amount,
-    pub currency: common::domain::Currency,
-    pub idempotency_key: IdempotencyKey,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChargeStatus {
-    Approved,
-}
-
-impl Charge {
-    fn new(key: IdempotencyKey, request: &ChargeRequest) -> Self {
-        Self {
-            transaction_id: format!("txn_{}", uuid::Uuid::new_v4().simple()),
-            status: ChargeStatus::Approved,
-            order_id: request.order_id,
-            merchant_id: request.details.merchant_id.clone(),
-            amount: request.details.amount,
-            currency: request.details.currency,
-            idempotency_key: key,
-            created_at: Utc::now(),
-        }
-    }
-
-    /// Same body as the one this charge was made for (amounts compare by
-    /// value: `10.5` and `10.50` are the same money).
-    pub fn matches(&self, request: &ChargeRequest) -> bool {
-        self.order_id == request.order_id
-            && self.merchant_id == request.details.merchant_id
-            && self.amount == request.details.amount
-            && self.currency == request.details.currency
-    }
-}
 
 #[derive(Debug)]
 pub enum Recorded {
@@ -90,6 +43,9 @@ pub enum Recorded {
 pub enum LedgerError {
     #[error("idempotency key already used for a different charge")]
     KeyReused { existing: Box<Charge> },
+    /// The key was voided: it is never charged.
+    #[error("idempotency key voided")]
+    Voided,
     #[error("could not write the ledger log")]
     Io(#[from] io::Error),
     /// The writer's queue is full: the disk is not keeping up. Nothing was
@@ -105,7 +61,11 @@ pub struct Audit {
     #[serde(default)]
     pub requests: u64,
     pub charges: usize,
+    /// Keys charged.
     pub keys: usize,
+    /// Keys voided: never to be charged.
+    #[serde(default)]
+    pub voids: usize,
     /// Orders charged more than once (under different keys). Must stay empty.
     pub duplicates: Vec<Duplicate>,
     /// What the start-up replay of the log found.
@@ -174,36 +134,47 @@ struct State {
     charges: Vec<Charge>,
     /// Key → the charge replayed for it (the first under that key).
     by_key: HashMap<IdempotencyKey, usize>,
+    /// Keys voided, none of them charged.
+    voids: HashMap<IdempotencyKey, Void>,
     /// Order → its first charge.
     by_order: HashMap<OrderId, usize>,
     /// Orders charged more than once → their later charges. Must stay empty.
     duplicated: BTreeMap<OrderId, Vec<usize>>,
-    /// Lines of the log whose key an earlier line already charged: only two
-    /// processes writing one log make them. The first line's charge is the
-    /// one replayed for the key; the later ones stay in `charges` so the
-    /// audit shows them.
+    /// Lines of the log whose key an earlier line already ended: only two
+    /// processes writing one log make them. The first line is the key's
+    /// end; later charges stay in `charges` so the audit shows them.
     repeated: usize,
-    /// Keys whose charge the writer has not synced yet, each with the
+    /// Keys whose entry the writer has not synced yet, each with the
     /// requests for the same key that wait for that sync.
     writing: HashMap<IdempotencyKey, Vec<oneshot::Sender<Written>>>,
-    /// Charges for the writer, queued under this lock.
+    /// Entries for the writer, queued under this lock.
     queue: Queue,
 }
 
 impl State {
-    fn push(&mut self, charge: Charge) {
-        let at = self.charges.len();
-        match self.by_key.entry(charge.idempotency_key.clone()) {
-            Entry::Vacant(slot) => {
-                slot.insert(at);
+    fn push(&mut self, entry: Entry) {
+        let ended = self.end_of(entry.key()).is_some();
+        if ended {
+            self.repeated += 1;
+        }
+        let charge = match entry {
+            Entry::Void(void) => {
+                if !ended {
+                    self.voids.insert(void.idempotency_key.clone(), void);
+                }
+                return;
             }
-            Entry::Occupied(_) => self.repeated += 1,
+            Entry::Charge(charge) => charge,
+        };
+        let at = self.charges.len();
+        if !ended {
+            self.by_key.insert(charge.idempotency_key.clone(), at);
         }
         match self.by_order.entry(charge.order_id) {
-            Entry::Vacant(slot) => {
+            MapEntry::Vacant(slot) => {
                 slot.insert(at);
             }
-            Entry::Occupied(_) => self.duplicated.entry(charge.order_id).or_default().push(at),
+            MapEntry::Occupied(_) => self.duplicated.entry(charge.order_id).or_default().push(at),
         }
         self.charges.push(charge);
     }
@@ -212,28 +183,44 @@ impl State {
         self.by_key.get(key).map(|&at| &self.charges[at])
     }
 
-    /// The writer's report on a charge: its key is no longer in flight,
-    /// and the charge, if synced, is the ledger's.
-    fn settle(&mut self, charge: Charge, outcome: &Written) {
-        for waiter in self
-            .writing
-            .remove(&charge.idempotency_key)
-            .unwrap_or_default()
-        {
+    /// How `key` ended, if it did.
+    fn end_of(&self, key: &IdempotencyKey) -> Option<KeyEnd> {
+        if let Some(charge) = self.by_key(key) {
+            return Some(KeyEnd::Charged {
+                charge: charge.clone(),
+            });
+        }
+        self.voids
+            .get(key)
+            .map(|void| KeyEnd::Voided { void: void.clone() })
+    }
+
+    /// The writer's report on an entry: its key is no longer in flight,
+    /// and the entry, if synced, is the ledger's.
+    fn settle(&mut self, entry: Entry, outcome: &Written) {
+        for waiter in self.writing.remove(entry.key()).unwrap_or_default() {
             let _ = waiter.send(outcome.clone());
         }
         if outcome.is_ok() {
-            self.push(charge);
+            self.push(entry);
         }
     }
 }
 
-/// What `record` waits for, out of the lock.
+/// What `end` waits for, out of the lock.
 enum Wait {
-    /// This request's charge, being written.
-    Own(oneshot::Receiver<Written>, Charge),
-    /// Another request's charge under the same key, being written.
+    /// This request's entry, being written.
+    Own(oneshot::Receiver<Written>, Entry),
+    /// Another request's entry under the same key, being written.
     Other(oneshot::Receiver<Written>),
+}
+
+/// How [`Ledger::end`] found the key.
+enum Ended {
+    /// Ended now, by the entry given.
+    Now(Entry),
+    /// Ended before.
+    Before(KeyEnd),
 }
 
 impl Ledger {
@@ -252,20 +239,19 @@ impl Ledger {
     /// guessing would risk forgetting a charge.
     pub fn open(path: &Path, delay: CommitDelay) -> io::Result<Self> {
         let (log, replay) = LedgerLog::open(path)?;
-        let replayed = replay.charges.len();
+        let replayed = replay.entries.len();
         let mut state = State {
             charges: Vec::with_capacity(replayed),
             ..State::default()
         };
-        for charge in replay.charges {
-            if state.by_key.contains_key(&charge.idempotency_key) {
+        for entry in replay.entries {
+            if state.end_of(entry.key()).is_some() {
                 tracing::error!(
-                    idempotency.key = %charge.idempotency_key,
-                    transaction.id = %charge.transaction_id,
-                    "the ledger charged one key twice (two processes on one log?)"
+                    idempotency.key = %entry.key(),
+                    "the ledger ended one key twice (two processes on one log?)"
                 );
             }
-            state.push(charge);
+            state.push(entry);
         }
         let repeated_keys = state.repeated;
         let shared = Arc::new(Shared {
@@ -291,6 +277,11 @@ impl Ledger {
         self.lock().by_key(key).cloned()
     }
 
+    /// How `key` ended, if it did: charged, or voided.
+    pub fn end_of(&self, key: &IdempotencyKey) -> Option<KeyEnd> {
+        self.lock().end_of(key)
+    }
+
     /// Charges in the ledger.
     pub fn charges(&self) -> usize {
         self.lock().charges.len()
@@ -301,8 +292,8 @@ impl Ledger {
         self.writer.as_ref().map(|w| &*w.stats)
     }
 
-    /// Charges `request` under `key` unless the key is already charged
-    /// (then the original charge, or `KeyReused` for another body). With a
+    /// Charges `request` under `key` unless the key already ended: then the
+    /// original charge (`KeyReused` for another body), or `Voided`. With a
     /// log, answers once the sync that covers the charge is done. Dropping
     /// the future changes nothing: a queued charge is written all the same,
     /// and its key replays it.
@@ -311,38 +302,74 @@ impl Ledger {
         key: IdempotencyKey,
         request: &ChargeRequest,
     ) -> Result<Recorded, LedgerError> {
+        let ended = self
+            .end(&key, || Entry::Charge(Charge::new(key.clone(), request)))
+            .await?;
+        match ended {
+            Ended::Now(Entry::Charge(charge)) => Ok(Recorded::New(charge)),
+            Ended::Before(KeyEnd::Charged { charge }) if charge.matches(request) => {
+                Ok(Recorded::Existing(charge))
+            }
+            Ended::Before(KeyEnd::Charged { charge }) => Err(LedgerError::KeyReused {
+                existing: Box::new(charge),
+            }),
+            Ended::Now(Entry::Void(_)) | Ended::Before(KeyEnd::Voided { .. }) => {
+                Err(LedgerError::Voided)
+            }
+        }
+    }
+
+    /// Voids `key` unless it is charged; answers how the key ended. Durable
+    /// before it answers, like a charge: once voided, no request under the
+    /// key, however late it arrives, is charged.
+    pub async fn void(&self, key: IdempotencyKey) -> Result<KeyEnd, LedgerError> {
+        Ok(
+            match self
+                .end(&key, || Entry::Void(Void::new(key.clone())))
+                .await?
+            {
+                Ended::Now(Entry::Void(void)) => KeyEnd::Voided { void },
+                Ended::Now(Entry::Charge(charge)) => KeyEnd::Charged { charge },
+                Ended::Before(end) => end,
+            },
+        )
+    }
+
+    /// Ends `key` with `entry()` unless it ended before. The check, the
+    /// mark "in flight" and the queueing are one step under the lock; a
+    /// request that finds the key in flight waits for that write and looks
+    /// again.
+    async fn end(
+        &self,
+        key: &IdempotencyKey,
+        entry: impl Fn() -> Entry,
+    ) -> Result<Ended, LedgerError> {
         loop {
-            // Made before the lock, which serializes every charge: a
+            // Made before the lock, which serializes every entry: a
             // transaction id and the log line cost nothing to throw away.
-            let charge = Charge::new(key.clone(), request);
+            let entry = entry();
             let line = match &self.writer {
-                Some(_) => LedgerLog::line(&charge)?,
+                Some(_) => LedgerLog::line(&entry)?,
                 None => Vec::new(),
             };
             let (wait, wake) = {
                 let mut state = self.lock();
-                if let Some(existing) = state.by_key(&key) {
-                    return if existing.matches(request) {
-                        Ok(Recorded::Existing(existing.clone()))
-                    } else {
-                        Err(LedgerError::KeyReused {
-                            existing: Box::new(existing.clone()),
-                        })
-                    };
+                if let Some(end) = state.end_of(key) {
+                    return Ok(Ended::Before(end));
                 }
                 let Some(writer) = &self.writer else {
-                    state.push(charge.clone());
-                    return Ok(Recorded::New(charge));
+                    state.push(entry.clone());
+                    return Ok(Ended::Now(entry));
                 };
                 let (done, written) = oneshot::channel();
-                if let Some(waiters) = state.writing.get_mut(&key) {
+                if let Some(waiters) = state.writing.get_mut(key) {
                     waiters.push(done);
                     (Wait::Other(written), None)
                 } else {
                     // Queued under the lock: the writer settles it only
                     // after it is marked in flight here.
                     let write = Write {
-                        charge: charge.clone(),
+                        entry: entry.clone(),
                         line,
                         done,
                     };
@@ -350,7 +377,7 @@ impl Ledger {
                         return Err(LedgerError::Busy);
                     };
                     state.writing.insert(key.clone(), Vec::new());
-                    (Wait::Own(written, charge), wake.then_some(writer))
+                    (Wait::Own(written, entry), wake.then_some(writer))
                 }
             };
             // Out of the lock: the writer takes it as soon as it wakes.
@@ -358,11 +385,12 @@ impl Ledger {
                 writer.wake();
             }
             match wait {
-                Wait::Own(written, charge) => {
-                    return outcome(written).await.map(|()| Recorded::New(charge));
+                Wait::Own(written, entry) => {
+                    outcome(written).await?;
+                    return Ok(Ended::Now(entry));
                 }
-                // Charged by the other request now: look again, to replay
-                // it. Its write failed: so would this one's (no loop on a
+                // Ended by the other request now: look again, to answer
+                // how. Its write failed: so would this one's (no loop on a
                 // writer that is gone).
                 Wait::Other(written) => outcome(written).await?,
             }
@@ -396,6 +424,7 @@ impl Ledger {
             requests: 0,
             charges: state.charges.len(),
             keys: state.by_key.len(),
+            voids: state.voids.len(),
             duplicates,
             replay: self.replay,
             entries,
@@ -421,6 +450,7 @@ async fn outcome(written: oneshot::Receiver<Written>) -> Result<(), LedgerError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::domain::PaymentDetails;
     use serde_json::value::RawValue;
 
     pub(crate) fn request(amount: &str) -> ChargeRequest {
@@ -448,6 +478,106 @@ mod tests {
         };
         assert_eq!(first, again);
         assert_eq!(ledger.audit(None).charges, 1);
+    }
+
+    #[tokio::test]
+    async fn a_voided_key_is_never_charged_and_a_charged_key_is_never_voided() {
+        let ledger = Ledger::in_memory();
+        let KeyEnd::Voided { void } = ledger.void(key("v")).await.unwrap() else {
+            panic!("a new key is voided")
+        };
+        assert!(matches!(
+            ledger.record(key("v"), &request("1.00")).await,
+            Err(LedgerError::Voided)
+        ));
+        assert_eq!(
+            ledger.void(key("v")).await.unwrap(),
+            KeyEnd::Voided { void },
+            "a second void answers the first"
+        );
+        let Recorded::New(charge) = ledger.record(key("c"), &request("1.00")).await.unwrap() else {
+            panic!("a new key is charged")
+        };
+        assert_eq!(
+            ledger.void(key("c")).await.unwrap(),
+            KeyEnd::Charged { charge },
+            "the charge stands"
+        );
+        let audit = ledger.audit(None);
+        assert_eq!((audit.charges, audit.keys, audit.voids), (1, 1, 1));
+    }
+
+    /// A charge and a void racing for one key: exactly one of them is the
+    /// key's end, and everyone is told the same end — the write in flight
+    /// is waited for, never overtaken.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_charge_and_a_void_racing_for_a_key_agree_on_one_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let delay = CommitDelay {
+            wait: std::time::Duration::from_micros(200),
+            charges: 8,
+        };
+        let ledger = Arc::new(Ledger::open(&dir.path().join("ledger.jsonl"), delay).unwrap());
+        let req = request("2.00");
+        for round in 0..50 {
+            let k = key(&format!("race-{round}"));
+            let (charged, voided) = tokio::join!(
+                {
+                    let (ledger, k, req) = (ledger.clone(), k.clone(), req.clone());
+                    tokio::spawn(async move { ledger.record(k, &req).await })
+                },
+                {
+                    let (ledger, k) = (ledger.clone(), k.clone());
+                    tokio::spawn(async move { ledger.void(k).await })
+                },
+            );
+            match (charged.unwrap(), voided.unwrap().unwrap()) {
+                (Ok(Recorded::New(charge)), KeyEnd::Charged { charge: seen }) => {
+                    assert_eq!(charge, seen)
+                }
+                (Err(LedgerError::Voided), KeyEnd::Voided { .. }) => {}
+                (charged, voided) => panic!("{round}: {charged:?} against {voided:?}"),
+            }
+            assert!(ledger.end_of(&k).is_some());
+        }
+        let audit = ledger.audit(None);
+        assert_eq!(audit.charges + audit.voids, 50);
+    }
+
+    /// Voids are lines of the log: a reopened ledger still refuses the
+    /// key, and a log written before voids existed replays unchanged.
+    #[tokio::test]
+    async fn a_void_survives_a_reopen_beside_the_charges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        {
+            let ledger = Ledger::open(&path, CommitDelay::NONE).unwrap();
+            ledger.record(key("c"), &request("1.00")).await.unwrap();
+            ledger.void(key("v")).await.unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with(r#"{"transaction_id":"#),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with(r#"{"idempotency_key":"v""#),
+            "{}",
+            lines[1]
+        );
+        let ledger = Ledger::open(&path, CommitDelay::NONE).unwrap();
+        assert_eq!(ledger.replay_summary().replayed, 2);
+        assert!(matches!(
+            ledger.record(key("v"), &request("1.00")).await,
+            Err(LedgerError::Voided)
+        ));
+        assert!(matches!(
+            ledger.end_of(&key("c")),
+            Some(KeyEnd::Charged { .. })
+        ));
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@ pub struct PaymentMetrics {
     pub registry: Registry,
     pub http: HttpMetrics,
     pub charges: IntCounterVec,
+    /// Voids asked for, by how the key ended (voided, charged, error).
+    pub voids: IntCounterVec,
     pub faults: IntCounterVec,
     pub ledger_charges: IntGauge,
     /// The writer's syncs and the charges they covered, since start (their
@@ -29,8 +31,14 @@ impl Default for PaymentMetrics {
             charges: counter_vec(
                 &r,
                 names::CHARGES,
-                "Charge requests, by result (created, replayed, declined, rejected, deadline_exceeded, rate_limited, error, failed_after_charge).",
+                "Charge requests, by result (created, replayed, declined, rejected, voided, deadline_exceeded, rate_limited, error, failed_after_charge).",
                 &["result"],
+            ),
+            voids: counter_vec(
+                &r,
+                names::VOIDS,
+                "Voids asked for, by how the key ended (voided, charged, error).",
+                &["end"],
             ),
             faults: counter_vec(
                 &r,
@@ -57,12 +65,16 @@ impl Default for PaymentMetrics {
             "replayed",
             "declined",
             "rejected",
+            "voided",
             "deadline_exceeded",
             "rate_limited",
             "error",
             "failed_after_charge",
         ] {
             metrics.charges.with_label_values(&[result]);
+        }
+        for end in ["voided", "charged", "error"] {
+            metrics.voids.with_label_values(&[end]);
         }
         for fault in ["delay", "error", "rate_limit", "fail_after_charge"] {
             metrics.faults.with_label_values(&[fault]);

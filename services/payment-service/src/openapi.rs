@@ -22,6 +22,7 @@ use crate::routes::{admin, charge, charges, health, ledger};
     paths(
         charge::charge,
         charges::get_charge,
+        charges::void,
         ledger::audit,
         admin::get_faults,
         admin::put_faults,

@@ -71,6 +71,11 @@ impl Application {
                     only("/charge", "POST", web::post().to(charge::charge))
                         .wrap(from_fn(require_service_key)),
                 )
+                // A caller's fence: it never lets a key be charged.
+                .service(
+                    only("/charges/{key}/void", "POST", web::post().to(charges::void))
+                        .wrap(from_fn(require_service_key)),
+                )
                 // Every charge and order id: for operators and audits only.
                 .service(
                     only("/charges/{key}", "GET", web::get().to(charges::get_charge))

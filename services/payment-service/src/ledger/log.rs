@@ -1,6 +1,6 @@
-//! The append-only ledger log: one JSON charge per line, a batch of lines
-//! written with a single `write` and synced before any of its charges is
-//! acknowledged.
+//! The append-only ledger log: one JSON entry (a charge, or a void) per
+//! line, a batch of lines written with a single `write` and synced before
+//! any of its entries is acknowledged.
 //!
 //! Space is written ahead: while the log is open, its lines are followed by
 //! zeros, and a batch overwrites them. Appending past the end changes the
@@ -28,7 +28,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::Charge;
+use super::Entry;
 
 /// Zeros written ahead of the lines at a time: a few thousand charges, and
 /// one extension's write stays a few milliseconds.
@@ -47,7 +47,7 @@ pub struct LedgerLog {
 }
 
 pub struct Replay {
-    pub charges: Vec<Charge>,
+    pub entries: Vec<Entry>,
     pub torn_tail_bytes: usize,
 }
 
@@ -102,12 +102,12 @@ impl LedgerLog {
             file.sync_all()?;
         }
 
-        let mut charges = Vec::new();
+        let mut entries = Vec::new();
         for (index, line) in bytes[..whole].split(|&b| b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
-            let charge = serde_json::from_slice(line).map_err(|e| {
+            let entry = Entry::parse(line).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -117,9 +117,9 @@ impl LedgerLog {
                     ),
                 )
             })?;
-            charges.push(charge);
+            entries.push(entry);
         }
-        tracing::info!(path = %path.display(), charges = charges.len(), "ledger log replayed");
+        tracing::info!(path = %path.display(), entries = entries.len(), "ledger log replayed");
         let log = Self {
             file,
             len: whole as u64,
@@ -129,15 +129,15 @@ impl LedgerLog {
         Ok((
             log,
             Replay {
-                charges,
+                entries,
                 torn_tail_bytes,
             },
         ))
     }
 
-    /// The log line of `charge`, newline included.
-    pub fn line(charge: &Charge) -> io::Result<Vec<u8>> {
-        let mut line = serde_json::to_vec(charge)?;
+    /// The log line of `entry`, newline included.
+    pub fn line(entry: &Entry) -> io::Result<Vec<u8>> {
+        let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');
         Ok(line)
     }
@@ -230,10 +230,12 @@ impl Drop for LedgerLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Charge;
     use crate::ledger::tests::{key, request};
 
     fn line(n: usize) -> Vec<u8> {
-        LedgerLog::line(&Charge::new(key(&format!("k{n}")), &request("1.00"))).unwrap()
+        let charge = Charge::new(key(&format!("k{n}")), &request("1.00"));
+        LedgerLog::line(&Entry::Charge(charge)).unwrap()
     }
 
     fn open(path: &Path) -> (LedgerLog, Replay) {

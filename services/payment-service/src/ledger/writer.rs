@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Charge, LedgerLog, Shared};
+use super::{Entry, LedgerLog, Shared};
 
 /// Charges waiting for the writer, at most.
 pub const QUEUE: usize = 4096;
@@ -44,8 +44,8 @@ pub const MAX_BATCH: usize = 512;
 pub type Written = Result<(), Arc<str>>;
 
 pub struct Write {
-    pub charge: Charge,
-    /// The charge's log line, made by the request (in parallel, on the
+    pub entry: Entry,
+    /// The entry's log line, made by the request (in parallel, on the
     /// workers) so that the one writer only copies it.
     pub line: Vec<u8>,
     pub done: oneshot::Sender<Written>,
@@ -184,7 +184,7 @@ fn run(mut log: LedgerLog, shared: &Shared, stats: &Stats, delay: CommitDelay) {
             // sync, in the log's order; then acknowledged.
             let mut state = shared.lock();
             for write in batch.drain(..) {
-                state.settle(write.charge, &outcome);
+                state.settle(write.entry, &outcome);
                 acks.push(write.done);
             }
         }
@@ -250,14 +250,15 @@ impl Drop for Stopped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Charge;
     use crate::ledger::tests::{key, request};
 
     fn write(n: usize) -> (Write, oneshot::Receiver<Written>) {
         let (done, written) = oneshot::channel();
-        let charge = Charge::new(key(&format!("k{n}")), &request("1.00"));
+        let entry = Entry::Charge(Charge::new(key(&format!("k{n}")), &request("1.00")));
         let write = Write {
-            line: LedgerLog::line(&charge).unwrap(),
-            charge,
+            line: LedgerLog::line(&entry).unwrap(),
+            entry,
             done,
         };
         (write, written)
@@ -276,7 +277,7 @@ mod tests {
             assert!(queue.push(write(n).0).is_ok());
         }
         let refused = queue.push(write(QUEUE).0).expect_err("full");
-        assert_eq!(refused.charge.idempotency_key.as_str(), format!("k{QUEUE}"));
+        assert_eq!(refused.entry.key().as_str(), format!("k{QUEUE}"));
         queue.writes.clear();
         queue.closed = true;
         assert!(queue.push(write(0).0).is_err(), "closed");

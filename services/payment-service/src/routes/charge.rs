@@ -4,9 +4,10 @@
 //! nothing. Then the caller's deadline (`X-Request-Timeout-Ms`): if the work
 //! cannot finish in time the answer is an immediate 504 with nothing charged,
 //! instead of charging for a caller that has already given up. Then the
-//! injected delay, the replay of a known key, the simulated `validate` and
-//! `gatewayCall` steps, the decline rule, a last deadline check, and only
-//! then the durable write. `fail_after_charge` strikes after the write: the
+//! injected delay, the replay of a known key (or the refusal of a voided
+//! one), the simulated `validate` and `gatewayCall` steps, the decline
+//! rule, a last deadline check, and only then the durable write, which
+//! looks at the key again under the ledger's lock. `fail_after_charge` strikes after the write: the
 //! charge exists but the caller sees a 500, exactly the case a retry with
 //! the same key must not double-charge.
 
@@ -29,7 +30,7 @@ use tracing::Instrument;
 
 use crate::error::ChargeError;
 use crate::faults::FaultPlan;
-use crate::ledger::{Charge, ChargeRequest, LedgerError, Recorded};
+use crate::ledger::{Charge, ChargeRequest, KeyEnd, Recorded};
 use crate::state::AppState;
 
 /// Amounts above this are declined (402), as a card issuer would.
@@ -92,6 +93,7 @@ impl ChargeBody {
         (status = 401, response = Unauthorized),
         (status = 402, description = "Declined (amount over 10,000)", body = Problem, content_type = "application/problem+json"),
         (status = 408, response = BodyTimeout),
+        (status = 409, description = "The key was voided (`POST /charges/{key}/void`): it is never charged", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = TooLarge),
         (status = 422, description = "A field fails validation, or the key was used for another body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited (injected fault)", body = Problem, content_type = "application/problem+json",
@@ -135,6 +137,7 @@ pub async fn charge(
         Ok(_) => "replayed",
         Err(ChargeError::Declined(_)) => "declined",
         Err(ChargeError::KeyReused) => "rejected",
+        Err(ChargeError::Voided) => "voided",
         Err(ChargeError::DeadlineExceeded) => "deadline_exceeded",
         Err(ChargeError::RateLimited) => "rate_limited",
         Err(ChargeError::FailedAfterCharge) => "failed_after_charge",
@@ -177,11 +180,13 @@ async fn process(
     }
     simulate(plan.delay).await;
 
-    if let Some(existing) = state.ledger.lookup(&key) {
-        if !existing.matches(&request) {
-            return Err(ChargeError::KeyReused);
+    match state.ledger.end_of(&key) {
+        Some(KeyEnd::Charged { charge }) if charge.matches(&request) => {
+            return respond(StatusCode::OK, charge, plan);
         }
-        return respond(StatusCode::OK, existing, plan);
+        Some(KeyEnd::Charged { .. }) => return Err(ChargeError::KeyReused),
+        Some(KeyEnd::Voided { .. }) => return Err(ChargeError::Voided),
+        None => {}
     }
 
     simulate(state.work.validate)
@@ -206,11 +211,7 @@ async fn process(
             .ledger
             .record(key, &request)
             .await
-            .map_err(|e| match e {
-                LedgerError::KeyReused { .. } => ChargeError::KeyReused,
-                LedgerError::Io(e) => ChargeError::Ledger(e),
-                LedgerError::Busy => ChargeError::LedgerBusy,
-            })?;
+            .map_err(ChargeError::from)?;
         let charge = match &recorded {
             Recorded::New(c) | Recorded::Existing(c) => c,
         };

@@ -175,6 +175,17 @@ impl TestPayment {
         self.send(req, Some(faults.to_string())).await
     }
 
+    /// `POST /charges/{key}/void` with the service key.
+    pub async fn void(&self, key: &str) -> Reply {
+        let mut req = self
+            .client
+            .post(format!("{}/charges/{key}/void", self.address));
+        if let Some(api_key) = &self.api_key {
+            req = req.insert_header(("Authorization", format!("Bearer {api_key}")));
+        }
+        self.send(req, None).await
+    }
+
     pub async fn charges(&self) -> u64 {
         self.get("/ledger").await.body["charges"].as_u64().unwrap()
     }

@@ -7,3 +7,4 @@ mod charge;
 mod durability;
 mod faults;
 mod helpers;
+mod voids;

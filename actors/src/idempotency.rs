@@ -6,8 +6,10 @@
 //!   its stored response (`Replay`); a released key is taken again with its
 //!   *original* order id (`Resume`), so the retry charges under the same
 //!   payment key and cannot double-charge.
-//! - `Complete` stores the response to replay; `Release` (after a transient
-//!   failure) frees the key but keeps its order id.
+//! - `Complete` stores the response to replay, or forgets the key (no
+//!   response: its operation ended with nothing to replay or resume);
+//!   `Release` (after a transient failure) frees the key but keeps its
+//!   order id.
 //! - A key in flight is held by one [`Holder`] under a lease: `Complete` and
 //!   `Release` from anyone else are ignored, and a lease unreleased for
 //!   `lease` (its holder's release was lost, or its process died) is taken
@@ -100,8 +102,8 @@ pub enum Reservation {
     /// The key was released after a transient failure (or its holder went
     /// silent) and is in flight again, for the order id it had.
     Resume { order_id: String },
-    /// The same key is being processed right now.
-    InFlight,
+    /// The same key is being processed right now, for this order id.
+    InFlight { order_id: String },
     /// The key was used with a different body.
     Mismatch,
     /// The key's operation completed; answer what it answered.
@@ -110,14 +112,25 @@ pub enum Reservation {
     Full,
 }
 
-/// Why a message got no answer: the answer is unknown, never "no".
+/// Why a message got no answer. What the backend says is for logs, never
+/// for clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyStoreError {
-    /// The actor failed while handling it and restarts.
+    /// The actor failed while handling it and restarts: the operation may
+    /// or may not have been done.
     Failed(ActorFailed),
-    /// The backend could not be reached or did not answer in time; what it
-    /// says is for logs, never for clients.
+    /// The backend could not be reached, or refused: nothing was done.
     Unavailable(String),
+    /// The backend did not answer (in time): the operation may have been
+    /// done, or may still be, later.
+    Uncertain(String),
+}
+
+impl KeyStoreError {
+    /// Whether the operation may have taken effect although it failed.
+    pub fn may_have_happened(&self) -> bool {
+        !matches!(self, Self::Unavailable(_))
+    }
 }
 
 impl std::fmt::Display for KeyStoreError {
@@ -125,6 +138,7 @@ impl std::fmt::Display for KeyStoreError {
         match self {
             Self::Failed(failed) => failed.fmt(f),
             Self::Unavailable(cause) => write!(f, "idempotency store unavailable: {cause}"),
+            Self::Uncertain(cause) => write!(f, "idempotency store did not answer: {cause}"),
         }
     }
 }
@@ -210,7 +224,10 @@ impl<R: Send + 'static> Message for Reserve<R> {
 pub struct Complete<E> {
     pub key: String,
     pub holder: Holder,
-    pub response: StoredResponse,
+    /// The answer every later request with the key replays; none to
+    /// forget the key instead (its operation left nothing to replay or
+    /// resume, and a later request with it starts anew).
+    pub response: Option<StoredResponse>,
     pub effect: E,
     pub span: Span,
 }
@@ -225,11 +242,6 @@ pub struct Release {
     pub key: String,
     pub holder: Holder,
     pub span: Span,
-    /// Remove the record instead of keeping its order id: the holder knows
-    /// its order was never sent to be charged and has nothing to resume, so
-    /// keeping the key would only fill the store (a refusal per request
-    /// while the breaker is open would otherwise hold a key each).
-    pub forget: bool,
 }
 
 /// Removes expired records now; answers how many.
@@ -441,6 +453,28 @@ impl<B: KeyBackend> KeyLease<B> {
         effect: B::Effect,
         span: Span,
     ) -> Result<Completion<B::Effect>, KeyStoreError> {
+        self.end(Some(response), effect, span).await
+    }
+
+    /// Forgets the key, writing `effect` in the same transaction: its
+    /// operation left nothing to replay or resume (an order refused before
+    /// any attempt could charge it), and keeping the key would only fill
+    /// the store (a refusal per request while the breaker is open would
+    /// otherwise hold a key each). Refused or unknown, as [`Self::complete`].
+    pub async fn forget(
+        &mut self,
+        effect: B::Effect,
+        span: Span,
+    ) -> Result<Completion<B::Effect>, KeyStoreError> {
+        self.end(None, effect, span).await
+    }
+
+    async fn end(
+        &mut self,
+        response: Option<StoredResponse>,
+        effect: B::Effect,
+        span: Span,
+    ) -> Result<Completion<B::Effect>, KeyStoreError> {
         let Some(key) = self.key.clone() else {
             return Err(KeyStoreError::Unavailable("lease already ended".into()));
         };
@@ -462,21 +496,11 @@ impl<B: KeyBackend> KeyLease<B> {
     }
 
     pub fn release(mut self, span: Span) {
-        self.end(span, false);
-    }
-
-    /// Releases the key and removes its record: see [`Release::forget`].
-    pub fn forget(mut self, span: Span) {
-        self.end(span, true);
-    }
-
-    fn end(&mut self, span: Span, forget: bool) {
         if let Some(key) = self.key.take() {
             self.store.do_send(Release {
                 key,
                 holder: self.holder,
                 span,
-                forget,
             });
         }
     }
@@ -489,7 +513,6 @@ impl<B: KeyBackend> Drop for KeyLease<B> {
                 key,
                 holder: self.holder,
                 span: Span::none(),
-                forget: false,
             });
         }
     }
@@ -562,7 +585,7 @@ mod tests {
                 .send(Complete {
                     key: key.into(),
                     holder,
-                    response: response(body),
+                    response: Some(response(body)),
                     effect: (),
                     span: Span::none(),
                 })
@@ -577,18 +600,29 @@ mod tests {
         }
 
         async fn release_as(&self, key: &str, holder: Holder) {
-            self.end_as(key, holder, false).await;
-        }
-
-        async fn end_as(&self, key: &str, holder: Holder, forget: bool) {
             self.addr
                 .send(Release {
                     key: key.into(),
                     holder,
                     span: Span::none(),
-                    forget,
                 })
                 .await
+                .unwrap()
+                .unwrap();
+        }
+
+        /// Forgets `key`, as `holder`.
+        async fn forget_as(&self, key: &str, holder: Holder) {
+            self.addr
+                .send(Complete {
+                    key: key.into(),
+                    holder,
+                    response: None,
+                    effect: (),
+                    span: Span::none(),
+                })
+                .await
+                .unwrap()
                 .unwrap()
                 .unwrap();
         }
@@ -607,18 +641,18 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn a_forgetting_release_removes_the_record_only_for_its_holder() {
+    async fn a_forgetting_completion_removes_the_record_only_for_its_holder() {
         let f = start(10);
         f.reserve("k", "body", "o1").await;
-        f.end_as("k", Holder::next(), true).await;
+        f.forget_as("k", Holder::next()).await;
         assert_eq!(f.stats().await.in_flight, 1, "not the holder: ignored");
-        f.end_as("k", f.holder("k"), true).await;
+        f.forget_as("k", f.holder("k")).await;
         assert_eq!(f.stats().await.entries, 0);
         // The key is new again: a retry starts its own order.
         assert_eq!(f.reserve("k", "body", "o2").await, Reservation::New);
-        // A completed key is never forgotten by a late release.
+        // A completed key is never forgotten by a late one.
         f.complete("k", "answer").await;
-        f.end_as("k", f.holder("k"), true).await;
+        f.forget_as("k", f.holder("k")).await;
         assert_eq!(f.stats().await.completed, 1);
     }
 
@@ -626,7 +660,12 @@ mod tests {
     async fn a_new_key_is_reserved_and_a_second_reserve_sees_it_in_flight() {
         let f = start(10);
         assert_eq!(f.reserve("k", "body", "o1").await, Reservation::New);
-        assert_eq!(f.reserve("k", "body", "o2").await, Reservation::InFlight);
+        assert_eq!(
+            f.reserve("k", "body", "o2").await,
+            Reservation::InFlight {
+                order_id: "o1".into()
+            }
+        );
     }
 
     #[actix_rt::test]
@@ -663,7 +702,12 @@ mod tests {
                 order_id: "o1".into()
             }
         );
-        assert_eq!(f.reserve("k", "body", "o3").await, Reservation::InFlight);
+        assert_eq!(
+            f.reserve("k", "body", "o3").await,
+            Reservation::InFlight {
+                order_id: "o1".into()
+            }
+        );
     }
 
     #[actix_rt::test]
@@ -719,7 +763,12 @@ mod tests {
             f.reserve("a", "body", "o4").await,
             Reservation::Replay(_)
         ));
-        assert_eq!(f.reserve("b", "body", "o4").await, Reservation::InFlight);
+        assert_eq!(
+            f.reserve("b", "body", "o4").await,
+            Reservation::InFlight {
+                order_id: "o2".into()
+            }
+        );
         assert_eq!(f.stats().await.entries, 2);
     }
 
@@ -796,12 +845,22 @@ mod tests {
             Span::none(),
         )
         .await;
-        assert_eq!(reply, Ok(Reservation::InFlight));
+        assert_eq!(
+            reply,
+            Ok(Reservation::InFlight {
+                order_id: "o1".into()
+            })
+        );
         assert!(lease.is_none());
         // A stray release by anyone but the holder changes nothing either.
         f.release_as("k", Holder::next()).await;
         f.complete_as("k", Holder::next(), "forged").await;
-        assert_eq!(f.reserve("k", "body", "o3").await, Reservation::InFlight);
+        assert_eq!(
+            f.reserve("k", "body", "o3").await,
+            Reservation::InFlight {
+                order_id: "o1".into()
+            }
+        );
         assert_eq!(f.stats().await.in_flight, 1);
     }
 
@@ -811,7 +870,12 @@ mod tests {
         f.reserve("k", "body", "o1").await;
         let first = f.holder("k");
         f.clock.advance(Duration::from_secs(9));
-        assert_eq!(f.reserve("k", "body", "o2").await, Reservation::InFlight);
+        assert_eq!(
+            f.reserve("k", "body", "o2").await,
+            Reservation::InFlight {
+                order_id: "o1".into()
+            }
+        );
         f.clock.advance(Duration::from_secs(1));
         assert_eq!(
             f.reserve("k", "body", "o3").await,
@@ -821,7 +885,12 @@ mod tests {
         );
         // The first holder's late word no longer counts; the new holder's does.
         f.release_as("k", first).await;
-        assert_eq!(f.reserve("k", "body", "o4").await, Reservation::InFlight);
+        assert_eq!(
+            f.reserve("k", "body", "o4").await,
+            Reservation::InFlight {
+                order_id: "o1".into()
+            }
+        );
         f.complete("k", "done").await;
         assert!(matches!(
             f.reserve("k", "body", "o5").await,
@@ -842,7 +911,9 @@ mod tests {
         ));
         assert_eq!(
             f.reserve("flying", "body", "o3").await,
-            Reservation::InFlight
+            Reservation::InFlight {
+                order_id: "o2".into()
+            }
         );
         assert_eq!(
             f.stats().await,

@@ -82,7 +82,9 @@ impl MemoryKeys {
                     return Reservation::Mismatch;
                 }
                 match &record.phase {
-                    Phase::InFlight { until, .. } if *until > now => Reservation::InFlight,
+                    Phase::InFlight { until, .. } if *until > now => Reservation::InFlight {
+                        order_id: record.order_id.clone(),
+                    },
                     Phase::Completed(response) => Reservation::Replay(response.clone()),
                     // Released, or held by a holder gone silent past its lease.
                     Phase::InFlight { .. } | Phase::Released => {
@@ -99,6 +101,15 @@ impl MemoryKeys {
 
     pub fn complete(&self, key: &str, holder: Holder, response: StoredResponse) {
         self.end_flight(key, holder, Phase::Completed(Arc::new(response)));
+    }
+
+    /// Completes `key` with `response`, or forgets it when there is none
+    /// (see [`super::Complete::response`]).
+    pub fn end(&self, key: &str, holder: Holder, response: Option<StoredResponse>) {
+        match response {
+            Some(response) => self.complete(key, holder, response),
+            None => self.release_and_forget(key, holder),
+        }
     }
 
     pub fn release(&self, key: &str, holder: Holder) {
@@ -191,16 +202,12 @@ impl KeyBackend for MemoryKeys {
     }
 
     fn complete(&self, msg: Complete<()>) -> Answer<Result<(), std::convert::Infallible>> {
-        MemoryKeys::complete(self, &msg.key, msg.holder, msg.response);
+        MemoryKeys::end(self, &msg.key, msg.holder, msg.response);
         ready(Ok(()))
     }
 
     fn release(&self, msg: Release) -> Answer<()> {
-        if msg.forget {
-            MemoryKeys::release_and_forget(self, &msg.key, msg.holder);
-        } else {
-            MemoryKeys::release(self, &msg.key, msg.holder);
-        }
+        MemoryKeys::release(self, &msg.key, msg.holder);
         ready(())
     }
 

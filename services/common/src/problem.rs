@@ -11,6 +11,21 @@ use crate::domain::FieldError;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// What a client may conclude about money from an error answer to a
+/// request that could charge (the RFC 9457 extension member `charge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Charge {
+    /// Nothing was charged for this request, and nothing ever will be:
+    /// the order, if one exists, is or will end `failed`. A new request
+    /// is safe.
+    None,
+    /// The order may be charged: it is named (`order_id`, `Location`) and
+    /// will end `completed` or `failed`. Read it, or retry with the same
+    /// `Idempotency-Key`; never send a new request for it.
+    Unknown,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable identifier of the kind of problem, `urn:reliable-orders:problem:<slug>`.
@@ -23,6 +38,10 @@ pub struct Problem {
     pub trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// What the client may conclude about money, on the answers of a
+    /// request that could charge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charge: Option<Charge>,
     /// Every field that failed validation, not only the first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -30,6 +49,9 @@ pub struct Problem {
     retry_after_secs: Option<u64>,
     #[serde(skip)]
     bearer_challenge: bool,
+    /// A `Location` header: where the order named can be read.
+    #[serde(skip)]
+    location: Option<String>,
 }
 
 impl Problem {
@@ -47,9 +69,11 @@ impl Problem {
             // Built while handling the request: its trace is current.
             trace_id: observability::current_trace_id(),
             order_id: None,
+            charge: None,
             errors: Vec::new(),
             retry_after_secs: None,
             bearer_challenge: false,
+            location: None,
         }
     }
 
@@ -89,6 +113,16 @@ impl Problem {
         self
     }
 
+    pub fn with_charge(mut self, charge: Charge) -> Self {
+        self.charge = Some(charge);
+        self
+    }
+
+    pub fn with_location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
         self
@@ -104,12 +138,15 @@ impl Problem {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// The response headers: content type, and `Retry-After` or
-    /// `WWW-Authenticate` where they apply.
+    /// The response headers: content type, and `Retry-After`,
+    /// `Location` or `WWW-Authenticate` where they apply.
     pub fn headers(&self) -> Vec<(HeaderName, String)> {
         let mut headers = vec![(header::CONTENT_TYPE, CONTENT_TYPE.to_owned())];
         if let Some(secs) = self.retry_after_secs {
             headers.push((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let Some(location) = &self.location {
+            headers.push((header::LOCATION, location.clone()));
         }
         if self.bearer_challenge {
             headers.push((header::WWW_AUTHENTICATE, "Bearer".to_owned()));

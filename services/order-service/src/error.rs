@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use actors::idempotency::StoredResponse;
 use common::domain::{FieldError, OrderId};
-use common::problem::Problem;
+use common::problem::{Charge, Problem};
 
 use crate::domain::OrderStatus;
 use crate::payment::PaymentError;
@@ -22,7 +22,8 @@ pub enum OrderError {
     Validation(Vec<FieldError>),
     #[error("order {0} not found")]
     NotFound(String),
-    /// The call ended without a charge; `status` is the order's now.
+    /// The call ended without a charge; `status` is the order's now, as
+    /// it stands for good (`failed`) or until payment-service tells.
     #[error("payment for order {order_id} failed")]
     Payment {
         order_id: OrderId,
@@ -30,14 +31,29 @@ pub enum OrderError {
         #[source]
         cause: PaymentError,
     },
+    /// Reading an order failed.
     #[error("order store failed")]
-    Store(#[source] StoreError, Option<OrderId>),
+    Store(#[source] StoreError),
+    /// Nothing was charged, and nothing will be: the store refused before
+    /// anything was written, or did not answer and the order's payment key
+    /// was voided.
+    #[error("order refused")]
+    Refused {
+        #[source]
+        cause: StoreError,
+        order_id: Option<OrderId>,
+    },
+    /// The order may be charged, and its outcome could not be recorded:
+    /// it stays `pending` until the reconciler learns it.
+    #[error("outcome of order {order_id} unknown: {cause}")]
+    OutcomeUnknown { order_id: OrderId, cause: String },
     #[error("a request with this Idempotency-Key is in flight")]
-    KeyInFlight,
+    KeyInFlight { order_id: Option<OrderId> },
     #[error("Idempotency-Key reused with a different body")]
     KeyReused,
     #[error("the idempotency store is full")]
     IdempotencyFull,
+    /// Nothing was written: the service cannot take orders now.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
 }
@@ -57,7 +73,32 @@ impl OrderError {
         }
     }
 
+    /// What a client may conclude about money (`POST /orders` only).
+    pub fn charge(&self) -> Option<Charge> {
+        match self {
+            Self::NotFound(_) | Self::Store(_) => None,
+            Self::Payment { status, .. } if *status == OrderStatus::Failed => Some(Charge::None),
+            Self::Payment { .. } | Self::OutcomeUnknown { .. } | Self::KeyInFlight { .. } => {
+                Some(Charge::Unknown)
+            }
+            _ => Some(Charge::None),
+        }
+    }
+
     fn problem(&self) -> Problem {
+        let problem = self.kind_problem();
+        let problem = match self.charge() {
+            Some(charge) => problem.with_charge(charge),
+            None => problem,
+        };
+        // An order that may be charged is named, and where to read it.
+        match (self.charge(), problem.order_id.clone()) {
+            (Some(Charge::Unknown), Some(id)) => problem.with_location(format!("/orders/{id}")),
+            _ => problem,
+        }
+    }
+
+    fn kind_problem(&self) -> Problem {
         match self {
             Self::Body(problem) => problem.clone(),
             Self::BadHeader(e) => Problem::bad_request(e.to_string()),
@@ -68,41 +109,42 @@ impl OrderError {
                 status,
                 cause,
             } => payment_problem(cause, *status).with_order_id(order_id),
-            Self::Store(StoreError::Full, id) => {
-                let problem = Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "order-store-full",
-                    "Order store full",
-                    "too many orders are pending; new orders are refused until some settle",
-                )
-                .with_retry_after(5);
-                match id {
+            Self::Refused { cause, order_id } => {
+                let problem = refused_problem(cause);
+                match order_id {
                     Some(id) => problem.with_order_id(id),
                     None => problem,
                 }
             }
             // What the store said is for the logs (`error_response`): a
             // driver's message tells a client nothing it can act on.
-            Self::Store(_, id) => {
+            Self::Store(_) => store_unavailable("retry shortly"),
+            Self::OutcomeUnknown { order_id, .. } => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "outcome-unknown",
+                "Order outcome unknown",
+                format!(
+                    "the order store failed while the order was placed, and the order may be \
+                     charged; it stays pending until payment-service tells. GET \
+                     /orders/{order_id} until it is completed or failed, or retry with the same \
+                     Idempotency-Key; do not send a new request for it"
+                ),
+            )
+            .with_order_id(order_id),
+            Self::KeyInFlight { order_id } => {
                 let problem = Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store-unavailable",
-                    "Order store unavailable",
-                    "the order store cannot be reached or did not answer in time; retry shortly",
+                    StatusCode::CONFLICT,
+                    "idempotency-key-in-flight",
+                    "Request in flight",
+                    "a request with this Idempotency-Key is being processed and may charge its \
+                     order; retry with the same key shortly",
                 )
                 .with_retry_after(1);
-                match id {
+                match order_id {
                     Some(id) => problem.with_order_id(id),
                     None => problem,
                 }
             }
-            Self::KeyInFlight => Problem::new(
-                StatusCode::CONFLICT,
-                "idempotency-key-in-flight",
-                "Request in flight",
-                "a request with this Idempotency-Key is being processed; retry shortly",
-            )
-            .with_retry_after(1),
             Self::KeyReused => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -120,22 +162,64 @@ impl OrderError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
-                format!("the {what} is unavailable; retry shortly"),
+                format!("the {what} is unavailable; nothing was charged; retry shortly"),
             )
             .with_retry_after(1),
         }
     }
 }
 
-/// The problem for a call that ended without a charge. A call refused
-/// before any attempt (breaker, bulkhead) charged nothing itself, but the
-/// order it was for may still be pending from an earlier attempt.
+fn store_unavailable(then: &str) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store-unavailable",
+        "Order store unavailable",
+        format!("the order store cannot be reached or did not answer in time; {then}"),
+    )
+    .with_retry_after(1)
+}
+
+/// Refused by the store, nothing charged.
+fn refused_problem(cause: &StoreError) -> Problem {
+    match cause {
+        StoreError::Full => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "order-store-full",
+            "Order store full",
+            "too many orders are pending; new orders are refused until some settle; nothing \
+             was charged",
+        )
+        .with_retry_after(5),
+        _ => store_unavailable("nothing was charged, nor ever will be; retry shortly"),
+    }
+}
+
+/// The problem for a call that ended without a charge, by what the order
+/// stands as now: `failed`, nothing was ever charged; `pending`, an
+/// attempt (now or earlier) may have charged it. A call refused before any
+/// attempt (breaker, bulkhead, payment unreachable) charged nothing
+/// itself, but an order pending from an earlier attempt is not "nothing
+/// charged": that answer is 409, never a 503 that invites a new request.
 fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
-    let refused = if status == OrderStatus::Pending {
-        "no attempt was made now, but an earlier one may have charged: the order stays pending"
-    } else {
-        "nothing was charged"
+    let pending = status == OrderStatus::Pending;
+    let refusal = match e {
+        PaymentError::CircuitOpen { .. } => Some("the circuit breaker is open"),
+        PaymentError::BulkheadFull => Some("too many payment calls are in flight"),
+        PaymentError::Failed { reached: false, .. } => Some("payment-service is unreachable"),
+        _ => None,
     };
+    if let (true, Some(why)) = (pending, refusal) {
+        return Problem::new(
+            StatusCode::CONFLICT,
+            "order-pending",
+            "Order pending",
+            format!(
+                "no attempt was made now ({why}), but an earlier one may have charged the order: \
+                 it stays pending until payment-service tells; read it, or retry with the same \
+                 Idempotency-Key later"
+            ),
+        );
+    }
     match e {
         PaymentError::Declined { detail } => Problem::new(
             StatusCode::PAYMENT_REQUIRED,
@@ -143,11 +227,19 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
             "Payment declined",
             detail.clone(),
         ),
-        PaymentError::Failed { reached, detail } => {
-            let outcome = if *reached {
-                "the outcome is unknown, the order stays pending"
-            } else {
-                "nothing was charged"
+        PaymentError::Voided => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "payment-voided",
+            "Payment voided",
+            "payment-service refuses this order's charge: an earlier request for it was answered \
+             that nothing would be charged; nothing was charged, send a new request",
+        ),
+        PaymentError::Failed { detail, .. } => {
+            let outcome = match pending {
+                true => {
+                    "the outcome is unknown, the order stays pending until payment-service tells"
+                }
+                false => "nothing was charged",
             };
             Problem::new(
                 StatusCode::BAD_GATEWAY,
@@ -160,21 +252,28 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
             StatusCode::SERVICE_UNAVAILABLE,
             "circuit-open",
             "Circuit breaker open",
-            format!("payment-service is failing; calls are suspended; {refused}"),
+            "payment-service is failing; calls are suspended; nothing was charged",
         )
         .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64),
         PaymentError::BulkheadFull => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "bulkhead-full",
             "Bulkhead limit reached",
-            format!("too many payment calls in flight; {refused}"),
+            "too many payment calls in flight; nothing was charged",
         )
         .with_retry_after(1),
         PaymentError::TimedOut => Problem::new(
             StatusCode::GATEWAY_TIMEOUT,
             "payment-timeout",
             "Payment budget exceeded",
-            "payment-service did not answer within the budget; the order stays pending",
+            match pending {
+                true => {
+                    "payment-service did not answer within the budget; the order stays pending until payment-service tells"
+                }
+                false => {
+                    "payment-service did not answer within the budget; the order failed, nothing was charged"
+                }
+            },
         ),
     }
 }
@@ -188,7 +287,7 @@ impl ResponseError for OrderError {
         let problem = self.problem();
         if problem.status_code().is_server_error() {
             let cause = std::error::Error::source(self).map(ToString::to_string);
-            tracing::warn!(error = %problem, cause, "order failed");
+            tracing::warn!(error = %problem, failure = %self, cause, "order failed");
         }
         problem.to_response()
     }

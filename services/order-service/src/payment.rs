@@ -8,5 +8,5 @@ pub mod client;
 pub mod retry;
 
 pub use call::{CallPolicy, PaymentCall};
-pub use client::{Attempt, PaymentClient, Receipt};
+pub use client::{Attempt, Fence, PaymentClient, Receipt};
 pub use retry::{CallReport, PaymentError};

@@ -19,7 +19,7 @@ mod postgres;
 use std::sync::Arc;
 
 use actors::clock::SharedClock;
-use actors::idempotency::{Effect, IdempotencyConfig, KeyBackend};
+use actors::idempotency::{Effect, IdempotencyConfig, KeyBackend, KeyStoreError};
 use async_trait::async_trait;
 use common::domain::OrderId;
 
@@ -86,9 +86,33 @@ pub enum StoreError {
     /// oldest can be forgotten (they are pending).
     #[error("order store full")]
     Full,
-    /// Down, slow or refusing: the cause is for logs, never for clients.
+    /// Down or refusing: nothing was written. The cause is for logs,
+    /// never for clients.
     #[error("order store unavailable: {0}")]
     Unavailable(String),
+    /// No answer, or none in time, to a write the store may have made, or
+    /// may still make later (a statement given up on can commit after):
+    /// whoever asked must not assume either way.
+    #[error("order store did not answer: {0}")]
+    Uncertain(String),
+}
+
+impl StoreError {
+    /// Whether the write may have been made although it failed.
+    pub fn may_have_written(&self) -> bool {
+        matches!(self, Self::Uncertain(_))
+    }
+}
+
+/// The key backends answer the store's failures, keeping whether the
+/// write may have been made.
+impl From<StoreError> for KeyStoreError {
+    fn from(e: StoreError) -> Self {
+        match e.may_have_written() {
+            true => Self::Uncertain(e.to_string()),
+            false => Self::Unavailable(e.to_string()),
+        }
+    }
 }
 
 /// What a compare-and-set `update` did.

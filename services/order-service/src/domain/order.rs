@@ -32,15 +32,10 @@ impl OrderStatus {
     }
 
     /// The moves of an order's life: `pending` settles to `completed` or
-    /// `failed`; a `failed` order (refused before any attempt could charge
-    /// it) goes back to `pending` only for a retry under its key;
-    /// `completed` is final.
+    /// `failed`, and both are final. (A `failed` order was answered
+    /// "nothing was charged, nor ever will be": no retry may revive it.)
     pub fn may_become(self, to: OrderStatus) -> bool {
-        use OrderStatus::*;
-        matches!(
-            (self, to),
-            (Pending, _) | (Failed, Pending) | (Failed, Failed)
-        )
+        matches!((self, to), (OrderStatus::Pending, _))
     }
 }
 

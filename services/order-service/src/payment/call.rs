@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tracing::{Instrument, Span, field::Empty};
 
-use super::client::{Attempt, PaymentClient};
+use super::client::{Attempt, Fence, PaymentClient};
 use super::retry::{
     AttemptInfo, AttemptResult, CallReport, Retrier, RetryBudget, RetryPolicy, TokioSleeper,
 };
@@ -129,6 +129,37 @@ impl PaymentCall {
         .await
     }
 
+    /// Voids the order's payment key: the fence that keeps a promise of
+    /// "nothing charged" the store could not record. Straight to
+    /// payment-service, not through breaker or bulkhead (it is not a
+    /// charge, and it is needed most when charges are failing), given the
+    /// budget of a call.
+    pub async fn void(&self, order: &Order) -> Fence {
+        let span = tracing::info_span!(
+            "voidCharge",
+            otel.kind = "client",
+            order.id = %order.order_id,
+            void.outcome = Empty,
+            otel.status_code = Empty,
+        );
+        async {
+            let fence = self.client.void(order.order_id, self.policy.budget).await;
+            let span = Span::current();
+            match &fence {
+                Fence::Voided => span.record("void.outcome", "voided"),
+                Fence::Charged(_) => span.record("void.outcome", "charged"),
+                Fence::Unknown(e) => {
+                    tracing::warn!(error = %e, "voiding the order's payment key failed");
+                    span.record("otel.status_code", "ERROR");
+                    span.record("void.outcome", "unknown")
+                }
+            };
+            fence
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn attempt(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
         if info.index > 0 {
             self.metrics.retries.inc();
@@ -139,6 +170,7 @@ impl PaymentCall {
             AttemptResult::BulkheadFull => "bulkhead_full".to_owned(),
             AttemptResult::Http(Attempt::Charged { .. }) => "charged".to_owned(),
             AttemptResult::Http(Attempt::Rejected { .. }) => "declined".to_owned(),
+            AttemptResult::Http(Attempt::Voided) => "voided".to_owned(),
             AttemptResult::Http(Attempt::Failed { status, .. }) => status.as_str().to_owned(),
             AttemptResult::Http(Attempt::TimedOut) => "timeout".to_owned(),
             AttemptResult::Http(Attempt::ConnectFailed(_) | Attempt::Broken(_)) => {
@@ -233,11 +265,16 @@ impl PaymentCall {
             let attempt = self.client.charge(order, time_left).await;
             drop(permit);
             report(match &attempt {
-                Attempt::Charged { .. } | Attempt::Rejected { .. } => Outcome::Success,
+                Attempt::Charged { .. } | Attempt::Rejected { .. } | Attempt::Voided => {
+                    Outcome::Success
+                }
                 _ => Outcome::Failure,
             });
             match &attempt {
                 Attempt::Charged { .. } => {}
+                Attempt::Voided => {
+                    span.record("error.type", "409");
+                }
                 Attempt::Rejected { status, .. } | Attempt::Failed { status, .. } => {
                     span.record("error.type", status.as_str());
                 }

@@ -35,6 +35,8 @@ pub enum Attempt {
     },
     /// A 4xx other than 429: payment-service refuses this charge for good.
     Rejected { status: StatusCode, detail: String },
+    /// 409 `charge-voided`: the key was voided; it is never charged.
+    Voided,
     /// 5xx or 429: transient; the charge may or may not exist.
     Failed {
         status: StatusCode,
@@ -60,6 +62,7 @@ impl Attempt {
             Self::Charged { status, .. }
             | Self::Rejected { status, .. }
             | Self::Failed { status, .. } => Some(*status),
+            Self::Voided => Some(StatusCode::CONFLICT),
             _ => None,
         }
     }
@@ -75,7 +78,31 @@ struct ChargeBody<'a> {
 
 #[derive(Deserialize)]
 struct ProblemBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
     detail: Option<String>,
+}
+
+/// payment-service's problem type for a charge under a voided key.
+const VOIDED: &str = "urn:reliable-orders:problem:charge-voided";
+
+/// How a key ended, as `POST /charges/{key}/void` answers.
+#[derive(Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum KeyEnd {
+    Charged { charge: Receipt },
+    Voided {},
+}
+
+/// What a void learned of an order's payment key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// Voided: nothing is charged under the key, now or ever.
+    Voided,
+    /// Charged before the void arrived.
+    Charged(Receipt),
+    /// No answer: nothing is known.
+    Unknown(String),
 }
 
 /// Where charges go, split for the client span's attributes.
@@ -90,6 +117,8 @@ pub struct ChargeUrl {
 pub struct PaymentClient {
     http: awc::Client,
     charge_url: ChargeUrl,
+    /// `…/charges/`, to which a key and `/void` are added.
+    charges_url: String,
     /// `Bearer <PAYMENT_API_KEY>`, marked sensitive so no log shows it.
     authorization: HeaderValue,
 }
@@ -100,7 +129,8 @@ impl PaymentClient {
             // The budget is enforced around the whole attempt instead.
             .disable_timeout()
             .finish();
-        let full = format!("{}/charge", base_url.trim_end_matches('/'));
+        let base_url = base_url.trim_end_matches('/');
+        let full = format!("{base_url}/charge");
         let uri: Option<actix_web::http::Uri> = full.parse().ok();
         let host = uri.as_ref().and_then(|u| u.host()).unwrap_or("").to_owned();
         let port = uri
@@ -113,6 +143,7 @@ impl PaymentClient {
         Self {
             http,
             charge_url: ChargeUrl { full, host, port },
+            charges_url: format!("{base_url}/charges/"),
             authorization,
         }
     }
@@ -177,16 +208,51 @@ impl PaymentClient {
                 Err(e) => Attempt::Broken(format!("unreadable charge receipt: {e}")),
             }
         } else if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-            let detail = serde_json::from_slice::<ProblemBody>(&body)
-                .ok()
-                .and_then(|p| p.detail)
-                .unwrap_or_else(|| format!("payment-service answered {status}"));
+            let problem = serde_json::from_slice::<ProblemBody>(&body).ok();
+            let (kind, detail) = problem.map_or((None, None), |p| (p.kind, p.detail));
+            if status == StatusCode::CONFLICT && kind.as_deref() == Some(VOIDED) {
+                return Attempt::Voided;
+            }
+            let detail = detail.unwrap_or_else(|| format!("payment-service answered {status}"));
             Attempt::Rejected { status, detail }
         } else {
             Attempt::Failed {
                 status,
                 retry_after,
             }
+        }
+    }
+}
+
+impl PaymentClient {
+    /// Voids the order's payment key (`POST /charges/{order_id}/void`),
+    /// given `time_left`: afterwards no attempt under it can charge, however
+    /// late it arrives, unless one did before.
+    pub async fn void(&self, order_id: OrderId, time_left: Duration) -> Fence {
+        let url = format!("{}{order_id}/void", self.charges_url);
+        let mut request = self.http.post(url);
+        for (name, value) in observability::http::outgoing_trace_headers() {
+            request = request.insert_header((name, value));
+        }
+        let request = request.insert_header((AUTHORIZATION, self.authorization.clone()));
+        let answer = async {
+            let mut response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .body()
+                .limit(MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                return Err(format!("payment-service answered {status}"));
+            }
+            serde_json::from_slice::<KeyEnd>(&body).map_err(|e| e.to_string())
+        };
+        match actix_rt::time::timeout(time_left, answer).await {
+            Ok(Ok(KeyEnd::Voided {})) => Fence::Voided,
+            Ok(Ok(KeyEnd::Charged { charge })) => Fence::Charged(charge),
+            Ok(Err(e)) => Fence::Unknown(e),
+            Err(_) => Fence::Unknown("no answer in time".into()),
         }
     }
 }

@@ -173,6 +173,9 @@ pub enum PaymentError {
     /// Payment-service refused the charge for good (decline, invalid).
     #[error("declined: {detail}")]
     Declined { detail: String },
+    /// The order's payment key was voided: it is never charged.
+    #[error("voided")]
+    Voided,
     /// No charge confirmed; `reached` if an attempt may have been processed.
     #[error("{detail}")]
     Failed { reached: bool, detail: String },
@@ -193,7 +196,10 @@ impl PaymentError {
         match self {
             Self::Failed { reached, .. } => *reached,
             Self::TimedOut => true,
-            Self::Declined { .. } | Self::CircuitOpen { .. } | Self::BulkheadFull => false,
+            Self::Declined { .. }
+            | Self::Voided
+            | Self::CircuitOpen { .. }
+            | Self::BulkheadFull => false,
         }
     }
 }
@@ -252,6 +258,9 @@ impl Retrier<'_> {
                 }
                 AttemptResult::Http(Attempt::Rejected { detail, .. }) => {
                     return end(Err(PaymentError::Declined { detail }), attempts, false);
+                }
+                AttemptResult::Http(Attempt::Voided) => {
+                    return end(Err(PaymentError::Voided), attempts, false);
                 }
                 AttemptResult::Http(failed) => {
                     reached |= failed.may_have_reached_payment();
@@ -336,7 +345,7 @@ fn give_up(last: Option<Attempt>, reached: bool) -> PaymentError {
                 detail: "the connection to payment-service broke".to_owned(),
             }
         }
-        Some(Attempt::Charged { .. } | Attempt::Rejected { .. }) => {
+        Some(Attempt::Charged { .. } | Attempt::Rejected { .. } | Attempt::Voided) => {
             unreachable!("definitive outcomes return before giving up")
         }
     }

@@ -27,17 +27,24 @@ use crate::store::OrderStore;
                 ("Location" = String, description = "/orders/{order_id}"),
                 ("Idempotent-Replayed" = String, description = "true when this answer is the replay of an earlier request with the same key"),
             )),
-        (status = 400, description = "Malformed JSON, wrong content type, unknown field, bad or repeated Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 402, description = "Declined by payment-service (the answer is replayed for its key)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, wrong content type, unknown field, bad or repeated Idempotency-Key. `charge`: `none`", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "Declined by payment-service (the answer is replayed for its key). `charge`: `none`", body = Problem, content_type = "application/problem+json"),
         (status = 408, response = BodyTimeout),
-        (status = 409, description = "A request with this Idempotency-Key is in flight", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 409, description = "A request with this Idempotency-Key is in flight (`Retry-After`), or the order is pending from an earlier attempt and none was made now. `charge`: `unknown`; `order_id` and `Location` name the order: read it, or retry with the same key", body = Problem, content_type = "application/problem+json",
+            headers(
+                ("Retry-After" = u64, description = "Seconds (key in flight)"),
+                ("Location" = String, description = "/orders/{order_id}"),
+            )),
         (status = 413, response = TooLarge),
-        (status = 422, description = "A field fails validation, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Payment failed after every retry; `order_id` names the order, pending if an attempt may have charged it", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Circuit open, bulkhead full, store full or unavailable: nothing was charged by this request", body = Problem, content_type = "application/problem+json",
+        (status = 422, description = "A field fails validation, or the key was used with another body. `charge`: `none`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The order store failed while the order was placed, and it may be charged. `charge`: `unknown`; `order_id` and `Location` name the order, which ends `completed` or `failed`: read it, or retry with the same key; never send a new request for it", body = Problem, content_type = "application/problem+json",
+            headers(("Location" = String, description = "/orders/{order_id}"))),
+        (status = 502, description = "Payment failed after every retry. `charge` tells: `unknown` (an attempt may have charged the order, which stays pending; `Location` names it) or `none` (no attempt reached payment-service, or its key was voided)", body = Problem, content_type = "application/problem+json",
+            headers(("Location" = String, description = "/orders/{order_id}, when `charge` is `unknown`"))),
+        (status = 503, description = "Circuit open, bulkhead full, store full or unavailable, shutting down. `charge`: always `none`: nothing was charged for this request, and nothing ever will be", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds"))),
-        (status = 504, description = "The payment budget ran out; the order stays pending until known", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The payment budget ran out. `charge`: `unknown`; the order stays pending until payment-service tells", body = Problem, content_type = "application/problem+json",
+            headers(("Location" = String, description = "/orders/{order_id}"))),
     ),
 )]
 pub async fn create_order(
@@ -80,11 +87,7 @@ pub async fn get_order(
     store: web::Data<dyn OrderStore>,
 ) -> Result<HttpResponse, OrderError> {
     let order_id = OrderId::parse(&id).map_err(|_| OrderError::NotFound(id.clone()))?;
-    match store
-        .get(order_id)
-        .await
-        .map_err(|e| OrderError::Store(e, None))?
-    {
+    match store.get(order_id).await.map_err(OrderError::Store)? {
         Some(order) => Ok(HttpResponse::Ok().json(order)),
         None => Err(OrderError::NotFound(id.into_inner())),
     }

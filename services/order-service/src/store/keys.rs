@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use actors::clock::SharedClock;
 use actors::idempotency::{
-    Answer, Complete, Completion, IdempotencyConfig, KeyBackend, KeyStoreError, MemoryKeys,
-    Release, Reservation, Reserve, Stats,
+    Answer, Complete, Completion, IdempotencyConfig, KeyBackend, MemoryKeys, Release, Reservation,
+    Reserve, Stats,
 };
 
 use common::domain::OrderId;
@@ -29,10 +29,6 @@ impl InProcessKeys {
             orders,
         }
     }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> KeyStoreError {
-    KeyStoreError::Unavailable(e.to_string())
 }
 
 impl KeyBackend for InProcessKeys {
@@ -55,11 +51,11 @@ impl KeyBackend for InProcessKeys {
                 Err(StoreError::Full) => {
                     // Nothing was written: nothing to resume.
                     keys.release_and_forget(&msg.key, msg.holder);
-                    Err(unavailable(StoreError::Full))
+                    Err(StoreError::Full.into())
                 }
                 Err(e) => {
                     keys.release(&msg.key, msg.holder);
-                    Err(unavailable(e))
+                    Err(e.into())
                 }
             }
         })
@@ -69,22 +65,17 @@ impl KeyBackend for InProcessKeys {
         let (keys, orders) = (self.keys.clone(), self.orders.clone());
         Box::pin(async move {
             if let Settle::Order { order, from } = msg.effect
-                && let Updated::Stale(current) =
-                    orders.update(order, from).await.map_err(unavailable)?
+                && let Updated::Stale(current) = orders.update(order, from).await?
             {
                 return Ok(Err(current));
             }
-            keys.complete(&msg.key, msg.holder, msg.response);
+            keys.end(&msg.key, msg.holder, msg.response);
             Ok(Ok(()))
         })
     }
 
     fn release(&self, msg: Release) -> Answer<()> {
-        if msg.forget {
-            self.keys.release_and_forget(&msg.key, msg.holder);
-        } else {
-            self.keys.release(&msg.key, msg.holder);
-        }
+        self.keys.release(&msg.key, msg.holder);
         Box::pin(std::future::ready(Ok(())))
     }
 

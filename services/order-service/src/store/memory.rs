@@ -271,8 +271,9 @@ mod tests {
             (Pending, Pending, true),
             (Pending, Completed, true),
             (Pending, Failed, true),
-            // A retry of an order that was refused before any attempt.
-            (Failed, Pending, true),
+            // Failed is final: it was answered "nothing charged, ever".
+            (Failed, Pending, false),
+            (Failed, Failed, false),
             (Failed, Completed, false),
             (Completed, Pending, false),
             (Completed, Failed, false),

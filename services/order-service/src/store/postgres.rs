@@ -65,6 +65,32 @@ macro_rules! set_outcome {
     };
 }
 
+/// Ends a key held by a holder (the key and the holder's parameters):
+/// `complete`d with its response (status, headers, body), or `forget`
+/// (deleted: a later request with it starts anew).
+macro_rules! end_key {
+    (complete, $key:literal, $holder:literal, $response:literal) => {
+        concat!(
+            "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+                 (response_status, response_headers, response_body) = (",
+            $response,
+            ") WHERE key = ",
+            $key,
+            " AND holder = ",
+            $holder
+        )
+    };
+    (forget, $key:literal, $holder:literal) => {
+        concat!(
+            "DELETE FROM idempotency_keys WHERE key = ",
+            $key,
+            " AND holder = ",
+            $holder,
+            " AND response_status IS NULL"
+        )
+    };
+}
+
 /// The columns of a new order after its id, in this order.
 macro_rules! order_columns {
     () => {
@@ -165,6 +191,19 @@ struct Inner {
 
 fn unavailable(cause: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(cause.to_string())
+}
+
+fn uncertain(cause: impl std::fmt::Display) -> StoreError {
+    StoreError::Uncertain(cause.to_string())
+}
+
+/// The server answered the statement with an `ERROR`: it was rolled back.
+/// (A `FATAL`, such as an immediate shutdown, can arrive after the commit
+/// was made durable; a connection that broke tells nothing.)
+fn refused(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .and_then(|db| db.parsed_severity())
+        .is_some_and(|severity| severity == tokio_postgres::error::Severity::Error)
 }
 
 fn millis(d: Duration) -> f64 {
@@ -280,8 +319,14 @@ impl PgStore {
     /// connection), within the statement timeout, the schema migrated
     /// first. A connection whose statement timed out is closed, not pooled
     /// again: its peer may be gone.
+    ///
+    /// A failure says whether the statement may have taken effect: not
+    /// when no connection was had, when it was never sent, or when the
+    /// server refused it (an `ERROR` rolls the statement back); otherwise
+    /// it may have, or may still — a statement given up on here can
+    /// commit there later — and the error is [`StoreError::Uncertain`].
     async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        let late = || unavailable("the database did not answer in time");
+        let late = "the database did not answer in time";
         let deadline = tokio::time::Instant::now() + self.settings().statement_timeout;
         let connect = async {
             // Within the timeout: while the database is down, requests
@@ -293,16 +338,28 @@ impl PgStore {
         };
         let client = tokio::time::timeout_at(deadline, connect)
             .await
-            .map_err(|_| late())??;
+            .map_err(|_| unavailable(late))??;
+        // Preparing changes nothing: until it is done, nothing was sent.
+        let sent = AtomicBool::new(false);
         let run = async {
-            let statement = client.prepare_cached(sql).await?;
-            client.query(&statement, params).await
+            let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+            sent.store(true, Ordering::Relaxed);
+            client
+                .query(&statement, params)
+                .await
+                .map_err(|e| match refused(&e) {
+                    true => unavailable(e),
+                    false => uncertain(e),
+                })
         };
         match tokio::time::timeout_at(deadline, run).await {
-            Ok(done) => done.map_err(unavailable),
+            Ok(done) => done,
             Err(_) => {
                 drop(deadpool_postgres::Client::take(client));
-                Err(late())
+                Err(match sent.load(Ordering::Relaxed) {
+                    true => uncertain(late),
+                    false => unavailable(late),
+                })
             }
         }
     }
@@ -502,7 +559,8 @@ impl PgStore {
             }
             let found = self
                 .query(
-                    "SELECT fingerprint, response_status, response_headers, response_body
+                    "SELECT fingerprint, response_status, response_headers, response_body,
+                            order_id
                          FROM idempotency_keys WHERE key = $1",
                     &[&msg.key],
                 )
@@ -518,39 +576,60 @@ impl PgStore {
                     headers: serde_json::from_value(row.get(2)).map_err(unavailable)?,
                     body: row.get(3),
                 })),
-                None => Reservation::InFlight,
+                None => Reservation::InFlight {
+                    order_id: OrderId::from_uuid(row.get(4)).to_string(),
+                },
             });
         }
         Err(unavailable("the key kept changing under its reservation"))
     }
 
+    /// Completes the key with its response, or forgets it (no response),
+    /// writing the order's outcome in the same statement when there is
+    /// one: the key ends only if the outcome is written.
     async fn complete_key(&self, msg: Complete<Settle>) -> Result<Completion<Settle>, StoreError> {
-        let headers = serde_json::to_value(&msg.response.headers).map_err(unavailable)?;
-        let (status, body) = (msg.response.status as i16, &msg.response.body);
         let holder = msg.holder.as_uuid();
+        let response = match &msg.response {
+            Some(r) => Some((
+                r.status as i16,
+                serde_json::to_value(&r.headers).map_err(unavailable)?,
+                &r.body,
+            )),
+            None => None,
+        };
+        let key: Vec<Param> = match &response {
+            Some((status, headers, body)) => vec![&msg.key, &holder, status, headers, *body],
+            None => vec![&msg.key, &holder],
+        };
         let Settle::Order { order, from } = msg.effect else {
-            self.query(
-                "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
-                         response_status = $3, response_headers = $4, response_body = $5
-                     WHERE key = $1 AND holder = $2
-                     RETURNING key",
-                &[&msg.key, &holder, &status, &headers, body],
-            )
-            .await?;
+            let sql = match response {
+                Some(_) => concat!(
+                    end_key!(complete, "$1", "$2", "$3, $4, $5"),
+                    " RETURNING key"
+                ),
+                None => concat!(end_key!(forget, "$1", "$2"), " RETURNING key"),
+            };
+            self.query(sql, &key).await?;
             return Ok(Ok(()));
         };
-        let sql = concat!(
-            "WITH settled AS (",
-            set_outcome!(),
-            " RETURNING order_id),
-             completed AS (
-                 UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
-                     response_status = $13, response_headers = $14, response_body = $15
-                 WHERE key = $11 AND holder = $12 AND EXISTS (SELECT 1 FROM settled)
-                 RETURNING key)
-             SELECT EXISTS (SELECT 1 FROM settled)"
-        );
-        let key: [Param; 5] = [&msg.key, &holder, &status, &headers, body];
+        let sql = match response {
+            Some(_) => concat!(
+                "WITH settled AS (",
+                set_outcome!(),
+                " RETURNING order_id), completed AS (",
+                end_key!(complete, "$11", "$12", "$13, $14, $15"),
+                " AND EXISTS (SELECT 1 FROM settled) RETURNING key)
+                 SELECT EXISTS (SELECT 1 FROM settled)"
+            ),
+            None => concat!(
+                "WITH settled AS (",
+                set_outcome!(),
+                " RETURNING order_id), forgotten AS (",
+                end_key!(forget, "$11", "$12"),
+                " AND EXISTS (SELECT 1 FROM settled) RETURNING key)
+                 SELECT EXISTS (SELECT 1 FROM settled)"
+            ),
+        };
         Ok(match self.write_outcome(&order, from, sql, &key).await? {
             Updated::Written => Ok(()),
             Updated::Stale(current) => Err(current),
@@ -559,16 +638,13 @@ impl PgStore {
 
     async fn release_key(&self, msg: Release) -> Result<(), StoreError> {
         let holder = msg.holder.as_uuid();
-        let statement = if msg.forget {
-            "DELETE FROM idempotency_keys
-                 WHERE key = $1 AND holder = $2 AND response_status IS NULL
-                 RETURNING key"
-        } else {
+        self.query(
             "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL
                  WHERE key = $1 AND holder = $2 AND response_status IS NULL
-                 RETURNING key"
-        };
-        self.query(statement, &[&msg.key, &holder]).await?;
+                 RETURNING key",
+            &[&msg.key, &holder],
+        )
+        .await?;
         Ok(())
     }
 
@@ -674,10 +750,6 @@ impl OrderStore for PgStore {
     }
 }
 
-fn key_error(e: StoreError) -> KeyStoreError {
-    KeyStoreError::Unavailable(e.to_string())
-}
-
 /// The keys live beside the orders: a reservation writes its `pending`
 /// order, and a completion its outcome, in the same statement.
 impl KeyBackend for PgStore {
@@ -688,26 +760,31 @@ impl KeyBackend for PgStore {
         let store = self.clone();
         // The reservation's caller is the request: its trace is current here.
         let trace = observability::TraceLink::current().to_traceparent();
-        Box::pin(async move { store.reserve_key(msg, trace).await.map_err(key_error) })
+        Box::pin(async move {
+            store
+                .reserve_key(msg, trace)
+                .await
+                .map_err(KeyStoreError::from)
+        })
     }
 
     fn complete(&self, msg: Complete<Settle>) -> Answer<Completion<Settle>> {
         let store = self.clone();
-        Box::pin(async move { store.complete_key(msg).await.map_err(key_error) })
+        Box::pin(async move { store.complete_key(msg).await.map_err(KeyStoreError::from) })
     }
 
     fn release(&self, msg: Release) -> Answer<()> {
         let store = self.clone();
-        Box::pin(async move { store.release_key(msg).await.map_err(key_error) })
+        Box::pin(async move { store.release_key(msg).await.map_err(KeyStoreError::from) })
     }
 
     fn sweep(&self) -> Answer<usize> {
         let store = self.clone();
-        Box::pin(async move { store.sweep_keys().await.map_err(key_error) })
+        Box::pin(async move { store.sweep_keys().await.map_err(KeyStoreError::from) })
     }
 
     fn stats(&self) -> Answer<Stats> {
         let store = self.clone();
-        Box::pin(async move { store.key_stats().await.map_err(key_error) })
+        Box::pin(async move { store.key_stats().await.map_err(KeyStoreError::from) })
     }
 }

@@ -308,7 +308,11 @@ async fn a_key_whose_order_was_forgotten_resumes_that_order_as_possibly_charged(
 
     app.set_breaker(Mode::ForcedOpen).await;
     let refused = app.post_order_with_key("kept", &order_body()).await;
-    refused.assert_problem(503);
+    refused.assert_problem(409);
+    assert_eq!(
+        refused.body["charge"], "unknown",
+        "charged before: never 'none'"
+    );
     assert_eq!(refused.body["order_id"], id.as_str());
     let order = app.get(&format!("/orders/{id}")).await;
     assert_eq!(

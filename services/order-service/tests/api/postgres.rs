@@ -60,11 +60,11 @@ fn complete(key: &str, holder: Holder, body: &str, effect: Settle) -> Complete<S
     Complete {
         key: key.into(),
         holder,
-        response: StoredResponse {
+        response: Some(StoredResponse {
             status: 201,
             headers: vec![("location".into(), "/orders/x".into())],
             body: body.as_bytes().to_vec(),
-        },
+        }),
         effect,
         span: Span::none(),
     }
@@ -175,7 +175,20 @@ async fn of_two_replicas_reserving_one_key_at_once_exactly_one_wins() {
         let (x, y) = tokio::join!(KeyBackend::reserve(&a, ma), KeyBackend::reserve(&b, mb));
         let mut answers = [x.unwrap(), y.unwrap()];
         answers.sort_by_key(|r| r != &Reservation::New);
-        assert_eq!(answers, [Reservation::New, Reservation::InFlight], "{key}");
+        let winner = [&ra, &rb]
+            .into_iter()
+            .find(|o| {
+                answers[1]
+                    == Reservation::InFlight {
+                        order_id: o.order_id.to_string(),
+                    }
+            })
+            .is_some();
+        assert_eq!(answers[0], Reservation::New, "{key}");
+        assert!(
+            winner,
+            "{key}: the loser is told the winner's order: {answers:?}"
+        );
     }
     // Each winner wrote its order with its key, and no loser did.
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 20);
@@ -215,7 +228,9 @@ async fn a_key_is_completed_with_its_outcome_and_replays_on_every_replica() {
     let (_, again) = reserve("k", "f", &order("7.00", "USD"));
     assert_eq!(
         KeyBackend::reserve(&b, again).await.unwrap(),
-        Reservation::InFlight
+        Reservation::InFlight {
+            order_id: record.order_id.to_string()
+        }
     );
 
     let settle = Settle::Order {
@@ -243,7 +258,6 @@ async fn a_key_is_completed_with_its_outcome_and_replays_on_every_replica() {
         key: "k".into(),
         holder,
         span: Span::none(),
-        forget: false,
     };
     KeyBackend::release(&a, release).await.unwrap();
     let (_, after) = reserve("k", "f", &order("7.00", "USD"));
@@ -270,7 +284,6 @@ async fn a_released_or_expired_key_resumes_its_order_on_another_replica() {
         key: "released".into(),
         holder,
         span: Span::none(),
-        forget: false,
     };
     KeyBackend::release(&a, release).await.unwrap();
     let resume = Reservation::Resume {
@@ -289,7 +302,9 @@ async fn a_released_or_expired_key_resumes_its_order_on_another_replica() {
     let (_, msg) = reserve("orphaned", "f", &order("4.00", "USD"));
     assert_eq!(
         KeyBackend::reserve(&b, msg).await.unwrap(),
-        Reservation::InFlight
+        Reservation::InFlight {
+            order_id: record.order_id.to_string()
+        }
     );
     let resume = Reservation::Resume {
         order_id: record.order_id.to_string(),
@@ -343,7 +358,6 @@ async fn a_key_is_not_swept_while_it_is_held_or_its_order_is_pending() {
         key: "kept".into(),
         holder,
         span: Span::none(),
-        forget: false,
     };
     KeyBackend::release(&store, release).await.unwrap();
     assert_eq!(

@@ -44,6 +44,17 @@ impl TestDb {
         }
     }
 
+    /// The server's `host:port`, for a [`crate::link::Link`] to it.
+    pub fn server(&self) -> String {
+        let authority = self.url.split("://").nth(1).unwrap_or_default();
+        let host = authority.split(['/', '?']).next().unwrap_or_default();
+        let host = host.rsplit('@').next().unwrap_or_default();
+        match host.contains(':') {
+            true => host.to_owned(),
+            false => format!("{host}:5432"),
+        }
+    }
+
     /// A config of order-service on this database.
     pub fn config(&self, mut config: Config) -> Config {
         config.database_url = Some(self.url.clone());

@@ -2,6 +2,7 @@
 //! a real payment-service on its own random port over real HTTP.
 
 mod admin;
+mod answers;
 mod database;
 mod edge;
 mod hangup;
@@ -9,6 +10,7 @@ mod hangups;
 mod health;
 mod helpers;
 mod idempotency;
+mod link;
 mod loadgen;
 mod orders;
 mod payment_failures;

@@ -19,6 +19,7 @@ use crate::helpers::{
     TestApp, closed_port_url, eventually, order_body, order_config, payment_config, spawn_app_on,
     spawn_order_service,
 };
+use crate::link::Link;
 
 fn order(amount: &str, currency: &str) -> Order {
     Order {
@@ -380,16 +381,16 @@ async fn a_key_is_not_swept_while_it_is_held_or_its_order_is_pending() {
 #[actix_web::test]
 async fn connections_to_a_database_gone_silent_are_replaced() {
     let db = TestDb::create().await;
-    let proxy = Silencer::start(&db.url).await;
+    let proxy = Link::start(&db.server()).await;
     let mut config = db.config(order_config());
-    config.database_url = Some(proxy.url.clone());
+    config.database_url = Some(proxy.url(&db.url));
     config.database_timeout_ms = 300;
     let storage = config.storage().unwrap();
     let app = spawn_app_on(config, payment_config(), storage);
     for _ in 0..3 {
         assert_eq!(app.post_order(&order_body()).await.status, 201);
     }
-    let silenced = proxy.silence_open_connections();
+    let silenced = proxy.silence_open();
     let refused = std::cell::Cell::new(0);
     eventually("orders go through new connections", || async {
         let reply = app.post_order(&order_body()).await;
@@ -449,77 +450,6 @@ async fn a_pending_order_keeps_its_key_past_the_ttl_on_postgres() {
         db_storage(&db, &config),
     );
     a_pending_order_keeps_its_key(&app).await;
-}
-
-/// A TCP proxy to the database that can make every connection open so far
-/// go silent: it keeps them open and forwards nothing more.
-struct Silencer {
-    url: String,
-    state: std::sync::Arc<SilencerState>,
-}
-
-#[derive(Default)]
-struct SilencerState {
-    /// Connections accepted before this number are silent.
-    silenced_before: std::sync::atomic::AtomicUsize,
-    accepted: std::sync::atomic::AtomicUsize,
-}
-
-impl Silencer {
-    async fn start(database_url: &str) -> Self {
-        use std::sync::atomic::Ordering::SeqCst;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let state = std::sync::Arc::new(SilencerState::default());
-        let upstream = "127.0.0.1:5432";
-        let url = database_url.replace(upstream, &format!("127.0.0.1:{port}"));
-        assert_ne!(url, database_url, "the test database is at {upstream}");
-        let shared = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let (client, _) = listener.accept().await.unwrap();
-                let id = shared.accepted.fetch_add(1, SeqCst);
-                let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                for (mut from, mut to) in [(cr, sw), (sr, cw)].map(|(r, w)| (r, w)) {
-                    let state = shared.clone();
-                    tokio::spawn(async move {
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let n = match from.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => n,
-                            };
-                            if id < state.silenced_before.load(SeqCst) {
-                                // Silent: hold both ends open, forward nothing.
-                                std::future::pending::<()>().await;
-                            }
-                            if to.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        Self { url, state }
-    }
-
-    /// Answers how many connections went silent.
-    fn silence_open_connections(&self) -> usize {
-        use std::sync::atomic::Ordering::SeqCst;
-        let accepted = self.state.accepted.load(SeqCst);
-        self.state.silenced_before.store(accepted, SeqCst);
-        accepted
-    }
-
-    fn connections(&self) -> usize {
-        self.state
-            .accepted
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
 }
 
 /// Both services, and `replicas` order-services on `db`.

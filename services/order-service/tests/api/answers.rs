@@ -1,0 +1,393 @@
+//! Every answer stays true: what `POST /orders` tells a client about money
+//! (`charge`: `none` or `unknown`) is checked against what became of the
+//! order once the faults are over — by the reconciler, late commits and
+//! all. The database fails (crashes, or freezes past DATABASE_TIMEOUT_MS
+//! and then delivers what it held) at each phase of an order, through a
+//! [`Link`] in front of it; keyed and unkeyed.
+//!
+//! The first four tests are the four ways the service used to lie
+//! (issue 23), each failing on the code before the fix.
+
+use order_service::Config;
+use serde_json::{Value, json};
+
+use crate::database::TestDb;
+use crate::helpers::{
+    Reply, TestApp, closed_port_url, eventually, order_body, payment_config,
+    reconciling_order_config, spawn_app_on, spawn_order_service,
+};
+use crate::link::Link;
+
+/// order-service on its own database behind a [`Link`], reconciling every
+/// 50 ms, with a 300 ms statement timeout.
+struct Rig {
+    db: TestDb,
+    link: Link,
+    app: TestApp,
+    /// Charge requests payment-service had before the scenario.
+    requests: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Crash,
+    Freeze,
+}
+
+impl Rig {
+    async fn start(tune: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::create().await;
+        let link = Link::start(&db.server()).await;
+        let mut config = db.config(reconciling_order_config());
+        config.database_timeout_ms = 300;
+        config.database_url = Some(link.url(&db.url));
+        tune(&mut config);
+        let storage = config.storage().unwrap();
+        let app = spawn_app_on(config, payment_config(), storage);
+        // Migrated, connected and prepared before any fault.
+        assert_eq!(app.post_order(&order_body()).await.status, 201);
+        let requests = app.payment_requests().await;
+        Self {
+            db,
+            link,
+            app,
+            requests,
+        }
+    }
+
+    fn fail(&self, fault: Fault) {
+        match fault {
+            Fault::Crash => self.link.crash(),
+            Fault::Freeze => self.link.freeze(),
+        }
+    }
+
+    fn recover(&self, fault: Fault) {
+        match fault {
+            Fault::Crash => self.link.restart(),
+            Fault::Freeze => self.link.thaw(),
+        }
+    }
+
+    /// Resolves once payment-service has received the scenario's `n`th
+    /// charge request.
+    async fn at_payment(&self, n: u64) {
+        eventually("payment received the charge", || async {
+            self.app.payment_requests().await >= self.requests + n
+        })
+        .await;
+    }
+
+    /// Resolves once `n` orders stand in the database (read directly).
+    async fn orders_written(&self, n: i64) {
+        eventually("the order is written", || async {
+            self.db.count("SELECT count(*) FROM orders").await >= n
+        })
+        .await;
+    }
+}
+
+/// `POST /orders` by a client that waits, while the test goes on.
+fn post_in_background(
+    app: &TestApp,
+    key: Option<String>,
+    body: Value,
+) -> actix_rt::task::JoinHandle<Reply> {
+    let (client, address) = (app.client.clone(), app.address.clone());
+    actix_rt::spawn(async move {
+        let mut request = client
+            .post(format!("{address}/orders"))
+            .insert_header(("Content-Type", "application/json"));
+        if let Some(key) = key {
+            request = request.insert_header(("Idempotency-Key", key));
+        }
+        let mut response = request.send_body(body.to_string()).await.unwrap();
+        let bytes = response.body().await.unwrap();
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    })
+}
+
+/// The charges payment-service holds for `order_id`.
+async fn charges_for(app: &TestApp, order_id: &str) -> usize {
+    app.ledger_entries()
+        .await
+        .iter()
+        .filter(|charge| charge["order_id"] == order_id)
+        .count()
+}
+
+/// Whether payment-service refuses every charge under the order's key.
+async fn voided(app: &TestApp, order_id: &str) -> bool {
+    let charge = app.get_payment(&format!("/charges/{order_id}")).await;
+    charge.status == 404
+        && charge.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("voided")
+}
+
+/// What the client was told holds against what became of the order: it
+/// ends `completed` or `failed` and agrees with the ledger; one answered
+/// "none" ends `failed`, never charged. Answers what it ended as.
+async fn answer_holds(app: &TestApp, reply: &Reply) -> String {
+    let charge = reply.body["charge"].as_str().unwrap_or("");
+    if reply.status.is_success() {
+        assert_eq!(reply.body["status"], "completed");
+    } else {
+        assert!(
+            charge == "none" || charge == "unknown",
+            "an error answer says what may be concluded: {}",
+            reply.body
+        );
+    }
+    if charge == "unknown" {
+        let id = reply.body["order_id"]
+            .as_str()
+            .expect("unknown names the order");
+        assert_eq!(reply.header("location"), Some(&*format!("/orders/{id}")));
+        assert!(reply.header("retry-after").is_none() || reply.status == 409);
+    }
+    let Some(id) = reply.body["order_id"].as_str() else {
+        assert_eq!(charge, "none", "an order that may be charged is named");
+        return "none".into();
+    };
+    let status = std::cell::RefCell::new(String::new());
+    eventually("the order ends completed or failed", || async {
+        let order = app.get(&format!("/orders/{id}")).await;
+        *status.borrow_mut() = order.body["status"].as_str().unwrap_or("").to_owned();
+        // Never written, and never to be charged if it ever is (a write
+        // that may commit late): its payment key is voided.
+        if order.status == 404 && voided(app, id).await {
+            *status.borrow_mut() = "failed".into();
+        }
+        matches!(status.borrow().as_str(), "completed" | "failed")
+    })
+    .await;
+    let status = status.into_inner();
+    let charges = charges_for(app, id).await;
+    assert_eq!(
+        charges,
+        usize::from(status == "completed"),
+        "{id} is {status}"
+    );
+    if charge == "none" {
+        assert_eq!(status, "failed", "answered none: {}", reply.body);
+    }
+    status
+}
+
+/// 1. A retry of an order charged by its first call, sent while
+///    payment-service is unreachable, was told "nothing was charged". Two
+///    replicas share the database; the second cannot reach payment.
+#[actix_web::test]
+async fn a_retry_refused_while_payment_is_unreachable_never_says_nothing_was_charged() {
+    let rig = Rig::start(|_| {}).await;
+    rig.app
+        .set_faults(json!({"fail_after_charge_pct": 100}))
+        .await;
+    let first = rig.app.post_order_with_key("charged", &order_body()).await;
+    assert_eq!(first.status, 502, "{}", first.body);
+    assert_eq!(first.body["charge"], "unknown");
+    let id = first.body["order_id"].as_str().unwrap().to_owned();
+
+    let mut cut_off = rig.db.config(reconciling_order_config());
+    cut_off.payment_service_url = closed_port_url();
+    let cut_off = spawn_order_service(cut_off);
+    let retried = cut_off.post_order_with_key("charged", &order_body()).await;
+    retried.assert_problem(409);
+    assert_eq!(retried.body["charge"], "unknown", "{}", retried.body);
+    assert_eq!(retried.body["order_id"], id.as_str());
+    assert!(
+        !retried.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was charged")
+    );
+
+    rig.app.set_faults(json!({})).await;
+    let done = rig.app.post_order_with_key("charged", &order_body()).await;
+    assert_eq!(done.status, 201, "{}", done.body);
+    assert_eq!(done.body["order_id"], id.as_str());
+    assert_eq!(charges_for(&rig.app, &id).await, 1);
+}
+
+/// 2. The database crashed after payment charged, before the outcome was
+///    written: the answer was 503 "retry shortly", and a client without a
+///    key that retried paid twice.
+#[actix_web::test]
+async fn a_database_crash_after_the_charge_is_unknown_and_the_order_completes() {
+    let rig = Rig::start(|_| {}).await;
+    rig.app.set_faults(json!({"delay_ms": 300})).await;
+    let order = post_in_background(&rig.app, None, order_body());
+    rig.at_payment(1).await;
+    rig.fail(Fault::Crash);
+    let reply = order.await.unwrap();
+    reply.assert_problem(500);
+    assert_eq!(reply.body["charge"], "unknown");
+    assert!(reply.header("retry-after").is_none(), "no blind retry");
+    rig.recover(Fault::Crash);
+    assert_eq!(answer_holds(&rig.app, &reply).await, "completed");
+}
+
+/// 3. An order waiting for a bulkhead permit when the database crashed was
+///    refused (nothing reached payment), its `failed` could not be
+///    written, and the reconciler charged it once the database was back.
+#[actix_web::test]
+async fn an_order_refused_by_the_bulkhead_while_the_database_is_down_is_never_charged() {
+    let rig = Rig::start(|c| c.bulkhead_max = 1).await;
+    rig.app.set_faults(json!({"delay_ms": 400})).await;
+    let holder = post_in_background(&rig.app, None, order_body());
+    rig.at_payment(1).await;
+    let waiting = post_in_background(&rig.app, None, order_body());
+    rig.orders_written(3).await;
+    rig.fail(Fault::Crash);
+    let refused = waiting.await.unwrap();
+    refused.assert_problem(503);
+    assert_eq!(refused.body["charge"], "none", "{}", refused.body);
+    let charged = holder.await.unwrap();
+    rig.recover(Fault::Crash);
+    assert_eq!(answer_holds(&rig.app, &refused).await, "failed");
+    assert_eq!(answer_holds(&rig.app, &charged).await, "completed");
+}
+
+/// 4. An insert given up on at DATABASE_TIMEOUT_MS committed later: the
+///    order was answered 503, and the reconciler charged it.
+#[actix_web::test]
+async fn an_insert_that_commits_after_its_timeout_is_never_charged() {
+    // One connection, on which the warm-up prepared the insert: frozen,
+    // the insert itself is sent, and held.
+    let rig = Rig::start(|c| c.database_pool_size = 1).await;
+    rig.fail(Fault::Freeze);
+    let reply = rig.app.post_order(&order_body()).await;
+    reply.assert_problem(503);
+    assert_eq!(reply.body["charge"], "none");
+    rig.recover(Fault::Freeze);
+    rig.orders_written(2).await;
+    assert_eq!(answer_holds(&rig.app, &reply).await, "failed");
+    assert_eq!(rig.app.charges().await, 1, "the warm-up's alone");
+}
+
+/// Where in an order the database fails.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// The reservation, or the unkeyed insert.
+    Insert,
+    /// Waiting for a bulkhead permit, after the insert.
+    BulkheadWait,
+    /// During a payment call that charges (then the outcome and the key's
+    /// completion are written).
+    Charged,
+    /// During a call that payment-service declines.
+    Declined,
+    /// During a call that charges, then fails: the order stays pending.
+    FailedAfterCharge,
+}
+
+/// The database fails at `phase`, with `fault`; the client's answer is
+/// checked, then held against the order's end.
+async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
+    let rig = Rig::start(|c| c.bulkhead_max = 1).await;
+    let key = keyed.then(|| format!("{phase:?}-{fault:?}"));
+    let (body, faults) = match phase {
+        Phase::Declined => (
+            json!({"merchant_id": "m", "amount": 20000, "currency": "USD"}),
+            json!({"delay_ms": 300}),
+        ),
+        Phase::FailedAfterCharge => (
+            order_body(),
+            json!({"delay_ms": 300, "fail_after_charge_pct": 100}),
+        ),
+        Phase::BulkheadWait => (order_body(), json!({"delay_ms": 400})),
+        _ => (order_body(), json!({"delay_ms": 300})),
+    };
+    rig.app.set_faults(faults).await;
+    let (reply, expected, charge) = match phase {
+        Phase::Insert => {
+            rig.fail(fault);
+            (
+                post_in_background(&rig.app, key, body).await.unwrap(),
+                503,
+                "none",
+            )
+        }
+        Phase::BulkheadWait => {
+            let holder = post_in_background(&rig.app, None, order_body());
+            rig.at_payment(1).await;
+            let waiting = post_in_background(&rig.app, key, body);
+            rig.orders_written(3).await;
+            rig.fail(fault);
+            let reply = waiting.await.unwrap();
+            holder.await.unwrap();
+            (reply, 503, "none")
+        }
+        _ => {
+            let order = post_in_background(&rig.app, key, body);
+            rig.at_payment(1).await;
+            rig.fail(fault);
+            let expected = match phase {
+                Phase::Declined => (402, "none"),
+                Phase::FailedAfterCharge => (504, "unknown"),
+                _ => (500, "unknown"),
+            };
+            (order.await.unwrap(), expected.0, expected.1)
+        }
+    };
+    let case = format!("{phase:?}, {fault:?}, keyed: {keyed}: {}", reply.body);
+    assert_eq!(reply.status.as_u16(), expected, "{case}");
+    assert_eq!(reply.body["charge"], charge, "{case}");
+    eprintln!("{case}");
+    rig.app.set_faults(json!({})).await;
+    rig.recover(fault);
+    answer_holds(&rig.app, &reply).await;
+    // Whatever else ran (the bulkhead's holder), once quiet: every charge
+    // belongs to exactly one completed order.
+    eventually("no order stays pending", || async {
+        rig.db
+            .count("SELECT count(*) FROM orders WHERE status = 'pending'")
+            .await
+            == 0
+    })
+    .await;
+    let completed = rig
+        .db
+        .count("SELECT count(*) FROM orders WHERE status = 'completed'")
+        .await;
+    assert_eq!(rig.app.charges().await, completed as u64, "{case}");
+}
+
+async fn every_fault_at(phase: Phase) {
+    for fault in [Fault::Crash, Fault::Freeze] {
+        for keyed in [false, true] {
+            fault_at(phase, fault, keyed).await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_database_failing_during_the_insert_keeps_every_answer_true() {
+    every_fault_at(Phase::Insert).await;
+}
+
+#[actix_web::test]
+async fn the_database_failing_during_a_bulkhead_wait_keeps_every_answer_true() {
+    every_fault_at(Phase::BulkheadWait).await;
+}
+
+#[actix_web::test]
+async fn the_database_failing_during_a_charge_keeps_every_answer_true() {
+    every_fault_at(Phase::Charged).await;
+}
+
+#[actix_web::test]
+async fn the_database_failing_during_a_decline_keeps_every_answer_true() {
+    every_fault_at(Phase::Declined).await;
+}
+
+#[actix_web::test]
+async fn the_database_failing_during_a_charge_then_failure_keeps_every_answer_true() {
+    every_fault_at(Phase::FailedAfterCharge).await;
+}

@@ -8,7 +8,9 @@
 //! A charge without a 201 is not necessarily wrong: the client may have got
 //! a 5xx or a 504 after payment charged, and the order was completed later
 //! by the reconciler. order-service knows: the audit asks it for the final
-//! status of each such order and reports them by status.
+//! status of each such order and reports them by status. What is wrong is
+//! an answer that said nothing was charged (`charge: none`) for an order
+//! that has a charge: an answer that lied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -38,6 +40,12 @@ pub struct AuditReport {
     /// Orders charged more than once (among those charged during the run,
     /// counting all their charges): must be 0.
     pub duplicate_charges: u64,
+    /// Error answers that named an order and said nothing was charged.
+    #[serde(default)]
+    pub answered_none: u64,
+    /// Of those, orders that have a charge: answers that lied, must be 0.
+    #[serde(default)]
+    pub answered_none_charged: u64,
     /// The orders of `charges_without_created` by their status now, as
     /// order-service answers `GET /orders/{id}`: `completed` (finished after
     /// the client's answer, by the reconciler or a retry with the same
@@ -57,10 +65,11 @@ pub async fn audit(
     admin_token: Option<&str>,
     orders: &Target,
     created: &[String],
+    answered_none: &[String],
     since_ms: i64,
 ) -> Result<AuditReport, String> {
     let entries = ledger_entries(payment_url, admin_token).await?;
-    let (mut report, unseen) = weigh(&entries, created, since_ms);
+    let (mut report, unseen) = weigh(&entries, created, answered_none, since_ms);
     report.unseen_orders_now = statuses_now(orders, &unseen).await;
     Ok(report)
 }
@@ -127,6 +136,7 @@ async fn statuses_now(orders: &Target, ids: &[&str]) -> BTreeMap<String, u64> {
 fn weigh<'a>(
     entries: &'a [serde_json::Value],
     created: &[String],
+    answered_none: &[String],
     since_ms: i64,
 ) -> (AuditReport, Vec<&'a str>) {
     let mut charges_per_order: HashMap<&str, u64> = HashMap::new();
@@ -166,6 +176,8 @@ fn weigh<'a>(
             .filter(|id| charges(id) > 1)
             .count() as u64,
         unseen_orders_now: BTreeMap::new(),
+        answered_none: answered_none.len() as u64,
+        answered_none_charged: answered_none.iter().filter(|id| charges(id) > 0).count() as u64,
     };
     (report, unseen)
 }
@@ -220,6 +232,11 @@ impl AuditReport {
             }
         }
         let _ = writeln!(out, "  DUPLICATE CHARGES: {}", self.duplicate_charges);
+        let _ = writeln!(
+            out,
+            "  answered 'nothing charged': {} (ANSWERS THAT LIED, charged: {})",
+            self.answered_none, self.answered_none_charged
+        );
         out
     }
 }
@@ -260,6 +277,7 @@ mod tests {
         let (report, unseen) = weigh(
             &entries,
             &["a".into(), "b".into(), "no-charge".into()],
+            &["refused".into(), "unseen".into()],
             since,
         );
         assert_eq!(unseen, ["unseen"]);
@@ -270,5 +288,7 @@ mod tests {
         assert_eq!(report.created_without_charge, 1);
         assert_eq!(report.charges_without_created, 1, "unseen");
         assert_eq!(report.duplicate_charges, 1, "b, not the earlier run's");
+        assert_eq!(report.answered_none, 2);
+        assert_eq!(report.answered_none_charged, 1, "unseen was charged: a lie");
     }
 }

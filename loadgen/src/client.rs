@@ -95,10 +95,13 @@ impl Failure {
 pub enum Outcome {
     Response {
         status: u16,
-        /// `order_id` of a JSON 2xx body, when asked for.
+        /// `order_id` of a JSON 2xx body or of a problem, when asked for.
         order_id: Option<String>,
         /// `title` of a problem+json error body.
         problem_title: Option<String>,
+        /// `charge` of a problem+json error body: what the client may
+        /// conclude about money (`none`, `unknown`).
+        charge: Option<String>,
     },
     Failed(Failure),
 }
@@ -148,12 +151,14 @@ impl Connection {
                 .ok()
                 .and_then(|v| v[field].as_str().map(str::to_owned))
         };
+        let answered = (200..300).contains(&status) || is_problem;
         Outcome::Response {
             status,
-            order_id: ((200..300).contains(&status) && spec.want_order_id)
+            order_id: (answered && spec.want_order_id)
                 .then(|| json("order_id"))
                 .flatten(),
             problem_title: is_problem.then(|| json("title")).flatten(),
+            charge: is_problem.then(|| json("charge")).flatten(),
         }
     }
 

@@ -277,6 +277,7 @@ pub async fn run(plan: Plan) -> Report {
             plan.admin_token.as_deref(),
             &plan.target,
             &report.created_order_ids,
+            &report.none_order_ids,
             start_unix_ms,
         );
         match orders.await {

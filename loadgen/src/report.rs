@@ -32,6 +32,10 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// Error answers by their problem+json `title`.
     pub problem_titles: BTreeMap<String, u64>,
+    /// Error answers by what they said of money (`charge`: `none`,
+    /// `unknown`; `absent` when they said nothing).
+    #[serde(default)]
+    pub charge_answers: BTreeMap<String, u64>,
     pub replay: Option<ReplayReport>,
     pub audit: Option<AuditReport>,
     /// The run in buckets of `timeline_bucket_ms` (the last one as long as
@@ -49,6 +53,10 @@ pub struct Report {
     /// order_id of every 2xx, for the audit (not printed).
     #[serde(skip)]
     pub created_order_ids: Vec<String>,
+    /// order_id of every error answer that said nothing was charged
+    /// (`charge: none`), for the audit (not printed).
+    #[serde(skip)]
+    pub none_order_ids: Vec<String>,
 }
 
 /// Milliseconds, from a histogram with microsecond resolution.
@@ -200,12 +208,14 @@ pub struct Recorder {
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
     titles: BTreeMap<String, u64>,
+    charges: BTreeMap<String, u64>,
     /// 100 ms slices, merged into the timeline's buckets at the end.
     slices: Vec<(Second, Histogram<u64>)>,
     /// When the last request was due, from the start: the timeline ends
     /// there, not after the last answers drained in.
     last_at_ms: u64,
     pub order_ids: Vec<String>,
+    pub none_order_ids: Vec<String>,
     pub replay: ReplayReport,
     collect_orders: bool,
 }
@@ -221,9 +231,11 @@ impl Recorder {
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             titles: BTreeMap::new(),
+            charges: BTreeMap::new(),
             slices: Vec::new(),
             last_at_ms: 0,
             order_ids: Vec::new(),
+            none_order_ids: Vec::new(),
             replay: ReplayReport::default(),
             collect_orders,
         }
@@ -256,6 +268,7 @@ impl Recorder {
                 status,
                 order_id,
                 problem_title,
+                charge,
             } => {
                 *self.statuses.entry(*status).or_default() += 1;
                 match status {
@@ -277,6 +290,14 @@ impl Recorder {
                         self.breaker_refused += 1;
                     }
                     *self.titles.entry(title.clone()).or_default() += 1;
+                    let said = charge.as_deref().unwrap_or("absent");
+                    *self.charges.entry(said.to_owned()).or_default() += 1;
+                    if self.collect_orders
+                        && said == "none"
+                        && let Some(id) = order_id
+                    {
+                        self.none_order_ids.push(id.clone());
+                    }
                 }
             }
             Outcome::Failed(failure) => {
@@ -344,6 +365,7 @@ impl Recorder {
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
             problem_titles: self.titles,
+            charge_answers: self.charges,
             replay: None,
             audit: None,
             timeline,
@@ -351,6 +373,7 @@ impl Recorder {
             breaker: None,
             marks: Vec::new(),
             created_order_ids: self.order_ids,
+            none_order_ids: self.none_order_ids,
         }
     }
 }
@@ -402,6 +425,18 @@ impl Report {
             for (title, count) in &self.problem_titles {
                 let _ = writeln!(out, "  {title}: {count}");
             }
+        }
+        if !self.charge_answers.is_empty() {
+            let said: Vec<String> = self
+                .charge_answers
+                .iter()
+                .map(|(charge, n)| format!("{charge} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nError answers by what they said was charged: {}",
+                said.join(", ")
+            );
         }
         if let Some(r) = &self.replay {
             let _ = writeln!(out, "\nIdempotency replays:");

@@ -72,6 +72,7 @@ async fn charges_without_a_201_are_reported_with_their_orders_status_now() {
     ))
     .await;
     assert_eq!(report.status_codes["502"], 10);
+    assert_eq!(report.charge_answers, [("unknown".to_owned(), 10)].into());
     let audit = report.audit.unwrap();
     assert_eq!(audit.charges_without_created, 10, "{audit:?}");
     assert_eq!(audit.duplicate_charges, 0, "{audit:?}");
@@ -86,15 +87,39 @@ async fn charges_without_a_201_are_reported_with_their_orders_status_now() {
     app.set_faults(json!({})).await;
     let orders = loadgen::client::Target::parse(&format!("{}/orders", app.address)).unwrap();
     eventually("the reconciler completes the 10 orders", || async {
-        let audit =
-            loadgen::audit::audit(&app.payment_address, Some(ADMIN_TOKEN), &orders, &[], since)
-                .await
-                .unwrap();
+        let audit = loadgen::audit::audit(
+            &app.payment_address,
+            Some(ADMIN_TOKEN),
+            &orders,
+            &[],
+            &[],
+            since,
+        )
+        .await
+        .unwrap();
         audit.unseen_orders_now == [("completed".to_owned(), 10)].into()
             && audit.duplicate_charges == 0
             && audit.run_charges == 10
     })
     .await;
+}
+
+/// Refusals say nothing was charged: the audit holds each of those
+/// orders against the ledger.
+#[actix_web::test]
+async fn the_audit_counts_the_answers_that_said_nothing_was_charged_and_finds_no_lie() {
+    let app = spawn_app();
+    app.set_breaker(actors::circuit_breaker::Mode::ForcedOpen)
+        .await;
+    let report = load(format!(
+        "loadgen -url {}/orders -n 10 -c 2 --audit {} --admin-token {ADMIN_TOKEN}",
+        app.address, app.payment_address
+    ))
+    .await;
+    assert_eq!(report.status_codes["503"], 10);
+    assert_eq!(report.charge_answers, [("none".to_owned(), 10)].into());
+    let audit = report.audit.unwrap();
+    assert_eq!((audit.answered_none, audit.answered_none_charged), (10, 0));
 }
 
 #[actix_web::test]

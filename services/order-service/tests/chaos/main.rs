@@ -2,7 +2,9 @@
 //! and all at once, payment SIGKILLed mid-run, order-service SIGTERMed
 //! under load, 200,000 unique keys against a bounded idempotency store, and
 //! three replicas on PostgreSQL behind nginx, SIGKILLed one and all, with
-//! the database restarted under them.
+//! the database restarted under them; and clients that do what each
+//! answer says while the database is stopped, frozen, or cut off from one
+//! replica ([`answers`]: every answer must stay true).
 //! After each run it waits for quiescence and checks CONTRACT §5's
 //! invariant against payment's ledger and order-service's orders:
 //!
@@ -20,6 +22,11 @@ mod processes;
 #[path = "../api/hangup.rs"]
 mod hangup;
 
+#[allow(dead_code)]
+#[path = "../api/link.rs"]
+mod link;
+
+mod answers;
 mod replicas;
 
 use std::cell::RefCell;

@@ -114,6 +114,46 @@ impl PrivatePg {
         assert!(stopped, "the private PostgreSQL stopped");
     }
 
+    /// Every process of the server: the postmaster (the first line of its
+    /// pid file) and its children.
+    fn processes(&self) -> Vec<String> {
+        let pid_file = self.dir.path().join("data/postmaster.pid");
+        let text = std::fs::read_to_string(pid_file).expect("the server is running");
+        let postmaster = text.lines().next().unwrap().trim().to_owned();
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …; comm may hold spaces, not ')'.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            if after.split_whitespace().nth(1) == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        pids
+    }
+
+    /// Every server process stopped (SIGSTOP) at once: a frozen host. What
+    /// clients sent it meanwhile waits in its sockets.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// The server resumes where it stopped, and works through what waited.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .args(self.processes())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} the server's processes");
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }

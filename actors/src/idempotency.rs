@@ -121,6 +121,9 @@ pub enum KeyStoreError {
     Failed(ActorFailed),
     /// The backend could not be reached, or refused: nothing was done.
     Unavailable(String),
+    /// The backend has no room for a new key's record: nothing was done,
+    /// and the key is not taken.
+    Full,
     /// The backend did not answer (in time): the operation may have been
     /// done, or may still be, later.
     Uncertain(String),
@@ -129,7 +132,7 @@ pub enum KeyStoreError {
 impl KeyStoreError {
     /// Whether the operation may have taken effect although it failed.
     pub fn may_have_happened(&self) -> bool {
-        !matches!(self, Self::Unavailable(_))
+        !matches!(self, Self::Unavailable(_) | Self::Full)
     }
 }
 
@@ -138,6 +141,7 @@ impl std::fmt::Display for KeyStoreError {
         match self {
             Self::Failed(failed) => failed.fmt(f),
             Self::Unavailable(cause) => write!(f, "idempotency store unavailable: {cause}"),
+            Self::Full => f.write_str("no room for the key's record"),
             Self::Uncertain(cause) => write!(f, "idempotency store did not answer: {cause}"),
         }
     }

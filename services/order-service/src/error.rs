@@ -7,7 +7,7 @@ use actors::idempotency::StoredResponse;
 use common::domain::{FieldError, OrderId};
 use common::problem::{Charge, Problem};
 
-use crate::domain::OrderStatus;
+use crate::domain::{Order, OrderStatus};
 use crate::payment::PaymentError;
 use crate::store::StoreError;
 
@@ -47,6 +47,16 @@ pub enum OrderError {
     /// it stays `pending` until the reconciler learns it.
     #[error("outcome of order {order_id} unknown: {cause}")]
     OutcomeUnknown { order_id: OrderId, cause: String },
+    /// A new order whose first write may or may not have been made, and
+    /// whose payment key could not be voided: the flow settles it after
+    /// answering.
+    #[error("order {} may not be recorded: {cause}", order.order_id)]
+    Unrecorded { order: Box<Order>, cause: String },
+    /// The client's key could not be read (the store failed, or the
+    /// service is shutting down): an earlier request with it may have
+    /// charged its order.
+    #[error("the Idempotency-Key could not be read")]
+    KeyUnknown,
     #[error("a request with this Idempotency-Key is in flight")]
     KeyInFlight { order_id: Option<OrderId> },
     #[error("Idempotency-Key reused with a different body")]
@@ -78,9 +88,11 @@ impl OrderError {
         match self {
             Self::NotFound(_) | Self::Store(_) => None,
             Self::Payment { status, .. } if *status == OrderStatus::Failed => Some(Charge::None),
-            Self::Payment { .. } | Self::OutcomeUnknown { .. } | Self::KeyInFlight { .. } => {
-                Some(Charge::Unknown)
-            }
+            Self::Payment { .. }
+            | Self::OutcomeUnknown { .. }
+            | Self::Unrecorded { .. }
+            | Self::KeyInFlight { .. }
+            | Self::KeyUnknown => Some(Charge::Unknown),
             _ => Some(Charge::None),
         }
     }
@@ -131,6 +143,28 @@ impl OrderError {
                 ),
             )
             .with_order_id(order_id),
+            Self::Unrecorded { order, .. } => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "outcome-unknown",
+                "Order outcome unknown",
+                format!(
+                    "the order store and payment-service failed while the order was placed: it \
+                     may have been recorded, and then charged by a later attempt. GET /orders/{} \
+                     (not found while unrecorded) until it is completed or failed; do not send a \
+                     new request for it",
+                    order.order_id
+                ),
+            )
+            .with_order_id(order.order_id),
+            Self::KeyUnknown => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idempotency-key-unknown",
+                "Idempotency-Key unreadable",
+                "order-service cannot read this Idempotency-Key now (its store failed, or it is \
+                 shutting down): an earlier request with it may have charged its order. Retry \
+                 with the same key; do not send a new request",
+            )
+            .with_retry_after(1),
             Self::KeyInFlight { order_id } => {
                 let problem = Problem::new(
                     StatusCode::CONFLICT,

@@ -33,9 +33,10 @@ mod flows;
 mod settle;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
-use actors::idempotency::{IdempotencyStore, KeyLease, Reservation, StoredResponse};
+use actors::idempotency::{IdempotencyStore, KeyLease, KeyStoreError, Reservation, StoredResponse};
 use actors::reconciler::{Reconciler, Report, Track};
 use common::domain::{IdempotencyKey, OrderId};
 use observability::TraceLink;
@@ -119,12 +120,17 @@ impl Orders {
             order.currency = new.details.currency.code(),
             idempotency.key = key.as_ref().map(IdempotencyKey::as_str),
         );
-        // Shutting down: nothing was recorded, nothing charged.
-        let running = self
-            .flows
-            .enter()
-            .ok_or(OrderError::Unavailable("order-service"))?;
+        // Shutting down: nothing was recorded, nothing charged by this
+        // request; but under a key, an earlier request may have charged.
+        let Some(running) = self.flows.enter() else {
+            return Err(match key {
+                Some(_) => OrderError::KeyUnknown,
+                None => OrderError::Unavailable("order-service"),
+            });
+        };
+        let (answered, answer) = tokio::sync::oneshot::channel();
         let flow = async move {
+            // Counted until the order's loose ends are tied, after the answer.
             let _running = running;
             let result = match key {
                 Some(key) => self.keyed(&new, &key, candidate).await,
@@ -135,7 +141,14 @@ impl Orders {
                 }
             };
             self.count(&result);
-            result
+            let unrecorded = match &result {
+                Err(OrderError::Unrecorded { order, .. }) => Some((**order).clone()),
+                _ => None,
+            };
+            let _ = answered.send(result);
+            if let Some(order) = unrecorded {
+                self.settle_unrecorded(order).await;
+            }
         };
         // On this worker's own runtime (the payment pipeline is per thread).
         // In a trace not sampled the order's span is none: the task then
@@ -145,15 +158,14 @@ impl Orders {
         } else {
             span
         };
+        actix_rt::spawn(flow.instrument(span));
         // A flow that panicked may have done anything.
-        actix_rt::spawn(flow.instrument(span))
-            .await
-            .unwrap_or_else(|_| {
-                Err(OrderError::OutcomeUnknown {
-                    order_id: candidate,
-                    cause: "the order flow failed".into(),
-                })
+        answer.await.unwrap_or_else(|_| {
+            Err(OrderError::OutcomeUnknown {
+                order_id: candidate,
+                cause: "the order flow failed".into(),
             })
+        })
     }
 
     fn count(&self, result: &Result<Answer, OrderError>) {
@@ -208,13 +220,24 @@ impl Orders {
             .await;
             let reservation = match reservation {
                 Ok(reservation) => reservation,
+                // A new key, and no room for its order: nothing written.
+                Err(KeyStoreError::Full) => {
+                    self.report(candidate, false);
+                    return Err(OrderError::Refused {
+                        cause: StoreError::Full,
+                        order_id: None,
+                    });
+                }
+                // The key may name an order charged before: this
+                // request cannot tell, and the key is the client's
+                // handle on it. (A reservation that commits late is
+                // resumed by that retry like any other.)
                 Err(e) => {
                     tracing::warn!(error = %e, "idempotency reservation failed");
-                    let cause = match e.may_have_happened() {
-                        true => StoreError::Uncertain(e.to_string()),
-                        false => StoreError::Unavailable(e.to_string()),
-                    };
-                    return Err(self.unrecorded(&order, cause).await);
+                    if !e.may_have_happened() {
+                        self.report(candidate, false);
+                    }
+                    return Err(OrderError::KeyUnknown);
                 }
             };
             if reservation != Reservation::New {
@@ -243,13 +266,12 @@ impl Orders {
                 (Reservation::Resume { order_id }, Some(lease)) => (order_id, lease),
                 // A granted reservation always comes with its lease.
                 (Reservation::New | Reservation::Resume { .. }, None) => {
-                    return Err(OrderError::Unavailable("idempotency store"));
+                    return Err(OrderError::KeyUnknown);
                 }
             };
             // Ids are written by this service: one that does not parse is
             // not an order of ours to charge.
-            let id =
-                OrderId::parse(&id).map_err(|_| OrderError::Unavailable("idempotency store"))?;
+            let id = OrderId::parse(&id).map_err(|_| OrderError::KeyUnknown)?;
             span.record("order.id", id.to_string());
             if let Some(result) = self.resume(id, new, lease).await {
                 return result.map(Answer::fresh);
@@ -258,22 +280,32 @@ impl Orders {
         Err(OrderError::KeyInFlight { order_id: None })
     }
 
-    /// An order not stored yet (no key, or its reservation's write was
-    /// lost): recorded `pending`, then charged.
+    /// An order not stored yet (no key, or the key's order was forgotten
+    /// to make room): recorded `pending`, then charged.
     async fn place(&self, order: Order, lease: Option<OrderLease>) -> Result<Order, OrderError> {
         self.track(order.order_id);
         if let Err(e) = self.store.insert(possibly_charged(&order)).await {
-            return Err(self.unrecorded(&order, e).await);
+            // Possibly charged before (the key's forgotten order): never
+            // "nothing charged"; the key finds it again.
+            if lease.is_some() || order.maybe_charged {
+                return Err(OrderError::OutcomeUnknown {
+                    order_id: order.order_id,
+                    cause: e.to_string(),
+                });
+            }
+            return Err(self.unrecorded(order, e).await);
         }
         self.charge(Order { calls: 1, ..order }, lease).await
     }
 
-    /// The order's first write failed, before any attempt: nothing was
+    /// A new order's first write failed, before any attempt: nothing was
     /// charged. If nothing was written, nothing ever will be; but a write
     /// that may commit late would leave a possibly charged order for the
     /// reconciler, so its payment key is voided first. Only then is
-    /// "nothing charged" true for good; without the void, it is unknown.
-    async fn unrecorded(&self, order: &Order, cause: StoreError) -> OrderError {
+    /// "nothing charged" true for good; without the void, it is unknown,
+    /// and the order is settled after the answer
+    /// ([`Self::settle_unrecorded`]).
+    async fn unrecorded(&self, order: Order, cause: StoreError) -> OrderError {
         let id = order.order_id;
         if !cause.may_have_written() {
             self.report(id, false);
@@ -282,15 +314,62 @@ impl Orders {
                 order_id: None,
             };
         }
-        match self.payments.void(order).await {
+        match self.payments.void(&order).await {
             Fence::Voided => OrderError::Refused {
                 cause,
                 order_id: Some(id),
             },
-            Fence::Charged(_) | Fence::Unknown(_) => OrderError::OutcomeUnknown {
-                order_id: id,
+            Fence::Charged(_) | Fence::Unknown(_) => OrderError::Unrecorded {
+                order: Box::new(order),
                 cause: cause.to_string(),
             },
+        }
+    }
+
+    /// An order answered "unknown" whose first write may never have been
+    /// made, and whose payment key could not be voided: nothing would ever
+    /// settle it. Tried again (the void, then the final order written)
+    /// until payment-service tells how its key ends and the store records
+    /// that, so that it ends `completed` or `failed`. A late first write
+    /// that landed meanwhile is settled from `pending`, or by the
+    /// reconciler.
+    async fn settle_unrecorded(&self, order: Order) {
+        // As its first write had it: a late one is then no newer.
+        let order = possibly_charged(&order);
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let settled = match self.payments.void(&order).await {
+                Fence::Voided => Some(Order {
+                    status: OrderStatus::Failed,
+                    reason: Some("its payment key was voided: never charged".into()),
+                    ..order.clone()
+                }),
+                Fence::Charged(receipt) => Some(Order {
+                    status: OrderStatus::Completed,
+                    transaction_id: Some(receipt.transaction_id),
+                    ..order.clone()
+                }),
+                Fence::Unknown(_) => None,
+            };
+            if let Some(settled) = settled {
+                // Written late after all: settled from `pending` (or, if
+                // a re-drive took it since, by that re-drive, which meets
+                // the same key).
+                let written = match self.store.insert(settled.clone()).await {
+                    Err(StoreError::Duplicate(_)) => self
+                        .store
+                        .update(settled, OrderStatus::Pending)
+                        .await
+                        .map(drop),
+                    inserted => inserted,
+                };
+                if written.is_ok() {
+                    tracing::info!(order.id = %order.order_id, "unrecorded order settled");
+                    return;
+                }
+            }
+            actix_rt::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(10));
         }
     }
 

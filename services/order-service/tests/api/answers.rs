@@ -5,8 +5,8 @@
 //! and then delivers what it held) at each phase of an order, through a
 //! [`Link`] in front of it; keyed and unkeyed.
 //!
-//! The first four tests are the four ways the service used to lie
-//! (issue 23), each failing on the code before the fix.
+//! The first tests are the ways the service used to lie (issue 23, and
+//! the attack on its fix), each failing on the code before its fix.
 
 use order_service::Config;
 use serde_json::{Value, json};
@@ -14,15 +14,17 @@ use serde_json::{Value, json};
 use crate::database::TestDb;
 use crate::helpers::{
     Reply, TestApp, closed_port_url, eventually, order_body, payment_config,
-    reconciling_order_config, spawn_app_on, spawn_order_service,
+    reconciling_order_config, spawn_order_on, spawn_order_service, spawn_payment,
 };
 use crate::link::Link;
 
 /// order-service on its own database behind a [`Link`], reconciling every
-/// 50 ms, with a 300 ms statement timeout.
+/// 50 ms, with a 300 ms statement timeout; payment-service behind a link of
+/// its own.
 struct Rig {
     db: TestDb,
     link: Link,
+    payment_link: Link,
     app: TestApp,
     /// Charge requests payment-service had before the scenario.
     requests: u64,
@@ -41,15 +43,19 @@ impl Rig {
         let mut config = db.config(reconciling_order_config());
         config.database_timeout_ms = 300;
         config.database_url = Some(link.url(&db.url));
+        let payment = spawn_payment(payment_config());
+        let payment_link = Link::start(payment.0.trim_start_matches("http://")).await;
+        config.payment_service_url = format!("http://{}", payment_link.address);
         tune(&mut config);
         let storage = config.storage().unwrap();
-        let app = spawn_app_on(config, payment_config(), storage);
+        let app = spawn_order_on(config, storage, payment);
         // Migrated, connected and prepared before any fault.
         assert_eq!(app.post_order(&order_body()).await.status, 201);
         let requests = app.payment_requests().await;
         Self {
             db,
             link,
+            payment_link,
             app,
             requests,
         }
@@ -78,6 +84,13 @@ impl Rig {
         .await;
     }
 
+    /// A replica on the same database, straight to it, that reconciles.
+    fn reconciler(&self) -> TestApp {
+        let mut config = self.db.config(reconciling_order_config());
+        config.payment_service_url = self.app.payment_address.clone();
+        spawn_order_service(config)
+    }
+
     /// Resolves once `n` orders stand in the database (read directly).
     async fn orders_written(&self, n: i64) {
         eventually("the order is written", || async {
@@ -85,6 +98,14 @@ impl Rig {
         })
         .await;
     }
+}
+
+/// One connection, on which the warm-up prepared the insert, and no
+/// reconciler's statement to take it: frozen, the order's insert itself is
+/// sent, and held. ([`Rig::reconciler`] reconciles afterwards.)
+fn one_prepared_connection(config: &mut Config) {
+    config.database_pool_size = 1;
+    config.reconcile_interval_ms = 3_600_000;
 }
 
 /// `POST /orders` by a client that waits, while the test goes on.
@@ -132,8 +153,10 @@ async fn voided(app: &TestApp, order_id: &str) -> bool {
 
 /// What the client was told holds against what became of the order: it
 /// ends `completed` or `failed` and agrees with the ledger; one answered
-/// "none" ends `failed`, never charged. Answers what it ended as.
-async fn answer_holds(app: &TestApp, reply: &Reply) -> String {
+/// "none" ends `failed`, never charged. An "unknown" that names no order
+/// (its key could not be read) is followed as its client would: the same
+/// key again, until an answer names one. Answers what the order ended as.
+async fn answer_holds(app: &TestApp, reply: &Reply, key: Option<&str>) -> String {
     let charge = reply.body["charge"].as_str().unwrap_or("");
     if reply.status.is_success() {
         assert_eq!(reply.body["status"], "completed");
@@ -144,17 +167,24 @@ async fn answer_holds(app: &TestApp, reply: &Reply) -> String {
             reply.body
         );
     }
-    if charge == "unknown" {
-        let id = reply.body["order_id"]
-            .as_str()
-            .expect("unknown names the order");
-        assert_eq!(reply.header("location"), Some(&*format!("/orders/{id}")));
-        assert!(reply.header("retry-after").is_none() || reply.status == 409);
-    }
     let Some(id) = reply.body["order_id"].as_str() else {
+        if charge == "unknown" {
+            let key = key.expect("only a keyed request's unknown names no order");
+            assert!(reply.header("retry-after").is_some(), "{}", reply.body);
+            let again = app.post_order_with_key(key, &order_body()).await;
+            return Box::pin(answer_holds(app, &again, Some(key))).await;
+        }
         assert_eq!(charge, "none", "an order that may be charged is named");
         return "none".into();
     };
+    if charge == "unknown" {
+        assert_eq!(reply.header("location"), Some(&*format!("/orders/{id}")));
+        assert!(
+            reply.header("retry-after").is_none() || key.is_some(),
+            "no blind retry: {}",
+            reply.body
+        );
+    }
     let status = std::cell::RefCell::new(String::new());
     eventually("the order ends completed or failed", || async {
         let order = app.get(&format!("/orders/{id}")).await;
@@ -230,7 +260,7 @@ async fn a_database_crash_after_the_charge_is_unknown_and_the_order_completes() 
     assert_eq!(reply.body["charge"], "unknown");
     assert!(reply.header("retry-after").is_none(), "no blind retry");
     rig.recover(Fault::Crash);
-    assert_eq!(answer_holds(&rig.app, &reply).await, "completed");
+    assert_eq!(answer_holds(&rig.app, &reply, None).await, "completed");
 }
 
 /// 3. An order waiting for a bulkhead permit when the database crashed was
@@ -250,25 +280,92 @@ async fn an_order_refused_by_the_bulkhead_while_the_database_is_down_is_never_ch
     assert_eq!(refused.body["charge"], "none", "{}", refused.body);
     let charged = holder.await.unwrap();
     rig.recover(Fault::Crash);
-    assert_eq!(answer_holds(&rig.app, &refused).await, "failed");
-    assert_eq!(answer_holds(&rig.app, &charged).await, "completed");
+    assert_eq!(answer_holds(&rig.app, &refused, None).await, "failed");
+    assert_eq!(answer_holds(&rig.app, &charged, None).await, "completed");
 }
 
 /// 4. An insert given up on at DATABASE_TIMEOUT_MS committed later: the
 ///    order was answered 503, and the reconciler charged it.
 #[actix_web::test]
 async fn an_insert_that_commits_after_its_timeout_is_never_charged() {
-    // One connection, on which the warm-up prepared the insert: frozen,
-    // the insert itself is sent, and held.
-    let rig = Rig::start(|c| c.database_pool_size = 1).await;
+    let rig = Rig::start(one_prepared_connection).await;
     rig.fail(Fault::Freeze);
     let reply = rig.app.post_order(&order_body()).await;
     reply.assert_problem(503);
     assert_eq!(reply.body["charge"], "none");
     rig.recover(Fault::Freeze);
     rig.orders_written(2).await;
-    assert_eq!(answer_holds(&rig.app, &reply).await, "failed");
+    let _reconciler = rig.reconciler();
+    assert_eq!(answer_holds(&rig.app, &reply, None).await, "failed");
     assert_eq!(rig.app.charges().await, 1, "the warm-up's alone");
+}
+
+/// 5. A keyed retry while the database was down was told "nothing was
+///    charged" about its own request, although the key's order was
+///    charged, or pending and charged later: a client that believed it
+///    sent a new request and paid twice.
+#[actix_web::test]
+async fn a_keyed_retry_while_the_database_is_down_never_says_nothing_was_charged() {
+    let rig = Rig::start(|_| {}).await;
+    let done = rig.app.post_order_with_key("paid", &order_body()).await;
+    assert_eq!(done.status, 201);
+    rig.app.set_faults(json!({"error_pct": 100})).await;
+    let pending = rig.app.post_order_with_key("later", &order_body()).await;
+    assert_eq!(pending.body["charge"], "unknown", "{}", pending.body);
+
+    rig.fail(Fault::Crash);
+    for key in ["paid", "later"] {
+        let retried = rig.app.post_order_with_key(key, &order_body()).await;
+        retried.assert_problem(503);
+        assert_eq!(retried.body["charge"], "unknown", "{key}: {}", retried.body);
+        assert!(retried.header("retry-after").is_some());
+    }
+    rig.app.set_faults(json!({})).await;
+    rig.recover(Fault::Crash);
+    // As its client would: the same key again, until the key is read.
+    eventually("the key is replayed", || async {
+        let replayed = rig.app.post_order_with_key("paid", &order_body()).await;
+        replayed.status != 503 && replayed.body == done.body
+    })
+    .await;
+    let id = pending.body["order_id"].as_str().unwrap();
+    assert_eq!(
+        answer_holds(&rig.app, &pending, Some("later")).await,
+        "completed"
+    );
+    assert_eq!(charges_for(&rig.app, id).await, 1);
+}
+
+/// 6. An insert that may have committed, whose payment key could not be
+///    voided either (payment-service down too): answered "unknown", it
+///    must still end completed or failed — whether its insert was lost
+///    for good, or landed late.
+#[actix_web::test]
+async fn an_unrecorded_order_whose_void_failed_still_comes_to_an_end() {
+    for lost in [true, false] {
+        let rig = Rig::start(one_prepared_connection).await;
+        rig.payment_link.crash();
+        rig.fail(Fault::Freeze);
+        let reply = rig.app.post_order(&order_body()).await;
+        reply.assert_problem(500);
+        assert_eq!(reply.body["charge"], "unknown");
+        if lost {
+            // The held insert is lost with the connection.
+            rig.fail(Fault::Crash);
+            rig.recover(Fault::Crash);
+        }
+        rig.recover(Fault::Freeze);
+        rig.payment_link.restart();
+        let ended = answer_holds(&rig.app, &reply, None).await;
+        assert_eq!(ended, "failed", "lost: {lost}");
+        let id = reply.body["order_id"].as_str().unwrap();
+        let order = rig.app.get(&format!("/orders/{id}")).await;
+        assert_eq!(
+            order.body["status"], "failed",
+            "lost: {lost}: {}",
+            order.body
+        );
+    }
 }
 
 /// Where in an order the database fails.
@@ -309,7 +406,9 @@ async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
         Phase::Insert => {
             rig.fail(fault);
             (
-                post_in_background(&rig.app, key, body).await.unwrap(),
+                post_in_background(&rig.app, key.clone(), body)
+                    .await
+                    .unwrap(),
                 503,
                 "none",
             )
@@ -317,7 +416,7 @@ async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
         Phase::BulkheadWait => {
             let holder = post_in_background(&rig.app, None, order_body());
             rig.at_payment(1).await;
-            let waiting = post_in_background(&rig.app, key, body);
+            let waiting = post_in_background(&rig.app, key.clone(), body);
             rig.orders_written(3).await;
             rig.fail(fault);
             let reply = waiting.await.unwrap();
@@ -325,7 +424,7 @@ async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
             (reply, 503, "none")
         }
         _ => {
-            let order = post_in_background(&rig.app, key, body);
+            let order = post_in_background(&rig.app, key.clone(), body);
             rig.at_payment(1).await;
             rig.fail(fault);
             let expected = match phase {
@@ -337,12 +436,18 @@ async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
         }
     };
     let case = format!("{phase:?}, {fault:?}, keyed: {keyed}: {}", reply.body);
+    // A keyed reservation that fails cannot tell what its key already
+    // names: unknown, retry with the key.
+    let charge = match (phase, keyed) {
+        (Phase::Insert, true) => "unknown",
+        _ => charge,
+    };
     assert_eq!(reply.status.as_u16(), expected, "{case}");
     assert_eq!(reply.body["charge"], charge, "{case}");
     eprintln!("{case}");
     rig.app.set_faults(json!({})).await;
     rig.recover(fault);
-    answer_holds(&rig.app, &reply).await;
+    answer_holds(&rig.app, &reply, key.as_deref()).await;
     // Whatever else ran (the bulkhead's holder), once quiet: every charge
     // belongs to exactly one completed order.
     eventually("no order stays pending", || async {

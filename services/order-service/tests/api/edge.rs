@@ -337,6 +337,56 @@ async fn a_key_whose_order_was_forgotten_resumes_that_order_as_possibly_charged(
     );
 }
 
+/// The key's order was charged, then forgotten to make room; the store is
+/// now full of pending orders. A retry with the key cannot write the order
+/// again — and must not say nothing was charged: it was.
+#[actix_web::test]
+async fn a_key_whose_charged_order_was_forgotten_is_never_answered_nothing_charged() {
+    let mut config = crate::helpers::reconciling_order_config();
+    config.orders_max = 2;
+    let app = spawn_app_with(config, payment_config());
+    app.set_faults(serde_json::json!({"error_pct": 100})).await;
+    let first = app
+        .post_order_with_key("charged-then-gone", &order_body())
+        .await;
+    assert_eq!(first.body["charge"], "unknown", "{}", first.body);
+    let id = first.body["order_id"].as_str().unwrap().to_owned();
+    app.set_faults(serde_json::json!({})).await;
+    crate::helpers::eventually("the reconciler completes it", || async {
+        app.get(&format!("/orders/{id}")).await.body["status"] == "completed"
+    })
+    .await;
+    // Two orders that stay pending push it out, and fill the store.
+    app.set_faults(serde_json::json!({"error_pct": 100})).await;
+    for _ in 0..2 {
+        assert_eq!(app.post_order(&order_body()).await.status, 502);
+    }
+    assert_eq!(app.get(&format!("/orders/{id}")).await.status, 404);
+
+    let retried = app
+        .post_order_with_key("charged-then-gone", &order_body())
+        .await;
+    assert_eq!(retried.body["charge"], "unknown", "{}", retried.body);
+    assert_eq!(retried.body["order_id"], id.as_str());
+
+    app.set_faults(serde_json::json!({})).await;
+    crate::helpers::eventually("the key's order is found again, charged once", || async {
+        let again = app
+            .post_order_with_key("charged-then-gone", &order_body())
+            .await;
+        again.status == 201 && again.body["order_id"] == id.as_str()
+    })
+    .await;
+    let charges = app.ledger_entries().await;
+    assert_eq!(
+        charges
+            .iter()
+            .filter(|c| c["order_id"] == id.as_str())
+            .count(),
+        1
+    );
+}
+
 /// Refusals for a full store leave nothing for the reconciler: before,
 /// each one stayed tracked, and thousands of them held up the re-drive of
 /// the orders that were really pending.
@@ -356,10 +406,19 @@ async fn refusals_for_a_full_store_leave_the_reconciler_only_the_pending_orders(
     })
     .await;
     for i in 0..50 {
-        app.post_order(&order_body()).await.assert_problem(503);
-        app.post_order_with_key(&format!("full-{i}"), &order_body())
-            .await
-            .assert_problem(503);
+        let unkeyed = app.post_order(&order_body()).await;
+        let keyed = app
+            .post_order_with_key(&format!("full-{i}"), &order_body())
+            .await;
+        // A new key finds no room either: the same answer, nothing charged.
+        for refused in [unkeyed, keyed] {
+            refused.assert_problem(503);
+            assert_eq!(
+                refused.body["type"],
+                "urn:reliable-orders:problem:order-store-full"
+            );
+            assert_eq!(refused.body["charge"], "none");
+        }
     }
     crate::helpers::eventually("only the pending orders are tracked", || async {
         app.tracked().await == 3

@@ -456,6 +456,54 @@ async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
     payment_handle.stop(true).await;
 }
 
+/// While shutting down, an order is refused before its key is read. The
+/// key may name an order charged before, so the answer to a keyed request
+/// is "unknown, retry with the key" (on another replica, or later), never
+/// "nothing charged".
+#[actix_web::test]
+async fn a_keyed_request_refused_while_shutting_down_never_says_nothing_was_charged() {
+    observability::init_for_tests();
+    let payment = payment_service::Application::build(slow_payment(400)).unwrap();
+    let payment_address = format!("http://127.0.0.1:{}", payment.port());
+    let payment_handle = payment.handle();
+    actix_rt::spawn(payment.run_until_stopped());
+    let mut config = order_config();
+    config.payment_service_url = payment_address.clone();
+    let order = order_service::Application::build(config).unwrap();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{}", order.port()),
+        reliability: order.reliability().clone(),
+        payment_address,
+        client: awc::Client::default(),
+        handles: vec![payment_handle.clone()],
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = actix_rt::spawn(order.run_until(async {
+        let _ = stopped.await;
+    }));
+    let paid = app.post_order_with_key("paid-before", &order_body()).await;
+    assert_eq!(paid.status, 201);
+    // An order in flight holds the shutdown open while the test asks.
+    let in_flight = order_in_background(&app, None);
+    payment_received(&app, 2).await;
+    stop.send(()).unwrap();
+    let refused = RefCell::new(None);
+    // Asked on the open keep-alive connection, until the drain refuses.
+    eventually("the shutdown refuses new orders", || async {
+        let reply = app.post_order_with_key("paid-before", &order_body()).await;
+        let done = reply.status == 503;
+        *refused.borrow_mut() = Some(reply);
+        done
+    })
+    .await;
+    let refused = refused.into_inner().unwrap();
+    assert_eq!(refused.body["charge"], "unknown", "{}", refused.body);
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(in_flight.await.unwrap().0, 201);
+    served.await.unwrap().unwrap();
+    payment_handle.stop(true).await;
+}
+
 /// A keyed order refused with the breaker open (its key forgotten, not
 /// kept), its client gone at every moment from the request's arrival to
 /// the refusal: no key stays, in flight or otherwise, nothing is tracked,

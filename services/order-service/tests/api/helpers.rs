@@ -118,12 +118,28 @@ pub fn spawn_app_on(
     payment: payment_service::Config,
     storage: Storage,
 ) -> TestApp {
+    let payment = spawn_payment(payment);
+    order.payment_service_url = payment.0.clone();
+    spawn_order_on(order, storage, payment)
+}
+
+/// payment-service alone: its address and its handle.
+pub fn spawn_payment(config: payment_service::Config) -> (String, ServerHandle) {
     observability::init_for_tests();
-    let payment = payment_service::Application::build(payment).expect("payment-service starts");
-    let payment_address = format!("http://127.0.0.1:{}", payment.port());
-    let payment_handle = payment.handle();
+    let payment = payment_service::Application::build(config).expect("payment-service starts");
+    let address = format!("http://127.0.0.1:{}", payment.port());
+    let handle = payment.handle();
     actix_rt::spawn(payment.run_until_stopped());
-    order.payment_service_url = payment_address.clone();
+    (address, handle)
+}
+
+/// order-service on `storage`, charging what `order.payment_service_url`
+/// names; `payment` is the payment-service behind it (for audits).
+pub fn spawn_order_on(
+    order: order_service::Config,
+    storage: Storage,
+    (payment_address, payment_handle): (String, ServerHandle),
+) -> TestApp {
     let app = order_service::Application::build_with(order, storage, Arc::new(SystemClock))
         .expect("order-service starts");
     let mut app = serve(app);
@@ -167,7 +183,25 @@ pub fn order_body() -> Value {
 }
 
 impl TestApp {
+    /// Sends `req`. Every error answer to `POST /orders` is checked to say
+    /// what the client may conclude about money (`charge`), in every test.
     pub async fn send(&self, req: awc::ClientRequest, body: Option<String>) -> Reply {
+        let post_order =
+            req.get_method() == awc::http::Method::POST && req.get_uri().path() == "/orders";
+        let reply = self.exchange(req, body).await;
+        if post_order && !reply.status.is_success() {
+            let charge = reply.body["charge"].as_str();
+            assert!(
+                matches!(charge, Some("none" | "unknown")),
+                "POST /orders answered {} without saying what was charged: {}",
+                reply.status,
+                reply.body
+            );
+        }
+        reply
+    }
+
+    async fn exchange(&self, req: awc::ClientRequest, body: Option<String>) -> Reply {
         let mut response = match body {
             Some(body) => req.send_body(body).await,
             None => req.send().await,

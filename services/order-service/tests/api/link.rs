@@ -142,6 +142,7 @@ async fn pump(
     mut to: tokio::net::tcp::OwnedWriteHalf,
 ) {
     let mut frozen = state.frozen.subscribe();
+    let generation = *state.generation.borrow();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -151,8 +152,11 @@ async fn pump(
         if id < state.silenced_before.load(SeqCst) {
             std::future::pending::<()>().await;
         }
-        // Held while frozen, delivered on the thaw.
-        if frozen.wait_for(|frozen| !frozen).await.map(drop).is_err() {
+        // Held while frozen, delivered on the thaw — unless a crash came
+        // first: then it is lost with the connection.
+        if frozen.wait_for(|frozen| !frozen).await.map(drop).is_err()
+            || *state.generation.borrow() != generation
+        {
             return;
         }
         if to.write_all(&buf[..n]).await.is_err() {

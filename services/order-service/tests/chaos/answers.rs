@@ -86,12 +86,14 @@ async fn final_status(stack: &Stack, id: &str, until: Instant) -> Option<String>
 async fn purchase(stack: &Stack, name: &str, keyed: bool, told: &Mutex<Told>) -> Purchase {
     let mut done = Purchase::default();
     let until = Instant::now() + PURCHASE_WITHIN;
-    for attempt in 0.. {
+    // A new request takes a new key; the same request keeps its own.
+    let new_key = || keyed.then(|| format!("{name}-{}", uuid::Uuid::new_v4()));
+    let mut key = new_key();
+    loop {
         if Instant::now() > until {
             done.gave_up = true;
             return done;
         }
-        let key = keyed.then(|| format!("{name}-{attempt}-{}", uuid::Uuid::new_v4()));
         // A lost answer, or one not order-service's: the same request
         // again, with its key; without one there is nothing to ask.
         let started = Instant::now();
@@ -119,12 +121,13 @@ async fn purchase(stack: &Stack, name: &str, keyed: bool, told: &Mutex<Told>) ->
             Some("none") => {
                 told.lock().unwrap().none += 1;
                 done.none.extend(id);
+                key = new_key();
                 actix_rt::time::sleep(PAUSE).await;
             }
             Some("unknown") => {
                 told.lock().unwrap().unknown += 1;
                 let Some(id) = id else {
-                    // In flight, order not named: ask again with the key.
+                    // The key could not be read: ask again with it.
                     actix_rt::time::sleep(PAUSE).await;
                     continue;
                 };
@@ -134,7 +137,7 @@ async fn purchase(stack: &Stack, name: &str, keyed: bool, told: &Mutex<Told>) ->
                         return done;
                     }
                     // Failed: never charged; a new request.
-                    Some(_) => {}
+                    Some(_) => key = new_key(),
                     None => {
                         done.gave_up = true;
                         return done;
@@ -147,7 +150,6 @@ async fn purchase(stack: &Stack, name: &str, keyed: bool, told: &Mutex<Told>) ->
             }
         }
     }
-    unreachable!("the loop returns")
 }
 
 /// `ORDERS` purchases by `CLIENTS` obedient clients, half of them keyed.

@@ -19,6 +19,12 @@ async fn a_restart_keeps_every_acknowledged_charge() {
         acknowledged.push((order, amount, reply.body["transaction_id"].clone()));
     }
     app.stop().await;
+    // Closed once its zeros written ahead are cut off: only then may the
+    // test write to it (the close would cut the torn line off too).
+    eventually("the stopped ledger is closed", || async {
+        std::fs::read(&path).unwrap().last() == Some(&b'\n')
+    })
+    .await;
 
     // A crash in the middle of an append leaves a torn last line.
     let torn = br#"{"transaction_id":"txn_torn","#;

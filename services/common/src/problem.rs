@@ -15,7 +15,7 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 /// request that could charge (the RFC 9457 extension member `charge`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Charge {
+pub enum ChargeOutcome {
     /// Nothing was charged for this request, and nothing ever will be:
     /// the order, if one exists, is or will end `failed`. A new request
     /// is safe.
@@ -41,7 +41,7 @@ pub struct Problem {
     /// What the client may conclude about money, on the answers of a
     /// request that could charge.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub charge: Option<Charge>,
+    pub charge: Option<ChargeOutcome>,
     /// Every field that failed validation, not only the first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -113,7 +113,7 @@ impl Problem {
         self
     }
 
-    pub fn with_charge(mut self, charge: Charge) -> Self {
+    pub fn with_charge(mut self, charge: ChargeOutcome) -> Self {
         self.charge = Some(charge);
         self
     }

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use actors::idempotency::StoredResponse;
 use common::domain::{FieldError, OrderId};
-use common::problem::{Charge, Problem};
+use common::problem::{ChargeOutcome, Problem};
 
 use crate::domain::{Order, OrderStatus};
 use crate::payment::PaymentError;
@@ -84,16 +84,18 @@ impl OrderError {
     }
 
     /// What a client may conclude about money (`POST /orders` only).
-    pub fn charge(&self) -> Option<Charge> {
+    pub fn charge(&self) -> Option<ChargeOutcome> {
         match self {
             Self::NotFound(_) | Self::Store(_) => None,
-            Self::Payment { status, .. } if *status == OrderStatus::Failed => Some(Charge::None),
+            Self::Payment { status, .. } if *status == OrderStatus::Failed => {
+                Some(ChargeOutcome::None)
+            }
             Self::Payment { .. }
             | Self::OutcomeUnknown { .. }
             | Self::Unrecorded { .. }
             | Self::KeyInFlight { .. }
-            | Self::KeyUnknown => Some(Charge::Unknown),
-            _ => Some(Charge::None),
+            | Self::KeyUnknown => Some(ChargeOutcome::Unknown),
+            _ => Some(ChargeOutcome::None),
         }
     }
 
@@ -105,7 +107,9 @@ impl OrderError {
         };
         // An order that may be charged is named, and where to read it.
         match (self.charge(), problem.order_id.clone()) {
-            (Some(Charge::Unknown), Some(id)) => problem.with_location(format!("/orders/{id}")),
+            (Some(ChargeOutcome::Unknown), Some(id)) => {
+                problem.with_location(format!("/orders/{id}"))
+            }
             _ => problem,
         }
     }

@@ -135,40 +135,9 @@ impl OrderError {
             // What the store said is for the logs (`error_response`): a
             // driver's message tells a client nothing it can act on.
             Self::Store(_) => store_unavailable("retry shortly"),
-            Self::OutcomeUnknown { order_id, .. } => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "outcome-unknown",
-                "Order outcome unknown",
-                format!(
-                    "the order store failed while the order was placed, and the order may be \
-                     charged; it stays pending until payment-service tells. GET \
-                     /orders/{order_id} until it is completed or failed, or retry with the same \
-                     Idempotency-Key; do not send a new request for it"
-                ),
-            )
-            .with_order_id(order_id),
-            Self::Unrecorded { order, .. } => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "outcome-unknown",
-                "Order outcome unknown",
-                format!(
-                    "the order store and payment-service failed while the order was placed: it \
-                     may have been recorded, and then charged by a later attempt. GET /orders/{} \
-                     (not found while unrecorded) until it is completed or failed; do not send a \
-                     new request for it",
-                    order.order_id
-                ),
-            )
-            .with_order_id(order.order_id),
-            Self::KeyUnknown => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "idempotency-key-unknown",
-                "Idempotency-Key unreadable",
-                "order-service cannot read this Idempotency-Key now (its store failed, or it is \
-                 shutting down): an earlier request with it may have charged its order. Retry \
-                 with the same key; do not send a new request",
-            )
-            .with_retry_after(1),
+            Self::OutcomeUnknown { order_id, .. } => outcome_unknown(order_id),
+            Self::Unrecorded { order, .. } => unrecorded(&order.order_id),
+            Self::KeyUnknown => key_unknown(),
             Self::KeyInFlight { order_id } => {
                 let problem = Problem::new(
                     StatusCode::CONFLICT,
@@ -205,6 +174,51 @@ impl OrderError {
             .with_retry_after(1),
         }
     }
+}
+
+/// An order that may be charged, whose outcome could not be recorded.
+fn outcome_unknown(order_id: &OrderId) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "outcome-unknown",
+        "Order outcome unknown",
+        format!(
+            "the order store failed while the order was placed, and the order may be charged; \
+             it stays pending until payment-service tells. GET /orders/{order_id} until it is \
+             completed or failed, or retry with the same Idempotency-Key; do not send a new \
+             request for it"
+        ),
+    )
+    .with_order_id(order_id)
+}
+
+/// A new order that may not have been recorded, nor its key voided.
+fn unrecorded(order_id: &OrderId) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "outcome-unknown",
+        "Order outcome unknown",
+        format!(
+            "the order store and payment-service failed while the order was placed: it may have \
+             been recorded, and then charged by a later attempt. GET /orders/{order_id} (not \
+             found while unrecorded) until it is completed or failed; do not send a new request \
+             for it"
+        ),
+    )
+    .with_order_id(order_id)
+}
+
+/// A key that may name an order charged before, unreadable now.
+fn key_unknown() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "idempotency-key-unknown",
+        "Idempotency-Key unreadable",
+        "order-service cannot read this Idempotency-Key now (its store failed, or it is shutting \
+         down): an earlier request with it may have charged its order. Retry with the same key; \
+         do not send a new request",
+    )
+    .with_retry_after(1)
 }
 
 fn store_unavailable(then: &str) -> Problem {

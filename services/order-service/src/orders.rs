@@ -29,27 +29,29 @@
 //! and wherever an attempt may have charged, the answer is `"unknown"`,
 //! naming the order.
 
+mod fence;
 mod flows;
+mod resume;
 mod settle;
+mod tracking;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::Addr;
 use actors::idempotency::{IdempotencyStore, KeyLease, KeyStoreError, Reservation, StoredResponse};
-use actors::reconciler::{Reconciler, Report, Track};
+use actors::reconciler::Reconciler;
 use common::domain::{IdempotencyKey, OrderId};
-use observability::TraceLink;
 use tracing::{Instrument, Span, field::Empty};
 
 pub use flows::Flows;
 use settle::{KeyEnding, answer, created, key_ending, possibly_charged, settle};
 pub use settle::{charge_and_settle, claim};
+pub use tracking::PendingOrder;
 
 use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
-use crate::payment::{Fence, PaymentCall, PaymentError, Receipt};
+use crate::payment::{PaymentCall, PaymentError, Receipt};
 use crate::store::{OrderKeys, OrderStore, Settle, StoreError, Updated};
 
 /// The answer to `POST /orders`, as sent and as replayed.
@@ -63,25 +65,6 @@ impl Answer {
         Self {
             response: created(&order),
             replayed: false,
-        }
-    }
-}
-
-/// An order whose payment outcome may be unknown, as the reconciler tracks
-/// it.
-#[derive(Debug, Clone)]
-pub struct PendingOrder {
-    pub order_id: OrderId,
-    /// The request that left it pending.
-    pub link: TraceLink,
-}
-
-impl PendingOrder {
-    /// Left pending (if at all) by the request being traced now.
-    fn here(order_id: OrderId) -> Self {
-        Self {
-            order_id,
-            link: TraceLink::current(),
         }
     }
 }
@@ -218,28 +201,7 @@ impl Orders {
                 span.clone(),
             )
             .await;
-            let reservation = match reservation {
-                Ok(reservation) => reservation,
-                // A new key, and no room for its order: nothing written.
-                Err(KeyStoreError::Full) => {
-                    self.report(candidate, false);
-                    return Err(OrderError::Refused {
-                        cause: StoreError::Full,
-                        order_id: None,
-                    });
-                }
-                // The key may name an order charged before: this
-                // request cannot tell, and the key is the client's
-                // handle on it. (A reservation that commits late is
-                // resumed by that retry like any other.)
-                Err(e) => {
-                    tracing::warn!(error = %e, "idempotency reservation failed");
-                    if !e.may_have_happened() {
-                        self.report(candidate, false);
-                    }
-                    return Err(OrderError::KeyUnknown);
-                }
-            };
+            let reservation = reservation.map_err(|e| self.unreserved(candidate, e))?;
             if reservation != Reservation::New {
                 // Tracked for nothing: the reservation did not start this order.
                 self.report(candidate, false);
@@ -280,6 +242,25 @@ impl Orders {
         Err(OrderError::KeyInFlight { order_id: None })
     }
 
+    /// The key could not be reserved. A new key with no room for its
+    /// order wrote nothing; otherwise the key may name an order charged
+    /// before, which this request cannot tell, and the key is the client's
+    /// handle on it. (A reservation that commits late is resumed by that
+    /// retry like any other.)
+    fn unreserved(&self, candidate: OrderId, e: KeyStoreError) -> OrderError {
+        if !e.may_have_happened() {
+            self.report(candidate, false);
+        }
+        if e == KeyStoreError::Full {
+            return OrderError::Refused {
+                cause: StoreError::Full,
+                order_id: None,
+            };
+        }
+        tracing::warn!(error = %e, "idempotency reservation failed");
+        OrderError::KeyUnknown
+    }
+
     /// An order not stored yet (no key, or the key's order was forgotten
     /// to make room): recorded `pending`, then charged.
     async fn place(&self, order: Order, lease: Option<OrderLease>) -> Result<Order, OrderError> {
@@ -296,165 +277,6 @@ impl Orders {
             return Err(self.unrecorded(order, e).await);
         }
         self.charge(Order { calls: 1, ..order }, lease).await
-    }
-
-    /// A new order's first write failed, before any attempt: nothing was
-    /// charged. If nothing was written, nothing ever will be; but a write
-    /// that may commit late would leave a possibly charged order for the
-    /// reconciler, so its payment key is voided first. Only then is
-    /// "nothing charged" true for good; without the void, it is unknown,
-    /// and the order is settled after the answer
-    /// ([`Self::settle_unrecorded`]).
-    async fn unrecorded(&self, order: Order, cause: StoreError) -> OrderError {
-        let id = order.order_id;
-        if !cause.may_have_written() {
-            self.report(id, false);
-            return OrderError::Refused {
-                cause,
-                order_id: None,
-            };
-        }
-        match self.payments.void(&order).await {
-            Fence::Voided => OrderError::Refused {
-                cause,
-                order_id: Some(id),
-            },
-            Fence::Charged(_) | Fence::Unknown(_) => OrderError::Unrecorded {
-                order: Box::new(order),
-                cause: cause.to_string(),
-            },
-        }
-    }
-
-    /// An order answered "unknown" whose first write may never have been
-    /// made, and whose payment key could not be voided: nothing would ever
-    /// settle it. Tried again (the void, then the final order written)
-    /// until payment-service tells how its key ends and the store records
-    /// that, so that it ends `completed` or `failed`. A late first write
-    /// that landed meanwhile is settled from `pending`, or by the
-    /// reconciler.
-    async fn settle_unrecorded(&self, order: Order) {
-        // As its first write had it: a late one is then no newer.
-        let order = possibly_charged(&order);
-        let mut pause = Duration::from_millis(200);
-        loop {
-            let settled = match self.payments.void(&order).await {
-                Fence::Voided => Some(Order {
-                    status: OrderStatus::Failed,
-                    reason: Some("its payment key was voided: never charged".into()),
-                    ..order.clone()
-                }),
-                Fence::Charged(receipt) => Some(Order {
-                    status: OrderStatus::Completed,
-                    transaction_id: Some(receipt.transaction_id),
-                    ..order.clone()
-                }),
-                Fence::Unknown(_) => None,
-            };
-            if let Some(settled) = settled {
-                // Written late after all: settled from `pending` (or, if
-                // a re-drive took it since, by that re-drive, which meets
-                // the same key).
-                let written = match self.store.insert(settled.clone()).await {
-                    Err(StoreError::Duplicate(_)) => self
-                        .store
-                        .update(settled, OrderStatus::Pending)
-                        .await
-                        .map(drop),
-                    inserted => inserted,
-                };
-                if written.is_ok() {
-                    tracing::info!(order.id = %order.order_id, "unrecorded order settled");
-                    return;
-                }
-            }
-            actix_rt::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(10));
-        }
-    }
-
-    /// Known to the reconciler *before* the write that makes the order
-    /// pending (a store may commit and still answer an error), first due
-    /// only once this flow's call has surely ended.
-    fn track(&self, order_id: OrderId) {
-        if let Some(reconciler) = &self.reconciler {
-            reconciler.do_send(Track {
-                key: order_id.to_string(),
-                payload: PendingOrder::here(order_id),
-                hold: self.payments.policy().longest_call(),
-            });
-        }
-    }
-
-    /// What this flow learned of the order: settled, or still unknown.
-    fn report(&self, order_id: OrderId, still_unknown: bool) {
-        if let Some(reconciler) = &self.reconciler {
-            reconciler.do_send(Report {
-                key: order_id.to_string(),
-                still_unknown: still_unknown.then(|| PendingOrder::here(order_id)),
-            });
-        }
-    }
-
-    /// A client retry of an order whose last call ended without a verdict
-    /// (or whose flow went silent past the key's lease). `None`: the key's
-    /// order had failed — final, never charged — and the key is forgotten,
-    /// to be taken anew for a new order.
-    async fn resume(
-        &self,
-        id: OrderId,
-        new: &NewOrder,
-        mut lease: OrderLease,
-    ) -> Option<Result<Order, OrderError>> {
-        let unknown = |e: StoreError| OrderError::OutcomeUnknown {
-            order_id: id,
-            cause: e.to_string(),
-        };
-        let order = match self.store.get(id).await {
-            // The key's lease ends with it: released.
-            Err(e) => return Some(Err(unknown(e))),
-            // The key's order is not in the store: never written, or
-            // forgotten to make room (ORDERS_MAX) after a call that may
-            // have charged it. Written again as possibly charged, so that a
-            // refusal now leaves it pending (never failed, never its key
-            // forgotten) and a charge now replays payment's, under the same id.
-            Ok(None) => {
-                let order = Order {
-                    maybe_charged: true,
-                    ..Order::pending(id, new)
-                };
-                return Some(self.place(order, Some(lease)).await);
-            }
-            Ok(Some(order)) => order,
-        };
-        let order = match order.status {
-            OrderStatus::Pending => {
-                self.track(id);
-                match claim(self.store.as_ref(), order).await {
-                    Ok(Ok(order)) => return Some(self.charge(order, Some(lease)).await),
-                    Ok(Err(current)) => current,
-                    Err(e) => return Some(Err(unknown(e))),
-                }
-            }
-            _ => order,
-        };
-        match order.status {
-            OrderStatus::Completed => Some(self.finish_key(lease, Ok(order)).await),
-            OrderStatus::Failed => match lease.forget(Settle::AsItStands, Span::current()).await {
-                Ok(Ok(())) => None,
-                // Still on the failed order: nothing was charged by this
-                // request, and its retry will try again.
-                _ => Some(Err(OrderError::Refused {
-                    cause: StoreError::Unavailable("the key was not forgotten".into()),
-                    order_id: None,
-                })),
-            },
-            // Moved between our read and our claim: let the client retry.
-            OrderStatus::Pending => Some(
-                self.finish_key(lease, Err(OrderError::KeyInFlight { order_id: Some(id) }))
-                    .await,
-            ),
-        }
     }
 
     /// Charges `order` and persists what the call learned; then the answer
@@ -526,42 +348,6 @@ impl Orders {
             Ok(Err(current)) => Ok(Updated::Stale(current)),
             Err(e) if e.may_have_happened() => Err(StoreError::Uncertain(e.to_string())),
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
-        }
-    }
-
-    /// The outcome could not be written: the order stands as first
-    /// written, pending and possibly charged, and the reconciler will
-    /// re-drive it. An order that would have failed is said to have charged
-    /// nothing only once its payment key is voided; any other is unknown.
-    async fn unsettled(
-        &self,
-        settled: Order,
-        result: Result<Receipt, PaymentError>,
-        e: StoreError,
-    ) -> Result<Order, OrderError> {
-        tracing::warn!(error = %e, order.id = %settled.order_id, "the order's outcome was not written");
-        self.report(settled.order_id, true);
-        let unknown = OrderError::OutcomeUnknown {
-            order_id: settled.order_id,
-            cause: e.to_string(),
-        };
-        match (settled.status, result) {
-            (OrderStatus::Failed, Err(cause)) => match self.payments.void(&settled).await {
-                Fence::Voided => Err(OrderError::Payment {
-                    order_id: settled.order_id,
-                    status: OrderStatus::Failed,
-                    cause,
-                }),
-                Fence::Charged(_) | Fence::Unknown(_) => Err(unknown),
-            },
-            // Unknown either way: the payment's own answer says more.
-            (OrderStatus::Pending, Err(cause)) => Err(OrderError::Payment {
-                order_id: settled.order_id,
-                status: OrderStatus::Pending,
-                cause,
-            }),
-            // Charged, not recorded: the reconciler will find the charge.
-            _ => Err(unknown),
         }
     }
 

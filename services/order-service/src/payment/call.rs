@@ -270,25 +270,17 @@ impl PaymentCall {
                 }
                 _ => Outcome::Failure,
             });
-            match &attempt {
-                Attempt::Charged { .. } => {}
-                Attempt::Voided => {
-                    span.record("error.type", "409");
-                }
-                Attempt::Rejected { status, .. } | Attempt::Failed { status, .. } => {
-                    span.record("error.type", status.as_str());
-                }
-                Attempt::TimedOut => {
-                    span.record("error.type", "timeout");
-                }
-                Attempt::ConnectFailed(_) | Attempt::Broken(_) => {
-                    span.record("error.type", "connection");
-                }
-            }
             if let Some(status) = attempt.status() {
                 span.record("http.response.status_code", i64::from(status.as_u16()));
             }
-            if !matches!(attempt, Attempt::Charged { .. }) {
+            let error = match &attempt {
+                Attempt::Charged { .. } => None,
+                Attempt::TimedOut => Some("timeout".to_owned()),
+                Attempt::ConnectFailed(_) | Attempt::Broken(_) => Some("connection".to_owned()),
+                _ => attempt.status().map(|status| status.as_str().to_owned()),
+            };
+            if let Some(error) = error {
+                span.record("error.type", error);
                 span.record("otel.status_code", "ERROR");
             }
             AttemptResult::Http(attempt)

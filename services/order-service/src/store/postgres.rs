@@ -565,21 +565,9 @@ impl PgStore {
                     &[&msg.key],
                 )
                 .await?;
-            let Some(row) = found.first() else { continue };
-            let fingerprint: &str = row.get(0);
-            if fingerprint != msg.fingerprint {
-                return Ok(Reservation::Mismatch);
+            if let Some(row) = found.first() {
+                return taken(row, &msg.fingerprint);
             }
-            return Ok(match row.get::<_, Option<i16>>(1) {
-                Some(status) => Reservation::Replay(Arc::new(StoredResponse {
-                    status: status as u16,
-                    headers: serde_json::from_value(row.get(2)).map_err(unavailable)?,
-                    body: row.get(3),
-                })),
-                None => Reservation::InFlight {
-                    order_id: OrderId::from_uuid(row.get(4)).to_string(),
-                },
-            });
         }
         Err(unavailable("the key kept changing under its reservation"))
     }
@@ -699,6 +687,24 @@ impl PgStore {
             released: count(3),
         })
     }
+}
+
+/// A key taken by another request, as its row stands: for another body,
+/// completed (its answer replayed), or in flight.
+fn taken(row: &Row, fingerprint: &str) -> Result<Reservation, StoreError> {
+    if row.get::<_, &str>(0) != fingerprint {
+        return Ok(Reservation::Mismatch);
+    }
+    Ok(match row.get::<_, Option<i16>>(1) {
+        Some(status) => Reservation::Replay(Arc::new(StoredResponse {
+            status: status as u16,
+            headers: serde_json::from_value(row.get(2)).map_err(unavailable)?,
+            body: row.get(3),
+        })),
+        None => Reservation::InFlight {
+            order_id: OrderId::from_uuid(row.get(4)).to_string(),
+        },
+    })
 }
 
 fn order_from(row: &Row) -> Result<Order, StoreError> {

@@ -5,7 +5,8 @@
 //! - [`config`]: every knob, as environment variable and flag.
 //! - [`startup`]: binds the listener (port 0 works) and wires every route.
 //! - [`domain`]: the order and the request that creates one, parsed at the edge.
-//! - [`orders`]: the order flow: record, charge, persist the outcome.
+//! - [`orders`]: the order flow: record, charge, persist the outcome, end
+//!   the key; the fence that keeps an answer of "nothing charged" true.
 //! - [`payment`]: the call to payment-service: one HTTP attempt
 //!   ([`payment::client`]), the budget and retry policy
 //!   ([`payment::retry`]) and the pipeline through breaker and bulkhead

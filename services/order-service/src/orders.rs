@@ -23,11 +23,12 @@
 //! retry revives it, no reconciler re-drives it), or nothing written at
 //! all. When the store fails where the flow wanted to say so — a write
 //! that may yet commit, an order that stays possibly charged — the flow
-//! voids the order's payment key first ([`Fence`]): payment-service then
+//! voids the order's payment key first ([`fence`]): payment-service then
 //! refuses every later attempt under it, by any replica's reconciler or
 //! any retry, and "nothing charged" holds for good. Without that fence,
 //! and wherever an attempt may have charged, the answer is `"unknown"`,
-//! naming the order.
+//! naming the order. Under a client key the purchase is the key's: a key
+//! that cannot be read may name a charged order, and is `"unknown"` too.
 
 mod fence;
 mod flows;

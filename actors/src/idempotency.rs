@@ -6,10 +6,8 @@
 //!   its stored response (`Replay`); a released key is taken again with its
 //!   *original* order id (`Resume`), so the retry charges under the same
 //!   payment key and cannot double-charge.
-//! - `Complete` stores the response to replay, or forgets the key (no
-//!   response: its operation ended with nothing to replay or resume);
-//!   `Release` (after a transient failure) frees the key but keeps its
-//!   order id.
+//! - `Complete` stores the response to replay; `Release` (after a transient
+//!   failure) frees the key but keeps its order id.
 //! - A key in flight is held by one [`Holder`] under a lease: `Complete` and
 //!   `Release` from anyone else are ignored, and a lease unreleased for
 //!   `lease` (its holder's release was lost, or its process died) is taken
@@ -121,9 +119,6 @@ pub enum KeyStoreError {
     Failed(ActorFailed),
     /// The backend could not be reached, or refused: nothing was done.
     Unavailable(String),
-    /// The backend has no room for a new key's record: nothing was done,
-    /// and the key is not taken.
-    Full,
     /// The backend did not answer (in time): the operation may have been
     /// done, or may still be, later.
     Uncertain(String),
@@ -132,7 +127,7 @@ pub enum KeyStoreError {
 impl KeyStoreError {
     /// Whether the operation may have taken effect although it failed.
     pub fn may_have_happened(&self) -> bool {
-        !matches!(self, Self::Unavailable(_) | Self::Full)
+        !matches!(self, Self::Unavailable(_))
     }
 }
 
@@ -141,7 +136,6 @@ impl std::fmt::Display for KeyStoreError {
         match self {
             Self::Failed(failed) => failed.fmt(f),
             Self::Unavailable(cause) => write!(f, "idempotency store unavailable: {cause}"),
-            Self::Full => f.write_str("no room for the key's record"),
             Self::Uncertain(cause) => write!(f, "idempotency store did not answer: {cause}"),
         }
     }
@@ -228,10 +222,7 @@ impl<R: Send + 'static> Message for Reserve<R> {
 pub struct Complete<E> {
     pub key: String,
     pub holder: Holder,
-    /// The answer every later request with the key replays; none to
-    /// forget the key instead (its operation left nothing to replay or
-    /// resume, and a later request with it starts anew).
-    pub response: Option<StoredResponse>,
+    pub response: StoredResponse,
     pub effect: E,
     pub span: Span,
 }
@@ -457,28 +448,6 @@ impl<B: KeyBackend> KeyLease<B> {
         effect: B::Effect,
         span: Span,
     ) -> Result<Completion<B::Effect>, KeyStoreError> {
-        self.end(Some(response), effect, span).await
-    }
-
-    /// Forgets the key, writing `effect` in the same transaction: its
-    /// operation left nothing to replay or resume (an order refused before
-    /// any attempt could charge it), and keeping the key would only fill
-    /// the store (a refusal per request while the breaker is open would
-    /// otherwise hold a key each). Refused or unknown, as [`Self::complete`].
-    pub async fn forget(
-        &mut self,
-        effect: B::Effect,
-        span: Span,
-    ) -> Result<Completion<B::Effect>, KeyStoreError> {
-        self.end(None, effect, span).await
-    }
-
-    async fn end(
-        &mut self,
-        response: Option<StoredResponse>,
-        effect: B::Effect,
-        span: Span,
-    ) -> Result<Completion<B::Effect>, KeyStoreError> {
         let Some(key) = self.key.clone() else {
             return Err(KeyStoreError::Unavailable("lease already ended".into()));
         };
@@ -589,7 +558,7 @@ mod tests {
                 .send(Complete {
                     key: key.into(),
                     holder,
-                    response: Some(response(body)),
+                    response: response(body),
                     effect: (),
                     span: Span::none(),
                 })
@@ -615,22 +584,6 @@ mod tests {
                 .unwrap();
         }
 
-        /// Forgets `key`, as `holder`.
-        async fn forget_as(&self, key: &str, holder: Holder) {
-            self.addr
-                .send(Complete {
-                    key: key.into(),
-                    holder,
-                    response: None,
-                    effect: (),
-                    span: Span::none(),
-                })
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-        }
-
         async fn stats(&self) -> Stats {
             self.addr.send(GetStats).await.unwrap().unwrap()
         }
@@ -642,22 +595,6 @@ mod tests {
             headers: vec![],
             body: body.as_bytes().to_vec(),
         }
-    }
-
-    #[actix_rt::test]
-    async fn a_forgetting_completion_removes_the_record_only_for_its_holder() {
-        let f = start(10);
-        f.reserve("k", "body", "o1").await;
-        f.forget_as("k", Holder::next()).await;
-        assert_eq!(f.stats().await.in_flight, 1, "not the holder: ignored");
-        f.forget_as("k", f.holder("k")).await;
-        assert_eq!(f.stats().await.entries, 0);
-        // The key is new again: a retry starts its own order.
-        assert_eq!(f.reserve("k", "body", "o2").await, Reservation::New);
-        // A completed key is never forgotten by a late one.
-        f.complete("k", "answer").await;
-        f.forget_as("k", f.holder("k")).await;
-        assert_eq!(f.stats().await.completed, 1);
     }
 
     #[actix_rt::test]

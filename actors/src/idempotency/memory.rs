@@ -103,25 +103,8 @@ impl MemoryKeys {
         self.end_flight(key, holder, Phase::Completed(Arc::new(response)));
     }
 
-    /// Completes `key` with `response`, or forgets it when there is none
-    /// (see [`super::Complete::response`]).
-    pub fn end(&self, key: &str, holder: Holder, response: Option<StoredResponse>) {
-        match response {
-            Some(response) => self.complete(key, holder, response),
-            None => self.release_and_forget(key, holder),
-        }
-    }
-
     pub fn release(&self, key: &str, holder: Holder) {
         self.end_flight(key, holder, Phase::Released);
-    }
-
-    /// Releases `key` by removing its record, if `holder` still holds it.
-    pub fn release_and_forget(&self, key: &str, holder: Holder) {
-        self.records.remove_if(
-            key,
-            |_, record| matches!(record.phase, Phase::InFlight { holder: h, .. } if h == holder),
-        );
     }
 
     /// Moves `key` out of flight, if `holder` still holds it: a completed
@@ -202,7 +185,7 @@ impl KeyBackend for MemoryKeys {
     }
 
     fn complete(&self, msg: Complete<()>) -> Answer<Result<(), std::convert::Infallible>> {
-        MemoryKeys::end(self, &msg.key, msg.holder, msg.response);
+        MemoryKeys::complete(self, &msg.key, msg.holder, msg.response);
         ready(Ok(()))
     }
 

@@ -61,6 +61,10 @@ pub enum OrderError {
     KeyInFlight { order_id: Option<OrderId> },
     #[error("Idempotency-Key reused with a different body")]
     KeyReused,
+    /// The key's order failed, nothing charged: nothing under the key
+    /// will ever be, and the key starts no other order.
+    #[error("the Idempotency-Key is spent")]
+    KeySpent { order_id: OrderId },
     #[error("the idempotency store is full")]
     IdempotencyFull,
     /// Nothing was written: the service cannot take orders now.
@@ -158,6 +162,14 @@ impl OrderError {
                 "Idempotency-Key reused",
                 "this Idempotency-Key was used with a different request body",
             ),
+            Self::KeySpent { order_id } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-spent",
+                "Idempotency-Key spent",
+                "this Idempotency-Key's order failed with nothing charged, and nothing ever will \
+                 be under the key; send the purchase again with a new key",
+            )
+            .with_order_id(order_id),
             Self::IdempotencyFull => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "idempotency-store-full",

@@ -1,6 +1,5 @@
 //! The order flow, outermost first: idempotency → record the order →
-//! payment call → persist the outcome → complete, forget or release the
-//! key.
+//! payment call → persist the outcome → complete or release the key.
 //!
 //! The flow belongs to the service, not to the request: [`Orders::create`]
 //! runs it as a task of its own and only awaits its answer, so a client that
@@ -189,74 +188,60 @@ impl Orders {
     ) -> Result<Answer, OrderError> {
         let span = Span::current();
         let order = Order::pending(candidate, new);
-        // A key left on a failed order is forgotten by `resume`, then
-        // taken anew, once.
-        for _ in 0..2 {
-            self.track(candidate);
-            let (lease, reservation) = KeyLease::reserve(
-                &self.idempotency,
-                key.to_string(),
-                new.fingerprint(),
-                candidate.to_string(),
-                possibly_charged(&order),
-                span.clone(),
-            )
-            .await;
-            let reservation = reservation.map_err(|e| self.unreserved(candidate, e))?;
-            if reservation != Reservation::New {
-                // Tracked for nothing: the reservation did not start this order.
-                self.report(candidate, false);
-            }
-            let (id, lease) = match (reservation, lease) {
-                (Reservation::Replay(response), _) => {
-                    tracing::info!(idempotency.key = %key, "idempotent_request_cached");
-                    return Ok(Answer {
-                        response: (*response).clone(),
-                        replayed: true,
-                    });
-                }
-                (Reservation::InFlight { order_id }, _) => {
-                    let order_id = OrderId::parse(&order_id).ok();
-                    return Err(OrderError::KeyInFlight { order_id });
-                }
-                (Reservation::Mismatch, _) => return Err(OrderError::KeyReused),
-                (Reservation::Full, _) => return Err(OrderError::IdempotencyFull),
-                (Reservation::New, Some(lease)) => {
-                    span.record("order.id", candidate.to_string());
-                    let order = Order { calls: 1, ..order };
-                    return self.charge(order, Some(lease)).await.map(Answer::fresh);
-                }
-                (Reservation::Resume { order_id }, Some(lease)) => (order_id, lease),
-                // A granted reservation always comes with its lease.
-                (Reservation::New | Reservation::Resume { .. }, None) => {
-                    return Err(OrderError::KeyUnknown);
-                }
-            };
-            // Ids are written by this service: one that does not parse is
-            // not an order of ours to charge.
-            let id = OrderId::parse(&id).map_err(|_| OrderError::KeyUnknown)?;
-            span.record("order.id", id.to_string());
-            if let Some(result) = self.resume(id, new, lease).await {
-                return result.map(Answer::fresh);
-            }
+        self.track(candidate);
+        let (lease, reservation) = KeyLease::reserve(
+            &self.idempotency,
+            key.to_string(),
+            new.fingerprint(),
+            candidate.to_string(),
+            possibly_charged(&order),
+            span.clone(),
+        )
+        .await;
+        let reservation = reservation.map_err(|e| self.unreserved(candidate, e))?;
+        if reservation != Reservation::New {
+            // Tracked for nothing: the reservation did not start this order.
+            self.report(candidate, false);
         }
-        Err(OrderError::KeyInFlight { order_id: None })
+        let (id, lease) = match (reservation, lease) {
+            (Reservation::Replay(response), _) => {
+                tracing::info!(idempotency.key = %key, "idempotent_request_cached");
+                return Ok(Answer {
+                    response: (*response).clone(),
+                    replayed: true,
+                });
+            }
+            (Reservation::InFlight { order_id }, _) => {
+                let order_id = OrderId::parse(&order_id).ok();
+                return Err(OrderError::KeyInFlight { order_id });
+            }
+            (Reservation::Mismatch, _) => return Err(OrderError::KeyReused),
+            (Reservation::Full, _) => return Err(OrderError::IdempotencyFull),
+            (Reservation::New, Some(lease)) => {
+                span.record("order.id", candidate.to_string());
+                let order = Order { calls: 1, ..order };
+                return self.charge(order, Some(lease)).await.map(Answer::fresh);
+            }
+            (Reservation::Resume { order_id }, Some(lease)) => (order_id, lease),
+            // A granted reservation always comes with its lease.
+            (Reservation::New | Reservation::Resume { .. }, None) => {
+                return Err(OrderError::KeyUnknown);
+            }
+        };
+        // Ids are written by this service: one that does not parse is not
+        // an order of ours to charge.
+        let id = OrderId::parse(&id).map_err(|_| OrderError::KeyUnknown)?;
+        span.record("order.id", id.to_string());
+        self.resume(id, new, lease).await.map(Answer::fresh)
     }
 
-    /// The key could not be reserved. A new key with no room for its
-    /// order wrote nothing; otherwise the key may name an order charged
+    /// The key could not be reserved: it may name an order charged
     /// before, which this request cannot tell, and the key is the client's
     /// handle on it. (A reservation that commits late is resumed by that
     /// retry like any other.)
     fn unreserved(&self, candidate: OrderId, e: KeyStoreError) -> OrderError {
         if !e.may_have_happened() {
             self.report(candidate, false);
-        }
-        if e == KeyStoreError::Full {
-            return OrderError::Refused {
-                cause: StoreError::Full,
-                order_id: None,
-            };
         }
         tracing::warn!(error = %e, "idempotency reservation failed");
         OrderError::KeyUnknown
@@ -267,13 +252,12 @@ impl Orders {
     async fn place(&self, order: Order, lease: Option<OrderLease>) -> Result<Order, OrderError> {
         self.track(order.order_id);
         if let Err(e) = self.store.insert(possibly_charged(&order)).await {
-            // Possibly charged before (the key's forgotten order): never
-            // "nothing charged"; the key finds it again.
-            if lease.is_some() || order.maybe_charged {
-                return Err(OrderError::OutcomeUnknown {
-                    order_id: order.order_id,
-                    cause: e.to_string(),
-                });
+            // The key's forgotten order, possibly charged before: never
+            // "nothing charged", and unreadable until it can be written
+            // again; the key finds it then.
+            if lease.is_some() {
+                tracing::warn!(error = %e, "the key's order could not be written again");
+                return Err(OrderError::KeyUnknown);
             }
             return Err(self.unrecorded(order, e).await);
         }
@@ -333,7 +317,6 @@ impl Orders {
             (Some(key), KeyEnding::Complete(response)) => {
                 key.complete(response, outcome(), parent).await
             }
-            (Some(key), KeyEnding::Forget) => key.forget(outcome(), parent).await,
             (_, _) => {
                 return self
                     .store
@@ -368,7 +351,6 @@ impl Orders {
                     .complete(response, Settle::AsItStands, Span::current())
                     .await
             }
-            KeyEnding::Forget => lease.forget(Settle::AsItStands, Span::current()).await,
             KeyEnding::Release => {
                 lease.release(Span::current());
                 return result;

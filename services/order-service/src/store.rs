@@ -108,10 +108,9 @@ impl StoreError {
 /// write may have been made.
 impl From<StoreError> for KeyStoreError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Full => Self::Full,
-            e if e.may_have_written() => Self::Uncertain(e.to_string()),
-            e => Self::Unavailable(e.to_string()),
+        match e.may_have_written() {
+            true => Self::Uncertain(e.to_string()),
+            false => Self::Unavailable(e.to_string()),
         }
     }
 }

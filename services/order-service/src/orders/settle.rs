@@ -7,6 +7,8 @@ use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actors::idempotency::StoredResponse;
 use tracing::{Instrument, field::Empty};
 
+use common::domain::OrderId;
+
 use crate::domain::{Order, OrderStatus};
 use crate::error::OrderError;
 use crate::payment::{PaymentCall, PaymentError, Receipt};
@@ -80,15 +82,16 @@ pub(super) fn answer(
 
 /// What the client's key keeps of the flow's answer.
 pub(super) enum KeyEnding {
-    /// The operation's final word, replayed: created, or declined.
+    /// The key's final word, replayed to every later request with it.
     Complete(StoredResponse),
-    /// Nothing to replay or resume: the order failed, nothing charged; a
-    /// retry with the key is a new order.
-    Forget,
     /// Transient: the key keeps its order id, and a retry resumes it.
     Release,
 }
 
+/// Created, or declined: replayed as answered. Failed otherwise (nothing
+/// charged, ever): the key is spent — every later request with it is told
+/// so, and none starts another order, which a request still on its way
+/// under the key (a client's earlier try, a double submit) could charge.
 pub(super) fn key_ending(result: &Result<Order, OrderError>) -> KeyEnding {
     match result {
         Ok(order) => KeyEnding::Complete(created(order)),
@@ -100,10 +103,17 @@ pub(super) fn key_ending(result: &Result<Order, OrderError>) -> KeyEnding {
         ) => KeyEnding::Complete(e.stored_response()),
         Err(OrderError::Payment {
             status: OrderStatus::Failed,
+            order_id,
             ..
-        }) => KeyEnding::Forget,
+        }) => KeyEnding::Complete(spent(*order_id)),
+        Err(e @ OrderError::KeySpent { .. }) => KeyEnding::Complete(e.stored_response()),
         Err(_) => KeyEnding::Release,
     }
+}
+
+/// What a spent key answers from now on.
+fn spent(order_id: OrderId) -> StoredResponse {
+    OrderError::KeySpent { order_id }.stored_response()
 }
 
 /// Takes a `pending` order into a new call: counts the call (a
@@ -242,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_keeps_final_answers_forgets_failed_orders_and_releases_the_rest() {
+    fn a_key_keeps_final_answers_is_spent_by_failed_orders_and_released_otherwise() {
         let completed = Order {
             status: OrderStatus::Completed,
             ..order()
@@ -265,7 +275,7 @@ mod tests {
         );
         assert!(matches!(key_ending(&declined), KeyEnding::Complete(r) if r.status == 402));
         let refused = answer(settle(order(), &failed(false)), failed(false));
-        assert!(matches!(key_ending(&refused), KeyEnding::Forget));
+        assert!(matches!(key_ending(&refused), KeyEnding::Complete(r) if r.status == 422));
         let unknown = answer(settle(order(), &failed(true)), failed(true));
         assert!(matches!(key_ending(&unknown), KeyEnding::Release));
     }

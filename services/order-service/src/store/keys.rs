@@ -14,7 +14,7 @@ use actors::idempotency::{
 
 use common::domain::OrderId;
 
-use super::{OrderStore, Settle, StoreError, Updated};
+use super::{OrderStore, Settle, Updated};
 use crate::domain::{Order, OrderStatus};
 
 pub struct InProcessKeys {
@@ -31,6 +31,18 @@ impl InProcessKeys {
     }
 }
 
+/// A key in flight names its order only once the order can be read: its
+/// holder writes it right after taking the key, and may find no room.
+async fn in_flight(orders: &dyn OrderStore, order_id: String) -> Reservation {
+    let written = match OrderId::parse(&order_id) {
+        Ok(id) => matches!(orders.get(id).await, Ok(Some(_))),
+        Err(_) => false,
+    };
+    Reservation::InFlight {
+        order_id: if written { order_id } else { String::new() },
+    }
+}
+
 impl KeyBackend for InProcessKeys {
     type Record = Order;
     type Effect = Settle;
@@ -41,18 +53,17 @@ impl KeyBackend for InProcessKeys {
             .reserve(&msg.key, &msg.fingerprint, &msg.order_id, msg.holder);
         let (keys, orders) = (self.keys.clone(), self.orders.clone());
         Box::pin(async move {
-            if reservation != Reservation::New {
-                return Ok(reservation);
+            match reservation {
+                Reservation::New => {}
+                Reservation::InFlight { order_id } => {
+                    return Ok(in_flight(&*orders, order_id).await);
+                }
+                other => return Ok(other),
             }
             match orders.insert(msg.record).await {
                 Ok(()) => Ok(Reservation::New),
-                // The key keeps the order id: a retry resumes it, and finds
-                // whether the order was written after all.
-                Err(StoreError::Full) => {
-                    // Nothing was written: nothing to resume.
-                    keys.release_and_forget(&msg.key, msg.holder);
-                    Err(StoreError::Full.into())
-                }
+                // The key keeps the order id (even with no room for the
+                // order now): a retry resumes it, and writes it then.
                 Err(e) => {
                     keys.release(&msg.key, msg.holder);
                     Err(e.into())
@@ -69,7 +80,7 @@ impl KeyBackend for InProcessKeys {
             {
                 return Ok(Err(current));
             }
-            keys.end(&msg.key, msg.holder, msg.response);
+            keys.complete(&msg.key, msg.holder, msg.response);
             Ok(Ok(()))
         })
     }

@@ -65,32 +65,6 @@ macro_rules! set_outcome {
     };
 }
 
-/// Ends a key held by a holder (the key and the holder's parameters):
-/// `complete`d with its response (status, headers, body), or `forget`
-/// (deleted: a later request with it starts anew).
-macro_rules! end_key {
-    (complete, $key:literal, $holder:literal, $response:literal) => {
-        concat!(
-            "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
-                 (response_status, response_headers, response_body) = (",
-            $response,
-            ") WHERE key = ",
-            $key,
-            " AND holder = ",
-            $holder
-        )
-    };
-    (forget, $key:literal, $holder:literal) => {
-        concat!(
-            "DELETE FROM idempotency_keys WHERE key = ",
-            $key,
-            " AND holder = ",
-            $holder,
-            " AND response_status IS NULL"
-        )
-    };
-}
-
 /// The columns of a new order after its id, in this order.
 macro_rules! order_columns {
     () => {
@@ -572,52 +546,36 @@ impl PgStore {
         Err(unavailable("the key kept changing under its reservation"))
     }
 
-    /// Completes the key with its response, or forgets it (no response),
-    /// writing the order's outcome in the same statement when there is
-    /// one: the key ends only if the outcome is written.
+    /// Completes the key with its response, writing the order's outcome
+    /// in the same statement when there is one: the key is completed only
+    /// if the outcome is written.
     async fn complete_key(&self, msg: Complete<Settle>) -> Result<Completion<Settle>, StoreError> {
+        let headers = serde_json::to_value(&msg.response.headers).map_err(unavailable)?;
+        let (status, body) = (msg.response.status as i16, &msg.response.body);
         let holder = msg.holder.as_uuid();
-        let response = match &msg.response {
-            Some(r) => Some((
-                r.status as i16,
-                serde_json::to_value(&r.headers).map_err(unavailable)?,
-                &r.body,
-            )),
-            None => None,
-        };
-        let key: Vec<Param> = match &response {
-            Some((status, headers, body)) => vec![&msg.key, &holder, status, headers, *body],
-            None => vec![&msg.key, &holder],
-        };
         let Settle::Order { order, from } = msg.effect else {
-            let sql = match response {
-                Some(_) => concat!(
-                    end_key!(complete, "$1", "$2", "$3, $4, $5"),
-                    " RETURNING key"
-                ),
-                None => concat!(end_key!(forget, "$1", "$2"), " RETURNING key"),
-            };
-            self.query(sql, &key).await?;
+            self.query(
+                "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+                         response_status = $3, response_headers = $4, response_body = $5
+                     WHERE key = $1 AND holder = $2
+                     RETURNING key",
+                &[&msg.key, &holder, &status, &headers, body],
+            )
+            .await?;
             return Ok(Ok(()));
         };
-        let sql = match response {
-            Some(_) => concat!(
-                "WITH settled AS (",
-                set_outcome!(),
-                " RETURNING order_id), completed AS (",
-                end_key!(complete, "$11", "$12", "$13, $14, $15"),
-                " AND EXISTS (SELECT 1 FROM settled) RETURNING key)
-                 SELECT EXISTS (SELECT 1 FROM settled)"
-            ),
-            None => concat!(
-                "WITH settled AS (",
-                set_outcome!(),
-                " RETURNING order_id), forgotten AS (",
-                end_key!(forget, "$11", "$12"),
-                " AND EXISTS (SELECT 1 FROM settled) RETURNING key)
-                 SELECT EXISTS (SELECT 1 FROM settled)"
-            ),
-        };
+        let sql = concat!(
+            "WITH settled AS (",
+            set_outcome!(),
+            " RETURNING order_id),
+             completed AS (
+                 UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+                     response_status = $13, response_headers = $14, response_body = $15
+                 WHERE key = $11 AND holder = $12 AND EXISTS (SELECT 1 FROM settled)
+                 RETURNING key)
+             SELECT EXISTS (SELECT 1 FROM settled)"
+        );
+        let key: [Param; 5] = [&msg.key, &holder, &status, &headers, body];
         Ok(match self.write_outcome(&order, from, sql, &key).await? {
             Updated::Written => Ok(()),
             Updated::Stale(current) => Err(current),

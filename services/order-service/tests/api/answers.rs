@@ -368,6 +368,76 @@ async fn an_unrecorded_order_whose_void_failed_still_comes_to_an_end() {
     }
 }
 
+/// 7. A keyed "none" must cover every request with the key: the client's
+///    earlier try, still on its way (held with the database of its
+///    replica), must not start an order after the refusal spent the key.
+///    It did when a refusal forgot its key: two charges for one purchase.
+#[actix_web::test]
+async fn a_try_still_on_its_way_under_a_spent_key_starts_no_order() {
+    let rig = Rig::start(one_prepared_connection).await;
+    // The keyed reservation, prepared on the frozen replica's connection.
+    assert_eq!(
+        rig.app
+            .post_order_with_key("warm", &order_body())
+            .await
+            .status,
+        201
+    );
+    let buyer = rig.reconciler();
+    let mut cut_off = rig.db.config(reconciling_order_config());
+    cut_off.payment_service_url = closed_port_url();
+    let cut_off = spawn_order_service(cut_off);
+
+    // The one connection the first try's reservation goes out on.
+    let frozen = rig.link.upstream_ports();
+    rig.fail(Fault::Freeze);
+    let first_try = rig
+        .app
+        .post_order_with_key("one-purchase", &order_body())
+        .await;
+    assert_eq!(first_try.body["charge"], "unknown", "{}", first_try.body);
+    let refused = cut_off
+        .post_order_with_key("one-purchase", &order_body())
+        .await;
+    assert_eq!(refused.body["charge"], "none", "{}", refused.body);
+    // As told: a new request, with a new key.
+    let bought = buyer
+        .post_order_with_key("one-purchase-again", &order_body())
+        .await;
+    assert_eq!(bought.status, 201);
+    // The first try's reservation reaches the database now: its backend
+    // runs it, cannot answer (the client gave up), and exits.
+    rig.recover(Fault::Freeze);
+    eventually("the held reservation has run", || async {
+        let ports: Vec<i32> = frozen.iter().map(|&p| i32::from(p)).collect();
+        let client = rig.db.client().await;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY($1)",
+                &[&ports],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) == 0
+    })
+    .await;
+    let again = buyer
+        .post_order_with_key("one-purchase", &order_body())
+        .await;
+    assert_eq!(
+        again.body["type"], "urn:reliable-orders:problem:idempotency-key-spent",
+        "{}",
+        again.body
+    );
+    let orders = "SELECT count(*) FROM orders";
+    assert_eq!(
+        rig.db.count(orders).await,
+        4,
+        "warm-ups, the refused order, the purchase"
+    );
+    assert_eq!(rig.app.charges().await, 3, "warm-ups and the purchase");
+}
+
 /// Where in an order the database fails.
 #[derive(Debug, Clone, Copy)]
 enum Phase {

@@ -8,7 +8,10 @@ use serde_json::json;
 
 use actors::circuit_breaker::Mode;
 
-use crate::helpers::{TestApp, eventually, order_body, spawn_app};
+use crate::helpers::{
+    PAYMENT_API_KEY, TestApp, eventually, order_body, payment_config, reconciling_order_config,
+    spawn_app, spawn_app_with,
+};
 
 #[actix_web::test]
 async fn the_same_key_replays_the_same_order_with_a_marker() {
@@ -148,15 +151,16 @@ async fn keys_are_independent() {
 }
 
 #[actix_web::test]
-async fn refusals_that_never_reached_payment_keep_no_key() {
-    refused_keys_are_not_kept(&spawn_app()).await;
+async fn refusals_that_never_reached_payment_spend_their_keys() {
+    refused_keys_are_spent(&spawn_app()).await;
 }
 
-/// With the breaker open, every keyed order is refused before any attempt:
-/// none of their keys may stay (they would fill the store), and a retry
-/// with one of them after the breaker closes makes its order. Shared with
-/// the PostgreSQL store's test.
-pub async fn refused_keys_are_not_kept(app: &TestApp) {
+/// With the breaker open, every keyed order is refused before any attempt
+/// and answered "nothing charged": its key is spent, so that no request
+/// with it — a retry, a double submit, a try still on its way — ever
+/// starts an order that could be charged. A new key makes its order. Shared
+/// with the PostgreSQL store's test.
+pub async fn refused_keys_are_spent(app: &TestApp) {
     const REFUSED: usize = 2_000;
     app.set_breaker(Mode::ForcedOpen).await;
     let body = order_body();
@@ -166,13 +170,12 @@ pub async fn refused_keys_are_not_kept(app: &TestApp) {
         let replies = join_all(chunk.iter().map(|key| app.post_order_with_key(key, &body))).await;
         for reply in replies {
             reply.assert_problem(503);
+            assert_eq!(reply.body["charge"], "none");
             refused_ids.push(reply.body["order_id"].as_str().unwrap().to_owned());
         }
     }
-    eventually("no refused key is held", || async {
-        app.keys_held().await == 0
-    })
-    .await;
+    let stats = app.key_stats().await;
+    assert_eq!((stats.in_flight, stats.completed), (0, REFUSED));
     assert_eq!(app.payment_requests().await, 0, "nothing reached payment");
     let refused = app.get(&format!("/orders/{}", refused_ids[0])).await;
     assert_eq!(
@@ -182,12 +185,56 @@ pub async fn refused_keys_are_not_kept(app: &TestApp) {
 
     app.set_breaker(Mode::Auto).await;
     let retried = app.post_order_with_key("refused-0", &order_body()).await;
-    assert_eq!(retried.status, 201, "{}", retried.body);
-    assert_ne!(retried.body["order_id"], refused_ids[0].as_str());
-    assert_eq!(app.charges().await, 1);
+    retried.assert_problem(422);
     assert_eq!(
-        app.keys_held().await,
-        1,
-        "the completed key is kept for replays"
+        retried.body["type"],
+        "urn:reliable-orders:problem:idempotency-key-spent"
     );
+    assert_eq!(retried.body["charge"], "none");
+    assert_eq!(retried.body["order_id"], refused_ids[0].as_str());
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    let new = app
+        .post_order_with_key("refused-0-again", &order_body())
+        .await;
+    assert_eq!(new.status, 201, "{}", new.body);
+    assert_eq!(app.charges().await, 1);
+}
+
+/// A key whose order failed after all (payment-service voided its payment
+/// key, and a re-drive learned it) is spent: concurrent retries under it
+/// start no new order. Each is told the key is spent, or that its order —
+/// the failed one — is in flight; never of another.
+#[actix_web::test]
+async fn retries_under_a_key_whose_order_failed_start_no_new_order() {
+    let app = spawn_app_with(reconciling_order_config(), payment_config());
+    app.set_faults(json!({"error_pct": 100})).await;
+    let first = app.post_order_with_key("voided", &order_body()).await;
+    assert_eq!(first.body["charge"], "unknown", "{}", first.body);
+    let id = first.body["order_id"].as_str().unwrap().to_owned();
+    let void = app
+        .client
+        .post(format!("{}/charges/{id}/void", app.payment_address))
+        .insert_header(("Authorization", format!("Bearer {PAYMENT_API_KEY}")));
+    assert_eq!(void.send().await.unwrap().status(), 200);
+    app.set_faults(json!({})).await;
+    eventually("a re-drive learns the order failed", || async {
+        app.get(&format!("/orders/{id}")).await.body["status"] == "failed"
+    })
+    .await;
+
+    let body = order_body();
+    let retries = join_all((0..6).map(|_| app.post_order_with_key("voided", &body))).await;
+    for retry in &retries {
+        assert_eq!(retry.body["order_id"], id.as_str(), "{}", retry.body);
+        let kind = retry.body["type"].as_str().unwrap();
+        assert!(
+            kind.ends_with(":idempotency-key-spent")
+                || kind.ends_with(":idempotency-key-in-flight"),
+            "{}",
+            retry.body
+        );
+    }
+    let last = app.post_order_with_key("voided", &order_body()).await;
+    last.assert_problem(422);
+    assert_eq!(app.charges().await, 0);
 }

@@ -36,6 +36,9 @@ struct State {
     /// Crashed: the port is closed, and a connection is refused by the
     /// kernel, as by a server that is not running.
     down: watch::Sender<bool>,
+    /// The local ports of the connections to the upstream, as the
+    /// upstream sees its clients.
+    upstream_ports: std::sync::Mutex<Vec<u16>>,
 }
 
 impl Link {
@@ -50,6 +53,7 @@ impl Link {
             frozen: watch::channel(false).0,
             generation: watch::channel(0).0,
             down: watch::channel(false).0,
+            upstream_ports: Default::default(),
         });
         tokio::spawn(serve(state.clone(), listener, address.clone()));
         Self { address, state }
@@ -86,6 +90,11 @@ impl Link {
         self.state.down.send_replace(false);
     }
 
+    /// The client ports the upstream has seen from this link, so far.
+    pub fn upstream_ports(&self) -> Vec<u16> {
+        self.state.upstream_ports.lock().unwrap().clone()
+    }
+
     pub fn connections(&self) -> usize {
         self.state.accepted.load(SeqCst)
     }
@@ -100,6 +109,9 @@ async fn serve(state: Arc<State>, mut listener: TcpListener, address: String) {
                 if let Ok((client, _)) = accepted {
                     let id = state.accepted.fetch_add(1, SeqCst);
                     if let Ok(server) = TcpStream::connect(&state.upstream).await {
+                        if let Ok(local) = server.local_addr() {
+                            state.upstream_ports.lock().unwrap().push(local.port());
+                        }
                         tokio::spawn(connect(state.clone(), id, client, server));
                     }
                 }

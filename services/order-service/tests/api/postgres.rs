@@ -61,11 +61,11 @@ fn complete(key: &str, holder: Holder, body: &str, effect: Settle) -> Complete<S
     Complete {
         key: key.into(),
         holder,
-        response: Some(StoredResponse {
+        response: StoredResponse {
             status: 201,
             headers: vec![("location".into(), "/orders/x".into())],
             body: body.as_bytes().to_vec(),
-        }),
+        },
         effect,
         span: Span::none(),
     }
@@ -709,9 +709,10 @@ async fn ready_answers_200_when_the_database_does() {
 }
 
 #[actix_web::test]
-async fn refusals_that_never_reached_payment_keep_no_key_row() {
+async fn refusals_that_never_reached_payment_spend_their_key_rows() {
     let db = TestDb::create().await;
     let app = db.spawn_app();
-    crate::idempotency::refused_keys_are_not_kept(&app).await;
-    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 1);
+    crate::idempotency::refused_keys_are_spent(&app).await;
+    let spent = "SELECT count(*) FROM idempotency_keys WHERE response_status = 422";
+    assert_eq!(db.count(spent).await, 2_000);
 }

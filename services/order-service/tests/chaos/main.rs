@@ -285,8 +285,9 @@ enum Client {
     HangsUpWithin(Duration),
 }
 
-/// A careful client: retries 409/502/503/504 and lost connections with the
-/// same Idempotency-Key until a definitive answer, for at most
+/// A careful client: retries 409/500/502/503/504 and lost connections with
+/// the same Idempotency-Key until a definitive answer (201, 402, or 422: a
+/// key spent by a refusal that charged nothing), for at most
 /// `GIVE_UP_AFTER` per order (then the reconciler must finish the job).
 async fn careful_client(
     stack: &Stack,
@@ -338,7 +339,7 @@ async fn careful_client(
                     break;
                 }
                 assert!(
-                    matches!(status, 409 | 502 | 503 | 504),
+                    matches!(status, 409 | 500 | 502 | 503 | 504),
                     "unexpected {status}: {json}"
                 );
                 if let Some(secs) = retry_after {

@@ -41,7 +41,7 @@ LEDGER_ROUNDS = int(os.environ.get("LEDGER_ROUNDS", "5"))
 OUT = Path(os.environ.get("BENCH_OUT", "docs/benchmarks.md"))
 HZ = os.sysconf("SC_CLK_TCK")
 RELEASE = ROOT / "target" / "release"
-# Spans of one order without a key (CONTRACT §6): order-service's, payment's.
+# Spans of one order without a key (docs/contract.md §8): order-service's, payment's.
 ORDER_SPANS, CHARGE_SPANS = 8, 4
 ADMIN = "bench-admin-token"
 API_KEY = "bench-payment-key"  # scripts/wrk/charge.lua sends it too

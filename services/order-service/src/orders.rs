@@ -276,7 +276,7 @@ impl Orders {
         let settled = settle(order, &result);
         let span = tracing::info_span!("persistOrder", order.id = %id, order.stale = Empty);
         // The key's actor span is the order's child, beside persistOrder
-        // (CONTRACT §6), though one statement does both.
+        // (docs/contract.md §8), though one statement does both.
         let written = self
             .persist(&settled, &result, &mut lease, Span::current())
             .instrument(span.clone())

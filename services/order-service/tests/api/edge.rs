@@ -1,5 +1,5 @@
 //! The edge: what a client can send that the services must refuse, bound
-//! or keep to themselves (CONTRACT §9).
+//! or keep to themselves (docs/contract.md §9).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

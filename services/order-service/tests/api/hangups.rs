@@ -2,7 +2,7 @@
 //! and during the key's reservation, during the payment attempt, during a
 //! half-open trial, while the order is recorded and while it is settled.
 //! After each, once quiet: the order is settled as if the client had
-//! waited (CONTRACT §5), no key stays in flight, the breaker is not wedged,
+//! waited (docs/contract.md §5), no key stays in flight, the breaker is not wedged,
 //! and payment's ledger has exactly one charge per completed order.
 
 use std::cell::RefCell;

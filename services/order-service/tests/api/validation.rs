@@ -1,4 +1,4 @@
-//! Every validation row of CONTRACT §2: its status and a problem+json body,
+//! Every validation row of docs/contract.md §2: its status and a problem+json body,
 //! and nothing recorded or charged — with the in-memory store and with
 //! PostgreSQL (where nothing may be written either).
 

@@ -5,7 +5,7 @@
 //! the database restarted under them; and clients that do what each
 //! answer says while the database is stopped, frozen, or cut off from one
 //! replica ([`answers`]: every answer must stay true).
-//! After each run it waits for quiescence and checks CONTRACT §5's
+//! After each run it waits for quiescence and checks docs/contract.md §5's
 //! invariant against payment's ledger and order-service's orders:
 //!
 //! every charge belongs to exactly one completed order, every completed
@@ -606,7 +606,7 @@ async fn the_invariant_holds_under_every_fault() {
     assert_eq!(rows.len(), 8);
 }
 
-/// CONTRACT §8: three replicas on one PostgreSQL (a private server, so
+/// docs/contract.md §7: three replicas on one PostgreSQL (a private server, so
 /// that it can be killed) behind nginx; the clients retry with the same
 /// key wherever nginx sends them. Replicas are SIGKILLed and restarted,
 /// then all of them at once, then the database.

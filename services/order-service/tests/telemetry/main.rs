@@ -1,5 +1,5 @@
 //! Traces end to end: both services run as real processes exporting OTLP to
-//! an in-test receiver, and each test asserts the span tree of CONTRACT §6
+//! an in-test receiver, and each test asserts the span tree of docs/contract.md §8
 //! for one kind of order.
 
 // Shared with the otlp_sink example, which uses its counting mode.
@@ -142,7 +142,7 @@ async fn over_otlp_http_an_order_has_every_span_of_the_contract_too() {
 }
 
 /// One keyed order and its replay, exported to `endpoint`: the span tree
-/// and attributes of CONTRACT §6.
+/// and attributes of docs/contract.md §8.
 async fn every_span_of_the_contract(
     collector: &Collector,
     endpoint: &str,

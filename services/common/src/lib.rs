@@ -15,6 +15,8 @@
 //! - [`body`]: reads a JSON request body with a size limit and a content-type
 //!   check, so oversized or non-JSON input is refused before it is parsed.
 //! - [`auth`]: the bearer-credential gates (admin token, service key).
+//! - [`headers`]: the request headers both services read alike
+//!   (`Idempotency-Key`, `X-Request-Timeout-Ms`).
 //! - [`server`]: the HTTP-server settings both services take.
 //! - [`openapi`]: the OpenAPI schemas of the shared types and the security
 //!   schemes.
@@ -23,6 +25,7 @@
 pub mod auth;
 pub mod body;
 pub mod domain;
+pub mod headers;
 pub mod openapi;
 pub mod problem;
 pub mod server;

@@ -1,7 +1,7 @@
 //! order-service's metrics (names in `observability::metric_names`).
 //! Counters are bumped where things happen; the gauges that mirror actor
 //! state are refreshed from the actors when `/metrics` is scraped
-//! ([`crate::routes::metrics`]).
+//! (the `GET /metrics` route).
 
 use actors::circuit_breaker::{self, Transition};
 use observability::metric_names as names;

@@ -27,7 +27,7 @@ use crate::routes::{admin, charge, charges, health, ledger};
         admin::get_faults,
         admin::put_faults,
         health::health,
-        crate::metrics::metrics,
+        crate::routes::metrics::metrics,
         openapi_json,
     ),
     components(

@@ -5,3 +5,4 @@ pub mod charge;
 pub mod charges;
 pub mod health;
 pub mod ledger;
+pub mod metrics;

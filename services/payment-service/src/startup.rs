@@ -22,9 +22,9 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::faults::FaultInjector;
 use crate::ledger::Ledger;
-use crate::metrics::{self, PaymentMetrics};
+use crate::metrics::PaymentMetrics;
 use crate::openapi;
-use crate::routes::{admin, charge, charges, health, ledger};
+use crate::routes::{self, admin, charge, charges, health, ledger};
 use crate::state::{AppState, SimulatedWork};
 
 pub struct Application {
@@ -86,7 +86,11 @@ impl Application {
                         .wrap(from_fn(require_admin)),
                 )
                 .service(only("/health", "GET", web::get().to(health::health)))
-                .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
+                .service(only(
+                    "/metrics",
+                    "GET",
+                    web::get().to(routes::metrics::metrics),
+                ))
                 .service(only(
                     "/openapi.json",
                     "GET",

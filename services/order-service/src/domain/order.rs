@@ -59,7 +59,7 @@ pub struct Order {
     pub maybe_charged: bool,
     /// Payment calls started on this order. Each flow bumps it as it takes
     /// the order into a call, so a flow can tell whether another one has
-    /// started since its own (see [`crate::store::OrderStore::update`]).
+    /// started since its own (see the store's `update`).
     #[serde(skip)]
     pub calls: u32,
 }

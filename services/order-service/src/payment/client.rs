@@ -11,13 +11,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use awc::error::{ConnectError, SendRequestError};
 use common::domain::{Amount, Currency, MerchantId, OrderId};
+use common::headers::{IDEMPOTENCY_KEY, REQUEST_TIMEOUT};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Order;
 
-/// Header carrying the caller's remaining budget; payment-service answers
-/// 504 without charging when it cannot finish within it.
-pub const TIMEOUT_HEADER: &str = "X-Request-Timeout-Ms";
 /// Largest response body read from payment-service.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -174,8 +172,8 @@ impl PaymentClient {
         }
         let sent = request
             .insert_header((AUTHORIZATION, self.authorization.clone()))
-            .insert_header(("Idempotency-Key", order.order_id.to_string()))
-            .insert_header((TIMEOUT_HEADER, time_left.as_millis().to_string()))
+            .insert_header((IDEMPOTENCY_KEY, order.order_id.to_string()))
+            .insert_header((REQUEST_TIMEOUT, time_left.as_millis().to_string()))
             .send_json(&body)
             .await;
         let mut response = match sent {

@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::idempotency::StoredResponse;
 use common::body::json_body;
-use common::domain::{FieldError, IdempotencyKey, OrderId};
+use common::domain::{IdempotencyKey, OrderId};
+use common::headers::idempotency_key;
 use common::openapi::{BodyTimeout, TooLarge};
 use common::problem::Problem;
 
@@ -52,7 +53,7 @@ pub async fn create_order(
     payload: web::Payload,
     orders: web::Data<Orders>,
 ) -> Result<HttpResponse, OrderError> {
-    let key = idempotency_key(&req)?;
+    let key = idempotency_key(req.headers()).map_err(OrderError::BadHeader)?;
     let new: NewOrder = json_body::<NewOrderBody>(&req, payload)
         .await
         .map_err(OrderError::Body)?
@@ -100,28 +101,4 @@ fn to_http(stored: &StoredResponse) -> HttpResponse {
         response.insert_header((name.as_str(), value.as_str()));
     }
     response.body(stored.body.clone())
-}
-
-/// The optional `Idempotency-Key` header; present but invalid, or sent
-/// twice (which would name the request?), is a 400.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, OrderError> {
-    let mut values = req.headers().get_all("Idempotency-Key");
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(OrderError::BadHeader(FieldError::new(
-            "Idempotency-Key",
-            "must be sent once",
-        )));
-    }
-    let text = value.to_str().map_err(|_| {
-        OrderError::BadHeader(FieldError::new(
-            "Idempotency-Key",
-            "must be printable ASCII",
-        ))
-    })?;
-    IdempotencyKey::parse(text)
-        .map(Some)
-        .map_err(OrderError::BadHeader)
 }

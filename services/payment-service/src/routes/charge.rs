@@ -21,6 +21,7 @@ use common::domain::{
     Amount, Currency, FieldError, IdempotencyKey, MerchantId, OrderId, PaymentDetails, json_string,
     required,
 };
+use common::headers::{REQUEST_TIMEOUT, idempotency_key};
 use common::openapi::{BodyTimeout, TooLarge, Unauthorized};
 use common::problem::Problem;
 use rust_decimal::Decimal;
@@ -36,8 +37,6 @@ use crate::state::AppState;
 /// Amounts above this are declined (402), as a card issuer would.
 pub const DECLINE_ABOVE: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
 
-/// The caller's remaining budget in milliseconds.
-pub const TIMEOUT_HEADER: &str = "X-Request-Timeout-Ms";
 /// The largest budget taken (2^53 - 1, as the OpenAPI description says:
 /// the largest integer every JSON reader holds exactly); the deadline is
 /// added with `checked_add`, so no budget can overflow the clock.
@@ -111,7 +110,9 @@ pub async fn charge(
 ) -> Result<HttpResponse, ChargeError> {
     let received = Instant::now();
     state.requests.fetch_add(1, Ordering::Relaxed);
-    let key = idempotency_key(&req)?;
+    let key = idempotency_key(req.headers())
+        .map_err(ChargeError::BadHeader)?
+        .ok_or(ChargeError::MissingKey)?;
     let deadline = deadline(&req, received)?;
     let request = json_body::<ChargeBody>(&req, payload)
         .await
@@ -247,26 +248,8 @@ async fn simulate(duration: Duration) {
     }
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<IdempotencyKey, ChargeError> {
-    let mut values = req.headers().get_all("Idempotency-Key");
-    let value = values.next().ok_or(ChargeError::MissingKey)?;
-    if values.next().is_some() {
-        return Err(ChargeError::BadHeader(FieldError::new(
-            "Idempotency-Key",
-            "must be sent once",
-        )));
-    }
-    let text = value.to_str().map_err(|_| {
-        ChargeError::BadHeader(FieldError::new(
-            "Idempotency-Key",
-            "must be printable ASCII",
-        ))
-    })?;
-    IdempotencyKey::parse(text).map_err(ChargeError::BadHeader)
-}
-
 fn deadline(req: &HttpRequest, received: Instant) -> Result<Option<Instant>, ChargeError> {
-    let Some(value) = req.headers().get(TIMEOUT_HEADER) else {
+    let Some(value) = req.headers().get(REQUEST_TIMEOUT) else {
         return Ok(None);
     };
     value
@@ -278,7 +261,7 @@ fn deadline(req: &HttpRequest, received: Instant) -> Result<Option<Instant>, Cha
         .map(Some)
         .ok_or_else(|| {
             ChargeError::BadHeader(FieldError::new(
-                TIMEOUT_HEADER,
+                REQUEST_TIMEOUT,
                 format!("must be a whole number of milliseconds, at most {MAX_TIMEOUT_MS}"),
             ))
         })

@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(fail(&addr).await.map(|t| t.to), Some(State::Open));
         let rejected = addr.send(Admit { span: Span::none() }).await.unwrap();
         assert!(
-            matches!(rejected, Err(AdmitError::Open(r)) if r.retry_after == Duration::from_secs(30))
+            matches!(rejected, Err(AdmitError::Open(r)) if r.retry_after == Some(Duration::from_secs(30)))
         );
         clock.advance(Duration::from_secs(30));
         let trial = addr

@@ -128,8 +128,9 @@ pub struct Admission {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
     pub state: State,
-    /// When admission may succeed again.
-    pub retry_after: Duration,
+    /// When admission may succeed again; none while an operator holds the
+    /// breaker open (no probe is scheduled).
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +214,7 @@ impl Machine {
             let retry_after = self.open_until.saturating_duration_since(now);
             let rejection = Rejection {
                 state: State::Open,
-                retry_after,
+                retry_after: Some(retry_after),
             };
             return (Err(rejection), Some(expired));
         }
@@ -226,7 +227,7 @@ impl Machine {
             (Mode::ForcedOpen, _) => (
                 Err(Rejection {
                     state: self.state,
-                    retry_after: self.config.open_for,
+                    retry_after: None,
                 }),
                 None,
             ),
@@ -236,7 +237,7 @@ impl Machine {
             (Mode::Auto, State::Open) if now < self.open_until => (
                 Err(Rejection {
                     state: State::Open,
-                    retry_after: self.open_until - now,
+                    retry_after: Some(self.open_until - now),
                 }),
                 None,
             ),
@@ -255,7 +256,7 @@ impl Machine {
                 Err(Rejection {
                     state: State::HalfOpen,
                     // The trials decide within one attempt's time.
-                    retry_after: Duration::from_secs(1),
+                    retry_after: Some(Duration::from_secs(1)),
                 }),
                 None,
             ),
@@ -473,7 +474,7 @@ mod tests {
         assert_eq!(t.reason, TripReason::ConsecutiveFailures { failures: 5 });
         let rejected = h.admit().unwrap_err();
         assert_eq!(rejected.state, State::Open);
-        assert_eq!(rejected.retry_after, Duration::from_secs(30));
+        assert_eq!(rejected.retry_after, Some(Duration::from_secs(30)));
     }
 
     #[test]
@@ -553,7 +554,7 @@ mod tests {
             h.call(Outcome::Failure);
         }
         h.advance(Duration::from_secs(30) - MS);
-        assert_eq!(h.admit().unwrap_err().retry_after, MS);
+        assert_eq!(h.admit().unwrap_err().retry_after, Some(MS));
         h.advance(MS);
         let (first, t) = h.machine.admit(h.now);
         assert_eq!(
@@ -592,7 +593,10 @@ mod tests {
         );
         // The other trial's late success belongs to the old epoch.
         assert_eq!(h.machine.record(other, Outcome::Success, h.now), None);
-        assert_eq!(h.admit().unwrap_err().retry_after, Duration::from_secs(30));
+        assert_eq!(
+            h.admit().unwrap_err().retry_after,
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]
@@ -653,7 +657,10 @@ mod tests {
             (t.from, t.to, t.reason),
             (State::HalfOpen, State::Open, TripReason::TrialTimedOut)
         );
-        assert_eq!(rejected.unwrap_err().retry_after, Duration::from_secs(30));
+        assert_eq!(
+            rejected.unwrap_err().retry_after,
+            Some(Duration::from_secs(30))
+        );
         // Its outcome, if it ever comes, belongs to a past period.
         assert_eq!(h.machine.record(lost, Outcome::Failure, h.now), None);
         h.advance(Duration::from_secs(30));
@@ -710,7 +717,8 @@ mod tests {
         let t = h.machine.set_mode(Mode::ForcedOpen, h.now).unwrap();
         assert_eq!((t.from, t.to), (State::Closed, State::Open));
         h.advance(Duration::from_secs(3600));
-        assert!(h.admit().is_err(), "forced open never probes");
+        let held = h.admit().unwrap_err();
+        assert_eq!(held.retry_after, None, "forced open never probes");
 
         let t = h.machine.set_mode(Mode::ForcedClosed, h.now).unwrap();
         assert_eq!(t.to, State::Closed);

@@ -312,13 +312,24 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
                 format!("{detail}; {outcome}"),
             )
         }
-        PaymentError::CircuitOpen { retry_after } => Problem::new(
+        PaymentError::CircuitOpen {
+            retry_after: Some(retry_after),
+        } => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "circuit-open",
             "Circuit breaker open",
             "payment-service is failing; calls are suspended; nothing was charged",
         )
         .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+        // Held open by an operator: nothing is failing, and no probe is
+        // scheduled to say when calls resume.
+        PaymentError::CircuitOpen { retry_after: None } => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "circuit-open",
+            "Circuit breaker open",
+            "calls to payment-service are suspended by an operator (the circuit breaker is held \
+             open); nothing was charged",
+        ),
         PaymentError::BulkheadFull => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "bulkhead-full",

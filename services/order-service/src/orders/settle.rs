@@ -220,7 +220,7 @@ mod tests {
         );
         assert_eq!(settle(order(), &failed(false)).status, OrderStatus::Failed);
         let open = Err(PaymentError::CircuitOpen {
-            retry_after: Duration::from_secs(1),
+            retry_after: Some(Duration::from_secs(1)),
         });
         assert_eq!(settle(order(), &open).status, OrderStatus::Failed);
     }
@@ -230,7 +230,7 @@ mod tests {
         let pending = settle(order(), &failed(true));
         // A later call that never reaches payment proves nothing about the first.
         let open = Err(PaymentError::CircuitOpen {
-            retry_after: Duration::from_secs(1),
+            retry_after: Some(Duration::from_secs(1)),
         });
         let still = settle(pending.clone(), &open);
         assert_eq!(still.status, OrderStatus::Pending);

@@ -151,8 +151,9 @@ impl Sleeper for TokioSleeper {
 pub enum AttemptResult {
     /// The attempt was sent (or its connection tried).
     Http(Attempt),
-    /// The circuit breaker refused it.
-    CircuitOpen { retry_after: Duration },
+    /// The circuit breaker refused it (until when: none while an operator
+    /// holds it open).
+    CircuitOpen { retry_after: Option<Duration> },
     /// The bulkhead had no permit within the wait.
     BulkheadFull,
 }
@@ -182,9 +183,10 @@ pub enum PaymentError {
     /// The budget ran out; an attempt may have been processed.
     #[error("payment budget ran out")]
     TimedOut,
-    /// The breaker is open and no attempt reached payment.
+    /// The breaker is open and no attempt reached payment; it probes again
+    /// after `retry_after`, or not at all while an operator holds it open.
     #[error("circuit breaker open")]
-    CircuitOpen { retry_after: Duration },
+    CircuitOpen { retry_after: Option<Duration> },
     /// No bulkhead permit in time and no attempt reached payment.
     #[error("bulkhead limit reached")]
     BulkheadFull,
@@ -637,13 +639,13 @@ mod tests {
     #[test]
     fn local_refusals_end_the_call_and_keep_a_reached_attempt_pending() {
         let open = AttemptResult::CircuitOpen {
-            retry_after: Duration::from_secs(30),
+            retry_after: Some(Duration::from_secs(30)),
         };
         let r = run(vec![(open.clone(), MS)]);
         assert_eq!(
             r.report.result,
             Err(PaymentError::CircuitOpen {
-                retry_after: Duration::from_secs(30)
+                retry_after: Some(Duration::from_secs(30))
             })
         );
         let r = run(vec![(AttemptResult::BulkheadFull, MS)]);

@@ -171,6 +171,10 @@ pub async fn refused_keys_are_spent(app: &TestApp) {
         for reply in replies {
             reply.assert_problem(503);
             assert_eq!(reply.body["charge"], "none");
+            // Held open by an operator: nothing is failing, no probe is due.
+            let detail = reply.body["detail"].as_str().unwrap();
+            assert!(detail.contains("by an operator"), "{detail}");
+            assert!(reply.header("retry-after").is_none());
             refused_ids.push(reply.body["order_id"].as_str().unwrap().to_owned());
         }
     }

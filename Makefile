@@ -133,12 +133,13 @@ bench-loadgen: ## loadgen's requests/s against wrk's on payment /health, same ru
 
 MARKS := run/marks
 
-# Sets payment's faults ($(1)) and appends the change, timed, to $(MARKS)
-# for loadgen's timeline ($(2)).
+# Sets payment's faults ($(1)) and appends the change to $(MARKS) for
+# loadgen's timeline ($(2)), timed as the request leaves: the mark is never
+# drawn after the effect it caused.
 define faults
-	@curl -fsS -X PUT $(PAYMENT_URL)/admin/faults \
-	  -H "Authorization: Bearer $(TOKEN)" -H "Content-Type: application/json" -d '$(1)' && echo
-	@mkdir -p $(dir $(MARKS)) && echo "$$(python3 -c 'import time; print(int(time.time() * 1000))') $(2)" >>$(MARKS)
+	@at=$$(python3 -c 'import time; print(int(time.time() * 1000))'); \
+	  ADMIN_TOKEN=$(TOKEN) scripts/admin-call.sh PUT $(PAYMENT_URL)/admin/faults '$(1)' \
+	  && mkdir -p $(dir $(MARKS)) && echo "$$at $(2)" >>$(MARKS)
 endef
 
 fault-delay: ## Payment answers 300 ms late
@@ -154,17 +155,17 @@ fault-clear: ## No faults
 	$(call faults,{},fault-clear)
 
 faults: ## Show payment's current faults
-	@curl -fsS $(PAYMENT_URL)/admin/faults -H "Authorization: Bearer $(TOKEN)" && echo
+	@ADMIN_TOKEN=$(TOKEN) scripts/admin-call.sh GET $(PAYMENT_URL)/admin/faults
 
 breaker: ## Show order-service's circuit breaker
-	@curl -fsS $(ORDER_URL)/admin/breaker -H "Authorization: Bearer $(TOKEN)" && echo
+	@ADMIN_TOKEN=$(TOKEN) scripts/admin-call.sh GET $(ORDER_URL)/admin/breaker
 
 watch: ## Follow the breaker's transitions live, one line each (reconnects; Ctrl-C stops)
 	@ADMIN_TOKEN=$(TOKEN) python3 -u scripts/watch.py $(ORDER_URL)
 
 DEMO_ENV = ORDER_URL=$(ORDER_URL) PAYMENT_URL=$(PAYMENT_URL)
 
-demo-breaker: build-native ## The breaker's whole cycle live in under a minute (restarts make run's services)
+demo-breaker: build-native ## The breaker's whole cycle live in about twenty seconds (restarts make run's services)
 	@$(DEMO_ENV) scripts/demo-breaker.sh
 
 # docs/demo.md, one target per demonstration. Each restarts make run's
@@ -186,7 +187,7 @@ demo-7: build-native ## Demonstration 7: every fault at once
 
 # --- checks -----------------------------------------------------------------
 
-test-deps: ## Install what the tests need besides Rust (prometheus, promtool, docker-compose)
+test-deps: ## Install what the tests need besides Rust (prometheus, promtool, docker-compose, nginx)
 	@scripts/test-deps.sh
 
 test: test-deps ## Run the whole test suite

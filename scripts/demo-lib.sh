@@ -34,8 +34,11 @@ now_ms() { python3 -c 'import time; print(int(time.time() * 1000))'; }
 # Sets payment's faults and marks the change for loadgen's timeline, as the
 # Makefile's fault-* targets do. $1: the faults as JSON; $2: the label.
 faults() {
+  # Timed as the request leaves: the mark never lands after its effect.
+  local at
+  at=$(now_ms)
   curl -fsS -X PUT "$PAYMENT_URL/admin/faults" "${auth[@]}" -H "Content-Type: application/json" -d "$1" >/dev/null
-  echo "$(now_ms) ${2:-faults $1}" >>"$MARKS"
+  echo "$at ${2:-faults $1}" >>"$MARKS"
 }
 
 breaker_field() { # field of GET /admin/breaker

@@ -46,15 +46,18 @@ start_one() { # name port env...
   echo "$name listening on http://localhost:$port (pid $(cat "$RUN_DIR/$name.pid"), log $LOG_DIR/$name.log)"
 }
 
+# Stops `name` if this script started it; says nothing of what it never
+# started (make run starts no replicas and no nginx).
 stop_one() {
   local name=$1
+  [[ -f "$RUN_DIR/$name.pid" ]] || return 0
   if running "$name"; then
     local pid; pid=$(cat "$RUN_DIR/$name.pid")
     kill -TERM "$pid"
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "$name killed (did not stop within 15 s)"; else echo "$name stopped"; fi
   else
-    echo "$name not running"
+    echo "$name had already stopped"
   fi
   rm -f "$RUN_DIR/$name.pid"
 }
@@ -206,10 +209,13 @@ case "${1:-}" in
     echo "admin token in $RUN_DIR/admin-token (make targets read it)"
     ;;
   stop)
-    stop_one nginx
-    for name in order-service $(replica_names); do stop_one "$name"; done
-    stop_one payment-service
-    stop_private_pg
+    said=$(
+      stop_one nginx
+      for name in order-service $(replica_names); do stop_one "$name"; done
+      stop_one payment-service
+      stop_private_pg
+    )
+    echo "${said:-nothing to stop: make run (or make run-replicas) starts the services}"
     ;;
   status)
     for name in payment-service order-service $(replica_names) nginx; do

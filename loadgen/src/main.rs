@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(async {
+    let answered = runtime.block_on(async {
         let report = run(plan).await;
         if let Some(path) = &args.timeline {
             let svg = loadgen::timeline::render(&report, &format!("loadgen {}", args.url));
@@ -37,6 +37,15 @@ fn main() -> ExitCode {
         } else {
             print!("{}", report.to_text());
         }
+        report.total == 0 || report.errors.values().sum::<u64>() < report.total
     });
-    ExitCode::SUCCESS
+    if answered {
+        return ExitCode::SUCCESS;
+    }
+    // Not one HTTP answer: nothing was measured.
+    eprintln!(
+        "loadgen: nothing answered at {}: is order-service running? make run starts it",
+        args.url
+    );
+    ExitCode::FAILURE
 }

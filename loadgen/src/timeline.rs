@@ -130,7 +130,9 @@ fn band(svg: &mut String, report: &Report, axis: &Axis) {
             for b in &report.timeline {
                 let state = if b.breaker_refused > 0 {
                     "open"
-                } else if answers(b) > 0 {
+                } else if b.ok + b.client_errors + b.server_errors > 0 {
+                    // Only an HTTP answer says the breaker let it through;
+                    // a refused connection says nothing of it.
                     "closed"
                 } else {
                     "unknown"
@@ -221,13 +223,11 @@ fn panel(
     (label, gaps): (&str, bool),
     series: &[Series],
 ) {
-    let max_y = buckets
+    let highest = buckets
         .iter()
         .flat_map(|s| series.iter().map(move |(_, _, f)| f(s)))
-        .fold(0.0, f64::max)
-        .max(1.0);
-    // Each bucket is drawn at its middle.
-    let middle = |b: &Second| axis.x(b.start_ms as f64 + b.width_ms as f64 / 2.0);
+        .fold(0.0, f64::max);
+    let (step, max_y) = scale(highest);
     let y = |v: f64| top + PANEL - PANEL * v / max_y;
     let _ = writeln!(
         svg,
@@ -238,18 +238,53 @@ fn panel(
         r#"<text x="{LEFT}" y="{}" font-weight="bold">{label}</text>"#,
         top - 8.0
     );
-    for tick in 0..=4 {
-        let value = max_y * tick as f64 / 4.0;
+    let mut value = 0.0;
+    while value <= max_y + 1e-9 {
         let _ = writeln!(
             svg,
-            r##"<text x="{}" y="{}" text-anchor="end" fill="#555">{value:.0}</text><line x1="{LEFT}" x2="{}" y1="{yy}" y2="{yy}" stroke="#eee"/>"##,
+            r##"<text x="{}" y="{}" text-anchor="end" fill="#555">{value}</text><line x1="{LEFT}" x2="{}" y1="{yy}" y2="{yy}" stroke="#eee"/>"##,
             LEFT - 6.0,
             y(value) + 4.0,
             LEFT + PLOT_W,
             yy = y(value)
         );
+        value += step;
     }
-    // About ten labels, at round seconds (tenths for a short run).
+    seconds(svg, axis, top + PANEL + 15.0);
+    for (n, line) in series.iter().enumerate() {
+        draw(svg, buckets, axis, (gaps, &y), line);
+        // The legend above the frame, right-aligned: never under a line.
+        let (name, color, _) = line;
+        let lx = LEFT + PLOT_W - 110.0 * (series.len() - n) as f64;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{name}</text>"#,
+            top - 18.0,
+            lx + 14.0,
+            top - 9.0
+        );
+    }
+}
+
+/// A round step (1, 2 or 5 times a power of ten) and the top of the axis
+/// it reaches in at most five steps, for values up to `highest`.
+fn scale(highest: f64) -> (f64, f64) {
+    let highest = highest.max(1.0);
+    let mut magnitude = 1.0;
+    loop {
+        for step in [1.0, 2.0, 5.0].map(|m| m * magnitude) {
+            let steps = (highest / step).ceil();
+            if steps <= 5.0 {
+                return (step, step * steps.max(1.0));
+            }
+        }
+        magnitude *= 10.0;
+    }
+}
+
+/// About ten labels under the panel, at round seconds (tenths for a
+/// short run).
+fn seconds(svg: &mut String, axis: &Axis, y: f64) {
     let end_s = axis.end_ms / 1000.0;
     let step = [
         0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -266,53 +301,54 @@ fn panel(
         };
         let _ = writeln!(
             svg,
-            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">{text}</text>"##,
+            r##"<text x="{}" y="{y}" text-anchor="middle" fill="#555">{text}</text>"##,
             axis.x(t * 1000.0),
-            top + PANEL + 15.0
         );
         t += step;
     }
-    for (n, (name, color, value)) in series.iter().enumerate() {
-        // A rate of an empty bucket is 0; its latency is not: the line
-        // breaks there instead.
-        let segments = buckets
-            .split(|b| gaps && answers(b) == 0)
-            .filter(|segment| !segment.is_empty());
-        for segment in segments {
-            let points: Vec<String> = segment
-                .iter()
-                .map(|b| format!("{:.1},{:.1}", middle(b), y(value(b))))
-                .collect();
-            let _ = writeln!(
-                svg,
-                r#"<polyline class="series" data-name="{name}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                points.join(" ")
-            );
-        }
-        let empty = |i: Option<usize>| {
-            i.and_then(|i| buckets.get(i))
-                .is_none_or(|b| value(b) <= 0.0)
-        };
-        for (i, b) in buckets.iter().enumerate() {
-            let alone = empty(i.checked_sub(1)) && empty(Some(i + 1));
-            if value(b) > 0.0 && (buckets.len() <= DOTS_UP_TO || alone) {
-                let _ = writeln!(
-                    svg,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                    middle(b),
-                    y(value(b))
-                );
-            }
-        }
-        // The legend above the frame, right-aligned: never under a line.
-        let lx = LEFT + PLOT_W - 110.0 * (series.len() - n) as f64;
+}
+
+/// One series: its line (broken over empty buckets with `gaps`), and a dot
+/// where a point would stand alone.
+fn draw(
+    svg: &mut String,
+    buckets: &[Second],
+    axis: &Axis,
+    (gaps, y): (bool, &dyn Fn(f64) -> f64),
+    (name, color, value): &Series,
+) {
+    // Each bucket is drawn at its middle.
+    let middle = |b: &Second| axis.x(b.start_ms as f64 + b.width_ms as f64 / 2.0);
+    // A rate of an empty bucket is 0; its latency is not: the line breaks
+    // there instead.
+    let segments = buckets
+        .split(|b| gaps && answers(b) == 0)
+        .filter(|segment| !segment.is_empty());
+    for segment in segments {
+        let points: Vec<String> = segment
+            .iter()
+            .map(|b| format!("{:.1},{:.1}", middle(b), y(value(b))))
+            .collect();
         let _ = writeln!(
             svg,
-            r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{color}"/><text x="{}" y="{}">{name}</text>"#,
-            top - 18.0,
-            lx + 14.0,
-            top - 9.0
+            r#"<polyline class="series" data-name="{name}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
         );
+    }
+    let empty = |i: Option<usize>| {
+        i.and_then(|i| buckets.get(i))
+            .is_none_or(|b| value(b) <= 0.0)
+    };
+    for (i, b) in buckets.iter().enumerate() {
+        let alone = empty(i.checked_sub(1)) && empty(Some(i + 1));
+        if value(b) > 0.0 && (buckets.len() <= DOTS_UP_TO || alone) {
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                middle(b),
+                y(value(b))
+            );
+        }
     }
 }
 
@@ -321,4 +357,30 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scale;
+
+    /// Ticks fall on round values (12/25/38 and 0, 0, 1, 1, 1 did not).
+    #[test]
+    fn the_value_axis_ticks_on_round_numbers() {
+        assert_eq!(scale(0.0), (1.0, 1.0));
+        assert_eq!(scale(1.0), (1.0, 1.0));
+        assert_eq!(scale(3.2), (1.0, 4.0));
+        assert_eq!(scale(50.0), (10.0, 50.0));
+        assert_eq!(scale(51.0), (20.0, 60.0));
+        assert_eq!(scale(355.0), (100.0, 400.0));
+        assert_eq!(scale(9_999.0), (2_000.0, 10_000.0));
+        for highest in [0.4, 7.0, 13.0, 99.0, 101.0, 4_321.0] {
+            let (step, top) = scale(highest);
+            assert!(
+                top >= highest && top / step <= 5.0,
+                "{highest}: {step} {top}"
+            );
+            let digits = step / 10f64.powf(step.log10().floor());
+            assert!([1.0, 2.0, 5.0].contains(&digits), "{highest}: step {step}");
+        }
+    }
 }

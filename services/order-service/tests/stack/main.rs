@@ -413,3 +413,40 @@ fn the_kubernetes_collector_config_is_the_compose_one() {
         "copy observability/config/otel-collector.yaml over the overlay's"
     );
 }
+
+/// With the services stopped, the make targets a newcomer runs first say
+/// what to do and fail, instead of printing curl's exit code (or, for
+/// loadgen, a report of nothing and success).
+#[test]
+fn make_targets_against_stopped_services_say_to_run_make_run_and_fail() {
+    let closed = helpers::closed_port_url();
+    for (target, url) in [
+        ("fault-errors", "PAYMENT_URL"),
+        ("fault-clear", "PAYMENT_URL"),
+        ("faults", "PAYMENT_URL"),
+        ("breaker", "ORDER_URL"),
+    ] {
+        let output = tool("make")
+            .current_dir(repo())
+            .args(["-s", target, &format!("{url}={closed}")])
+            .env("ADMIN_TOKEN", "stopped")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "make {target} succeeded");
+        assert!(said.contains("make run"), "make {target}: {said}");
+    }
+    let loadgen = repo().join("target/debug/loadgen");
+    assert!(
+        loadgen.exists(),
+        "no {}: make test builds it",
+        loadgen.display()
+    );
+    let output = Command::new(loadgen)
+        .args(["-url", &format!("{closed}/orders"), "-n", "3", "-c", "1"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "loadgen succeeded: {said}");
+    assert!(said.contains("make run"), "{said}");
+}

@@ -1,15 +1,17 @@
 //! `POST /charge`: the charge pipeline.
 //!
-//! Order matters here. Injected refusals (429, 500) come first and charge
-//! nothing. Then the caller's deadline (`X-Request-Timeout-Ms`): if the work
-//! cannot finish in time the answer is an immediate 504 with nothing charged,
-//! instead of charging for a caller that has already given up. Then the
-//! injected delay, the replay of a known key (or the refusal of a voided
-//! one), the simulated `validate` and `gatewayCall` steps, the decline
-//! rule, a last deadline check, and only then the durable write, which
-//! looks at the key again under the ledger's lock. `fail_after_charge` strikes after the write: the
-//! charge exists but the caller sees a 500, exactly the case a retry with
-//! the same key must not double-charge.
+//! Order matters here. The caller's deadline (`X-Request-Timeout-Ms`) comes
+//! first: if the work cannot finish in time the answer is an immediate 504
+//! with nothing charged, instead of working for a caller that has already
+//! given up. Then the injected delay, on every request: a slow dependency is
+//! slow to fail too, as the Go original's sleeps before its checks. Then the
+//! injected refusals (429, 500), which charge nothing; the replay of a known
+//! key (or the refusal of a voided one); the simulated `validate` and
+//! `gatewayCall` steps; the decline rule; a last deadline check; and only
+//! then the durable write, which looks at the key again under the ledger's
+//! lock. `fail_after_charge` strikes after the write: the charge exists but
+//! the caller sees a 500, exactly the case a retry with the same key must
+//! not double-charge.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -169,17 +171,17 @@ async fn process(
     plan: FaultPlan,
     deadline: Option<Instant>,
 ) -> Result<HttpResponse, ChargeError> {
+    let work = plan.delay + state.work.validate + state.work.gateway;
+    if deadline.is_some_and(|d| Instant::now() + work > d) {
+        return Err(ChargeError::DeadlineExceeded);
+    }
+    simulate(plan.delay).await;
     if plan.rate_limited {
         return Err(ChargeError::RateLimited);
     }
     if plan.error_before_charge {
         return Err(ChargeError::Injected);
     }
-    let work = plan.delay + state.work.validate + state.work.gateway;
-    if deadline.is_some_and(|d| Instant::now() + work > d) {
-        return Err(ChargeError::DeadlineExceeded);
-    }
-    simulate(plan.delay).await;
 
     match state.ledger.end_of(&key) {
         Some(KeyEnd::Charged { charge }) if charge.matches(&request) => {

@@ -41,6 +41,14 @@ async fn every_fault_takes_effect_on_the_next_request() {
         201
     );
     assert!(started.elapsed().as_millis() >= 300);
+    // The delay is added to every request: an injected failure too.
+    app.put_faults(json!({"delay_ms": 300, "error_pct": 100}), Some(TOKEN))
+        .await;
+    let started = Instant::now();
+    app.charge(&order, charge_body(&order, "1.00"))
+        .await
+        .assert_problem(500);
+    assert!(started.elapsed().as_millis() >= 300, "failed fast");
 
     let other = new_order_id();
     app.put_faults(json!({"fail_after_charge_pct": 100}), Some(TOKEN))

@@ -46,13 +46,12 @@ use tracing::{Instrument, Span, field::Empty};
 pub use flows::Flows;
 use settle::{KeyEnding, answer, created, key_ending, possibly_charged, settle};
 pub use settle::{charge_and_settle, claim};
-pub use tracking::PendingOrder;
 
 use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentCall, PaymentError, Receipt};
-use crate::store::{OrderKeys, OrderStore, Settle, StoreError, Updated};
+use crate::store::{OrderKeys, OrderStore, PendingOrder, Settle, StoreError, Updated};
 
 /// The answer to `POST /orders`, as sent and as replayed.
 pub struct Answer {

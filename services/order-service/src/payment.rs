@@ -7,6 +7,6 @@ pub mod call;
 pub mod client;
 pub mod retry;
 
-pub use call::{CallPolicy, PaymentCall};
+pub use call::{CallPolicy, PaymentCall, Pipeline};
 pub use client::{Attempt, Fence, PaymentClient, Receipt};
 pub use retry::{CallReport, PaymentError};

@@ -7,46 +7,15 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actors::reconciler::{Claims, Local, Redrive, Verdict};
+use actors::reconciler::{Redrive, Verdict};
 use common::domain::OrderId;
-use observability::TraceLink;
 use tracing::{Instrument, field::Empty};
 
 use crate::domain::OrderStatus;
 use crate::metrics::OrderMetrics;
-use crate::orders::{PendingOrder, charge_and_settle, claim};
+use crate::orders::{charge_and_settle, claim};
 use crate::payment::PaymentCall;
-use crate::store::{OrderStore, PgStore};
-
-/// The reconciler's work with the shared store: due `pending` rows, claimed
-/// under a lease, linking to the trace that created each order.
-pub struct TableClaims(pub PgStore);
-
-impl Claims<PendingOrder> for TableClaims {
-    fn claim(&self, n: usize) -> Local<Vec<(PendingOrder, u32)>> {
-        let store = self.0.clone();
-        Box::pin(async move {
-            match store.claim_due(n).await {
-                Ok(claimed) => claimed
-                    .into_iter()
-                    .map(|(order_id, attempt, trace)| {
-                        let link = TraceLink::from_traceparent(trace.as_deref().unwrap_or(""));
-                        (PendingOrder { order_id, link }, attempt)
-                    })
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming due orders failed; next tick");
-                    Vec::new()
-                }
-            }
-        })
-    }
-
-    fn pending(&self) -> Local<Option<usize>> {
-        let store = self.0.clone();
-        Box::pin(async move { store.pending().await.ok() })
-    }
-}
+use crate::store::{OrderStore, PendingOrder};
 
 /// The re-drive the reconciler runs, on its own thread (hence `Rc`: the
 /// payment pipeline's HTTP client is per thread).

@@ -24,11 +24,10 @@ use rand::rngs::StdRng;
 
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
-use crate::orders::PendingOrder;
 use crate::payment::retry::RetryBudget;
-use crate::payment::{PaymentCall, PaymentClient};
-use crate::reconcile::{TableClaims, redrive};
-use crate::store::{OrderKeys, Storage};
+use crate::payment::{PaymentCall, PaymentClient, Pipeline};
+use crate::reconcile::redrive;
+use crate::store::{OrderKeys, PendingOrder, Storage};
 
 #[derive(Clone)]
 pub struct Reliability {
@@ -39,6 +38,28 @@ pub struct Reliability {
     /// Not an actor: a counter behind a mutex is all it needs.
     pub retry_budget: Arc<RetryBudget>,
     pub clock: SharedClock,
+}
+
+/// A payment pipeline on `pipeline`, for one thread (its HTTP client is
+/// per thread), its jitter seeded from `seed` (a RETRY_SEED made distinct
+/// per thread) or from the OS.
+pub fn payments(
+    config: &Config,
+    pipeline: Pipeline,
+    seed: Option<u64>,
+    metrics: &OrderMetrics,
+) -> PaymentCall {
+    let api_key = config.payment_api_key.as_deref().unwrap_or_default();
+    PaymentCall::new(
+        PaymentClient::new(&config.payment_service_url, api_key),
+        config.call_policy(),
+        pipeline,
+        match seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => rand::make_rng(),
+        },
+        metrics.clone(),
+    )
 }
 
 impl Reliability {
@@ -67,49 +88,30 @@ impl Reliability {
             let keys = storage.keys(config, clock.clone());
             Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every))
         };
-        let retry_budget = Arc::new(RetryBudget::new(config.retry_budget()));
-        let reconciler = {
-            // The reconciler charges through the same pipeline (breaker,
-            // bulkhead, budget, retries) with its own HTTP client, on this
-            // thread, where the actor runs.
-            let api_key = config.payment_api_key.as_deref().unwrap_or_default();
-            let payments = Rc::new(PaymentCall::new(
-                PaymentClient::new(&config.payment_service_url, api_key),
-                config.call_policy(),
-                breaker.clone(),
-                bulkhead.clone(),
-                retry_budget.clone(),
-                clock.clone(),
-                match config.retry_seed {
-                    Some(seed) => StdRng::seed_from_u64(seed.wrapping_sub(1)),
-                    None => rand::make_rng(),
-                },
-                metrics.clone(),
-            ));
-            let redrive = RefCell::new(Some(redrive(storage.orders(), payments, metrics.clone())));
-            let (config, clock) = (config.reconciler(), clock.clone());
-            let storage = storage.clone();
-            Supervisor::start(move |_| {
-                let redrive = redrive
-                    .borrow_mut()
-                    .take()
-                    .expect("the reconciler is built once");
-                match storage {
-                    Storage::InProcess(_) => Reconciler::new(config, clock, redrive),
-                    // Shared: the table is the schedule, for every replica.
-                    Storage::Shared(pg) => {
-                        Reconciler::claiming(config, clock, redrive, Box::new(TableClaims(pg)))
-                    }
-                }
-            })
+        let pipeline = Pipeline {
+            breaker: breaker.clone(),
+            bulkhead: bulkhead.clone(),
+            retry_budget: Arc::new(RetryBudget::new(config.retry_budget())),
+            clock: clock.clone(),
         };
+        let reconciler = reconciler(config, pipeline.clone(), metrics, storage);
         Self {
             breaker,
             bulkhead,
             idempotency,
             reconciler,
-            retry_budget,
+            retry_budget: pipeline.retry_budget,
             clock,
+        }
+    }
+
+    /// What the payment calls of every worker share.
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline {
+            breaker: self.breaker.clone(),
+            bulkhead: self.bulkhead.clone(),
+            retry_budget: self.retry_budget.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -120,4 +122,30 @@ impl Reliability {
             && self.idempotency.connected()
             && self.reconciler.connected()
     }
+}
+
+/// The reconciler charges through the same pipeline (breaker, bulkhead,
+/// budget, retries) with its own HTTP client, on this thread, where the
+/// actor runs; it finds pending orders where the store says.
+fn reconciler(
+    config: &Config,
+    pipeline: Pipeline,
+    metrics: &OrderMetrics,
+    storage: &Storage,
+) -> Addr<Reconciler<PendingOrder>> {
+    let clock = pipeline.clock.clone();
+    let seed = config.retry.seed.map(|seed| seed.wrapping_sub(1));
+    let payments = Rc::new(payments(config, pipeline, seed, metrics));
+    let redrive = RefCell::new(Some(redrive(storage.orders(), payments, metrics.clone())));
+    let (config, storage) = (config.reconciler(), storage.clone());
+    Supervisor::start(move |_| {
+        let redrive = redrive
+            .borrow_mut()
+            .take()
+            .expect("the reconciler is built once");
+        match storage.claims() {
+            None => Reconciler::new(config, clock.clone(), redrive),
+            Some(claims) => Reconciler::claiming(config, clock.clone(), redrive, claims),
+        }
+    })
 }

@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -14,8 +15,6 @@ use actors::clock::{SharedClock, SystemClock};
 use common::auth::{AdminToken, require_admin, required_service_key};
 use common::body::BodyTimeout;
 use common::problem::{method_not_allowed, only, unknown_route};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use observability::http::{IncomingTrace, ServerSpan};
 use observability::metrics::record_http;
@@ -24,10 +23,9 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
 use crate::orders::{Flows, Orders};
-use crate::payment::{PaymentCall, PaymentClient};
-use crate::reliability::Reliability;
+use crate::reliability::{self, Reliability};
 use crate::routes::{admin, health, metrics, orders};
-use crate::store::Storage;
+use crate::store::{OrderStore, Storage};
 
 pub struct Application {
     port: u16,
@@ -42,8 +40,7 @@ impl Application {
     /// Call inside the actix system (the actors start on its arbiter). The
     /// store is the one `DATABASE_URL` names, or this process's memory.
     pub fn build(config: Config) -> std::io::Result<Self> {
-        let storage = config
-            .storage()
+        let storage = Storage::open(config.storage())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         Self::build_with(config, storage, Arc::new(SystemClock))
     }
@@ -54,114 +51,24 @@ impl Application {
         storage: impl Into<Storage>,
         clock: SharedClock,
     ) -> std::io::Result<Self> {
-        let api_key = required_service_key(config.payment_api_key.as_deref())?.to_owned();
+        required_service_key(config.payment_api_key.as_deref())?;
         let storage = storage.into();
-        if let Storage::Shared(pg) = &storage {
-            // At start if the database answers; else on first use (the
-            // service is unready meanwhile, not dead).
-            let pg = pg.clone();
-            actix_rt::spawn(async move {
-                if let Err(e) = pg.migrate().await {
-                    tracing::warn!(error = %e, "database not ready at start; migrating on first use");
-                }
-            });
-        }
-        let store = storage.orders();
-        // In process, the reconciler tracks the orders the flows tell it of.
-        let tracked = matches!(storage, Storage::InProcess(_));
+        storage.start();
         let metrics = OrderMetrics::default();
         let reliability = Reliability::start(&config, clock, &metrics, &storage);
-        let metrics = web::Data::new(metrics);
-        let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
-        let body_timeout = BodyTimeout(Duration::from_millis(config.server.body_timeout_ms));
-        // The public edge: a caller's trace is linked, not joined, unless trusted.
-        let incoming_trace = if config.trust_traceparent {
-            IncomingTrace::Continue
-        } else {
-            IncomingTrace::Link
-        };
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
-        let shared = web::Data::new(reliability.clone());
-        let store_data = web::Data::from(store.clone());
         let (shutdown_timeout, workers) =
             (config.server.shutdown_timeout_secs, config.server.workers);
-        let seeds = config.retry_seed;
         let flows = Arc::new(Flows::default());
-        let worker_flows = flows.clone();
-        let worker = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut server = HttpServer::new(move || {
-            // awc's client is per thread, so each worker has its own pipeline.
-            let rng = match seeds {
-                Some(seed) => StdRng::seed_from_u64(
-                    seed.wrapping_add(worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
-                ),
-                None => rand::make_rng(),
-            };
-            let payments = PaymentCall::new(
-                PaymentClient::new(&config.payment_service_url, &api_key),
-                config.call_policy(),
-                shared.breaker.clone(),
-                shared.bulkhead.clone(),
-                shared.retry_budget.clone(),
-                shared.clock.clone(),
-                rng,
-                metrics.get_ref().clone(),
-            );
-            let orders = web::Data::new(Orders {
-                store: store.clone(),
-                payments,
-                idempotency: shared.idempotency.clone(),
-                reconciler: tracked.then(|| shared.reconciler.clone()),
-                metrics: metrics.get_ref().clone(),
-                flows: worker_flows.clone(),
-            });
-            App::new()
-                .app_data(orders)
-                .app_data(store_data.clone())
-                .app_data(shared.clone())
-                .app_data(admin_token.clone())
-                .app_data(body_timeout)
-                .app_data(incoming_trace)
-                .app_data(web::Data::new(metrics.http.clone()))
-                .app_data(metrics.clone())
-                .wrap(from_fn(record_http))
-                .wrap(TracingLogger::<ServerSpan>::new())
-                .service(only(
-                    "/orders",
-                    "POST",
-                    web::post().to(orders::create_order),
-                ))
-                .service(only(
-                    "/orders/{id}",
-                    "GET",
-                    web::get().to(orders::get_order),
-                ))
-                .service(only("/health", "GET", web::get().to(health::health)))
-                .service(only("/ready", "GET", web::get().to(health::ready)))
-                .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
-                .service(only(
-                    "/openapi.json",
-                    "GET",
-                    web::get().to(crate::openapi::openapi_json),
-                ))
-                .service(
-                    web::scope("/admin")
-                        .wrap(from_fn(require_admin))
-                        .service(
-                            web::resource("/breaker")
-                                .route(web::get().to(admin::get_breaker))
-                                .route(web::put().to(admin::put_breaker))
-                                .default_service(method_not_allowed("GET, PUT")),
-                        )
-                        .service(only(
-                            "/breaker/events",
-                            "GET",
-                            web::get().to(admin::breaker_events),
-                        )),
-                )
-                .default_service(web::to(unknown_route))
-        });
+        let shared = Arc::new(Shared::new(
+            config,
+            &storage,
+            &reliability,
+            metrics,
+            flows.clone(),
+        ));
+        let mut server = HttpServer::new(move || app(shared.clone()));
         // Signals are ours (see `run_until`): the order flows come first.
         server = server.shutdown_timeout(shutdown_timeout).disable_signals();
         if let Some(workers) = workers {
@@ -238,6 +145,129 @@ impl Application {
         });
         self.server.await
     }
+}
+
+/// What every worker's app is built from; each worker builds its own
+/// payment pipeline (awc's client is per thread).
+struct Shared {
+    config: Config,
+    store: Arc<dyn OrderStore>,
+    /// In process, the reconciler is told of the flows' orders.
+    tracked: bool,
+    reliability: web::Data<Reliability>,
+    metrics: web::Data<OrderMetrics>,
+    flows: Arc<Flows>,
+    admin_token: web::Data<AdminToken>,
+    /// Numbers the workers, for their jitter seeds.
+    workers: AtomicU64,
+}
+
+impl Shared {
+    fn new(
+        config: Config,
+        storage: &Storage,
+        reliability: &Reliability,
+        metrics: OrderMetrics,
+        flows: Arc<Flows>,
+    ) -> Self {
+        Self {
+            admin_token: web::Data::new(AdminToken::new(config.server.admin_token.clone())),
+            config,
+            store: storage.orders(),
+            tracked: storage.claims().is_none(),
+            reliability: web::Data::new(reliability.clone()),
+            metrics: web::Data::new(metrics),
+            flows,
+            workers: AtomicU64::new(0),
+        }
+    }
+
+    /// One worker's order flow, with its own payment pipeline.
+    fn orders(&self) -> Orders {
+        let worker = self.workers.fetch_add(1, AtomicOrdering::Relaxed);
+        let seed = self.config.retry.seed.map(|seed| seed.wrapping_add(worker));
+        let pipeline = self.reliability.pipeline();
+        let metrics = self.metrics.get_ref();
+        Orders {
+            store: self.store.clone(),
+            payments: reliability::payments(&self.config, pipeline, seed, metrics),
+            idempotency: self.reliability.idempotency.clone(),
+            reconciler: self.tracked.then(|| self.reliability.reconciler.clone()),
+            metrics: metrics.clone(),
+            flows: self.flows.clone(),
+        }
+    }
+}
+
+/// One worker's app.
+fn app(
+    shared: Arc<Shared>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    // The public edge: a caller's trace is linked, not joined, unless trusted.
+    let incoming_trace = match shared.config.trust_traceparent {
+        true => IncomingTrace::Continue,
+        false => IncomingTrace::Link,
+    };
+    App::new()
+        .app_data(web::Data::new(shared.orders()))
+        .app_data(web::Data::from(shared.store.clone()))
+        .app_data(shared.reliability.clone())
+        .app_data(shared.admin_token.clone())
+        .app_data(BodyTimeout(Duration::from_millis(
+            shared.config.server.body_timeout_ms,
+        )))
+        .app_data(incoming_trace)
+        .app_data(web::Data::new(shared.metrics.http.clone()))
+        .app_data(shared.metrics.clone())
+        .wrap(from_fn(record_http))
+        .wrap(TracingLogger::<ServerSpan>::new())
+        .configure(routes)
+}
+
+/// Every route, in one place.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(only(
+        "/orders",
+        "POST",
+        web::post().to(orders::create_order),
+    ))
+    .service(only(
+        "/orders/{id}",
+        "GET",
+        web::get().to(orders::get_order),
+    ))
+    .service(only("/health", "GET", web::get().to(health::health)))
+    .service(only("/ready", "GET", web::get().to(health::ready)))
+    .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
+    .service(only(
+        "/openapi.json",
+        "GET",
+        web::get().to(crate::openapi::openapi_json),
+    ))
+    .service(
+        web::scope("/admin")
+            .wrap(from_fn(require_admin))
+            .service(
+                web::resource("/breaker")
+                    .route(web::get().to(admin::get_breaker))
+                    .route(web::put().to(admin::put_breaker))
+                    .default_service(method_not_allowed("GET, PUT")),
+            )
+            .service(only(
+                "/breaker/events",
+                "GET",
+                web::get().to(admin::breaker_events),
+            )),
+    )
+    .default_service(web::to(unknown_route));
 }
 
 /// SIGTERM (an orchestrator stopping us) or SIGINT (Ctrl-C).

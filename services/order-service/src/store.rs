@@ -11,6 +11,10 @@
 //! The idempotency keys live with the orders ([`Storage::keys`]): a key is
 //! reserved together with its `pending` order and completed together with
 //! the order's outcome, in one transaction where the store has them.
+//!
+//! The store also decides how pending orders are found again
+//! ([`Storage::claims`]): in this process the reconciler is told of each;
+//! shared, the table is the schedule every replica claims from.
 
 mod keys;
 mod memory;
@@ -20,12 +24,14 @@ use std::sync::Arc;
 
 use actors::clock::SharedClock;
 use actors::idempotency::{Effect, IdempotencyConfig, KeyBackend, KeyStoreError};
+use actors::reconciler::Claims;
 use async_trait::async_trait;
 use common::domain::OrderId;
+use observability::TraceLink;
 
 pub use keys::InProcessKeys;
 pub use memory::MemoryStore;
-pub use postgres::{PgSettings, PgStore};
+pub use postgres::{PgSettings, PgStore, TableClaims};
 
 use crate::domain::{Order, OrderStatus};
 
@@ -40,7 +46,67 @@ pub enum Storage {
 /// The key backend the idempotency actor runs on.
 pub type OrderKeys = Box<dyn KeyBackend<Record = Order, Effect = Settle>>;
 
+/// What the store is opened with (the Database settings).
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// Shared in PostgreSQL; none: in this process.
+    pub database_url: Option<String>,
+    /// In this process: orders kept, at most.
+    pub orders_max: usize,
+    pub pg: PgSettings,
+}
+
+/// An order whose payment outcome may be unknown, as the reconciler holds
+/// it.
+#[derive(Debug, Clone)]
+pub struct PendingOrder {
+    pub order_id: OrderId,
+    /// The request that left it pending.
+    pub link: TraceLink,
+}
+
+impl PendingOrder {
+    /// Left pending (if at all) by the request being traced now.
+    pub fn here(order_id: OrderId) -> Self {
+        Self {
+            order_id,
+            link: TraceLink::current(),
+        }
+    }
+}
+
 impl Storage {
+    /// The store the settings name; PostgreSQL connects lazily (a database
+    /// that is down now makes the service unready, not unable to start).
+    pub fn open(settings: StorageSettings) -> Result<Self, StoreError> {
+        Ok(match &settings.database_url {
+            None => Self::InProcess(Arc::new(MemoryStore::new(settings.orders_max))),
+            Some(url) => Self::Shared(PgStore::new(url, settings.pg)?),
+        })
+    }
+
+    /// Call inside the runtime: the schema migrated now if the database
+    /// answers, else on first use.
+    pub fn start(&self) {
+        if let Self::Shared(pg) = self {
+            let pg = pg.clone();
+            actix_rt::spawn(async move {
+                if let Err(e) = pg.migrate().await {
+                    tracing::warn!(error = %e, "database not ready at start; migrating on first use");
+                }
+            });
+        }
+    }
+
+    /// Where the reconciler finds pending orders: claimed from the table
+    /// (shared), or none — then each order flow tells it of its own.
+    pub fn claims(&self) -> Option<Box<dyn Claims<PendingOrder>>> {
+        match self {
+            Self::InProcess(_) => None,
+            Self::Shared(pg) => Some(Box::new(TableClaims(pg.clone()))),
+        }
+    }
+
     pub fn orders(&self) -> Arc<dyn OrderStore> {
         match self {
             Self::InProcess(orders) => orders.clone(),

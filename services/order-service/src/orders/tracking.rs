@@ -2,30 +2,10 @@
 //! before its first write, and of what the flow learned after. (With a
 //! shared store the table is the schedule, and nothing is told.)
 
+use super::Orders;
+use crate::store::PendingOrder;
 use actors::reconciler::{Report, Track};
 use common::domain::OrderId;
-use observability::TraceLink;
-
-use super::Orders;
-
-/// An order whose payment outcome may be unknown, as the reconciler tracks
-/// it.
-#[derive(Debug, Clone)]
-pub struct PendingOrder {
-    pub order_id: OrderId,
-    /// The request that left it pending.
-    pub link: TraceLink,
-}
-
-impl PendingOrder {
-    /// Left pending (if at all) by the request being traced now.
-    fn here(order_id: OrderId) -> Self {
-        Self {
-            order_id,
-            link: TraceLink::current(),
-        }
-    }
-}
 
 impl Orders {
     /// Known to the reconciler *before* the write that makes the order

@@ -46,8 +46,18 @@ impl CallPolicy {
     }
 }
 
-/// One per worker (the HTTP client is per thread); the actors and the retry
-/// budget are shared by all.
+/// What every payment call of a process shares: the breaker and the
+/// bulkhead, the retry budget, and the clock.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub breaker: Addr<CircuitBreaker>,
+    pub bulkhead: Addr<Bulkhead>,
+    pub retry_budget: Arc<RetryBudget>,
+    pub clock: SharedClock,
+}
+
+/// One per worker (the HTTP client is per thread); the [`Pipeline`] is
+/// shared by all.
 pub struct PaymentCall {
     client: PaymentClient,
     policy: CallPolicy,
@@ -61,17 +71,19 @@ pub struct PaymentCall {
 }
 
 impl PaymentCall {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: PaymentClient,
         policy: CallPolicy,
-        breaker: Addr<CircuitBreaker>,
-        bulkhead: Addr<Bulkhead>,
-        retry_budget: Arc<RetryBudget>,
-        clock: SharedClock,
+        pipeline: Pipeline,
         rng: StdRng,
         metrics: OrderMetrics,
     ) -> Self {
+        let Pipeline {
+            breaker,
+            bulkhead,
+            retry_budget,
+            clock,
+        } = pipeline;
         Self {
             client,
             policy,

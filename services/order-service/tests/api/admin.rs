@@ -129,9 +129,9 @@ async fn the_breakers_transitions_stream_as_they_happen_until_shutdown() {
 async fn the_stream_follows_a_whole_cycle_open_half_open_closed_with_its_reasons_and_counts() {
     let mut config = order_config();
     config.server.admin_token = Some("order-admin".into());
-    config.cb_consecutive_failures = 2;
-    config.cb_open_ms = 300;
-    config.retry_max_attempts = 1;
+    config.breaker.consecutive_failures = 2;
+    config.breaker.open_ms = 300;
+    config.retry.max_attempts = 1;
     let app = spawn_app_with(config, payment_config());
     let mut events = app
         .client

@@ -9,6 +9,7 @@
 //! the attack on its fix), each failing on the code before its fix.
 
 use order_service::Config;
+use order_service::store::Storage;
 use serde_json::{Value, json};
 
 use crate::database::TestDb;
@@ -41,13 +42,13 @@ impl Rig {
         let db = TestDb::create().await;
         let link = Link::start(&db.server()).await;
         let mut config = db.config(reconciling_order_config());
-        config.database_timeout_ms = 300;
-        config.database_url = Some(link.url(&db.url));
+        config.database.timeout_ms = 300;
+        config.database.url = Some(link.url(&db.url));
         let payment = spawn_payment(payment_config());
         let payment_link = Link::start(payment.0.trim_start_matches("http://")).await;
         config.payment_service_url = format!("http://{}", payment_link.address);
         tune(&mut config);
-        let storage = config.storage().unwrap();
+        let storage = Storage::open(config.storage()).unwrap();
         let app = spawn_order_on(config, storage, payment);
         // Migrated, connected and prepared before any fault.
         assert_eq!(app.post_order(&order_body()).await.status, 201);
@@ -104,8 +105,8 @@ impl Rig {
 /// reconciler's statement to take it: frozen, the order's insert itself is
 /// sent, and held. ([`Rig::reconciler`] reconciles afterwards.)
 fn one_prepared_connection(config: &mut Config) {
-    config.database_pool_size = 1;
-    config.reconcile_interval_ms = 3_600_000;
+    config.database.pool_size = 1;
+    config.reconciler.interval_ms = 3_600_000;
 }
 
 /// `POST /orders` by a client that waits, while the test goes on.
@@ -268,7 +269,7 @@ async fn a_database_crash_after_the_charge_is_unknown_and_the_order_completes() 
 ///    written, and the reconciler charged it once the database was back.
 #[actix_web::test]
 async fn an_order_refused_by_the_bulkhead_while_the_database_is_down_is_never_charged() {
-    let rig = Rig::start(|c| c.bulkhead_max = 1).await;
+    let rig = Rig::start(|c| c.bulkhead.max = 1).await;
     rig.app.set_faults(json!({"delay_ms": 400})).await;
     let holder = post_in_background(&rig.app, None, order_body());
     rig.at_payment(1).await;
@@ -457,7 +458,7 @@ enum Phase {
 /// The database fails at `phase`, with `fault`; the client's answer is
 /// checked, then held against the order's end.
 async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
-    let rig = Rig::start(|c| c.bulkhead_max = 1).await;
+    let rig = Rig::start(|c| c.bulkhead.max = 1).await;
     let key = keyed.then(|| format!("{phase:?}-{fault:?}"));
     let (body, faults) = match phase {
         Phase::Declined => (

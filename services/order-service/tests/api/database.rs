@@ -57,13 +57,13 @@ impl TestDb {
 
     /// A config of order-service on this database.
     pub fn config(&self, mut config: Config) -> Config {
-        config.database_url = Some(self.url.clone());
+        config.database.url = Some(self.url.clone());
         config
     }
 
     /// The store a replica would build from `config`.
     pub fn store(&self, config: &Config) -> PgStore {
-        match self.config(config.clone()).storage().unwrap() {
+        match Storage::open(self.config(config.clone()).storage()).unwrap() {
             Storage::Shared(pg) => pg,
             Storage::InProcess(_) => unreachable!("DATABASE_URL is set"),
         }

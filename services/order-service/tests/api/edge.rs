@@ -139,8 +139,8 @@ async fn a_hang_up_while_the_body_is_arriving_leaves_no_key_and_no_order() {
 #[actix_web::test]
 async fn the_in_memory_store_forgets_the_oldest_settled_orders_and_never_a_pending_one() {
     let mut config = order_config();
-    config.orders_max = 3;
-    config.cb_consecutive_failures = 1000;
+    config.database.orders_max = 3;
+    config.breaker.consecutive_failures = 1000;
     let app = spawn_app_with(config, payment_config());
     let mut completed = Vec::new();
     for _ in 0..5 {
@@ -289,7 +289,7 @@ async fn both_services_describe_every_route_in_openapi_3_1() {
 async fn a_key_whose_order_was_forgotten_resumes_that_order_as_possibly_charged() {
     use actors::circuit_breaker::Mode;
     let mut config = crate::helpers::reconciling_order_config();
-    config.orders_max = 3;
+    config.database.orders_max = 3;
     let app = spawn_app_with(config, payment_config());
     app.set_faults(serde_json::json!({"fail_after_charge_pct": 100}))
         .await;
@@ -347,7 +347,7 @@ async fn a_key_whose_order_was_forgotten_resumes_that_order_as_possibly_charged(
 #[actix_web::test]
 async fn a_key_whose_charged_order_was_forgotten_is_never_answered_nothing_charged() {
     let mut config = crate::helpers::reconciling_order_config();
-    config.orders_max = 2;
+    config.database.orders_max = 2;
     let app = spawn_app_with(config, payment_config());
     app.set_faults(serde_json::json!({"error_pct": 100})).await;
     let first = app
@@ -397,9 +397,9 @@ async fn a_key_whose_charged_order_was_forgotten_is_never_answered_nothing_charg
 #[actix_web::test]
 async fn requests_under_a_key_with_no_room_for_its_order_name_no_order_that_does_not_exist() {
     let mut config = order_config();
-    config.orders_max = 3;
-    config.cb_consecutive_failures = 1000;
-    config.cb_min_calls = 1000;
+    config.database.orders_max = 3;
+    config.breaker.consecutive_failures = 1000;
+    config.breaker.min_calls = 1000;
     let app = spawn_app_with(config, payment_config());
     app.set_faults(serde_json::json!({"fail_after_charge_pct": 100}))
         .await;
@@ -425,8 +425,8 @@ async fn requests_under_a_key_with_no_room_for_its_order_name_no_order_that_does
 #[actix_web::test]
 async fn refusals_for_a_full_store_leave_the_reconciler_only_the_pending_orders() {
     let mut config = order_config();
-    config.orders_max = 3;
-    config.cb_consecutive_failures = 1000;
+    config.database.orders_max = 3;
+    config.breaker.consecutive_failures = 1000;
     let app = spawn_app_with(config, payment_config());
     app.set_faults(serde_json::json!({"fail_after_charge_pct": 100}))
         .await;

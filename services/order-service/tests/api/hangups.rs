@@ -153,10 +153,10 @@ async fn hang_ups_at_every_moment_of_a_keyed_order_leave_no_key_in_flight() {
 #[actix_web::test]
 async fn a_hang_up_during_a_half_open_trial_does_not_wedge_the_breaker() {
     let mut order = order_config();
-    order.cb_consecutive_failures = 1;
-    order.cb_open_ms = 200;
-    order.cb_half_open_calls = 1;
-    order.retry_max_attempts = 1;
+    order.breaker.consecutive_failures = 1;
+    order.breaker.open_ms = 200;
+    order.breaker.half_open_calls = 1;
+    order.retry.max_attempts = 1;
     let mut payment = payment_config();
     payment.faults.error_pct = 100;
     let app = spawn_app_with(order, payment);
@@ -292,7 +292,7 @@ async fn a_hang_up_while_the_order_is_recorded_or_settled_loses_nothing() {
 #[actix_web::test]
 async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
     let mut config = order_config();
-    config.idempotency_lease_ms = 1000;
+    config.idempotency.lease_ms = 1000;
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, payment_config(), store.clone());
     let stalled = order_in_background(&app, Some("taken-over"));
@@ -348,7 +348,7 @@ async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
 #[actix_web::test]
 async fn a_slow_writer_never_moves_a_completed_order_back() {
     let mut config = order_config();
-    config.reconcile_interval_ms = 50;
+    config.reconciler.interval_ms = 50;
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, slow_payment(600), store.clone());
     let stalled = order_in_background(&app, None);
@@ -376,7 +376,7 @@ async fn a_slow_writer_never_moves_a_completed_order_back() {
 #[actix_web::test]
 async fn a_late_refusal_cannot_fail_an_order_another_flow_is_charging() {
     let mut config = order_config();
-    config.reconcile_interval_ms = 50;
+    config.reconciler.interval_ms = 50;
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, slow_payment(300), store.clone());
     let set_mode = |mode| {

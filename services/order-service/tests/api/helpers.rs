@@ -66,7 +66,7 @@ pub fn order_config() -> order_service::Config {
     // The reconciler re-drives pending orders in the background; tests of
     // other behaviour would race it, so it acts only where a test asks
     // (`reconcile_interval_ms`).
-    config.reconcile_interval_ms = 3_600_000;
+    config.reconciler.interval_ms = 3_600_000;
     config
 }
 
@@ -75,9 +75,9 @@ pub fn order_config() -> order_service::Config {
 /// it for 30 s.
 pub fn reconciling_order_config() -> order_service::Config {
     let mut config = order_config();
-    config.reconcile_interval_ms = 50;
-    config.cb_consecutive_failures = 1000;
-    config.cb_min_calls = 1000;
+    config.reconciler.interval_ms = 50;
+    config.breaker.consecutive_failures = 1000;
+    config.breaker.min_calls = 1000;
     config
 }
 

@@ -55,7 +55,7 @@ async fn a_connection_closed_after_the_request_leaves_the_order_pending() {
     });
     let mut config = order_config();
     config.payment_service_url = format!("http://127.0.0.1:{port}");
-    config.retry_max_attempts = 1;
+    config.retry.max_attempts = 1;
     let app = spawn_order_service(config);
     let reply = app
         .post_order_with_key("closed-after-send", &order_body())
@@ -92,7 +92,7 @@ async fn a_slow_payment_is_504_within_the_budget_and_the_order_pending() {
     let mut payment = payment_config();
     payment.faults.delay_ms = 2_000;
     let mut order = order_config();
-    order.payment_timeout_ms = 300;
+    order.retry.timeout_ms = 300;
     let app = spawn_app_with(order, payment);
     let started = std::time::Instant::now();
     let reply = app.post_order(&order_body()).await;

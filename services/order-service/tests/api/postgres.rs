@@ -272,8 +272,8 @@ async fn a_key_is_completed_with_its_outcome_and_replays_on_every_replica() {
 async fn a_released_or_expired_key_resumes_its_order_on_another_replica() {
     let db = TestDb::create().await;
     let mut config = order_config();
-    config.payment_timeout_ms = 100;
-    config.idempotency_lease_ms = 300;
+    config.retry.timeout_ms = 100;
+    config.idempotency.lease_ms = 300;
     let (a, b) = (db.store(&config), db.store(&config));
     let record = order("3.00", "USD");
     let (holder, msg) = reserve("released", "f", &record);
@@ -321,7 +321,7 @@ async fn a_released_or_expired_key_resumes_its_order_on_another_replica() {
 async fn expired_keys_are_swept() {
     let db = TestDb::create().await;
     let mut config = order_config();
-    config.idempotency_ttl_secs = 0;
+    config.idempotency.ttl_secs = 0;
     let store = db.store(&config);
     for i in 0..3 {
         let (key, record) = (format!("old-{i}"), order("1.00", "USD"));
@@ -349,7 +349,7 @@ async fn expired_keys_are_swept() {
 async fn a_key_is_not_swept_while_it_is_held_or_its_order_is_pending() {
     let db = TestDb::create().await;
     let mut config = order_config();
-    config.idempotency_ttl_secs = 0;
+    config.idempotency.ttl_secs = 0;
     let store = db.store(&config);
     let record = order("2.00", "USD");
     let (holder, msg) = reserve("kept", "f", &record);
@@ -383,9 +383,9 @@ async fn connections_to_a_database_gone_silent_are_replaced() {
     let db = TestDb::create().await;
     let proxy = Link::start(&db.server()).await;
     let mut config = db.config(order_config());
-    config.database_url = Some(proxy.url(&db.url));
-    config.database_timeout_ms = 300;
-    let storage = config.storage().unwrap();
+    config.database.url = Some(proxy.url(&db.url));
+    config.database.timeout_ms = 300;
+    let storage = Storage::open(config.storage()).unwrap();
     let app = spawn_app_on(config, payment_config(), storage);
     for _ in 0..3 {
         assert_eq!(app.post_order(&order_body()).await.status, 201);
@@ -430,7 +430,7 @@ async fn a_pending_order_keeps_its_key(app: &TestApp) {
 
 fn expiring_keys() -> Config {
     let mut config = order_config();
-    config.idempotency_ttl_secs = 0;
+    config.idempotency.ttl_secs = 0;
     config
 }
 
@@ -537,9 +537,9 @@ async fn an_order_taken_on_one_replica_is_replayed_and_read_on_the_other() {
 async fn the_orders_of_a_replica_that_died_are_completed_by_the_others() {
     let db = TestDb::create().await;
     let mut config = order_config();
-    config.reconcile_interval_ms = 50;
-    config.payment_timeout_ms = 100;
-    config.idempotency_lease_ms = 200;
+    config.reconciler.interval_ms = 50;
+    config.retry.timeout_ms = 100;
+    config.idempotency.lease_ms = 200;
     let apps = spawn_replicas(&db, config.clone(), 2);
     let body = order_body();
     // The fingerprint the service computes for this body.
@@ -593,7 +593,7 @@ async fn the_orders_of_a_replica_that_died_are_completed_by_the_others() {
 async fn a_client_that_hangs_up_at_any_moment_leaves_one_order_and_one_charge() {
     let db = TestDb::create().await;
     let mut config = order_config();
-    config.reconcile_interval_ms = 50;
+    config.reconciler.interval_ms = 50;
     let apps = spawn_replicas(&db, config, 2);
     apps[0].set_faults(json!({"delay_ms": 30})).await;
     let body = order_body().to_string();
@@ -634,7 +634,7 @@ async fn a_client_that_hangs_up_at_any_moment_leaves_one_order_and_one_charge() 
 /// database's commits so far.
 async fn commits_after(db: &TestDb, orders: usize) -> i64 {
     let mut config = order_config();
-    config.idempotency_sweep_secs = 3600;
+    config.idempotency.sweep_secs = 3600;
     let store = db.store(&config);
     let app = spawn_app_on(
         db.config(config),
@@ -674,11 +674,11 @@ async fn a_keyed_order_that_succeeds_commits_at_most_twice() {
 #[actix_web::test]
 async fn an_unreachable_database_is_a_503_with_retry_after_and_no_driver_text() {
     let mut config = order_config();
-    config.database_url = Some(format!(
+    config.database.url = Some(format!(
         "{}/orders",
         closed_port_url().replace("http://", "postgres://postgres@")
     ));
-    config.database_timeout_ms = 500;
+    config.database.timeout_ms = 500;
     let app = crate::helpers::spawn_app_with(config, payment_config());
     let replies = [
         app.post_order(&order_body()).await,

@@ -27,8 +27,8 @@ async fn retries_carry_orders_through_30_percent_errors_without_double_charges()
     payment.faults.error_pct = 30;
     payment.fault_seed = Some(30);
     let mut order = order_config();
-    order.cb_consecutive_failures = 1000;
-    order.retry_seed = Some(30);
+    order.breaker.consecutive_failures = 1000;
+    order.retry.seed = Some(30);
     let app = spawn_app_with(order, payment);
 
     let replies = place_orders(&app, 200).await;
@@ -148,7 +148,7 @@ async fn with_payment_down_the_open_breaker_fails_fast_and_sends_nothing() {
 #[actix_web::test]
 async fn the_breaker_recovers_through_half_open_when_payment_comes_back() {
     let mut order = order_config();
-    order.cb_open_ms = 200;
+    order.breaker.open_ms = 200;
     let app = spawn_app_with(order, payment_config());
     app.set_faults(json!({"error_pct": 100})).await;
     while app.breaker().await.state != State::Open {
@@ -208,8 +208,8 @@ async fn fail_after_charge_with_retries_never_charges_an_order_twice() {
     payment.faults.fail_after_charge_pct = 50;
     payment.fault_seed = Some(50);
     let mut order = order_config();
-    order.cb_consecutive_failures = 1000;
-    order.cb_min_calls = 1000;
+    order.breaker.consecutive_failures = 1000;
+    order.breaker.min_calls = 1000;
     let app = spawn_app_with(order, payment);
 
     let replies = place_orders(&app, 60).await;
@@ -339,7 +339,7 @@ async fn the_reconciler_completes_an_order_whose_charge_answer_was_lost() {
 #[actix_web::test]
 async fn the_reconciler_charges_an_order_whose_budget_ran_out() {
     let mut order = order_config();
-    order.reconcile_interval_ms = 50;
+    order.reconciler.interval_ms = 50;
     let mut payment = payment_config();
     payment.faults.delay_ms = 600;
     let app = spawn_app_with(order, payment);
@@ -355,7 +355,7 @@ async fn the_reconciler_charges_an_order_whose_budget_ran_out() {
 #[actix_web::test]
 async fn a_client_retry_joins_the_order_the_reconciler_is_settling() {
     let mut order = order_config();
-    order.reconcile_interval_ms = 50;
+    order.reconciler.interval_ms = 50;
     let app = spawn_app_with(order, payment_config());
     app.set_faults(json!({"fail_after_charge_pct": 100})).await;
     let first = app.post_order_with_key("joined", &order_body()).await;

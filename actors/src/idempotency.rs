@@ -93,15 +93,17 @@ impl Holder {
     }
 }
 
+/// What a `Reserve` found, `I` being the backend's order id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reservation {
+pub enum Reservation<I = String> {
     /// The key is new and now in flight for the candidate order id.
     New,
     /// The key was released after a transient failure (or its holder went
     /// silent) and is in flight again, for the order id it had.
-    Resume { order_id: String },
-    /// The same key is being processed right now, for this order id.
-    InFlight { order_id: String },
+    Resume { order_id: I },
+    /// The same key is being processed right now, for this order id (none:
+    /// the backend cannot name an order that can be read yet).
+    InFlight { order_id: Option<I> },
     /// The key was used with a different body.
     Mismatch,
     /// The key's operation completed; answer what it answered.
@@ -110,24 +112,35 @@ pub enum Reservation {
     Full,
 }
 
-/// Why a message got no answer. What the backend says is for logs, never
-/// for clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The backend's own error, kept whole (its caller may look at what it
+/// is): for logs and decisions, never for clients.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a message got no answer.
+#[derive(Debug, Clone)]
 pub enum KeyStoreError {
     /// The actor failed while handling it and restarts: the operation may
     /// or may not have been done.
     Failed(ActorFailed),
     /// The backend could not be reached, or refused: nothing was done.
-    Unavailable(String),
+    Unavailable(Cause),
     /// The backend did not answer (in time): the operation may have been
     /// done, or may still be, later.
-    Uncertain(String),
+    Uncertain(Cause),
 }
 
 impl KeyStoreError {
     /// Whether the operation may have taken effect although it failed.
     pub fn may_have_happened(&self) -> bool {
         !matches!(self, Self::Unavailable(_))
+    }
+
+    /// The backend's error, if it answered one.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            Self::Failed(_) => None,
+            Self::Unavailable(cause) | Self::Uncertain(cause) => Some(cause.as_ref()),
+        }
     }
 }
 
@@ -141,7 +154,11 @@ impl std::fmt::Display for KeyStoreError {
     }
 }
 
-impl std::error::Error for KeyStoreError {}
+impl std::error::Error for KeyStoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause().map(|cause| cause as _)
+    }
+}
 
 impl From<ActorFailed> for KeyStoreError {
     fn from(failed: ActorFailed) -> Self {
@@ -166,12 +183,14 @@ impl Effect for () {
 /// Where the records live. Each operation is atomic on its own: several
 /// run at once (the actor does not wait for one to end to start the next).
 pub trait KeyBackend: Unpin + 'static {
+    /// The id of the operation a key starts (an order's).
+    type Id: Clone + std::fmt::Debug + Send + 'static;
     /// Written with a reservation that starts a new operation (`New`).
     type Record: Send + 'static;
     /// Written with the completion, which happens only if the write does.
     type Effect: Effect;
 
-    fn reserve(&self, msg: Reserve<Self::Record>) -> Answer<Reservation>;
+    fn reserve(&self, msg: Reserve<Self::Record, Self::Id>) -> Answer<Reservation<Self::Id>>;
     fn complete(&self, msg: Complete<Self::Effect>) -> Answer<Completion<Self::Effect>>;
     fn release(&self, msg: Release) -> Answer<()>;
     /// Removes the records older than the TTL; answers how many.
@@ -181,10 +200,11 @@ pub trait KeyBackend: Unpin + 'static {
 
 /// A boxed backend is a backend (the actor's type need not name which).
 impl<B: KeyBackend + ?Sized> KeyBackend for Box<B> {
+    type Id = B::Id;
     type Record = B::Record;
     type Effect = B::Effect;
 
-    fn reserve(&self, msg: Reserve<Self::Record>) -> Answer<Reservation> {
+    fn reserve(&self, msg: Reserve<Self::Record, Self::Id>) -> Answer<Reservation<Self::Id>> {
         (**self).reserve(msg)
     }
     fn complete(&self, msg: Complete<Self::Effect>) -> Answer<Completion<Self::Effect>> {
@@ -205,17 +225,17 @@ impl<B: KeyBackend + ?Sized> KeyBackend for Box<B> {
 pub type Completion<E> = Result<(), <E as Effect>::Refused>;
 
 #[derive(Debug)]
-pub struct Reserve<R> {
+pub struct Reserve<R, I = String> {
     pub key: String,
     pub fingerprint: String,
-    pub order_id: String,
+    pub order_id: I,
     pub holder: Holder,
     pub record: R,
     pub span: Span,
 }
 
-impl<R: Send + 'static> Message for Reserve<R> {
-    type Result = Result<Reservation, KeyStoreError>;
+impl<R: Send + 'static, I: Send + 'static> Message for Reserve<R, I> {
+    type Result = Result<Reservation<I>, KeyStoreError>;
 }
 
 #[derive(Debug)]
@@ -327,10 +347,10 @@ fn actor_span(parent: &Span, message: &'static str, name: &'static str, key: &st
     })
 }
 
-impl<B: KeyBackend> Handler<Reserve<B::Record>> for IdempotencyStore<B> {
-    type Result = ResponseFuture<Result<Reservation, KeyStoreError>>;
+impl<B: KeyBackend> Handler<Reserve<B::Record, B::Id>> for IdempotencyStore<B> {
+    type Result = ResponseFuture<Result<Reservation<B::Id>, KeyStoreError>>;
 
-    fn handle(&mut self, msg: Reserve<B::Record>, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Reserve<B::Record, B::Id>, ctx: &mut Context<Self>) -> Self::Result {
         let span = actor_span(&msg.span, "Reserve", "idempotency.reserve", &msg.key);
         let answer = self.begin(ctx, span.clone(), |backend| backend.reserve(msg));
         Box::pin(async move {
@@ -406,10 +426,10 @@ impl<B: KeyBackend> KeyLease<B> {
         store: &Addr<IdempotencyStore<B>>,
         key: String,
         fingerprint: String,
-        order_id: String,
+        order_id: B::Id,
         record: B::Record,
         span: Span,
-    ) -> (Option<Self>, Result<Reservation, KeyStoreError>) {
+    ) -> (Option<Self>, Result<Reservation<B::Id>, KeyStoreError>) {
         let holder = Holder::next();
         let mut lease = Self {
             store: store.clone(),
@@ -449,7 +469,8 @@ impl<B: KeyBackend> KeyLease<B> {
         span: Span,
     ) -> Result<Completion<B::Effect>, KeyStoreError> {
         let Some(key) = self.key.clone() else {
-            return Err(KeyStoreError::Unavailable("lease already ended".into()));
+            let ended: Box<dyn std::error::Error + Send + Sync> = "lease already ended".into();
+            return Err(KeyStoreError::Unavailable(ended.into()));
         };
         let done = self
             .store
@@ -604,7 +625,7 @@ mod tests {
         assert_eq!(
             f.reserve("k", "body", "o2").await,
             Reservation::InFlight {
-                order_id: "o1".into()
+                order_id: Some("o1".into())
             }
         );
     }
@@ -646,7 +667,7 @@ mod tests {
         assert_eq!(
             f.reserve("k", "body", "o3").await,
             Reservation::InFlight {
-                order_id: "o1".into()
+                order_id: Some("o1".into())
             }
         );
     }
@@ -669,9 +690,9 @@ mod tests {
         f.reserve("k", "body", "o1").await;
         f.complete("k", "done").await;
         f.clock.advance(Duration::from_secs(3599));
-        assert_eq!(f.addr.send(Sweep).await.unwrap(), Ok(0));
+        assert_eq!(f.addr.send(Sweep).await.unwrap().unwrap(), 0);
         f.clock.advance(Duration::from_secs(1));
-        assert_eq!(f.addr.send(Sweep).await.unwrap(), Ok(1));
+        assert_eq!(f.addr.send(Sweep).await.unwrap().unwrap(), 1);
         assert_eq!(f.reserve("k", "other body", "o2").await, Reservation::New);
     }
 
@@ -685,12 +706,12 @@ mod tests {
         f.release("k").await;
         f.clock.advance(Duration::from_secs(1));
         assert_eq!(
-            f.addr.send(Sweep).await.unwrap(),
-            Ok(0),
+            f.addr.send(Sweep).await.unwrap().unwrap(),
+            0,
             "resumed a second ago"
         );
         f.clock.advance(Duration::from_secs(3599));
-        assert_eq!(f.addr.send(Sweep).await.unwrap(), Ok(1));
+        assert_eq!(f.addr.send(Sweep).await.unwrap().unwrap(), 1);
     }
 
     #[actix_rt::test]
@@ -707,7 +728,7 @@ mod tests {
         assert_eq!(
             f.reserve("b", "body", "o4").await,
             Reservation::InFlight {
-                order_id: "o2".into()
+                order_id: Some("o2".into())
             }
         );
         assert_eq!(f.stats().await.entries, 2);
@@ -725,7 +746,7 @@ mod tests {
             Span::none(),
         )
         .await;
-        assert_eq!(reply, Ok(Reservation::New));
+        assert_eq!(reply.unwrap(), Reservation::New);
         drop(lease);
         assert_eq!(
             f.reserve("k", "body", "o2").await,
@@ -787,10 +808,10 @@ mod tests {
         )
         .await;
         assert_eq!(
-            reply,
-            Ok(Reservation::InFlight {
-                order_id: "o1".into()
-            })
+            reply.unwrap(),
+            Reservation::InFlight {
+                order_id: Some("o1".into())
+            }
         );
         assert!(lease.is_none());
         // A stray release by anyone but the holder changes nothing either.
@@ -799,7 +820,7 @@ mod tests {
         assert_eq!(
             f.reserve("k", "body", "o3").await,
             Reservation::InFlight {
-                order_id: "o1".into()
+                order_id: Some("o1".into())
             }
         );
         assert_eq!(f.stats().await.in_flight, 1);
@@ -814,7 +835,7 @@ mod tests {
         assert_eq!(
             f.reserve("k", "body", "o2").await,
             Reservation::InFlight {
-                order_id: "o1".into()
+                order_id: Some("o1".into())
             }
         );
         f.clock.advance(Duration::from_secs(1));
@@ -829,7 +850,7 @@ mod tests {
         assert_eq!(
             f.reserve("k", "body", "o4").await,
             Reservation::InFlight {
-                order_id: "o1".into()
+                order_id: Some("o1".into())
             }
         );
         f.complete("k", "done").await;
@@ -853,7 +874,7 @@ mod tests {
         assert_eq!(
             f.reserve("flying", "body", "o3").await,
             Reservation::InFlight {
-                order_id: "o2".into()
+                order_id: Some("o2".into())
             }
         );
         assert_eq!(

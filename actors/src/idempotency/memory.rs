@@ -26,9 +26,9 @@ enum Phase {
 }
 
 #[derive(Debug, Clone)]
-struct Record {
+struct Record<I> {
     fingerprint: String,
-    order_id: String,
+    order_id: I,
     phase: Phase,
     /// Last reserved: the TTL counts from here.
     touched: Instant,
@@ -37,13 +37,13 @@ struct Record {
 /// Cheap to clone: every clone sees the same records, so whoever
 /// supervises the actor can keep them across its restarts.
 #[derive(Clone)]
-pub struct MemoryKeys {
+pub struct MemoryKeys<I = String> {
     config: IdempotencyConfig,
-    records: Arc<DashMap<String, Record>>,
+    records: Arc<DashMap<String, Record<I>>>,
     clock: SharedClock,
 }
 
-impl MemoryKeys {
+impl<I: Clone> MemoryKeys<I> {
     pub fn new(config: IdempotencyConfig, clock: SharedClock) -> Self {
         Self {
             config,
@@ -56,9 +56,9 @@ impl MemoryKeys {
         &self,
         key: &str,
         fingerprint: &str,
-        order_id: &str,
+        order_id: &I,
         holder: Holder,
-    ) -> Reservation {
+    ) -> Reservation<I> {
         let now = self.clock.now();
         let full = self.records.len() >= self.config.max_keys;
         let held = Phase::InFlight {
@@ -70,7 +70,7 @@ impl MemoryKeys {
             Entry::Vacant(slot) => {
                 slot.insert(Record {
                     fingerprint: fingerprint.to_owned(),
-                    order_id: order_id.to_owned(),
+                    order_id: order_id.clone(),
                     phase: held,
                     touched: now,
                 });
@@ -83,7 +83,7 @@ impl MemoryKeys {
                 }
                 match &record.phase {
                     Phase::InFlight { until, .. } if *until > now => Reservation::InFlight {
-                        order_id: record.order_id.clone(),
+                        order_id: Some(record.order_id.clone()),
                     },
                     Phase::Completed(response) => Reservation::Replay(response.clone()),
                     // Released, or held by a holder gone silent past its lease.
@@ -107,6 +107,16 @@ impl MemoryKeys {
         self.end_flight(key, holder, Phase::Released);
     }
 
+    /// Forgets `key` if `holder` holds it: for a new reservation whose
+    /// operation could not even start, so that the key is as if never
+    /// sent (no order id kept for a retry to resume).
+    pub fn abandon(&self, key: &str, holder: Holder) {
+        self.records.remove_if(
+            key,
+            |_, r| matches!(r.phase, Phase::InFlight { holder: h, .. } if h == holder),
+        );
+    }
+
     /// Moves `key` out of flight, if `holder` still holds it: a completed
     /// key stays completed, and a key taken over is its new holder's.
     fn end_flight(&self, key: &str, holder: Holder, phase: Phase) {
@@ -117,7 +127,7 @@ impl MemoryKeys {
         }
     }
 
-    fn expired(&self, record: &Record, now: Instant) -> bool {
+    fn expired(&self, record: &Record<I>, now: Instant) -> bool {
         let held = matches!(record.phase, Phase::InFlight { until, .. } if until > now);
         !held && now.saturating_duration_since(record.touched) >= self.config.ttl
     }
@@ -132,7 +142,7 @@ impl MemoryKeys {
 
     /// The expired records' keys and order ids, for a backend that must
     /// look at the orders before it forgets a key ([`Self::forget`]).
-    pub fn expired_keys(&self) -> Vec<(String, String)> {
+    pub fn expired_keys(&self) -> Vec<(String, I)> {
         let now = self.clock.now();
         self.records
             .iter()
@@ -171,6 +181,7 @@ fn ready<T: 'static>(value: T) -> Answer<T> {
 
 /// Keys alone, nothing written beside them.
 impl KeyBackend for MemoryKeys {
+    type Id = String;
     type Record = ();
     type Effect = ();
 
@@ -200,5 +211,29 @@ impl KeyBackend for MemoryKeys {
 
     fn stats(&self) -> Answer<Stats> {
         ready(MemoryKeys::stats(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn an_abandoned_key_is_new_again_and_only_its_holder_abandons_it() {
+        let keys = MemoryKeys::new(
+            IdempotencyConfig::default(),
+            Arc::new(ManualClock::default()),
+        );
+        let (first, other) = (Holder::next(), Holder::next());
+        assert_eq!(keys.reserve("k", "f", &1, first), Reservation::New);
+        keys.abandon("k", other);
+        assert_eq!(
+            keys.reserve("k", "f", &2, other),
+            Reservation::InFlight { order_id: Some(1) }
+        );
+        keys.abandon("k", first);
+        assert_eq!(keys.reserve("k", "f", &3, other), Reservation::New);
+        assert_eq!(keys.stats().entries, 1);
     }
 }

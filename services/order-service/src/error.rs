@@ -9,7 +9,7 @@ use common::problem::{ChargeOutcome, Problem};
 
 use crate::domain::{Order, OrderStatus};
 use crate::payment::PaymentError;
-use crate::store::StoreError;
+use crate::store::{Cause, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -45,13 +45,21 @@ pub enum OrderError {
     },
     /// The order may be charged, and its outcome could not be recorded:
     /// it stays `pending` until the reconciler learns it.
-    #[error("outcome of order {order_id} unknown: {cause}")]
-    OutcomeUnknown { order_id: OrderId, cause: String },
+    #[error("outcome of order {order_id} unknown")]
+    OutcomeUnknown {
+        order_id: OrderId,
+        #[source]
+        cause: Cause,
+    },
     /// A new order whose first write may or may not have been made, and
     /// whose payment key could not be voided: the flow settles it after
     /// answering.
-    #[error("order {} may not be recorded: {cause}", order.order_id)]
-    Unrecorded { order: Box<Order>, cause: String },
+    #[error("order {} may not be recorded", order.order_id)]
+    Unrecorded {
+        order: Box<Order>,
+        #[source]
+        cause: StoreError,
+    },
     /// The client's key could not be read (the store failed, or the
     /// service is shutting down): an earlier request with it may have
     /// charged its order.
@@ -298,7 +306,7 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
             "payment-service refuses this order's charge: an earlier request for it was answered \
              that nothing would be charged; nothing was charged, send a new request",
         ),
-        PaymentError::Failed { detail, .. } => {
+        PaymentError::Failed { why, .. } => {
             let outcome = match pending {
                 true => {
                     "the outcome is unknown, the order stays pending until payment-service tells"
@@ -309,7 +317,7 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
                 StatusCode::BAD_GATEWAY,
                 "payment-failed",
                 "Payment failed",
-                format!("{detail}; {outcome}"),
+                format!("{why}; {outcome}"),
             )
         }
         PaymentError::CircuitOpen {
@@ -365,5 +373,54 @@ impl ResponseError for OrderError {
             tracing::warn!(error = %problem, failure = %self, cause, "order failed");
         }
         problem.to_response()
+    }
+}
+
+/// What keeps the operator's endpoints (`/ready`, `/admin/*`) from
+/// answering.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The body could not be read or parsed (content type, size, syntax).
+    #[error("{0}")]
+    Body(Problem),
+    #[error("the circuit breaker actor is restarting; retry shortly")]
+    BreakerRestarting,
+    #[error("the breaker's event stream has as many readers as it serves; retry later")]
+    TooManyWatchers,
+    #[error("order-service is shutting down; watch again once it is back")]
+    ShuttingDown,
+    #[error("{0}")]
+    NotReady(&'static str),
+}
+
+impl OpsError {
+    fn problem(&self) -> Problem {
+        let (kind, title, retry_after) = match self {
+            Self::Body(problem) => return problem.clone(),
+            Self::NotReady(_) => ("not-ready", "Not ready", None),
+            Self::BreakerRestarting => ("unavailable", "Service unavailable", Some(1)),
+            Self::TooManyWatchers => ("too-many-watchers", "Too many watchers", Some(5)),
+            Self::ShuttingDown => ("shutting-down", "Shutting down", Some(1)),
+        };
+        let problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            kind,
+            title,
+            self.to_string(),
+        );
+        match retry_after {
+            Some(secs) => problem.with_retry_after(secs),
+            None => problem,
+        }
+    }
+}
+
+impl ResponseError for OpsError {
+    fn status_code(&self) -> StatusCode {
+        self.problem().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.problem().to_response()
     }
 }

@@ -31,6 +31,7 @@
 
 mod fence;
 mod flows;
+mod response;
 mod resume;
 mod settle;
 mod tracking;
@@ -38,35 +39,21 @@ mod tracking;
 use std::sync::Arc;
 
 use actix::Addr;
-use actors::idempotency::{IdempotencyStore, KeyLease, KeyStoreError, Reservation, StoredResponse};
+use actors::idempotency::{IdempotencyStore, KeyLease, KeyStoreError, Reservation};
 use actors::reconciler::Reconciler;
 use common::domain::{IdempotencyKey, OrderId};
 use tracing::{Instrument, Span, field::Empty};
 
 pub use flows::Flows;
-use settle::{KeyEnding, answer, created, key_ending, possibly_charged, settle};
-pub use settle::{charge_and_settle, claim};
+pub use response::Answer;
+use settle::{KeyEnding, Unsettled, answer, key_ending, possibly_charged};
+pub use settle::{charge_and_settle, claim, write_outcome};
 
 use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentCall, PaymentError, Receipt};
 use crate::store::{OrderKeys, OrderStore, PendingOrder, Settle, StoreError, Updated};
-
-/// The answer to `POST /orders`, as sent and as replayed.
-pub struct Answer {
-    pub response: StoredResponse,
-    pub replayed: bool,
-}
-
-impl Answer {
-    fn fresh(order: Order) -> Self {
-        Self {
-            response: created(&order),
-            replayed: false,
-        }
-    }
-}
 
 /// A key held by this flow.
 type OrderLease = KeyLease<OrderKeys>;
@@ -192,7 +179,7 @@ impl Orders {
             &self.idempotency,
             key.to_string(),
             new.fingerprint(),
-            candidate.to_string(),
+            candidate,
             possibly_charged(&order),
             span.clone(),
         )
@@ -211,7 +198,6 @@ impl Orders {
                 });
             }
             (Reservation::InFlight { order_id }, _) => {
-                let order_id = OrderId::parse(&order_id).ok();
                 return Err(OrderError::KeyInFlight { order_id });
             }
             (Reservation::Mismatch, _) => return Err(OrderError::KeyReused),
@@ -227,9 +213,6 @@ impl Orders {
                 return Err(OrderError::KeyUnknown);
             }
         };
-        // Ids are written by this service: one that does not parse is not
-        // an order of ours to charge.
-        let id = OrderId::parse(&id).map_err(|_| OrderError::KeyUnknown)?;
         span.record("order.id", id.to_string());
         self.resume(id, new, lease).await.map(Answer::fresh)
     }
@@ -237,10 +220,22 @@ impl Orders {
     /// The key could not be reserved: it may name an order charged
     /// before, which this request cannot tell, and the key is the client's
     /// handle on it. (A reservation that commits late is resumed by that
-    /// retry like any other.)
+    /// retry like any other.) Only a new key with no room for its order is
+    /// known to have charged nothing: it was forgotten, as without a key.
     fn unreserved(&self, candidate: OrderId, e: KeyStoreError) -> OrderError {
-        if !e.may_have_happened() {
-            self.report(candidate, false);
+        if e.may_have_happened() {
+            tracing::warn!(error = %e, "idempotency reservation failed");
+            return OrderError::KeyUnknown;
+        }
+        self.report(candidate, false);
+        let cause = e
+            .cause()
+            .and_then(|cause| cause.downcast_ref::<StoreError>());
+        if let Some(StoreError::Full) = cause {
+            return OrderError::Refused {
+                cause: StoreError::Full,
+                order_id: None,
+            };
         }
         tracing::warn!(error = %e, "idempotency reservation failed");
         OrderError::KeyUnknown
@@ -271,23 +266,21 @@ impl Orders {
         mut lease: Option<OrderLease>,
     ) -> Result<Order, OrderError> {
         let id = order.order_id;
-        let result = self.payments.charge(&order).await.result;
-        let settled = settle(order, &result);
-        let span = tracing::info_span!("persistOrder", order.id = %id, order.stale = Empty);
         // The key's actor span is the order's child, beside persistOrder
         // (docs/contract.md §8), though one statement does both.
-        let written = self
-            .persist(&settled, &result, &mut lease, Span::current())
-            .instrument(span.clone())
-            .await;
-        let order = match written {
-            Ok(Updated::Written) => settled,
-            Ok(Updated::Stale(current)) => {
-                span.record("order.stale", true);
-                current
-            }
+        let parent = Span::current();
+        let written = charge_and_settle(&self.payments, order, async |settled, result| {
+            self.persist(settled, result, &mut lease, parent).await
+        })
+        .await;
+        let (order, result) = match written {
+            Ok(charged) => charged,
             // The key's lease ends with it: released.
-            Err(e) => return self.unsettled(settled, result, e).await,
+            Err(Unsettled {
+                settled,
+                result,
+                cause,
+            }) => return self.unsettled(settled, result, cause).await,
         };
         self.report(id, order.status == OrderStatus::Pending);
         let result = answer(order, result);
@@ -329,8 +322,7 @@ impl Orders {
                 Ok(Updated::Written)
             }
             Ok(Err(current)) => Ok(Updated::Stale(current)),
-            Err(e) if e.may_have_happened() => Err(StoreError::Uncertain(e.to_string())),
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -9,4 +9,4 @@ pub mod retry;
 
 pub use call::{CallPolicy, PaymentCall, Pipeline};
 pub use client::{Attempt, Fence, PaymentClient, Receipt};
-pub use retry::{CallReport, PaymentError};
+pub use retry::{CallReport, Failure, PaymentError};

@@ -13,7 +13,7 @@ use tracing::{Instrument, field::Empty};
 
 use crate::domain::OrderStatus;
 use crate::metrics::OrderMetrics;
-use crate::orders::{charge_and_settle, claim};
+use crate::orders::{charge_and_settle, claim, write_outcome};
 use crate::payment::PaymentCall;
 use crate::store::{OrderStore, PendingOrder};
 
@@ -76,7 +76,8 @@ async fn redrive_once(
         Ok(Err(_)) => return "already_settled",
         Err(_) => return "store_error",
     };
-    match charge_and_settle(store, payments, order).await {
+    let write = async |settled: &_, _: &_| write_outcome(store, settled).await;
+    match charge_and_settle(payments, order, write).await {
         Ok((order, _)) => match order.status {
             OrderStatus::Completed => "completed",
             OrderStatus::Failed => "failed",

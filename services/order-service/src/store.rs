@@ -44,7 +44,7 @@ pub enum Storage {
 }
 
 /// The key backend the idempotency actor runs on.
-pub type OrderKeys = Box<dyn KeyBackend<Record = Order, Effect = Settle>>;
+pub type OrderKeys = Box<dyn KeyBackend<Id = OrderId, Record = Order, Effect = Settle>>;
 
 /// What the store is opened with (the Database settings).
 #[derive(Debug, Clone)]
@@ -155,13 +155,16 @@ pub enum StoreError {
     /// Down or refusing: nothing was written. The cause is for logs,
     /// never for clients.
     #[error("order store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// No answer, or none in time, to a write the store may have made, or
     /// may still make later (a statement given up on can commit after):
     /// whoever asked must not assume either way.
     #[error("order store did not answer: {0}")]
-    Uncertain(String),
+    Uncertain(#[source] Cause),
 }
+
+/// What the driver (or the key store under it) said, kept whole.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 impl StoreError {
     /// Whether the write may have been made although it failed.
@@ -171,12 +174,22 @@ impl StoreError {
 }
 
 /// The key backends answer the store's failures, keeping whether the
-/// write may have been made.
+/// write may have been made, and the failure itself.
 impl From<StoreError> for KeyStoreError {
     fn from(e: StoreError) -> Self {
         match e.may_have_written() {
-            true => Self::Uncertain(e.to_string()),
-            false => Self::Unavailable(e.to_string()),
+            true => Self::Uncertain(Arc::new(e)),
+            false => Self::Unavailable(Arc::new(e)),
+        }
+    }
+}
+
+/// And back: what the key store said, whether it may have written.
+impl From<KeyStoreError> for StoreError {
+    fn from(e: KeyStoreError) -> Self {
+        match e.may_have_happened() {
+            true => Self::Uncertain(Box::new(e)),
+            false => Self::Unavailable(Box::new(e)),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use common::domain::FieldError;
+use common::domain::{FieldError, IdempotencyKey};
 use common::problem::Problem;
 
 use crate::ledger::LedgerError;
@@ -122,6 +122,44 @@ impl ResponseError for ChargeError {
         if let Self::Ledger(e) = self {
             tracing::error!(error = %e, "ledger write failed");
         }
+        self.problem().to_response()
+    }
+}
+
+/// What keeps the operator's and the auditor's endpoints (`/admin/faults`,
+/// `/ledger`, `GET /charges/{key}`) from answering.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The body could not be read or parsed (content type, size, syntax).
+    #[error("{0}")]
+    Body(Problem),
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("{0}")]
+    BadKey(FieldError),
+    #[error("invalid faults")]
+    Faults(Vec<FieldError>),
+    #[error("no charge under key {key}{}", if *.voided { ": it was voided" } else { "" })]
+    NoCharge { key: IdempotencyKey, voided: bool },
+}
+
+impl AdminError {
+    fn problem(&self) -> Problem {
+        match self {
+            Self::Body(problem) => problem.clone(),
+            Self::BadQuery(_) | Self::BadKey(_) => Problem::bad_request(self.to_string()),
+            Self::Faults(errors) => Problem::validation(errors.clone()),
+            Self::NoCharge { .. } => Problem::not_found(self.to_string()),
+        }
+    }
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        self.problem().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
         self.problem().to_response()
     }
 }

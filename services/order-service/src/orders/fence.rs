@@ -40,7 +40,7 @@ impl Orders {
             },
             Fence::Charged(_) | Fence::Unknown(_) => OrderError::Unrecorded {
                 order: Box::new(order),
-                cause: cause.to_string(),
+                cause,
             },
         }
     }
@@ -106,7 +106,7 @@ impl Orders {
         self.report(settled.order_id, true);
         let unknown = OrderError::OutcomeUnknown {
             order_id: settled.order_id,
-            cause: e.to_string(),
+            cause: e.into(),
         };
         match (settled.status, result) {
             (OrderStatus::Failed, Err(cause)) => match self.payments.void(&settled).await {

@@ -22,7 +22,7 @@ impl Orders {
     ) -> Result<Order, OrderError> {
         let unknown = |e: StoreError| OrderError::OutcomeUnknown {
             order_id: id,
-            cause: e.to_string(),
+            cause: e.into(),
         };
         let order = match self.store.get(id).await {
             // The key's lease ends with it: released.

@@ -2,17 +2,15 @@
 //! result makes of an order, what the flow answers once the order stands,
 //! and what its key keeps of that answer.
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actors::idempotency::StoredResponse;
 use tracing::{Instrument, field::Empty};
 
-use common::domain::OrderId;
-
 use crate::domain::{Order, OrderStatus};
 use crate::error::OrderError;
-use crate::payment::{PaymentCall, PaymentError, Receipt};
+use crate::payment::{Failure, PaymentCall, PaymentError, Receipt};
 use crate::store::{OrderStore, StoreError, Updated};
+
+use super::response::{created, spent};
 
 /// The order as stored before its first call: should the flow never settle
 /// it, whoever finds it must assume a charge may exist. (The flow's own
@@ -73,7 +71,7 @@ pub(super) fn answer(
                 status: order.status,
                 cause: PaymentError::Failed {
                     reached: true,
-                    detail: "payment-service charged an order settled otherwise".into(),
+                    why: Failure::SettledOtherwise,
                 },
             })
         }
@@ -111,11 +109,6 @@ pub(super) fn key_ending(result: &Result<Order, OrderError>) -> KeyEnding {
     }
 }
 
-/// What a spent key answers from now on.
-fn spent(order_id: OrderId) -> StoredResponse {
-    OrderError::KeySpent { order_id }.stored_response()
-}
-
 /// Takes a `pending` order into a new call: counts the call (a
 /// compare-and-set on the status *and* the count read, so two flows never
 /// hold the same count). Answers the order to charge — its `maybe_charged`
@@ -142,41 +135,47 @@ pub async fn claim(
     )
 }
 
-/// Charges `order` through the pipeline and persists what it learned, unless
-/// another writer settled it first: the answer is the order as it stands.
-/// The reconciler's re-drive.
-pub async fn charge_and_settle(
-    store: &dyn OrderStore,
-    payments: &PaymentCall,
-    order: Order,
-) -> Result<(Order, Result<Receipt, PaymentError>), StoreError> {
-    let id = order.order_id;
-    let report = payments.charge(&order).await;
-    let settled = settle(order, &report.result);
-    let span = tracing::info_span!("persistOrder", order.id = %id, order.stale = Empty);
-    let order = match store
-        .update(settled.clone(), OrderStatus::Pending)
-        .instrument(span.clone())
-        .await?
-    {
-        Updated::Written => settled,
-        Updated::Stale(current) => {
-            span.record("order.stale", true);
-            current
-        }
-    };
-    Ok((order, report.result))
+/// A payment call's result, and the order as it stands after it.
+pub type Charged = (Order, Result<Receipt, PaymentError>);
+
+/// The order's outcome could not be written: it stands as before the call.
+pub struct Unsettled {
+    /// The outcome the write was to record.
+    pub settled: Order,
+    pub result: Result<Receipt, PaymentError>,
+    pub cause: StoreError,
 }
 
-pub(super) fn created(order: &Order) -> StoredResponse {
-    StoredResponse {
-        status: StatusCode::CREATED.as_u16(),
-        headers: vec![
-            (LOCATION.to_string(), order.location()),
-            (CONTENT_TYPE.to_string(), "application/json".to_owned()),
-        ],
-        body: serde_json::to_vec(order).unwrap_or_default(),
+/// Charges `order` through the pipeline and writes what the call learned
+/// with `write` — the one settle path, the request's flow's (which ends
+/// its key in the same write) and the reconciler's. Another writer
+/// first, the order is answered as it stands.
+pub async fn charge_and_settle(
+    payments: &PaymentCall,
+    order: Order,
+    write: impl AsyncFnOnce(&Order, &Result<Receipt, PaymentError>) -> Result<Updated, StoreError>,
+) -> Result<Charged, Unsettled> {
+    let id = order.order_id;
+    let result = payments.charge(&order).await.result;
+    let settled = settle(order, &result);
+    let span = tracing::info_span!("persistOrder", order.id = %id, order.stale = Empty);
+    match write(&settled, &result).instrument(span.clone()).await {
+        Ok(Updated::Written) => Ok((settled, result)),
+        Ok(Updated::Stale(current)) => {
+            span.record("order.stale", true);
+            Ok((current, result))
+        }
+        Err(cause) => Err(Unsettled {
+            settled,
+            result,
+            cause,
+        }),
     }
+}
+
+/// The reconciler's write: the outcome, from `pending`.
+pub async fn write_outcome(store: &dyn OrderStore, settled: &Order) -> Result<Updated, StoreError> {
+    store.update(settled.clone(), OrderStatus::Pending).await
 }
 
 #[cfg(test)]
@@ -192,7 +191,7 @@ mod tests {
     fn failed(reached: bool) -> Result<Receipt, PaymentError> {
         Err(PaymentError::Failed {
             reached,
-            detail: "500".into(),
+            why: Failure::Answered(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
         })
     }
 

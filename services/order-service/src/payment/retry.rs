@@ -178,8 +178,8 @@ pub enum PaymentError {
     #[error("voided")]
     Voided,
     /// No charge confirmed; `reached` if an attempt may have been processed.
-    #[error("{detail}")]
-    Failed { reached: bool, detail: String },
+    #[error("{why}")]
+    Failed { reached: bool, why: Failure },
     /// The budget ran out; an attempt may have been processed.
     #[error("payment budget ran out")]
     TimedOut,
@@ -190,6 +190,24 @@ pub enum PaymentError {
     /// No bulkhead permit in time and no attempt reached payment.
     #[error("bulkhead limit reached")]
     BulkheadFull,
+}
+
+/// What the last attempt of a failed call met.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// A 5xx, or a 429 with no retry left.
+    #[error("payment-service answered {0}")]
+    Answered(StatusCode),
+    /// The connection could not be opened (the OS's words go to the log).
+    #[error("payment-service unreachable")]
+    Unreachable,
+    #[error("the connection to payment-service broke")]
+    Broke,
+    /// Charged, for an order another writer settled otherwise: what the
+    /// store's rules exclude (an order is never answered 201 unless
+    /// completed).
+    #[error("payment-service charged an order settled otherwise")]
+    SettledOtherwise,
 }
 
 impl PaymentError {
@@ -329,7 +347,7 @@ fn give_up(last: Option<Attempt>, reached: bool) -> PaymentError {
         }) => PaymentError::TimedOut,
         Some(Attempt::Failed { status, .. }) => PaymentError::Failed {
             reached,
-            detail: format!("payment-service answered {status}"),
+            why: Failure::Answered(status),
         },
         // The OS's words (`Connection refused (os error 111)`) go to the
         // log; the client and the order's reason get ours.
@@ -337,14 +355,14 @@ fn give_up(last: Option<Attempt>, reached: bool) -> PaymentError {
             tracing::warn!(cause = %e, "payment-service unreachable");
             PaymentError::Failed {
                 reached,
-                detail: "payment-service unreachable".to_owned(),
+                why: Failure::Unreachable,
             }
         }
         Some(Attempt::Broken(e)) => {
             tracing::warn!(cause = %e, "connection to payment-service broke");
             PaymentError::Failed {
                 reached,
-                detail: "the connection to payment-service broke".to_owned(),
+                why: Failure::Broke,
             }
         }
         Some(Attempt::Charged { .. } | Attempt::Rejected { .. } | Attempt::Voided) => {
@@ -483,7 +501,7 @@ mod tests {
             r.report.result,
             Err(PaymentError::Failed {
                 reached: true,
-                detail: "payment-service answered 503 Service Unavailable".into()
+                why: Failure::Answered(StatusCode::SERVICE_UNAVAILABLE)
             })
         );
         assert_eq!(r.slept.len(), 2);

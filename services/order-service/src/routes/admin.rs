@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::circuit_breaker::{BreakerEvent, GetStatus, Mode, SetMode, Status, Watch, WatchError};
@@ -14,28 +13,13 @@ use common::openapi::{AdminOff, BodyTimeout, TooLarge, Unauthorized};
 use common::problem::Problem;
 use serde::Deserialize;
 
+use crate::error::OpsError;
 use crate::reliability::Reliability;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModeBody {
     mode: Mode,
-}
-
-fn unavailable() -> HttpResponse {
-    not_now(
-        "unavailable",
-        "Service unavailable",
-        "the circuit breaker actor is restarting; retry shortly",
-        1,
-    )
-}
-
-/// 503 with the problem's kind and when to come back.
-fn not_now(kind: &str, title: &str, detail: &str, retry_after_secs: u64) -> HttpResponse {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, kind, title, detail)
-        .with_retry_after(retry_after_secs)
-        .to_response()
 }
 
 /// The breaker's state and counts.
@@ -52,10 +36,10 @@ fn not_now(kind: &str, title: &str, detail: &str, retry_after_secs: u64) -> Http
             headers(("Retry-After" = u64, description = "Seconds"))),
     ),
 )]
-pub async fn get_breaker(reliability: web::Data<Reliability>) -> HttpResponse {
+pub async fn get_breaker(reliability: web::Data<Reliability>) -> Result<HttpResponse, OpsError> {
     match reliability.breaker.send(GetStatus).await {
-        Ok(Ok(status)) => HttpResponse::Ok().json(status),
-        _ => unavailable(),
+        Ok(Ok(status)) => Ok(HttpResponse::Ok().json(status)),
+        _ => Err(OpsError::BreakerRestarting),
     }
 }
 
@@ -82,11 +66,10 @@ pub async fn put_breaker(
     req: HttpRequest,
     payload: web::Payload,
     reliability: web::Data<Reliability>,
-) -> HttpResponse {
-    let body = match json_body::<ModeBody>(&req, payload).await {
-        Ok(body) => body,
-        Err(problem) => return problem.to_response(),
-    };
+) -> Result<HttpResponse, OpsError> {
+    let body = json_body::<ModeBody>(&req, payload)
+        .await
+        .map_err(OpsError::Body)?;
     let set = SetMode {
         mode: body.mode,
         span: tracing::Span::current(),
@@ -94,9 +77,9 @@ pub async fn put_breaker(
     match reliability.breaker.send(set).await {
         Ok(Ok(status)) => {
             tracing::info!(mode = ?body.mode, "circuit breaker mode set");
-            HttpResponse::Ok().json(status)
+            Ok(HttpResponse::Ok().json(status))
         }
-        _ => unavailable(),
+        _ => Err(OpsError::BreakerRestarting),
     }
 }
 
@@ -124,26 +107,12 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
             headers(("Retry-After" = u64, description = "Seconds"))),
     ),
 )]
-pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse {
+pub async fn breaker_events(reliability: web::Data<Reliability>) -> Result<HttpResponse, OpsError> {
     let events = match reliability.breaker.send(Watch).await {
         Ok(Ok(events)) => events,
-        Ok(Err(WatchError::TooManyWatchers)) => {
-            return not_now(
-                "too-many-watchers",
-                "Too many watchers",
-                "the breaker's event stream has as many readers as it serves; retry later",
-                5,
-            );
-        }
-        Ok(Err(WatchError::ShuttingDown)) => {
-            return not_now(
-                "shutting-down",
-                "Shutting down",
-                "order-service is shutting down; watch again once it is back",
-                1,
-            );
-        }
-        _ => return unavailable(),
+        Ok(Err(WatchError::TooManyWatchers)) => return Err(OpsError::TooManyWatchers),
+        Ok(Err(WatchError::ShuttingDown)) => return Err(OpsError::ShuttingDown),
+        _ => return Err(OpsError::BreakerRestarting),
     };
     let keep_alive =
         actix_rt::time::interval_at(actix_rt::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
@@ -157,12 +126,12 @@ pub async fn breaker_events(reliability: web::Data<Reliability>) -> HttpResponse
             Some((Ok::<_, actix_web::Error>(chunk), (events, keep_alive)))
         },
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         // nginx (make run-replicas) would otherwise hold the events back.
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(body))
 }
 
 /// One server-sent event of `GET /admin/breaker/events`, as a reader parses

@@ -1,8 +1,8 @@
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use common::problem::Problem;
 use common::server::Health;
 
+use crate::error::OpsError;
 use crate::reliability::Reliability;
 use crate::store::OrderStore;
 
@@ -37,19 +37,13 @@ pub struct Ready {
 pub async fn ready(
     store: web::Data<dyn OrderStore>,
     reliability: web::Data<Reliability>,
-) -> HttpResponse {
-    let ready = if !reliability.running() {
-        Err("the reliability actors are not running")
-    } else if let Err(e) = store.ping().await {
-        tracing::warn!(error = %e, "not ready: the order store does not answer");
-        Err("the order store cannot be reached")
-    } else {
-        Ok(())
-    };
-    match ready {
-        Ok(()) => HttpResponse::Ok().json(Ready { status: "ready" }),
-        Err(e) => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", e).to_response()
-        }
+) -> Result<HttpResponse, OpsError> {
+    if !reliability.running() {
+        return Err(OpsError::NotReady("the reliability actors are not running"));
     }
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "not ready: the order store does not answer");
+        return Err(OpsError::NotReady("the order store cannot be reached"));
+    }
+    Ok(HttpResponse::Ok().json(Ready { status: "ready" }))
 }

@@ -18,7 +18,7 @@ use super::{OrderStore, Settle, Updated};
 use crate::domain::{Order, OrderStatus};
 
 pub struct InProcessKeys {
-    keys: MemoryKeys,
+    keys: MemoryKeys<OrderId>,
     orders: Arc<dyn OrderStore>,
 }
 
@@ -33,21 +33,19 @@ impl InProcessKeys {
 
 /// A key in flight names its order only once the order can be read: its
 /// holder writes it right after taking the key, and may find no room.
-async fn in_flight(orders: &dyn OrderStore, order_id: String) -> Reservation {
-    let written = match OrderId::parse(&order_id) {
-        Ok(id) => matches!(orders.get(id).await, Ok(Some(_))),
-        Err(_) => false,
-    };
+async fn in_flight(orders: &dyn OrderStore, order_id: OrderId) -> Reservation<OrderId> {
+    let written = matches!(orders.get(order_id).await, Ok(Some(_)));
     Reservation::InFlight {
-        order_id: if written { order_id } else { String::new() },
+        order_id: written.then_some(order_id),
     }
 }
 
 impl KeyBackend for InProcessKeys {
+    type Id = OrderId;
     type Record = Order;
     type Effect = Settle;
 
-    fn reserve(&self, msg: Reserve<Order>) -> Answer<Reservation> {
+    fn reserve(&self, msg: Reserve<Order, OrderId>) -> Answer<Reservation<OrderId>> {
         let reservation = self
             .keys
             .reserve(&msg.key, &msg.fingerprint, &msg.order_id, msg.holder);
@@ -55,17 +53,23 @@ impl KeyBackend for InProcessKeys {
         Box::pin(async move {
             match reservation {
                 Reservation::New => {}
-                Reservation::InFlight { order_id } => {
+                Reservation::InFlight {
+                    order_id: Some(order_id),
+                } => {
                     return Ok(in_flight(&*orders, order_id).await);
                 }
                 other => return Ok(other),
             }
             match orders.insert(msg.record).await {
                 Ok(()) => Ok(Reservation::New),
-                // The key keeps the order id (even with no room for the
-                // order now): a retry resumes it, and writes it then.
+                // Nothing written (no room): the key is forgotten with its
+                // order id, as if never sent. A write that may land late
+                // keeps them both: a retry with the key resumes that order.
                 Err(e) => {
-                    keys.release(&msg.key, msg.holder);
+                    match e.may_have_written() {
+                        true => keys.release(&msg.key, msg.holder),
+                        false => keys.abandon(&msg.key, msg.holder),
+                    }
                     Err(e.into())
                 }
             }
@@ -98,14 +102,11 @@ impl KeyBackend for InProcessKeys {
         Box::pin(async move {
             let mut removed = 0;
             for (key, order_id) in expired {
-                let keep = match OrderId::parse(&order_id) {
-                    Ok(id) => match orders.get(id).await {
-                        Ok(Some(order)) => order.status == OrderStatus::Pending,
-                        Ok(None) => false,
-                        // Unreadable now: look again at the next sweep.
-                        Err(_) => true,
-                    },
-                    Err(_) => false,
+                let keep = match orders.get(order_id).await {
+                    Ok(Some(order)) => order.status == OrderStatus::Pending,
+                    Ok(None) => false,
+                    // Unreadable now: look again at the next sweep.
+                    Err(_) => true,
                 };
                 if !keep && keys.forget(&key) {
                     removed += 1;

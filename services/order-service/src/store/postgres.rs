@@ -28,7 +28,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{Cause, StoreError};
 
 /// The versioned migrations, in order, embedded in the binary.
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -58,11 +58,20 @@ macro_rules! set_outcome {
     };
 }
 
-/// The columns of a new order after its id, in this order.
-macro_rules! order_columns {
-    () => {
-        "status, merchant_id, amount, currency, transaction_id, reason, created_at,
-         maybe_charged, calls"
+/// The one statement that writes a new order, `pending`, with or without
+/// a key: the order id comes from `$source` (a CTE), the order's columns
+/// are `$1`–`$9` ([`orders::Bound::columns`]), then the hold before it
+/// first falls due (`$10`) and the traceparent of its request (`$11`).
+macro_rules! insert_pending {
+    ($source:literal) => {
+        concat!(
+            "INSERT INTO orders (order_id, status, merchant_id, amount, currency,
+                 transaction_id, reason, created_at, maybe_charged, calls, due_at, trace)
+             SELECT order_id, $1, $2, $3, $4, $5, $6, $7, $8, $9,
+                    now() + $10 * interval '1 millisecond', $11
+             FROM ",
+            $source
+        )
     };
 }
 
@@ -106,12 +115,12 @@ struct Inner {
     replica: Uuid,
 }
 
-fn unavailable(cause: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(cause.to_string())
+fn unavailable(cause: impl Into<Cause>) -> StoreError {
+    StoreError::Unavailable(cause.into())
 }
 
-fn uncertain(cause: impl std::fmt::Display) -> StoreError {
-    StoreError::Uncertain(cause.to_string())
+fn uncertain(cause: impl Into<Cause>) -> StoreError {
+    StoreError::Uncertain(cause.into())
 }
 
 /// The server answered the statement with an `ERROR`: it was rolled back.
@@ -133,7 +142,7 @@ impl PgStore {
     pub fn new(url: &str, settings: PgSettings) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL: {e}")))?;
+            .map_err(|e| unavailable(format!("DATABASE_URL: {e}")))?;
         // A database host that vanishes without a word (no FIN, no RST)
         // must not keep dead connections in the pool for the kernel's
         // quarter of an hour; and a statement given up on here must not

@@ -174,15 +174,16 @@ async fn the_in_memory_store_forgets_the_oldest_settled_orders_and_never_a_pendi
         "urn:reliable-orders:problem:order-store-full"
     );
     assert!(refused.header("retry-after").is_some());
-    // Under a key, no room for its order now: the key keeps its order id
-    // for the client's retry with it.
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    // Under a new key, the same answer: the key is forgotten with the
+    // order it could not write, so nothing can ever charge that order.
     let keyed = app.post_order_with_key("no-room", &order_body()).await;
     keyed.assert_problem(503);
-    assert_eq!(keyed.body["charge"], "unknown", "{}", keyed.body);
-    assert!(keyed.header("retry-after").is_some());
+    assert_eq!(keyed.body["type"], refused.body["type"], "{}", keyed.body);
+    assert_eq!(keyed.body["charge"], "none", "{}", keyed.body);
+    assert_eq!(keyed.header("retry-after"), Some("5"));
     assert_eq!(app.payment_requests().await, requests, "nothing charged");
-    let stats = app.key_stats().await;
-    assert_eq!((stats.in_flight, stats.released), (0, 1));
+    assert_eq!(app.key_stats().await.entries, 0, "the key is forgotten");
     for id in pending {
         let order = app.get(&format!("/orders/{id}")).await;
         assert_eq!(
@@ -393,7 +394,8 @@ async fn a_key_whose_charged_order_was_forgotten_is_never_answered_nothing_charg
 
 /// No room for orders, and concurrent requests under one new key: none is
 /// told of an order that does not exist (the key's holder could not write
-/// it); each is told to retry with the key.
+/// it). Each is refused with nothing charged (the key forgotten with its
+/// order), or told the key is in flight, and nothing is charged.
 #[actix_web::test]
 async fn requests_under_a_key_with_no_room_for_its_order_name_no_order_that_does_not_exist() {
     let mut config = order_config();
@@ -410,13 +412,25 @@ async fn requests_under_a_key_with_no_room_for_its_order_name_no_order_that_does
     let replies =
         futures_util::future::join_all((0..20).map(|_| app.post_order_with_key("crowded", &body)))
             .await;
+    let requests = app.payment_requests().await;
     for reply in replies {
-        assert_eq!(reply.body["charge"], "unknown", "{}", reply.body);
+        match reply.status.as_u16() {
+            503 => {
+                assert_eq!(
+                    reply.body["type"],
+                    "urn:reliable-orders:problem:order-store-full"
+                );
+                assert_eq!(reply.body["charge"], "none", "{}", reply.body);
+            }
+            409 => assert_eq!(reply.body["charge"], "unknown", "{}", reply.body),
+            other => panic!("{other}: {}", reply.body),
+        }
         if let Some(id) = reply.body["order_id"].as_str() {
             let order = app.get(&format!("/orders/{id}")).await;
             assert_eq!(order.status, 200, "{} names {id}", reply.body);
         }
     }
+    assert_eq!(app.payment_requests().await, requests, "nothing charged");
 }
 
 /// Refusals for a full store leave nothing for the reconciler: before,
@@ -445,12 +459,13 @@ async fn refusals_for_a_full_store_leave_the_reconciler_only_the_pending_orders(
             "urn:reliable-orders:problem:order-store-full"
         );
         assert_eq!(unkeyed.body["charge"], "none");
-        // Under a key, the key keeps its order for a retry: not "none".
+        // Under a new key, the same: the key is forgotten with its order.
         let keyed = app
             .post_order_with_key(&format!("full-{i}"), &order_body())
             .await;
         keyed.assert_problem(503);
-        assert_eq!(keyed.body["charge"], "unknown");
+        assert_eq!(keyed.body["type"], unkeyed.body["type"]);
+        assert_eq!(keyed.body["charge"], "none");
     }
     crate::helpers::eventually("only the pending orders are tracked", || async {
         app.tracked().await == 3

@@ -7,6 +7,7 @@ use common::body::json_body;
 use common::openapi::{AdminOff, BodyTimeout, TooLarge, Unauthorized};
 use common::problem::Problem;
 
+use crate::error::AdminError;
 use crate::faults::Faults;
 use crate::state::AppState;
 
@@ -47,16 +48,11 @@ pub async fn put_faults(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let faults = match json_body::<Faults>(&req, payload).await {
-        Ok(faults) => faults,
-        Err(problem) => return problem.to_response(),
-    };
-    match state.faults.replace(faults) {
-        Ok(()) => {
-            tracing::info!(?faults, "faults replaced");
-            HttpResponse::Ok().json(faults)
-        }
-        Err(errors) => Problem::validation(errors).to_response(),
-    }
+) -> Result<HttpResponse, AdminError> {
+    let faults = json_body::<Faults>(&req, payload)
+        .await
+        .map_err(AdminError::Body)?;
+    state.faults.replace(faults).map_err(AdminError::Faults)?;
+    tracing::info!(?faults, "faults replaced");
+    Ok(HttpResponse::Ok().json(faults))
 }

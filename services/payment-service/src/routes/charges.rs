@@ -8,7 +8,7 @@ use common::domain::IdempotencyKey;
 use common::openapi::Unauthorized;
 use common::problem::Problem;
 
-use crate::error::ChargeError;
+use crate::error::{AdminError, ChargeError};
 use crate::ledger::KeyEnd;
 use crate::state::AppState;
 
@@ -26,17 +26,15 @@ use crate::state::AppState;
         (status = 404, description = "Nothing charged under this key (it may be voided; or no ADMIN_TOKEN configured)", body = Problem, content_type = "application/problem+json"),
     ),
 )]
-pub async fn get_charge(key: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let key = match IdempotencyKey::parse(&key) {
-        Ok(key) => key,
-        Err(e) => return Problem::bad_request(e.to_string()).to_response(),
-    };
+pub async fn get_charge(
+    key: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AdminError> {
+    let key = IdempotencyKey::parse(&key).map_err(AdminError::BadKey)?;
     match state.ledger.end_of(&key) {
-        Some(KeyEnd::Charged { charge }) => HttpResponse::Ok().json(charge),
-        Some(KeyEnd::Voided { .. }) => {
-            Problem::not_found(format!("no charge under key {key}: it was voided")).to_response()
-        }
-        None => Problem::not_found(format!("no charge under key {key}")).to_response(),
+        Some(KeyEnd::Charged { charge }) => Ok(HttpResponse::Ok().json(charge)),
+        Some(KeyEnd::Voided { .. }) => Err(AdminError::NoCharge { key, voided: true }),
+        None => Err(AdminError::NoCharge { key, voided: false }),
     }
 }
 

@@ -10,6 +10,7 @@ use common::openapi::{AdminOff, Unauthorized};
 use common::problem::Problem;
 use serde::Deserialize;
 
+use crate::error::AdminError;
 use crate::ledger::Page;
 use crate::state::AppState;
 
@@ -48,19 +49,21 @@ struct Query {
         (status = 404, response = AdminOff),
     ),
 )]
-pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn audit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AdminError> {
+    let bad = |why: String| Err(AdminError::BadQuery(why));
     let query = match web::Query::<Query>::from_query(req.query_string()) {
         Ok(query) => query.into_inner(),
-        Err(e) => return Problem::bad_request(format!("bad query: {e}")).to_response(),
+        Err(e) => return bad(e.to_string()),
     };
     if query.after > MAX_CURSOR {
-        return Problem::bad_request(format!("after must be at most {MAX_CURSOR}")).to_response();
+        return bad(format!("after must be at most {MAX_CURSOR}"));
     }
     let page = match query.limit {
-        Some(0) => return Problem::bad_request("limit must be at least 1").to_response(),
-        Some(n) if n > MAX_PAGE => {
-            return Problem::bad_request(format!("limit must be at most {MAX_PAGE}")).to_response();
-        }
+        Some(0) => return bad("limit must be at least 1".into()),
+        Some(n) if n > MAX_PAGE => return bad(format!("limit must be at most {MAX_PAGE}")),
         limit => query.detail.then_some(Page {
             after: usize::try_from(query.after).unwrap_or(usize::MAX),
             limit: limit.unwrap_or(MAX_PAGE),
@@ -68,5 +71,5 @@ pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     };
     let mut audit = state.ledger.audit(page);
     audit.requests = state.requests.load(Ordering::Relaxed);
-    HttpResponse::Ok().json(audit)
+    Ok(HttpResponse::Ok().json(audit))
 }

@@ -10,7 +10,6 @@ use actors::idempotency::{
 };
 use common::domain::OrderId;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use super::orders::Bound;
 use super::{Param, PgStore, millis, unavailable};
@@ -23,17 +22,15 @@ const SWEEP_BATCH: i64 = 1_000;
 impl PgStore {
     async fn reserve_key(
         &self,
-        msg: Reserve<Order>,
+        msg: Reserve<Order, OrderId>,
         trace: Option<String>,
-    ) -> Result<Reservation, StoreError> {
+    ) -> Result<Reservation<OrderId>, StoreError> {
         let s = self.settings();
         let (lease, ttl) = (millis(s.key_lease), s.key_ttl.as_secs_f64());
         let [hold, ..] = self.due_params();
         let holder = msg.holder.as_uuid();
         let row = Bound::new(&msg.record);
-        let candidate = OrderId::parse(&msg.order_id)
-            .map_err(unavailable)?
-            .as_uuid();
+        let candidate = msg.order_id.as_uuid();
         let key_params: &[Param] = &[
             &msg.key,
             &msg.fingerprint,
@@ -50,19 +47,14 @@ impl PgStore {
                         "WITH key AS (
                                  INSERT INTO idempotency_keys
                                      (key, fingerprint, order_id, holder, lease_until, expires_at)
-                                 VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond',
-                                         now() + $6 * interval '1 second')
+                                 VALUES ($12, $13, $14, $15, now() + $16 * interval '1 millisecond',
+                                         now() + $17 * interval '1 second')
                                  ON CONFLICT (key) DO NOTHING
-                                 RETURNING order_id)
-                             INSERT INTO orders (order_id, ",
-                        order_columns!(),
-                        ", due_at, trace)
-                             SELECT order_id, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                                    now() + $16 * interval '1 millisecond', $17
-                             FROM key
-                             RETURNING order_id"
+                                 RETURNING order_id) ",
+                        insert_pending!("key"),
+                        " RETURNING order_id"
                     ),
-                    &[key_params, &row.columns()[..], &[&hold, &trace]].concat(),
+                    &[&row.columns()[..], &[&hold, &trace], key_params].concat(),
                 )
                 .await?;
             if !created.is_empty() {
@@ -83,9 +75,8 @@ impl PgStore {
                 )
                 .await?;
             if let Some(row) = resumed.first() {
-                let order_id: Uuid = row.get(0);
                 return Ok(Reservation::Resume {
-                    order_id: OrderId::from_uuid(order_id).to_string(),
+                    order_id: OrderId::from_uuid(row.get(0)),
                 });
             }
             let found = self
@@ -206,7 +197,7 @@ impl PgStore {
 
 /// A key taken by another request, as its row stands: for another body,
 /// completed (its answer replayed), or in flight.
-fn taken(row: &Row, fingerprint: &str) -> Result<Reservation, StoreError> {
+fn taken(row: &Row, fingerprint: &str) -> Result<Reservation<OrderId>, StoreError> {
     if row.get::<_, &str>(0) != fingerprint {
         return Ok(Reservation::Mismatch);
     }
@@ -216,8 +207,9 @@ fn taken(row: &Row, fingerprint: &str) -> Result<Reservation, StoreError> {
             headers: serde_json::from_value(row.get(2)).map_err(unavailable)?,
             body: row.get(3),
         })),
+        // Written with its key, in one statement: readable.
         None => Reservation::InFlight {
-            order_id: OrderId::from_uuid(row.get(4)).to_string(),
+            order_id: Some(OrderId::from_uuid(row.get(4))),
         },
     })
 }
@@ -225,10 +217,11 @@ fn taken(row: &Row, fingerprint: &str) -> Result<Reservation, StoreError> {
 /// The keys live beside the orders: a reservation writes its `pending`
 /// order, and a completion its outcome, in the same statement.
 impl KeyBackend for PgStore {
+    type Id = OrderId;
     type Record = Order;
     type Effect = Settle;
 
-    fn reserve(&self, msg: Reserve<Order>) -> Answer<Reservation> {
+    fn reserve(&self, msg: Reserve<Order, OrderId>) -> Answer<Reservation<OrderId>> {
         let store = self.clone();
         // The reservation's caller is the request: its trace is current here.
         let trace = observability::TraceLink::current().to_traceparent();

@@ -33,7 +33,7 @@ impl<'a> Bound<'a> {
         }
     }
 
-    /// For [`order_columns!`].
+    /// `$1`–`$9` of [`insert_pending!`].
     pub(super) fn columns(&self) -> [Param<'_>; 9] {
         let o = self.order;
         [
@@ -75,15 +75,11 @@ impl PgStore {
         let inserted = self
             .query(
                 concat!(
-                    "INSERT INTO orders (order_id, ",
-                    order_columns!(),
-                    ", due_at, trace)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                                 now() + $11 * interval '1 millisecond', $12)
-                         ON CONFLICT (order_id) DO NOTHING
-                         RETURNING order_id"
+                    "WITH new AS (SELECT $12::uuid AS order_id) ",
+                    insert_pending!("new"),
+                    " ON CONFLICT (order_id) DO NOTHING RETURNING order_id"
                 ),
-                &[&[&row.id as Param], &row.columns()[..], &[&hold, &trace]].concat(),
+                &[&row.columns()[..], &[&hold, &trace, &row.id]].concat(),
             )
             .await?;
         if inserted.is_empty() {
@@ -137,7 +133,7 @@ impl PgStore {
 }
 
 fn order_from(row: &Row) -> Result<Order, StoreError> {
-    let corrupt = |what: &str| StoreError::Unavailable(format!("stored order has a bad {what}"));
+    let corrupt = |what: &str| super::unavailable(format!("stored order has a bad {what}"));
     let status: &str = row.get("status");
     Ok(Order {
         order_id: OrderId::from_uuid(row.get("order_id")),

@@ -11,108 +11,18 @@
 //! time, includes that wait. A closed-model tool would instead stop sending
 //! during the stall and report only the fast answers (coordinated omission).
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use hyper::Method;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
 use crate::breaker::{self, Followed};
-use crate::cli::{Args, Stages};
-use crate::client::{Connection, Outcome, Spec, Target};
+use crate::client::{Connection, Outcome};
+pub use crate::plan::{Plan, Stop};
 use crate::report::{self, Recorder, Report};
-
-#[derive(Debug, Clone, Copy)]
-pub enum Stop {
-    Count(u64),
-    After(Duration),
-}
-
-/// Everything a run needs, parsed from the flags.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub target: Target,
-    pub spec: Spec,
-    pub idempotent: bool,
-    pub concurrency: usize,
-    pub stop: Stop,
-    pub rate: Option<f64>,
-    pub stages: Option<Stages>,
-    pub timeout: Duration,
-    pub replay_pct: f64,
-    pub seed: u64,
-    pub progress: bool,
-    /// payment-service's base URL, to audit its ledger after the run.
-    pub audit: Option<String>,
-    /// order-service's base URL, to follow its breaker during the run.
-    pub breaker: Option<String>,
-    pub admin_token: Option<String>,
-    /// A file of marks to draw (`UNIX_MS LABEL` lines).
-    pub marks: Option<std::path::PathBuf>,
-    /// Ctrl-C (SIGINT) ends the run early, with its report: set by the
-    /// binary, not by tests, whose process should keep its usual Ctrl-C.
-    pub interruptible: bool,
-}
-
-impl Plan {
-    pub fn from_args(args: &Args) -> Result<Self, String> {
-        let method: Method = args
-            .method
-            .to_uppercase()
-            .parse()
-            .map_err(|_| format!("bad method {}", args.method))?;
-        let body = (method == Method::POST).then(|| {
-            Bytes::from(format!(
-                r#"{{"merchant_id":{},"amount":{},"currency":{}}}"#,
-                serde_json::Value::from(args.merchant.as_str()),
-                args.amount,
-                serde_json::Value::from(args.currency.as_str())
-            ))
-        });
-        if !(0.0..=100.0).contains(&args.replay_pct) {
-            return Err("--replay-pct must be from 0 to 100".into());
-        }
-        if args.concurrency == 0 {
-            return Err("-c must be at least 1".into());
-        }
-        let stop = match (&args.stages, args.duration) {
-            (Some(stages), _) => Stop::After(stages.total()),
-            (None, Some(duration)) => Stop::After(duration),
-            (None, None) => Stop::Count(args.requests),
-        };
-        Ok(Self {
-            target: Target::parse(&args.url)?,
-            spec: Spec {
-                method,
-                body,
-                want_order_id: args.audit.is_some() || args.replay_pct > 0.0,
-            },
-            idempotent: args.idempotent || args.replay_pct > 0.0,
-            concurrency: args.concurrency,
-            stop,
-            rate: args.rate,
-            stages: args.stages.clone(),
-            timeout: args.timeout,
-            replay_pct: args.replay_pct,
-            seed: args.seed.unwrap_or_else(rand::random),
-            progress: std::io::stdout().is_terminal(),
-            audit: args.audit.clone(),
-            breaker: args.breaker.clone(),
-            admin_token: args.admin_token.clone(),
-            marks: args.marks.clone(),
-            interruptible: false,
-        })
-    }
-
-    fn open(&self) -> bool {
-        self.rate.is_some()
-    }
-}
 
 struct Shared {
     plan: Plan,
@@ -150,35 +60,7 @@ pub async fn run(plan: Plan) -> Report {
     let start_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let followed = plan
-        .breaker
-        .as_ref()
-        .map(|_| Arc::new(Mutex::new(Followed::default())));
-    let follower = plan
-        .breaker
-        .clone()
-        .zip(followed.clone())
-        .map(|(url, followed)| {
-            tokio::spawn(breaker::follow(
-                url,
-                plan.admin_token.clone(),
-                start,
-                followed,
-            ))
-        });
-    if let Some(followed) = &followed {
-        // The run starts from a known state when the stream answers at once.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while lock(followed).current().is_none()
-            && lock(followed).trouble.is_none()
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if let Some(trouble) = &lock(followed).trouble {
-            eprintln!("loadgen: breaker not followed yet: {trouble}");
-        }
-    }
+    let (followed, follower) = follow_breaker(&plan, start).await;
     let shared = Arc::new(Shared {
         recorder: Mutex::new(Recorder::new(start, plan.spec.want_order_id)),
         plan,
@@ -197,27 +79,62 @@ pub async fn run(plan: Plan) -> Report {
             }
         })
     });
-    let users = if shared.plan.open() {
-        shared.plan.concurrency
-    } else {
-        shared
-            .plan
-            .stages
-            .as_ref()
-            .map_or(shared.plan.concurrency, |s| s.peak().ceil() as usize)
-            .max(1)
+    load(&shared).await;
+    for task in [Some(progress), interrupt, follower].into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
+    }
+    let elapsed = start.elapsed();
+    let shared = Arc::try_unwrap(shared).unwrap_or_else(|_| unreachable!("every task has ended"));
+    conclude(shared, elapsed, start_unix_ms).await
+}
+
+type Follower = (
+    Option<Arc<Mutex<Followed>>>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
+/// Follows the breaker's events beside the load (`--breaker`); the run
+/// starts from a known state when the stream answers at once.
+async fn follow_breaker(plan: &Plan, start: Instant) -> Follower {
+    let Some(url) = plan.breaker.clone() else {
+        return (None, None);
+    };
+    let followed = Arc::new(Mutex::new(Followed::default()));
+    let follower = tokio::spawn(breaker::follow(
+        url,
+        plan.admin_token.clone(),
+        start,
+        followed.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while lock(&followed).current().is_none()
+        && lock(&followed).trouble.is_none()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(trouble) = &lock(&followed).trouble {
+        eprintln!("loadgen: breaker not followed yet: {trouble}");
+    }
+    (Some(followed), Some(follower))
+}
+
+/// The users (and, open, the scheduler), until the run is over.
+async fn load(shared: &Arc<Shared>) {
+    let plan = &shared.plan;
+    let users = match (plan.open(), &plan.stages) {
+        (false, Some(stages)) => (stages.peak().ceil() as usize).max(1),
+        _ => plan.concurrency,
     };
     let mut tasks = Vec::with_capacity(users + 1);
-    if shared.plan.open() {
+    if plan.open() {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         tasks.push(tokio::spawn(schedule(shared.clone(), tx)));
         for user in 0..users {
-            tasks.push(tokio::spawn(open_user(
-                shared.clone(),
-                rx.clone(),
-                user as u64,
-            )));
+            let user = open_user(shared.clone(), rx.clone(), user as u64);
+            tasks.push(tokio::spawn(user));
         }
     } else {
         for user in 0..users {
@@ -227,18 +144,11 @@ pub async fn run(plan: Plan) -> Report {
     for task in tasks {
         let _ = task.await;
     }
-    progress.abort();
-    let _ = progress.await;
-    if let Some(interrupt) = interrupt {
-        interrupt.abort();
-        let _ = interrupt.await;
-    }
-    let elapsed = start.elapsed();
-    if let Some(follower) = follower {
-        follower.abort();
-        let _ = follower.await;
-    }
-    let shared = Arc::try_unwrap(shared).unwrap_or_else(|_| unreachable!("every task has ended"));
+}
+
+/// The report of a run that has ended: its answers, the breaker's band,
+/// the marks, and the audit of payment's ledger.
+async fn conclude(shared: Shared, elapsed: Duration, start_unix_ms: i64) -> Report {
     let plan = shared.plan;
     // A stream that never answered leaves the band to the answers.
     let breaker = shared

@@ -25,5 +25,6 @@ pub mod breaker;
 pub mod cli;
 pub mod client;
 pub mod engine;
+pub mod plan;
 pub mod report;
 pub mod timeline;

@@ -3,7 +3,6 @@
 //! written as JSON.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -12,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditReport;
 use crate::breaker::{REFUSED_TITLE, StateChange};
 use crate::client::Outcome;
+
+mod text;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -375,115 +376,6 @@ impl Recorder {
             created_order_ids: self.order_ids,
             none_order_ids: self.none_order_ids,
         }
-    }
-}
-
-impl Report {
-    /// The Go original's summary, then percentiles, failure categories,
-    /// replays and the audit.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        let l = &self.latency;
-        let _ = writeln!(out, "\n=== Load Test Results ===");
-        let _ = writeln!(out, "Total Requests:  {}", self.total);
-        let _ = writeln!(out, "Successful:      {}", self.successful);
-        let _ = writeln!(out, "Failed:          {}", self.failed);
-        let _ = writeln!(out, "Timeouts:        {}", self.timeouts);
-        let _ = writeln!(out, "Duration:        {:.3}s", self.duration_secs);
-        let _ = writeln!(out, "Requests/sec:    {:.2}", self.requests_per_sec);
-        let _ = writeln!(out, "\nLatency:");
-        for (name, value) in [
-            ("Average", l.average_ms),
-            ("p50", l.p50_ms),
-            ("p90", l.p90_ms),
-            ("p95", l.p95_ms),
-            ("p99", l.p99_ms),
-            ("p99.9", l.p999_ms),
-            ("Min", l.min_ms),
-            ("Max", l.max_ms),
-        ] {
-            let _ = writeln!(out, "  {name:<8} {value:>10.3}ms");
-        }
-        if self.mode == "open" {
-            let _ = writeln!(
-                out,
-                "  (open model: latency from each request's intended send time)"
-            );
-        }
-        let _ = writeln!(out, "\nStatus Code Distribution:");
-        for (status, count) in &self.status_codes {
-            let _ = writeln!(out, "  {status}: {count}");
-        }
-        if !self.errors.is_empty() {
-            let _ = writeln!(out, "\nFailures without an answer:");
-            for (kind, count) in &self.errors {
-                let _ = writeln!(out, "  {kind}: {count}");
-            }
-        }
-        if !self.problem_titles.is_empty() {
-            let _ = writeln!(out, "\nError answers by problem title:");
-            for (title, count) in &self.problem_titles {
-                let _ = writeln!(out, "  {title}: {count}");
-            }
-        }
-        if !self.charge_answers.is_empty() {
-            let said: Vec<String> = self
-                .charge_answers
-                .iter()
-                .map(|(charge, n)| format!("{charge} {n}"))
-                .collect();
-            let _ = writeln!(
-                out,
-                "\nError answers by what they said was charged: {}",
-                said.join(", ")
-            );
-        }
-        if let Some(r) = &self.replay {
-            let _ = writeln!(out, "\nIdempotency replays:");
-            let _ = writeln!(
-                out,
-                "  sent: {} ({} concurrent with the original)",
-                r.sent, r.concurrent
-            );
-            let _ = writeln!(out, "  same order_id: {}", r.same_order);
-            let _ = writeln!(
-                out,
-                "  one refused while the other was in flight (409): {}",
-                r.in_flight
-            );
-            let _ = writeln!(
-                out,
-                "  not comparable (another error, or no answer): {}",
-                r.not_comparable
-            );
-            let _ = writeln!(out, "  VIOLATIONS (different order_id): {}", r.violations);
-        }
-        if let Some(changes) = &self.breaker {
-            let _ = writeln!(out, "\nBreaker (followed on /admin/breaker/events):");
-            for change in changes {
-                let _ = writeln!(
-                    out,
-                    "  {:>8.3}s  {}",
-                    change.at_ms as f64 / 1000.0,
-                    change.state
-                );
-            }
-        }
-        if !self.marks.is_empty() {
-            let _ = writeln!(out, "\nMarks:");
-            for mark in &self.marks {
-                let _ = writeln!(
-                    out,
-                    "  {:>8.3}s  {}",
-                    mark.at_ms as f64 / 1000.0,
-                    mark.label
-                );
-            }
-        }
-        if let Some(a) = &self.audit {
-            out.push_str(&a.to_text());
-        }
-        out
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Arbiter, Supervisor};
+use actix::{Addr, Arbiter, Supervisor};
 use actors::bulkhead::{self, Bulkhead, BulkheadConfig};
 use actors::circuit_breaker::{self, BreakerConfig, CircuitBreaker, Outcome};
 use actors::clock::{SharedClock, SystemClock};
@@ -40,33 +40,43 @@ fn main() {
     });
 }
 
+type Actors = (
+    Addr<CircuitBreaker>,
+    Addr<Bulkhead>,
+    Addr<IdempotencyStore<MemoryKeys>>,
+    Addr<Reconciler<()>>,
+);
+
+/// The four actors with default settings, on an arbiter of their own (as
+/// in the service, where they run beside the workers).
+async fn start_actors(arbiter: &Arbiter) -> Actors {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    arbiter.spawn(async move {
+        let breaker = Supervisor::start(move |_| {
+            CircuitBreaker::new(BreakerConfig::default(), clock.clone())
+        });
+        let bulkhead = Supervisor::start(|_| Bulkhead::new(BulkheadConfig::default()));
+        let config = IdempotencyConfig::default();
+        let keys = MemoryKeys::new(config, Arc::new(SystemClock));
+        let store = Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every));
+        let reconciler = Supervisor::start(move |_| {
+            Reconciler::<()>::new(
+                ReconcilerConfig::default(),
+                Arc::new(SystemClock),
+                Box::new(|(), _| Box::pin(async { Verdict::Settled })),
+            )
+        });
+        let _ = tx.send((breaker, bulkhead, store, reconciler));
+    });
+    rx.await.unwrap()
+}
+
 /// Per order: Reserve, Admit, Acquire and Complete awaited; Track, Record,
 /// permit release and Report sent without waiting (as the service does).
 async fn measure_actor_round_trips(orders: usize) -> f64 {
-    let clock: SharedClock = Arc::new(SystemClock);
     let arbiter = Arbiter::new();
-    let (breaker, bulkhead, store, reconciler) = {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let clock = clock.clone();
-        arbiter.spawn(async move {
-            let breaker = Supervisor::start(move |_| {
-                CircuitBreaker::new(BreakerConfig::default(), clock.clone())
-            });
-            let bulkhead = Supervisor::start(|_| Bulkhead::new(BulkheadConfig::default()));
-            let config = IdempotencyConfig::default();
-            let keys = MemoryKeys::new(config, Arc::new(SystemClock));
-            let store = Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every));
-            let reconciler = Supervisor::start(move |_| {
-                Reconciler::<()>::new(
-                    ReconcilerConfig::default(),
-                    Arc::new(SystemClock),
-                    Box::new(|(), _| Box::pin(async { Verdict::Settled })),
-                )
-            });
-            let _ = tx.send((breaker, bulkhead, store, reconciler));
-        });
-        rx.await.unwrap()
-    };
+    let (breaker, bulkhead, store, reconciler) = start_actors(&arbiter).await;
 
     let run = |n: usize, offset: usize| {
         let (breaker, bulkhead, store, reconciler) = (

@@ -281,16 +281,7 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
         _ => None,
     };
     if let (true, Some(why)) = (pending, refusal) {
-        return Problem::new(
-            StatusCode::CONFLICT,
-            "order-pending",
-            "Order pending",
-            format!(
-                "no attempt was made now ({why}), but an earlier one may have charged the order: \
-                 it stays pending until payment-service tells; read it, or retry with the same \
-                 Idempotency-Key later"
-            ),
-        );
+        return order_pending(why);
     }
     match e {
         PaymentError::Declined { detail } => Problem::new(
@@ -320,24 +311,7 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
                 format!("{why}; {outcome}"),
             )
         }
-        PaymentError::CircuitOpen {
-            retry_after: Some(retry_after),
-        } => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "circuit-open",
-            "Circuit breaker open",
-            "payment-service is failing; calls are suspended; nothing was charged",
-        )
-        .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64),
-        // Held open by an operator: nothing is failing, and no probe is
-        // scheduled to say when calls resume.
-        PaymentError::CircuitOpen { retry_after: None } => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "circuit-open",
-            "Circuit breaker open",
-            "calls to payment-service are suspended by an operator (the circuit breaker is held \
-             open); nothing was charged",
-        ),
+        PaymentError::CircuitOpen { retry_after } => circuit_open(*retry_after),
         PaymentError::BulkheadFull => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "bulkhead-full",
@@ -357,6 +331,41 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
                     "payment-service did not answer within the budget; the order failed, nothing was charged"
                 }
             },
+        ),
+    }
+}
+
+/// No attempt now, but an earlier one may have charged the order.
+fn order_pending(why: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "order-pending",
+        "Order pending",
+        format!(
+            "no attempt was made now ({why}), but an earlier one may have charged the order: it \
+             stays pending until payment-service tells; read it, or retry with the same \
+             Idempotency-Key later"
+        ),
+    )
+}
+
+fn circuit_open(retry_after: Option<std::time::Duration>) -> Problem {
+    match retry_after {
+        Some(retry_after) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "circuit-open",
+            "Circuit breaker open",
+            "payment-service is failing; calls are suspended; nothing was charged",
+        )
+        .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+        // Held open by an operator: nothing is failing, and no probe is
+        // scheduled to say when calls resume.
+        None => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "circuit-open",
+            "Circuit breaker open",
+            "calls to payment-service are suspended by an operator (the circuit breaker is held \
+             open); nothing was charged",
         ),
     }
 }

@@ -16,20 +16,40 @@ pub struct OrderMetrics {
     pub attempts: IntCounterVec,
     pub retries: IntCounter,
     pub retry_budget_exhausted: IntCounter,
-    pub cb_state: IntGauge,
-    pub cb_transitions: IntCounterVec,
-    pub bulkhead_in_use: IntGauge,
-    pub bulkhead_waiting: IntGauge,
-    pub bulkhead_max: IntGauge,
-    pub bulkhead_rejected: IntCounterVec,
-    pub idempotency_hits: IntCounter,
-    pub idempotency_conflicts: IntCounterVec,
-    pub idempotency_entries: IntGauge,
+    pub breaker: BreakerMetrics,
+    pub bulkhead: BulkheadMetrics,
+    pub keys: KeyMetrics,
+    pub reconciler: ReconcilerMetrics,
+}
+
+#[derive(Clone)]
+pub struct BreakerMetrics {
+    pub state: IntGauge,
+    pub transitions: IntCounterVec,
+}
+
+#[derive(Clone)]
+pub struct BulkheadMetrics {
+    pub in_use: IntGauge,
+    pub waiting: IntGauge,
+    pub max: IntGauge,
+    pub rejected: IntCounterVec,
+}
+
+#[derive(Clone)]
+pub struct KeyMetrics {
+    pub hits: IntCounter,
+    pub conflicts: IntCounterVec,
+    pub entries: IntGauge,
     /// Keys held by a request in flight: one that stays up while traffic is
     /// quiet is a key nobody will release.
-    pub idempotency_in_flight: IntGauge,
-    pub reconciler_pending: IntGauge,
-    pub reconcile_attempts: IntCounterVec,
+    pub in_flight: IntGauge,
+}
+
+#[derive(Clone)]
+pub struct ReconcilerMetrics {
+    pub pending: IntGauge,
+    pub attempts: IntCounterVec,
 }
 
 impl Default for OrderMetrics {
@@ -60,66 +80,98 @@ impl Default for OrderMetrics {
                 names::RETRY_BUDGET_EXHAUSTED,
                 "Retries refused by the retry budget.",
             ),
-            cb_state: gauge(
-                &r,
-                names::CB_STATE,
-                "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
-            ),
-            cb_transitions: counter_vec(
-                &r,
-                names::CB_TRANSITIONS,
-                "Circuit breaker transitions, by from and to state.",
-                &["from", "to"],
-            ),
-            bulkhead_in_use: gauge(&r, names::BULKHEAD_IN_USE, "Bulkhead permits in use."),
-            bulkhead_waiting: gauge(
-                &r,
-                names::BULKHEAD_WAITING,
-                "Callers waiting for a bulkhead permit.",
-            ),
-            bulkhead_max: gauge(&r, names::BULKHEAD_MAX, "Bulkhead permits in all."),
-            bulkhead_rejected: counter_vec(
-                &r,
-                names::BULKHEAD_REJECTED,
-                "Attempts refused by the bulkhead, by reason.",
-                &["reason"],
-            ),
-            idempotency_hits: counter(
-                &r,
-                names::IDEMPOTENCY_HITS,
-                "Requests answered from a stored response (Idempotent-Replayed).",
-            ),
-            idempotency_conflicts: counter_vec(
-                &r,
-                names::IDEMPOTENCY_CONFLICTS,
-                "Idempotency-Key refusals, by kind (in_flight, mismatch, full).",
-                &["kind"],
-            ),
-            idempotency_entries: gauge(
-                &r,
-                names::IDEMPOTENCY_ENTRIES,
-                "Idempotency-Keys remembered.",
-            ),
-            idempotency_in_flight: gauge(
-                &r,
-                names::IDEMPOTENCY_IN_FLIGHT,
-                "Idempotency-Keys held by a request in flight now.",
-            ),
-            reconciler_pending: gauge(
-                &r,
-                names::RECONCILER_PENDING,
-                "Orders whose payment outcome is unknown, tracked by the reconciler.",
-            ),
-            reconcile_attempts: counter_vec(
-                &r,
-                names::RECONCILE_ATTEMPTS,
-                "Reconciler re-drives, by outcome (completed, failed, still_pending, already_settled, claimed_elsewhere, store_error).",
-                &["outcome"],
-            ),
+            breaker: BreakerMetrics::new(&r),
+            bulkhead: BulkheadMetrics::new(&r),
+            keys: KeyMetrics::new(&r),
+            reconciler: ReconcilerMetrics::new(&r),
             registry: r,
         };
         metrics.start_known_series_at_zero();
         metrics
+    }
+}
+
+impl BreakerMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            state: gauge(
+                r,
+                names::CB_STATE,
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+            ),
+            transitions: counter_vec(
+                r,
+                names::CB_TRANSITIONS,
+                "Circuit breaker transitions, by from and to state.",
+                &["from", "to"],
+            ),
+        }
+    }
+}
+
+impl BulkheadMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            in_use: gauge(r, names::BULKHEAD_IN_USE, "Bulkhead permits in use."),
+            waiting: gauge(
+                r,
+                names::BULKHEAD_WAITING,
+                "Callers waiting for a bulkhead permit.",
+            ),
+            max: gauge(r, names::BULKHEAD_MAX, "Bulkhead permits in all."),
+            rejected: counter_vec(
+                r,
+                names::BULKHEAD_REJECTED,
+                "Attempts refused by the bulkhead, by reason.",
+                &["reason"],
+            ),
+        }
+    }
+}
+
+impl KeyMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            hits: counter(
+                r,
+                names::IDEMPOTENCY_HITS,
+                "Requests answered from a stored response (Idempotent-Replayed).",
+            ),
+            conflicts: counter_vec(
+                r,
+                names::IDEMPOTENCY_CONFLICTS,
+                "Idempotency-Key refusals, by kind (in_flight, mismatch, full).",
+                &["kind"],
+            ),
+            entries: gauge(
+                r,
+                names::IDEMPOTENCY_ENTRIES,
+                "Idempotency-Keys remembered.",
+            ),
+            in_flight: gauge(
+                r,
+                names::IDEMPOTENCY_IN_FLIGHT,
+                "Idempotency-Keys held by a request in flight now.",
+            ),
+        }
+    }
+}
+
+impl ReconcilerMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            pending: gauge(
+                r,
+                names::RECONCILER_PENDING,
+                "Orders whose payment outcome is unknown, tracked by the reconciler.",
+            ),
+            attempts: counter_vec(
+                r,
+                names::RECONCILE_ATTEMPTS,
+                "Reconciler re-drives, by outcome (completed, failed, still_pending, already_settled, claimed_elsewhere, store_error).",
+                &["outcome"],
+            ),
+        }
     }
 }
 
@@ -146,11 +198,11 @@ impl OrderMetrics {
             ("half_open", "closed"),
             ("half_open", "open"),
         ] {
-            self.cb_transitions.with_label_values(&[from, to]);
+            self.breaker.transitions.with_label_values(&[from, to]);
         }
-        self.bulkhead_rejected.with_label_values(&["no_permit"]);
+        self.bulkhead.rejected.with_label_values(&["no_permit"]);
         for kind in ["in_flight", "mismatch", "full"] {
-            self.idempotency_conflicts.with_label_values(&[kind]);
+            self.keys.conflicts.with_label_values(&[kind]);
         }
         for outcome in [
             "completed",
@@ -160,13 +212,13 @@ impl OrderMetrics {
             "claimed_elsewhere",
             "store_error",
         ] {
-            self.reconcile_attempts.with_label_values(&[outcome]);
+            self.reconciler.attempts.with_label_values(&[outcome]);
         }
     }
 
     /// For the breaker actor: every transition, counted and mirrored.
     pub fn transition_observer(&self) -> circuit_breaker::TransitionObserver {
-        let (state, transitions) = (self.cb_state.clone(), self.cb_transitions.clone());
+        let (state, transitions) = (self.breaker.state.clone(), self.breaker.transitions.clone());
         Box::new(move |t: &Transition| {
             transitions
                 .with_label_values(&[t.from.as_str(), t.to.as_str()])

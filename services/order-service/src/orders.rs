@@ -140,19 +140,13 @@ impl Orders {
     fn count(&self, result: &Result<Answer, OrderError>) {
         let m = &self.metrics;
         match result {
-            Ok(answer) if answer.replayed => m.idempotency_hits.inc(),
+            Ok(answer) if answer.replayed => m.keys.hits.inc(),
             Ok(_) => m.orders.with_label_values(&["completed"]).inc(),
-            Err(OrderError::KeyInFlight { .. }) => m
-                .idempotency_conflicts
-                .with_label_values(&["in_flight"])
-                .inc(),
-            Err(OrderError::KeyReused) => m
-                .idempotency_conflicts
-                .with_label_values(&["mismatch"])
-                .inc(),
-            Err(OrderError::IdempotencyFull) => {
-                m.idempotency_conflicts.with_label_values(&["full"]).inc()
+            Err(OrderError::KeyInFlight { .. }) => {
+                m.keys.conflicts.with_label_values(&["in_flight"]).inc()
             }
+            Err(OrderError::KeyReused) => m.keys.conflicts.with_label_values(&["mismatch"]).inc(),
+            Err(OrderError::IdempotencyFull) => m.keys.conflicts.with_label_values(&["full"]).inc(),
             Err(OrderError::Payment { status, .. }) => {
                 let status = match status {
                     OrderStatus::Pending => "pending",

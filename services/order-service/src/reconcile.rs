@@ -42,7 +42,8 @@ pub fn redrive(
                 let outcome = redrive_once(store.as_ref(), &payments, pending.order_id).await;
                 tracing::Span::current().record("reconcile.outcome", outcome);
                 metrics
-                    .reconcile_attempts
+                    .reconciler
+                    .attempts
                     .with_label_values(&[outcome])
                     .inc();
                 match outcome {

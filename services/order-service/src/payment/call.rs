@@ -195,7 +195,8 @@ impl PaymentCall {
             .inc();
         if let AttemptResult::BulkheadFull = result {
             self.metrics
-                .bulkhead_rejected
+                .bulkhead
+                .rejected
                 .with_label_values(&["no_permit"])
                 .inc();
         }
@@ -203,8 +204,13 @@ impl PaymentCall {
     }
 
     async fn attempt_in_span(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
+        let span = self.attempt_span(&info);
+        self.gated(order, info).instrument(span).await
+    }
+
+    fn attempt_span(&self, info: &AttemptInfo) -> Span {
         let url = self.client.charge_url();
-        let span = tracing::info_span!(
+        tracing::info_span!(
             "POST",
             otel.kind = "client",
             retry.attempt = i64::from(info.index),
@@ -220,84 +226,85 @@ impl PaymentCall {
             http.response.status_code = Empty,
             error.type = Empty,
             otel.status_code = Empty,
-        );
-        async {
-            let span = Span::current();
-            // A pass reports `Cancelled` if this future is dropped before
-            // the outcome is known, so a half-open trial slot is never lost.
-            let pass = match circuit_breaker::admit(&self.breaker, span.clone()).await {
-                Ok(pass) => {
-                    span.record("cb.state", pass.state().as_str());
-                    Some(pass)
-                }
-                Err(AdmitError::Open(rejection)) => {
-                    span.record("cb.state", rejection.state.as_str());
-                    span.record("error.type", "circuit_open");
-                    span.record("otel.status_code", "ERROR");
-                    return AttemptResult::CircuitOpen {
-                        retry_after: rejection.retry_after,
-                    };
-                }
-                // The breaker is advisory: while its actor restarts, attempts
-                // go ahead untracked rather than fail.
-                Err(AdmitError::Failed(_)) => None,
-            };
-            let report = |outcome| {
-                if let Some(pass) = pass {
-                    pass.record(outcome, span.clone());
-                }
-            };
+        )
+    }
 
-            let time_left = info.deadline.saturating_duration_since(self.clock.now());
-            let wait = self.policy.bulkhead_wait.min(time_left);
-            let permit = match bulkhead::acquire(&self.bulkhead, wait, span.clone()).await {
-                Ok(permit) => {
-                    span.record("bulkhead.in_use", permit.in_use as i64);
-                    permit
-                }
-                Err(e) => {
-                    report(Outcome::NotAttempted);
-                    span.record("error.type", "bulkhead_full");
-                    span.record("otel.status_code", "ERROR");
-                    if e == BulkheadError::Unavailable {
-                        tracing::warn!("bulkhead actor unavailable; refusing the attempt");
-                    }
-                    return AttemptResult::BulkheadFull;
-                }
-            };
-            let time_left = info.deadline.saturating_duration_since(self.clock.now());
-            if time_left < Duration::from_millis(1) {
-                // The budget went on waiting for the permit: local overload.
+    /// One attempt through the breaker and the bulkhead, in its span.
+    async fn gated(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
+        let span = Span::current();
+        // A pass reports `Cancelled` if this future is dropped before the
+        // outcome is known, so a half-open trial slot is never lost.
+        let pass = match circuit_breaker::admit(&self.breaker, span.clone()).await {
+            Ok(pass) => {
+                span.record("cb.state", pass.state().as_str());
+                Some(pass)
+            }
+            Err(AdmitError::Open(rejection)) => {
+                span.record("cb.state", rejection.state.as_str());
+                failed(&span, "circuit_open");
+                return AttemptResult::CircuitOpen {
+                    retry_after: rejection.retry_after,
+                };
+            }
+            // The breaker is advisory: while its actor restarts, attempts
+            // go ahead untracked rather than fail.
+            Err(AdmitError::Failed(_)) => None,
+        };
+        let report = |outcome| {
+            if let Some(pass) = pass {
+                pass.record(outcome, span.clone());
+            }
+        };
+        let time_left = info.deadline.saturating_duration_since(self.clock.now());
+        let wait = self.policy.bulkhead_wait.min(time_left);
+        let permit = match bulkhead::acquire(&self.bulkhead, wait, span.clone()).await {
+            Ok(permit) => permit,
+            Err(e) => {
                 report(Outcome::NotAttempted);
-                span.record("error.type", "budget_exhausted");
-                span.record("otel.status_code", "ERROR");
+                failed(&span, "bulkhead_full");
+                if e == BulkheadError::Unavailable {
+                    tracing::warn!("bulkhead actor unavailable; refusing the attempt");
+                }
                 return AttemptResult::BulkheadFull;
             }
-
-            let attempt = self.client.charge(order, time_left).await;
-            drop(permit);
-            report(match &attempt {
-                Attempt::Charged { .. } | Attempt::Rejected { .. } | Attempt::Voided => {
-                    Outcome::Success
-                }
-                _ => Outcome::Failure,
-            });
-            if let Some(status) = attempt.status() {
-                span.record("http.response.status_code", i64::from(status.as_u16()));
-            }
-            let error = match &attempt {
-                Attempt::Charged { .. } => None,
-                Attempt::TimedOut => Some("timeout".to_owned()),
-                Attempt::ConnectFailed(_) | Attempt::Broken(_) => Some("connection".to_owned()),
-                _ => attempt.status().map(|status| status.as_str().to_owned()),
-            };
-            if let Some(error) = error {
-                span.record("error.type", error);
-                span.record("otel.status_code", "ERROR");
-            }
-            AttemptResult::Http(attempt)
+        };
+        span.record("bulkhead.in_use", permit.in_use as i64);
+        let time_left = info.deadline.saturating_duration_since(self.clock.now());
+        if time_left < Duration::from_millis(1) {
+            // The budget went on waiting for the permit: local overload.
+            report(Outcome::NotAttempted);
+            failed(&span, "budget_exhausted");
+            return AttemptResult::BulkheadFull;
         }
-        .instrument(span)
-        .await
+        let attempt = self.client.charge(order, time_left).await;
+        drop(permit);
+        report(match &attempt {
+            Attempt::Charged { .. } | Attempt::Rejected { .. } | Attempt::Voided => {
+                Outcome::Success
+            }
+            _ => Outcome::Failure,
+        });
+        answered(&span, &attempt);
+        AttemptResult::Http(attempt)
+    }
+}
+
+/// The attempt's span ends in error, of this type.
+fn failed(span: &Span, error_type: &str) {
+    span.record("error.type", error_type);
+    span.record("otel.status_code", "ERROR");
+}
+
+/// What the call's answer (or its absence) says on the attempt's span.
+fn answered(span: &Span, attempt: &Attempt) {
+    if let Some(status) = attempt.status() {
+        span.record("http.response.status_code", i64::from(status.as_u16()));
+    }
+    match (attempt, attempt.status()) {
+        (Attempt::Charged { .. }, _) => {}
+        (Attempt::TimedOut, _) => failed(span, "timeout"),
+        (Attempt::ConnectFailed(_) | Attempt::Broken(_), _) => failed(span, "connection"),
+        (_, Some(status)) => failed(span, status.as_str()),
+        (_, None) => {}
     }
 }

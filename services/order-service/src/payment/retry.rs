@@ -261,78 +261,113 @@ impl Retrier<'_> {
             attempts,
             budget_exhausted,
         };
-
-        loop {
-            if self.clock.now() >= deadline {
-                break;
-            }
+        while self.clock.now() < deadline {
             let info = AttemptInfo {
                 index: attempts,
                 deadline,
                 backoff,
             };
             attempts += 1;
-            match attempt(info).await {
-                AttemptResult::Http(Attempt::Charged { receipt, .. }) => {
-                    return end(Ok(receipt), attempts, false);
-                }
-                AttemptResult::Http(Attempt::Rejected { detail, .. }) => {
-                    return end(Err(PaymentError::Declined { detail }), attempts, false);
-                }
-                AttemptResult::Http(Attempt::Voided) => {
-                    return end(Err(PaymentError::Voided), attempts, false);
-                }
-                AttemptResult::Http(failed) => {
-                    reached |= failed.may_have_reached_payment();
-                    last = Some(failed);
-                }
-                AttemptResult::CircuitOpen { retry_after } if !reached => {
-                    return end(
-                        Err(PaymentError::CircuitOpen { retry_after }),
-                        attempts,
-                        false,
-                    );
-                }
-                AttemptResult::BulkheadFull if !reached => {
-                    return end(Err(PaymentError::BulkheadFull), attempts, false);
-                }
-                // A retry refused locally after an attempt that may have
-                // charged: the outcome of that attempt is what matters.
-                AttemptResult::CircuitOpen { .. } | AttemptResult::BulkheadFull => break,
+            match step(attempt(info).await, &mut reached, &mut last) {
+                Step::Done(result) => return end(result, attempts, false),
+                Step::GiveUp => break,
+                Step::Again => {}
             }
-            if attempts >= self.policy.max_attempts {
-                break;
-            }
-            let now = self.clock.now();
-            let pause = match last.as_ref().and_then(retry_after) {
-                Some(wait) if now + wait > deadline => break,
-                Some(wait) => wait,
-                None => self.policy.backoff(attempts, rng),
+            let next = self.pause(attempts, last.as_ref(), deadline, rng);
+            let pause = match next {
+                Pause::For(pause) => pause,
+                Pause::NoTime => break,
+                Pause::NoBudget => {
+                    budget_exhausted = true;
+                    tracing::info!("retry.budget_exhausted");
+                    break;
+                }
             };
-            if now + pause >= deadline {
-                break;
-            }
-            if !self.budget.try_retry(now) {
-                budget_exhausted = true;
-                tracing::info!("retry.budget_exhausted");
-                break;
-            }
-            match &last {
-                Some(Attempt::Failed { status, .. }) => tracing::info!(
-                    http.response.status_code = i64::from(status.as_u16()),
-                    retry.backoff_ms = pause.as_millis() as i64,
-                    "retry_due_to_status"
-                ),
-                other => tracing::info!(
-                    error = ?other,
-                    retry.backoff_ms = pause.as_millis() as i64,
-                    "retry_due_to_error"
-                ),
-            }
+            log_retry(last.as_ref(), pause);
             backoff = pause;
             self.sleeper.sleep(pause).await;
         }
         end(Err(give_up(last, reached)), attempts, budget_exhausted)
+    }
+
+    /// The pause before the next attempt, if one is allowed and fits.
+    fn pause(
+        &self,
+        attempts: u32,
+        last: Option<&Attempt>,
+        deadline: Instant,
+        rng: &mut StdRng,
+    ) -> Pause {
+        if attempts >= self.policy.max_attempts {
+            return Pause::NoTime;
+        }
+        let now = self.clock.now();
+        let pause = match last.and_then(retry_after) {
+            Some(wait) => wait,
+            None => self.policy.backoff(attempts, rng),
+        };
+        if now + pause >= deadline {
+            return Pause::NoTime;
+        }
+        if !self.budget.try_retry(now) {
+            return Pause::NoBudget;
+        }
+        Pause::For(pause)
+    }
+}
+
+/// What one attempt's result means for the call.
+enum Step {
+    /// The call's outcome.
+    Done(Result<Receipt, PaymentError>),
+    /// Another attempt may tell more.
+    Again,
+    /// No further attempt: the last one's outcome is the call's.
+    GiveUp,
+}
+
+fn step(result: AttemptResult, reached: &mut bool, last: &mut Option<Attempt>) -> Step {
+    match result {
+        AttemptResult::Http(Attempt::Charged { receipt, .. }) => Step::Done(Ok(receipt)),
+        AttemptResult::Http(Attempt::Rejected { detail, .. }) => {
+            Step::Done(Err(PaymentError::Declined { detail }))
+        }
+        AttemptResult::Http(Attempt::Voided) => Step::Done(Err(PaymentError::Voided)),
+        AttemptResult::Http(failed) => {
+            *reached |= failed.may_have_reached_payment();
+            *last = Some(failed);
+            Step::Again
+        }
+        AttemptResult::CircuitOpen { retry_after } if !*reached => {
+            Step::Done(Err(PaymentError::CircuitOpen { retry_after }))
+        }
+        AttemptResult::BulkheadFull if !*reached => Step::Done(Err(PaymentError::BulkheadFull)),
+        // A retry refused locally after an attempt that may have charged:
+        // the outcome of that attempt is what matters.
+        AttemptResult::CircuitOpen { .. } | AttemptResult::BulkheadFull => Step::GiveUp,
+    }
+}
+
+enum Pause {
+    For(Duration),
+    /// No attempt left, or none that fits before the deadline.
+    NoTime,
+    /// The retry budget refused it.
+    NoBudget,
+}
+
+fn log_retry(last: Option<&Attempt>, pause: Duration) {
+    match last {
+        Some(Attempt::Failed { status, .. }) => tracing::info!(
+            http.response.status_code = i64::from(status.as_u16()),
+            retry.backoff_ms = pause.as_millis() as i64,
+            "retry_due_to_status"
+        ),
+        other => tracing::info!(
+            error = ?other,
+            retry.backoff_ms = pause.as_millis() as i64,
+            "retry_due_to_error"
+        ),
     }
 }
 

@@ -21,19 +21,19 @@ pub async fn metrics(
     reliability: web::Data<Reliability>,
 ) -> HttpResponse {
     if let Ok(Ok(status)) = reliability.breaker.send(circuit_breaker::GetStatus).await {
-        metrics.cb_state.set(status.state.gauge());
+        metrics.breaker.state.set(status.state.gauge());
     }
     if let Ok(Ok(status)) = reliability.bulkhead.send(bulkhead::GetStatus).await {
-        metrics.bulkhead_in_use.set(status.in_use as i64);
-        metrics.bulkhead_waiting.set(status.waiting as i64);
-        metrics.bulkhead_max.set(status.max as i64);
+        metrics.bulkhead.in_use.set(status.in_use as i64);
+        metrics.bulkhead.waiting.set(status.waiting as i64);
+        metrics.bulkhead.max.set(status.max as i64);
     }
     if let Ok(Ok(stats)) = reliability.idempotency.send(idempotency::GetStats).await {
-        metrics.idempotency_entries.set(stats.entries as i64);
-        metrics.idempotency_in_flight.set(stats.in_flight as i64);
+        metrics.keys.entries.set(stats.entries as i64);
+        metrics.keys.in_flight.set(stats.in_flight as i64);
     }
     if let Ok(Ok(pending)) = reliability.reconciler.send(reconciler::PendingCount).await {
-        metrics.reconciler_pending.set(pending as i64);
+        metrics.reconciler.pending.set(pending as i64);
     }
     exposition(&metrics.registry)
 }

@@ -149,6 +149,9 @@ async fn with_payment_down_the_open_breaker_fails_fast_and_sends_nothing() {
 async fn the_breaker_recovers_through_half_open_when_payment_comes_back() {
     let mut order = order_config();
     order.breaker.open_ms = 200;
+    // The orders left pending meanwhile would be re-driven through the
+    // same breaker, and could take the half-open trials this test counts.
+    order.reconciler.interval_ms = 60_000;
     let app = spawn_app_with(order, payment_config());
     app.set_faults(json!({"error_pct": 100})).await;
     while app.breaker().await.state != State::Open {

@@ -51,6 +51,43 @@ pub struct Replay {
     pub torn_tail_bytes: usize,
 }
 
+/// One ledger has one process: a second one could charge the same key.
+fn lock(file: &File, path: &Path) -> io::Result<()> {
+    file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{} is locked by another payment-service process; one ledger has one \
+                 process, or both could charge the same key: stop the other one first",
+                path.display()
+            ),
+        ),
+        std::fs::TryLockError::Error(e) => e,
+    })
+}
+
+/// The entries of the log's whole lines; a corrupt one stops the start.
+fn parse(lines: &[u8], path: &Path) -> io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for (index, line) in lines.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let entry = Entry::parse(line).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: line {} is corrupt ({e}); refusing to start rather than forget a charge",
+                    path.display(),
+                    index + 1
+                ),
+            )
+        })?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
 impl LedgerLog {
     pub fn open(path: &Path) -> io::Result<(Self, Replay)> {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
@@ -64,17 +101,7 @@ impl LedgerLog {
             .create(true)
             .truncate(false)
             .open(path)?;
-        file.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                format!(
-                    "{} is locked by another payment-service process; one ledger has one \
-                     process, or both could charge the same key: stop the other one first",
-                    path.display()
-                ),
-            ),
-            std::fs::TryLockError::Error(e) => e,
-        })?;
+        lock(&file, path)?;
         if !existed {
             // Make the new file's directory entry durable too.
             File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
@@ -102,23 +129,7 @@ impl LedgerLog {
             file.sync_all()?;
         }
 
-        let mut entries = Vec::new();
-        for (index, line) in bytes[..whole].split(|&b| b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let entry = Entry::parse(line).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: line {} is corrupt ({e}); refusing to start rather than forget a charge",
-                        path.display(),
-                        index + 1
-                    ),
-                )
-            })?;
-            entries.push(entry);
-        }
+        let entries = parse(&bytes[..whole], path)?;
         tracing::info!(path = %path.display(), entries = entries.len(), "ledger log replayed");
         let log = Self {
             file,

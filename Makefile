@@ -16,7 +16,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-replicas stop status smoke test test-deps chaos fuzz deny k8s-secrets k8s-check bench lint ci \
+        build-native run run-replicas stop status smoke test test-deps chaos fuzz deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store
@@ -215,9 +215,12 @@ k8s-check: ## Render deploy/k8s (kustomize), validate it (strict schemas) and ru
 deny: ## Licences, banned crates and sources of every dependency (cargo-deny, deny.toml)
 	@scripts/deny.sh
 
-lint: ## rustfmt and clippy, as CI runs them
+lint: structure ## rustfmt, clippy and the code's shape, as CI runs them
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+structure: ## Functions <= 80 lines, files <= 450 before their tests, no import cycle, no reference outside the repository
+	@python3 scripts/structure.py
 
 ci: ## What CI runs
 	bash .ci/run

@@ -219,7 +219,7 @@ lint: structure ## rustfmt, clippy and the code's shape, as CI runs them
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-structure: ## Functions <= 80 lines, files <= 450 before their tests, no import cycle, no reference outside the repository
+structure: ## Functions <= 80 lines, files <= 450 before their tests, no import cycle, no reference outside the repository, no broken doc link
 	@python3 scripts/structure.py
 
 ci: ## What CI runs

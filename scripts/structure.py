@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The shape the code keeps (make structure, in CI): no function
 outside tests over 80 lines, no file over 450 lines before its tests, no
-import cycle between the top-level modules of a crate, and no reference to
-a file outside the repository. Prints what breaks a rule; exits 1 if any.
+import cycle between the top-level modules of a crate, no reference to a
+file outside the repository, and no link in the docs to a file or heading
+that is gone. Prints what breaks a rule; exits 1 if any.
 """
 import os
 import re
@@ -121,14 +122,47 @@ def outside_references():
                 yield f"{rel}:{n}: refers outside the repository: {line.strip()}"
 
 
+def slug(heading):
+    heading = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return heading.replace(" ", "-")
+
+
+def anchors(text):
+    found, fenced = set(), False
+    for line in text.split("\n"):
+        fenced ^= line.startswith("```")
+        if not fenced and line.startswith("#"):
+            found.add(slug(line.lstrip("#")))
+    return found
+
+
+def broken_links():
+    """Relative links of the README and docs/ whose file or heading is gone."""
+    docs = ["README.md"] + sorted(
+        os.path.join("docs", name) for name in os.listdir(os.path.join(ROOT, "docs"))
+        if name.endswith(".md"))
+    for doc in docs:
+        text = open(os.path.join(ROOT, doc)).read()
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", link):
+                continue
+            path, _, anchor = link.partition("#")
+            target = os.path.normpath(os.path.join(os.path.dirname(doc), path)) if path else doc
+            if not os.path.exists(os.path.join(ROOT, target)):
+                yield f"{doc}: link to a missing file: {link}"
+            elif anchor and target.endswith(".md") and \
+                    anchor not in anchors(open(os.path.join(ROOT, target)).read()):
+                yield f"{doc}: link to a missing heading: {link}"
+
+
 def main():
-    broken = [*sizes(), *cycles(), *outside_references()]
+    broken = [*sizes(), *cycles(), *outside_references(), *broken_links()]
     for problem in broken:
         print(problem)
     if broken:
         sys.exit(1)
     print("structure: every function ≤ 80 lines, every file ≤ 450 before its tests, "
-          "no import cycle, no reference outside the repository")
+          "no import cycle, no reference outside the repository, no broken link in the docs")
 
 
 if __name__ == "__main__":

@@ -103,28 +103,21 @@ impl<I: Clone> MemoryKeys<I> {
         self.end_flight(key, holder, Phase::Completed(Arc::new(response)));
     }
 
-    pub fn release(&self, key: &str, holder: Holder) {
-        self.end_flight(key, holder, Phase::Released);
-    }
-
-    /// Forgets `key` if `holder` holds it: for a new reservation whose
-    /// operation could not even start, so that the key is as if never
-    /// sent (no order id kept for a retry to resume).
-    pub fn abandon(&self, key: &str, holder: Holder) {
-        self.records.remove_if(
-            key,
-            |_, r| matches!(r.phase, Phase::InFlight { holder: h, .. } if h == holder),
-        );
+    /// Answers whether `holder` still held the key (and so released it).
+    pub fn release(&self, key: &str, holder: Holder) -> bool {
+        self.end_flight(key, holder, Phase::Released)
     }
 
     /// Moves `key` out of flight, if `holder` still holds it: a completed
     /// key stays completed, and a key taken over is its new holder's.
-    fn end_flight(&self, key: &str, holder: Holder, phase: Phase) {
+    fn end_flight(&self, key: &str, holder: Holder, phase: Phase) -> bool {
         if let Some(mut record) = self.records.get_mut(key)
             && matches!(record.phase, Phase::InFlight { holder: h, .. } if h == holder)
         {
             record.phase = phase;
+            return true;
         }
+        false
     }
 
     fn expired(&self, record: &Record<I>, now: Instant) -> bool {
@@ -211,29 +204,5 @@ impl KeyBackend for MemoryKeys {
 
     fn stats(&self) -> Answer<Stats> {
         ready(MemoryKeys::stats(self))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ManualClock;
-
-    #[test]
-    fn an_abandoned_key_is_new_again_and_only_its_holder_abandons_it() {
-        let keys = MemoryKeys::new(
-            IdempotencyConfig::default(),
-            Arc::new(ManualClock::default()),
-        );
-        let (first, other) = (Holder::next(), Holder::next());
-        assert_eq!(keys.reserve("k", "f", &1, first), Reservation::New);
-        keys.abandon("k", other);
-        assert_eq!(
-            keys.reserve("k", "f", &2, other),
-            Reservation::InFlight { order_id: Some(1) }
-        );
-        keys.abandon("k", first);
-        assert_eq!(keys.reserve("k", "f", &3, other), Reservation::New);
-        assert_eq!(keys.stats().entries, 1);
     }
 }

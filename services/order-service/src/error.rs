@@ -73,8 +73,15 @@ pub enum OrderError {
     /// will ever be, and the key starts no other order.
     #[error("the Idempotency-Key is spent")]
     KeySpent { order_id: OrderId },
+    /// A new key could not be remembered: a request with it still on its
+    /// way may yet start (and charge) the key's order.
     #[error("the idempotency store is full")]
     IdempotencyFull,
+    /// A new key's order found no room in memory: nothing was written,
+    /// but the key keeps the order's id for the client's retry, and a
+    /// request with it still on its way may yet charge that order.
+    #[error("no room for the order of this Idempotency-Key")]
+    KeyNoRoom,
     /// Nothing was written: the service cannot take orders now.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
@@ -106,7 +113,9 @@ impl OrderError {
             | Self::OutcomeUnknown { .. }
             | Self::Unrecorded { .. }
             | Self::KeyInFlight { .. }
-            | Self::KeyUnknown => Some(ChargeOutcome::Unknown),
+            | Self::KeyUnknown
+            | Self::KeyNoRoom
+            | Self::IdempotencyFull => Some(ChargeOutcome::Unknown),
             _ => Some(ChargeOutcome::None),
         }
     }
@@ -182,9 +191,21 @@ impl OrderError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "idempotency-store-full",
                 "Idempotency store full",
-                "too many Idempotency-Keys are remembered; new keys are refused until old ones expire",
+                "too many Idempotency-Keys are remembered; new keys are refused until old ones \
+                 expire. Retry with the same key later; do not send a new request: a request \
+                 with this key still on its way could charge its order",
             )
             .with_retry_after(60),
+            Self::KeyNoRoom => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "order-store-full",
+                "Order store full",
+                "too many orders are pending: this Idempotency-Key's order could not be recorded \
+                 now, and this request charged nothing. Retry with the same key later; do not \
+                 send a new request: a request with this key still on its way could charge its \
+                 order",
+            )
+            .with_retry_after(5),
             Self::Unavailable(what) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -214,8 +214,8 @@ impl Orders {
     /// The key could not be reserved: it may name an order charged
     /// before, which this request cannot tell, and the key is the client's
     /// handle on it. (A reservation that commits late is resumed by that
-    /// retry like any other.) Only a new key with no room for its order is
-    /// known to have charged nothing: it was forgotten, as without a key.
+    /// retry like any other.) A new key with no room for its order says
+    /// so, and when to come back; it keeps the order's id all the same.
     fn unreserved(&self, candidate: OrderId, e: KeyStoreError) -> OrderError {
         if e.may_have_happened() {
             tracing::warn!(error = %e, "idempotency reservation failed");
@@ -226,10 +226,7 @@ impl Orders {
             .cause()
             .and_then(|cause| cause.downcast_ref::<StoreError>());
         if let Some(StoreError::Full) = cause {
-            return OrderError::Refused {
-                cause: StoreError::Full,
-                order_id: None,
-            };
+            return OrderError::KeyNoRoom;
         }
         tracing::warn!(error = %e, "idempotency reservation failed");
         OrderError::KeyUnknown

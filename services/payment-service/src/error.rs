@@ -133,7 +133,7 @@ pub enum AdminError {
     /// The body could not be read or parsed (content type, size, syntax).
     #[error("{0}")]
     Body(Problem),
-    #[error("bad query: {0}")]
+    #[error("{0}")]
     BadQuery(String),
     #[error("{0}")]
     BadKey(FieldError),

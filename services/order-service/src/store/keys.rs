@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use actors::clock::SharedClock;
 use actors::idempotency::{
-    Answer, Complete, Completion, IdempotencyConfig, KeyBackend, MemoryKeys, Release, Reservation,
-    Reserve, Stats,
+    Answer, Complete, Completion, IdempotencyConfig, KeyBackend, KeyStoreError, MemoryKeys,
+    Release, Reservation, Reserve, Stats,
 };
 
 use common::domain::OrderId;
@@ -62,16 +62,14 @@ impl KeyBackend for InProcessKeys {
             }
             match orders.insert(msg.record).await {
                 Ok(()) => Ok(Reservation::New),
-                // Nothing written (no room): the key is forgotten with its
-                // order id, as if never sent. A write that may land late
-                // keeps them both: a retry with the key resumes that order.
-                Err(e) => {
-                    match e.may_have_written() {
-                        true => keys.release(&msg.key, msg.holder),
-                        false => keys.abandon(&msg.key, msg.holder),
-                    }
-                    Err(e.into())
-                }
+                // The key keeps the order id (even with no room for the
+                // order now): a retry resumes it, and writes it then. A key
+                // taken over meanwhile (this insert outlived the lease) is
+                // another request's, whose order this one cannot speak for.
+                Err(e) => match keys.release(&msg.key, msg.holder) {
+                    true => Err(e.into()),
+                    false => Err(KeyStoreError::Uncertain(Arc::new(e))),
+                },
             }
         })
     }

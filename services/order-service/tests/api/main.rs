@@ -5,6 +5,7 @@ mod admin;
 mod answers;
 mod database;
 mod edge;
+mod full_store;
 mod hangup;
 mod hangups;
 mod health;

@@ -56,7 +56,7 @@ pub async fn audit(
     let bad = |why: String| Err(AdminError::BadQuery(why));
     let query = match web::Query::<Query>::from_query(req.query_string()) {
         Ok(query) => query.into_inner(),
-        Err(e) => return bad(e.to_string()),
+        Err(e) => return bad(format!("bad query: {e}")),
     };
     if query.after > MAX_CURSOR {
         return bad(format!("after must be at most {MAX_CURSOR}"));

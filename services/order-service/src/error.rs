@@ -11,6 +11,10 @@ use crate::domain::{Order, OrderStatus};
 use crate::payment::PaymentError;
 use crate::store::{Cause, StoreError};
 
+mod ops;
+
+pub use ops::OpsError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     /// The body could not be read or parsed (content type, size, syntax).
@@ -403,54 +407,5 @@ impl ResponseError for OrderError {
             tracing::warn!(error = %problem, failure = %self, cause, "order failed");
         }
         problem.to_response()
-    }
-}
-
-/// What keeps the operator's endpoints (`/ready`, `/admin/*`) from
-/// answering.
-#[derive(Debug, thiserror::Error)]
-pub enum OpsError {
-    /// The body could not be read or parsed (content type, size, syntax).
-    #[error("{0}")]
-    Body(Problem),
-    #[error("the circuit breaker actor is restarting; retry shortly")]
-    BreakerRestarting,
-    #[error("the breaker's event stream has as many readers as it serves; retry later")]
-    TooManyWatchers,
-    #[error("order-service is shutting down; watch again once it is back")]
-    ShuttingDown,
-    #[error("{0}")]
-    NotReady(&'static str),
-}
-
-impl OpsError {
-    fn problem(&self) -> Problem {
-        let (kind, title, retry_after) = match self {
-            Self::Body(problem) => return problem.clone(),
-            Self::NotReady(_) => ("not-ready", "Not ready", None),
-            Self::BreakerRestarting => ("unavailable", "Service unavailable", Some(1)),
-            Self::TooManyWatchers => ("too-many-watchers", "Too many watchers", Some(5)),
-            Self::ShuttingDown => ("shutting-down", "Shutting down", Some(1)),
-        };
-        let problem = Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            kind,
-            title,
-            self.to_string(),
-        );
-        match retry_after {
-            Some(secs) => problem.with_retry_after(secs),
-            None => problem,
-        }
-    }
-}
-
-impl ResponseError for OpsError {
-    fn status_code(&self) -> StatusCode {
-        self.problem().status_code()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        self.problem().to_response()
     }
 }

@@ -203,7 +203,7 @@ fuzz: ## Validate both OpenAPI descriptions, then schemathesis against both serv
 	cargo build --bins
 	scripts/fuzz.sh
 
-bench: ## Every figure of docs/benchmarks.md, side by side in one run (about 5 min)
+bench: ## Every figure of docs/benchmarks.md, side by side in one run (5 to 10 min)
 	python3 scripts/bench.py
 
 k8s-secrets: ## Random secrets for deploy/k8s/overlays/demo (secrets.env, not in git)

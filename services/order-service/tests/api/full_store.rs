@@ -5,7 +5,7 @@
 //! forgot such a key.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,8 +14,8 @@ use order_service::domain::{Order, OrderStatus};
 use order_service::store::{MemoryStore, OrderStore, StoreError, Updated};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Notify, Semaphore};
 
+use crate::gated::{Gate, GatedStore};
 use crate::helpers::{
     TestApp, eventually, order_body, order_config, payment_config, spawn_app_with,
     spawn_app_with_store,
@@ -83,37 +83,6 @@ async fn a_try_on_its_way_and_a_retry_refused_for_room_make_one_charge() {
     assert_eq!(app.charges().await, 4, "one charge for the purchase");
 }
 
-/// The memory store, whose first insert waits at a gate.
-struct SlowInsert {
-    inner: MemoryStore,
-    armed: AtomicBool,
-    reached: Notify,
-    open: Semaphore,
-}
-
-#[async_trait]
-impl OrderStore for SlowInsert {
-    async fn insert(&self, order: Order) -> Result<(), StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.reached.notify_one();
-            self.open.acquire().await.unwrap().forget();
-        }
-        self.inner.insert(order).await
-    }
-    async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
-        self.inner.update(order, from).await
-    }
-    async fn claim(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
-        self.inner.claim(order, from).await
-    }
-    async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
 fn in_background(app: &TestApp, key: &str) -> actix_rt::task::JoinHandle<(u16, Value)> {
     let request = app
         .post_orders()
@@ -136,12 +105,7 @@ async fn a_try_whose_key_was_taken_over_never_says_nothing_was_charged() {
     let mut config = full_store_config(2);
     config.idempotency.lease_ms = 1000;
     config.reconciler.interval_ms = 50;
-    let store = Arc::new(SlowInsert {
-        inner: MemoryStore::new(2),
-        armed: AtomicBool::new(true),
-        reached: Notify::new(),
-        open: Semaphore::new(0),
-    });
+    let store = GatedStore::with_room(Gate::Insert, MemoryStore::new(2));
     let app = spawn_app_with_store(config, payment_config(), store.clone());
     app.set_faults(json!({"error_pct": 100})).await;
     let first = in_background(&app, "taken");
@@ -152,7 +116,7 @@ async fn a_try_whose_key_was_taken_over_never_says_nothing_was_charged() {
     assert_eq!(retry.status, 502, "{}", retry.body);
     let id = retry.body["order_id"].as_str().unwrap().to_owned();
     assert_eq!(app.post_order(&order_body()).await.status, 502, "full now");
-    store.open.add_permits(1);
+    store.open();
     let (status, body) = first.await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["charge"], "unknown", "{body}");

@@ -7,20 +7,18 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actors::circuit_breaker::{Mode, SetMode, State};
 use actors::clock::SystemClock;
-use async_trait::async_trait;
 use common::domain::OrderId;
-use order_service::domain::{Order, OrderStatus};
-use order_service::store::{MemoryStore, OrderStore, StoreError, Updated};
+use order_service::domain::OrderStatus;
+use order_service::store::{MemoryStore, OrderStore};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Span;
 
+use crate::gated::{Gate, GatedStore};
 use crate::hangup::{after, post_order_then_reset, post_then_reset};
 use crate::helpers::{
     TestApp, eventually, order_body, order_config, payment_config, spawn_app_with,
@@ -186,75 +184,6 @@ async fn a_hang_up_during_a_half_open_trial_does_not_wedge_the_breaker() {
     assert_eq!(trial.status, 201, "{}", trial.body);
     assert_eq!(trial.header("idempotent-replayed"), Some("true"));
     assert_eq!(app.keys_in_flight().await, 0);
-}
-
-/// Which store operation a [`GatedStore`] holds back.
-#[derive(Clone, Copy, Debug)]
-enum Gate {
-    Insert,
-    Update,
-}
-
-/// The memory store, but the first `insert` or `update` (as chosen; claims
-/// pass) waits at a gate: the test learns when a flow got there and says when it goes on.
-struct GatedStore {
-    inner: MemoryStore,
-    gate: Gate,
-    armed: AtomicBool,
-    reached: Notify,
-    open: Semaphore,
-}
-
-impl GatedStore {
-    fn new(gate: Gate) -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryStore::default(),
-            gate,
-            armed: AtomicBool::new(true),
-            reached: Notify::new(),
-            open: Semaphore::new(0),
-        })
-    }
-
-    async fn pass(&self, gate: Gate) {
-        let mine = matches!(
-            (gate, self.gate),
-            (Gate::Insert, Gate::Insert) | (Gate::Update, Gate::Update)
-        );
-        if mine && self.armed.swap(false, Ordering::SeqCst) {
-            self.reached.notify_one();
-            self.open.acquire().await.expect("gate open").forget();
-        }
-    }
-
-    fn open(&self) {
-        self.open.add_permits(1);
-    }
-}
-
-#[async_trait]
-impl OrderStore for GatedStore {
-    async fn insert(&self, order: Order) -> Result<(), StoreError> {
-        self.pass(Gate::Insert).await;
-        self.inner.insert(order).await
-    }
-
-    async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
-        self.pass(Gate::Update).await;
-        self.inner.update(order, from).await
-    }
-
-    async fn claim(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
-        self.inner.claim(order, from).await
-    }
-
-    async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        self.inner.get(id).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
 }
 
 #[actix_web::test]

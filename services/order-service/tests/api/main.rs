@@ -6,6 +6,7 @@ mod answers;
 mod database;
 mod edge;
 mod full_store;
+mod gated;
 mod hangup;
 mod hangups;
 mod health;

@@ -10,7 +10,7 @@
 
 use order_service::Config;
 use order_service::store::Storage;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::database::TestDb;
 use crate::helpers::{
@@ -110,29 +110,6 @@ fn one_prepared_connection(config: &mut Config) {
 }
 
 /// `POST /orders` by a client that waits, while the test goes on.
-fn post_in_background(
-    app: &TestApp,
-    key: Option<String>,
-    body: Value,
-) -> actix_rt::task::JoinHandle<Reply> {
-    let (client, address) = (app.client.clone(), app.address.clone());
-    actix_rt::spawn(async move {
-        let mut request = client
-            .post(format!("{address}/orders"))
-            .insert_header(("Content-Type", "application/json"));
-        if let Some(key) = key {
-            request = request.insert_header(("Idempotency-Key", key));
-        }
-        let mut response = request.send_body(body.to_string()).await.unwrap();
-        let bytes = response.body().await.unwrap();
-        Reply {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
-    })
-}
-
 /// The charges payment-service holds for `order_id`.
 async fn charges_for(app: &TestApp, order_id: &str) -> usize {
     app.ledger_entries()
@@ -253,7 +230,7 @@ async fn a_retry_refused_while_payment_is_unreachable_never_says_nothing_was_cha
 async fn a_database_crash_after_the_charge_is_unknown_and_the_order_completes() {
     let rig = Rig::start(|_| {}).await;
     rig.app.set_faults(json!({"delay_ms": 300})).await;
-    let order = post_in_background(&rig.app, None, order_body());
+    let order = rig.app.post_order_in_background(None, &order_body());
     rig.at_payment(1).await;
     rig.fail(Fault::Crash);
     let reply = order.await.unwrap();
@@ -271,9 +248,9 @@ async fn a_database_crash_after_the_charge_is_unknown_and_the_order_completes() 
 async fn an_order_refused_by_the_bulkhead_while_the_database_is_down_is_never_charged() {
     let rig = Rig::start(|c| c.bulkhead.max = 1).await;
     rig.app.set_faults(json!({"delay_ms": 400})).await;
-    let holder = post_in_background(&rig.app, None, order_body());
+    let holder = rig.app.post_order_in_background(None, &order_body());
     rig.at_payment(1).await;
-    let waiting = post_in_background(&rig.app, None, order_body());
+    let waiting = rig.app.post_order_in_background(None, &order_body());
     rig.orders_written(3).await;
     rig.fail(Fault::Crash);
     let refused = waiting.await.unwrap();
@@ -477,7 +454,8 @@ async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
         Phase::Insert => {
             rig.fail(fault);
             (
-                post_in_background(&rig.app, key.clone(), body)
+                rig.app
+                    .post_order_in_background(key.as_deref(), &body)
                     .await
                     .unwrap(),
                 503,
@@ -485,9 +463,9 @@ async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
             )
         }
         Phase::BulkheadWait => {
-            let holder = post_in_background(&rig.app, None, order_body());
+            let holder = rig.app.post_order_in_background(None, &order_body());
             rig.at_payment(1).await;
-            let waiting = post_in_background(&rig.app, key.clone(), body);
+            let waiting = rig.app.post_order_in_background(key.as_deref(), &body);
             rig.orders_written(3).await;
             rig.fail(fault);
             let reply = waiting.await.unwrap();
@@ -495,7 +473,7 @@ async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
             (reply, 503, "none")
         }
         _ => {
-            let order = post_in_background(&rig.app, key.clone(), body);
+            let order = rig.app.post_order_in_background(key.as_deref(), &body);
             rig.at_payment(1).await;
             rig.fail(fault);
             let expected = match phase {

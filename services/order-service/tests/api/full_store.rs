@@ -12,13 +12,12 @@ use async_trait::async_trait;
 use common::domain::OrderId;
 use order_service::domain::{Order, OrderStatus};
 use order_service::store::{MemoryStore, OrderStore, StoreError, Updated};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::gated::{Gate, GatedStore};
 use crate::helpers::{
-    TestApp, eventually, order_body, order_config, payment_config, spawn_app_with,
-    spawn_app_with_store,
+    eventually, order_body, order_config, payment_config, spawn_app_with, spawn_app_with_store,
 };
 
 fn full_store_config(orders_max: u64) -> order_service::Config {
@@ -83,18 +82,6 @@ async fn a_try_on_its_way_and_a_retry_refused_for_room_make_one_charge() {
     assert_eq!(app.charges().await, 4, "one charge for the purchase");
 }
 
-fn in_background(app: &TestApp, key: &str) -> actix_rt::task::JoinHandle<(u16, Value)> {
-    let request = app
-        .post_orders()
-        .insert_header(("Content-Type", "application/json"))
-        .insert_header(("Idempotency-Key", key.to_owned()));
-    actix_rt::spawn(async move {
-        let mut res = request.send_body(order_body().to_string()).await.unwrap();
-        let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-        (res.status().as_u16(), body)
-    })
-}
-
 /// A first try whose insert outlives the key's lease: its retry takes the
 /// key over and leaves the key's order pending; the store fills; the
 /// first try's insert then finds no room. That first try cannot speak for
@@ -108,7 +95,7 @@ async fn a_try_whose_key_was_taken_over_never_says_nothing_was_charged() {
     let store = GatedStore::with_room(Gate::Insert, MemoryStore::new(2));
     let app = spawn_app_with_store(config, payment_config(), store.clone());
     app.set_faults(json!({"error_pct": 100})).await;
-    let first = in_background(&app, "taken");
+    let first = app.post_order_in_background(Some("taken"), &order_body());
     store.reached.notified().await;
     // The lease runs out while the first try's insert waits.
     actix_rt::time::sleep(Duration::from_millis(1200)).await;
@@ -117,9 +104,9 @@ async fn a_try_whose_key_was_taken_over_never_says_nothing_was_charged() {
     let id = retry.body["order_id"].as_str().unwrap().to_owned();
     assert_eq!(app.post_order(&order_body()).await.status, 502, "full now");
     store.open();
-    let (status, body) = first.await.unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["charge"], "unknown", "{body}");
+    let first = first.await.unwrap();
+    first.assert_problem(503);
+    assert_eq!(first.body["charge"], "unknown", "{}", first.body);
 
     app.set_faults(json!({})).await;
     eventually("the reconciler completes the key's order", || async {

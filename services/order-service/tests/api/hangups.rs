@@ -15,7 +15,6 @@ use common::domain::OrderId;
 use order_service::domain::OrderStatus;
 use order_service::store::{MemoryStore, OrderStore};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tracing::Span;
 
 use crate::gated::{Gate, GatedStore};
@@ -66,20 +65,6 @@ async fn quiet(app: &TestApp) {
 
 /// `POST /orders` by a client that waits, while the test goes on; the
 /// status and body it got.
-fn order_in_background(app: &TestApp, key: Option<&str>) -> JoinHandle<(u16, Value)> {
-    let mut request = app
-        .post_orders()
-        .insert_header(("Content-Type", "application/json"));
-    if let Some(key) = key {
-        request = request.insert_header(("Idempotency-Key", key));
-    }
-    actix_rt::spawn(async move {
-        let mut res = request.send_body(order_body().to_string()).await.unwrap();
-        let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
-        (res.status().as_u16(), body)
-    })
-}
-
 fn slow_payment(delay_ms: u64) -> payment_service::Config {
     let mut payment = payment_config();
     payment.faults.delay_ms = delay_ms;
@@ -224,7 +209,7 @@ async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
     config.idempotency.lease_ms = 1000;
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, payment_config(), store.clone());
-    let stalled = order_in_background(&app, Some("taken-over"));
+    let stalled = app.post_order_in_background(Some("taken-over"), &order_body());
     store.reached.notified().await;
     assert_eq!(app.charges().await, 1);
 
@@ -261,7 +246,7 @@ async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
     );
 
     store.open();
-    assert_eq!(stalled.await.unwrap().0, 201);
+    assert_eq!(stalled.await.unwrap().status, 201);
     let order = the_charged_order(&app, "completed").await;
     assert_eq!(order["order_id"], id.as_str());
     let replay = app.post_order_with_key("taken-over", &order_body()).await;
@@ -280,16 +265,20 @@ async fn a_slow_writer_never_moves_a_completed_order_back() {
     config.reconciler.interval_ms = 50;
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, slow_payment(600), store.clone());
-    let stalled = order_in_background(&app, None);
+    let stalled = app.post_order_in_background(None, &order_body());
     store.reached.notified().await;
     app.set_faults(json!({})).await;
 
     // The reconciler takes the order over once the first flow's hold ends.
     let completed = the_charged_order(&app, "completed").await;
     store.open();
-    let (status, body) = stalled.await.unwrap();
-    assert_eq!(status, 201, "the order completed meanwhile: {body}");
-    assert_eq!(body["transaction_id"], completed["transaction_id"]);
+    let stalled = stalled.await.unwrap();
+    assert_eq!(
+        stalled.status, 201,
+        "the order completed meanwhile: {}",
+        stalled.body
+    );
+    assert_eq!(stalled.body["transaction_id"], completed["transaction_id"]);
     let id = completed["order_id"].as_str().unwrap();
     let now = app.get(&format!("/orders/{id}")).await.body;
     assert_eq!(now["status"], "completed", "{now}");
@@ -315,7 +304,7 @@ async fn a_late_refusal_cannot_fail_an_order_another_flow_is_charging() {
         })
     };
     set_mode(Mode::ForcedOpen).await.unwrap().unwrap();
-    let refused = order_in_background(&app, None);
+    let refused = app.post_order_in_background(None, &order_body());
     store.reached.notified().await;
     set_mode(Mode::Auto).await.unwrap().unwrap();
     // The reconciler's call is at payment: only now may the refusal land.
@@ -323,32 +312,38 @@ async fn a_late_refusal_cannot_fail_an_order_another_flow_is_charging() {
     store.open();
 
     // The refused flow answers what it knows now: pending, maybe charged.
-    let (status, body) = refused.await.unwrap();
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(body["type"], "urn:reliable-orders:problem:order-pending");
-    assert_eq!(body["charge"], "unknown");
+    let refused = refused.await.unwrap();
+    refused.assert_problem(409);
+    assert_eq!(
+        refused.body["type"],
+        "urn:reliable-orders:problem:order-pending"
+    );
+    assert_eq!(refused.body["charge"], "unknown");
     let order = the_charged_order(&app, "completed").await;
-    assert_eq!(body["order_id"], order["order_id"]);
+    assert_eq!(refused.body["order_id"], order["order_id"]);
     quiet(&app).await;
     assert_eq!(app.charges().await, 1);
 }
 
-/// SIGTERM's graceful shutdown waits for connections; a flow whose client
-/// hung up holds none. It must still be let finish.
-#[actix_web::test]
-async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
+/// order-service over `store`, paying through a payment-service 400 ms
+/// slow, and served until `stop` is sent: a shutdown amid orders.
+struct Stoppable {
+    app: TestApp,
+    payment: actix_web::dev::ServerHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: actix_rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+fn stoppable(mut config: order_service::Config, store: Arc<MemoryStore>) -> Stoppable {
     observability::init_for_tests();
     let payment = payment_service::Application::build(slow_payment(400)).unwrap();
     let payment_address = format!("http://127.0.0.1:{}", payment.port());
     let payment_handle = payment.handle();
     actix_rt::spawn(payment.run_until_stopped());
-    let mut config = order_config();
     config.payment_service_url = payment_address.clone();
-    config.server.shutdown_timeout_secs = 5;
-    let store = Arc::new(MemoryStore::default());
     let order = order_service::Application::build_with(
         config,
-        store.clone() as Arc<dyn OrderStore>,
+        store as Arc<dyn OrderStore>,
         Arc::new(SystemClock),
     )
     .unwrap();
@@ -363,6 +358,27 @@ async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
     let served = actix_rt::spawn(order.run_until(async {
         let _ = stopped.await;
     }));
+    Stoppable {
+        app,
+        payment: payment_handle,
+        stop,
+        served,
+    }
+}
+
+/// SIGTERM's graceful shutdown waits for connections; a flow whose client
+/// hung up holds none. It must still be let finish.
+#[actix_web::test]
+async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
+    let mut config = order_config();
+    config.server.shutdown_timeout_secs = 5;
+    let store = Arc::new(MemoryStore::default());
+    let Stoppable {
+        app,
+        payment: payment_handle,
+        stop,
+        served,
+    } = stoppable(config, store.clone());
 
     for n in 1..=4 {
         post_order_then_reset(&app.address, None, &body(), payment_received(&app, n)).await;
@@ -391,29 +407,16 @@ async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
 /// "nothing charged".
 #[actix_web::test]
 async fn a_keyed_request_refused_while_shutting_down_never_says_nothing_was_charged() {
-    observability::init_for_tests();
-    let payment = payment_service::Application::build(slow_payment(400)).unwrap();
-    let payment_address = format!("http://127.0.0.1:{}", payment.port());
-    let payment_handle = payment.handle();
-    actix_rt::spawn(payment.run_until_stopped());
-    let mut config = order_config();
-    config.payment_service_url = payment_address.clone();
-    let order = order_service::Application::build(config).unwrap();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{}", order.port()),
-        reliability: order.reliability().clone(),
-        payment_address,
-        client: awc::Client::default(),
-        handles: vec![payment_handle.clone()],
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = actix_rt::spawn(order.run_until(async {
-        let _ = stopped.await;
-    }));
+    let Stoppable {
+        app,
+        payment: payment_handle,
+        stop,
+        served,
+    } = stoppable(order_config(), Arc::new(MemoryStore::default()));
     let paid = app.post_order_with_key("paid-before", &order_body()).await;
     assert_eq!(paid.status, 201);
     // An order in flight holds the shutdown open while the test asks.
-    let in_flight = order_in_background(&app, None);
+    let in_flight = app.post_order_in_background(None, &order_body());
     payment_received(&app, 2).await;
     stop.send(()).unwrap();
     let refused = RefCell::new(None);
@@ -428,7 +431,7 @@ async fn a_keyed_request_refused_while_shutting_down_never_says_nothing_was_char
     let refused = refused.into_inner().unwrap();
     assert_eq!(refused.body["charge"], "unknown", "{}", refused.body);
     assert!(refused.header("retry-after").is_some());
-    assert_eq!(in_flight.await.unwrap().0, 201);
+    assert_eq!(in_flight.await.unwrap().status, 201);
     served.await.unwrap().unwrap();
     payment_handle.stop(true).await;
 }

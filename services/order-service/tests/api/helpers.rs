@@ -186,45 +186,37 @@ impl TestApp {
     /// Sends `req`. Every error answer to `POST /orders` is checked to say
     /// what the client may conclude about money (`charge`), in every test.
     pub async fn send(&self, req: awc::ClientRequest, body: Option<String>) -> Reply {
-        let post_order =
-            req.get_method() == awc::http::Method::POST && req.get_uri().path() == "/orders";
-        let reply = self.exchange(req, body).await;
-        if post_order && !reply.status.is_success() {
-            let charge = reply.body["charge"].as_str();
-            assert!(
-                matches!(charge, Some("none" | "unknown")),
-                "POST /orders answered {} without saying what was charged: {}",
-                reply.status,
-                reply.body
-            );
-        }
-        reply
-    }
-
-    async fn exchange(&self, req: awc::ClientRequest, body: Option<String>) -> Reply {
-        let mut response = match body {
-            Some(body) => req.send_body(body).await,
-            None => req.send().await,
-        }
-        .expect("request sent");
-        let bytes = response.body().limit(1 << 20).await.expect("body read");
-        Reply {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        send(req, body).await
     }
 
     pub fn post_orders(&self) -> awc::ClientRequest {
         self.client.post(format!("{}/orders", self.address))
     }
 
-    /// `POST /orders` with a raw body as JSON.
-    pub async fn post_order_raw(&self, body: impl Into<String>) -> Reply {
+    /// `POST /orders` of `body` as JSON, under `key` if one is given.
+    fn order_request(&self, key: Option<&str>) -> awc::ClientRequest {
         let req = self
             .post_orders()
             .insert_header(("Content-Type", "application/json"));
-        self.send(req, Some(body.into())).await
+        match key {
+            Some(key) => req.insert_header(("Idempotency-Key", key)),
+            None => req,
+        }
+    }
+
+    /// `POST /orders` as a task of its own: the test goes on while the
+    /// order's flow waits, and reads the reply later.
+    pub fn post_order_in_background(
+        &self,
+        key: Option<&str>,
+        body: &Value,
+    ) -> actix_rt::task::JoinHandle<Reply> {
+        actix_rt::spawn(send(self.order_request(key), Some(body.to_string())))
+    }
+
+    /// `POST /orders` with a raw body as JSON.
+    pub async fn post_order_raw(&self, body: impl Into<String>) -> Reply {
+        self.send(self.order_request(None), Some(body.into())).await
     }
 
     pub async fn post_order(&self, body: &Value) -> Reply {
@@ -256,11 +248,8 @@ impl TestApp {
     }
 
     pub async fn post_order_with_key(&self, key: &str, body: &Value) -> Reply {
-        let req = self
-            .post_orders()
-            .insert_header(("Content-Type", "application/json"))
-            .insert_header(("Idempotency-Key", key));
-        self.send(req, Some(body.to_string())).await
+        self.send(self.order_request(Some(key)), Some(body.to_string()))
+            .await
     }
 
     pub async fn breaker(&self) -> actors::circuit_breaker::Status {
@@ -349,5 +338,35 @@ impl TestApp {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+async fn send(req: awc::ClientRequest, body: Option<String>) -> Reply {
+    let post_order =
+        req.get_method() == awc::http::Method::POST && req.get_uri().path() == "/orders";
+    let reply = exchange(req, body).await;
+    if post_order && !reply.status.is_success() {
+        let charge = reply.body["charge"].as_str();
+        assert!(
+            matches!(charge, Some("none" | "unknown")),
+            "POST /orders answered {} without saying what was charged: {}",
+            reply.status,
+            reply.body
+        );
+    }
+    reply
+}
+
+async fn exchange(req: awc::ClientRequest, body: Option<String>) -> Reply {
+    let mut response = match body {
+        Some(body) => req.send_body(body).await,
+        None => req.send().await,
+    }
+    .expect("request sent");
+    let bytes = response.body().limit(1 << 20).await.expect("body read");
+    Reply {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     }
 }

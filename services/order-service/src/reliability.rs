@@ -31,13 +31,11 @@ use crate::store::{OrderKeys, PendingOrder, Storage};
 
 #[derive(Clone)]
 pub struct Reliability {
-    pub breaker: Addr<CircuitBreaker>,
-    pub bulkhead: Addr<Bulkhead>,
+    /// The breaker, the bulkhead and the retry budget every payment call
+    /// of the process shares.
+    pub pipeline: Pipeline,
     pub idempotency: Addr<IdempotencyStore<OrderKeys>>,
     pub reconciler: Addr<Reconciler<PendingOrder>>,
-    /// Not an actor: a counter behind a mutex is all it needs.
-    pub retry_budget: Arc<RetryBudget>,
-    pub clock: SharedClock,
 }
 
 /// A payment pipeline on `pipeline`, for one thread (its HTTP client is
@@ -89,36 +87,23 @@ impl Reliability {
             Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every))
         };
         let pipeline = Pipeline {
-            breaker: breaker.clone(),
-            bulkhead: bulkhead.clone(),
+            breaker,
+            bulkhead,
             retry_budget: Arc::new(RetryBudget::new(config.retry_budget())),
             clock: clock.clone(),
         };
         let reconciler = reconciler(config, pipeline.clone(), metrics, storage);
         Self {
-            breaker,
-            bulkhead,
+            pipeline,
             idempotency,
             reconciler,
-            retry_budget: pipeline.retry_budget,
-            clock,
-        }
-    }
-
-    /// What the payment calls of every worker share.
-    pub fn pipeline(&self) -> Pipeline {
-        Pipeline {
-            breaker: self.breaker.clone(),
-            bulkhead: self.bulkhead.clone(),
-            retry_budget: self.retry_budget.clone(),
-            clock: self.clock.clone(),
         }
     }
 
     /// Whether every actor's mailbox is open (`/ready`).
     pub fn running(&self) -> bool {
-        self.breaker.connected()
-            && self.bulkhead.connected()
+        self.pipeline.breaker.connected()
+            && self.pipeline.bulkhead.connected()
             && self.idempotency.connected()
             && self.reconciler.connected()
     }

@@ -122,7 +122,7 @@ impl Application {
     /// in all).
     pub async fn run_until(self, stop: impl Future<Output = ()> + 'static) -> std::io::Result<()> {
         let (handle, flows, grace) = (self.server.handle(), self.flows, self.shutdown_timeout);
-        let breaker = self.reliability.breaker.clone();
+        let breaker = self.reliability.pipeline.breaker.clone();
         actix_rt::spawn(async move {
             stop.await;
             handle.pause().await;
@@ -186,7 +186,7 @@ impl Shared {
     fn orders(&self) -> Orders {
         let worker = self.workers.fetch_add(1, AtomicOrdering::Relaxed);
         let seed = self.config.retry.seed.map(|seed| seed.wrapping_add(worker));
-        let pipeline = self.reliability.pipeline();
+        let pipeline = self.reliability.pipeline.clone();
         let metrics = self.metrics.get_ref();
         Orders {
             store: self.store.clone(),

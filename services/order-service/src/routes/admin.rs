@@ -37,7 +37,7 @@ pub struct ModeBody {
     ),
 )]
 pub async fn get_breaker(reliability: web::Data<Reliability>) -> Result<HttpResponse, OpsError> {
-    match reliability.breaker.send(GetStatus).await {
+    match reliability.pipeline.breaker.send(GetStatus).await {
         Ok(Ok(status)) => Ok(HttpResponse::Ok().json(status)),
         _ => Err(OpsError::BreakerRestarting),
     }
@@ -74,7 +74,7 @@ pub async fn put_breaker(
         mode: body.mode,
         span: tracing::Span::current(),
     };
-    match reliability.breaker.send(set).await {
+    match reliability.pipeline.breaker.send(set).await {
         Ok(Ok(status)) => {
             tracing::info!(mode = ?body.mode, "circuit breaker mode set");
             Ok(HttpResponse::Ok().json(status))
@@ -108,7 +108,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
     ),
 )]
 pub async fn breaker_events(reliability: web::Data<Reliability>) -> Result<HttpResponse, OpsError> {
-    let events = match reliability.breaker.send(Watch).await {
+    let events = match reliability.pipeline.breaker.send(Watch).await {
         Ok(Ok(events)) => events,
         Ok(Err(WatchError::TooManyWatchers)) => return Err(OpsError::TooManyWatchers),
         Ok(Err(WatchError::ShuttingDown)) => return Err(OpsError::ShuttingDown),

@@ -20,10 +20,11 @@ pub async fn metrics(
     metrics: web::Data<OrderMetrics>,
     reliability: web::Data<Reliability>,
 ) -> HttpResponse {
-    if let Ok(Ok(status)) = reliability.breaker.send(circuit_breaker::GetStatus).await {
+    let pipeline = &reliability.pipeline;
+    if let Ok(Ok(status)) = pipeline.breaker.send(circuit_breaker::GetStatus).await {
         metrics.breaker.state.set(status.state.gauge());
     }
-    if let Ok(Ok(status)) = reliability.bulkhead.send(bulkhead::GetStatus).await {
+    if let Ok(Ok(status)) = pipeline.bulkhead.send(bulkhead::GetStatus).await {
         metrics.bulkhead.in_use.set(status.in_use as i64);
         metrics.bulkhead.waiting.set(status.waiting as i64);
         metrics.bulkhead.max.set(status.max as i64);

@@ -214,6 +214,7 @@ async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
     assert_eq!(app.charges().await, 1);
 
     app.reliability
+        .pipeline
         .breaker
         .send(SetMode {
             mode: Mode::ForcedOpen,
@@ -298,7 +299,7 @@ async fn a_late_refusal_cannot_fail_an_order_another_flow_is_charging() {
     let store = GatedStore::new(Gate::Update);
     let app = spawn_app_with_store(config, slow_payment(300), store.clone());
     let set_mode = |mode| {
-        app.reliability.breaker.send(SetMode {
+        app.reliability.pipeline.breaker.send(SetMode {
             mode,
             span: Span::none(),
         })

@@ -254,6 +254,7 @@ impl TestApp {
 
     pub async fn breaker(&self) -> actors::circuit_breaker::Status {
         self.reliability
+            .pipeline
             .breaker
             .send(actors::circuit_breaker::GetStatus)
             .await
@@ -264,6 +265,7 @@ impl TestApp {
     /// Sets the breaker's operator override.
     pub async fn set_breaker(&self, mode: actors::circuit_breaker::Mode) {
         self.reliability
+            .pipeline
             .breaker
             .send(actors::circuit_breaker::SetMode {
                 mode,

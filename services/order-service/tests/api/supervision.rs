@@ -12,8 +12,8 @@ async fn every_actor_restarts_after_a_panic_and_orders_keep_succeeding() {
     assert_eq!(before.status, 201);
 
     let r = &app.reliability;
-    assert!(r.breaker.send(Crash).await.unwrap().is_err());
-    assert!(r.bulkhead.send(Crash).await.unwrap().is_err());
+    assert!(r.pipeline.breaker.send(Crash).await.unwrap().is_err());
+    assert!(r.pipeline.bulkhead.send(Crash).await.unwrap().is_err());
     assert!(r.idempotency.send(Crash).await.unwrap().is_err());
 
     assert_eq!(app.get("/ready").await.status, 200);

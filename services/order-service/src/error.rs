@@ -8,7 +8,7 @@ use common::domain::{FieldError, OrderId};
 use common::problem::{ChargeOutcome, Problem};
 
 use crate::domain::{Order, OrderStatus};
-use crate::payment::PaymentError;
+use crate::payment::{Failure, PaymentError};
 use crate::store::{Cause, StoreError};
 
 mod ops;
@@ -302,7 +302,10 @@ fn payment_problem(e: &PaymentError, status: OrderStatus) -> Problem {
     let refusal = match e {
         PaymentError::CircuitOpen { .. } => Some("the circuit breaker is open"),
         PaymentError::BulkheadFull => Some("too many payment calls are in flight"),
-        PaymentError::Failed { reached: false, .. } => Some("payment-service is unreachable"),
+        PaymentError::Failed {
+            reached: false,
+            why: Failure::Unreachable,
+        } => Some("payment-service is unreachable"),
         _ => None,
     };
     if let (true, Some(why)) = (pending, refusal) {

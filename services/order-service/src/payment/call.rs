@@ -181,7 +181,10 @@ impl PaymentCall {
             AttemptResult::CircuitOpen { .. } => "circuit_open".to_owned(),
             AttemptResult::BulkheadFull => "bulkhead_full".to_owned(),
             AttemptResult::Http(Attempt::Charged { .. }) => "charged".to_owned(),
-            AttemptResult::Http(Attempt::Rejected { .. }) => "declined".to_owned(),
+            AttemptResult::Http(Attempt::Rejected { status, .. }) => match status.as_u16() {
+                402 => "declined".to_owned(),
+                _ => "rejected".to_owned(),
+            },
             AttemptResult::Http(Attempt::Voided) => "voided".to_owned(),
             AttemptResult::Http(Attempt::Failed { status, .. }) => status.as_str().to_owned(),
             AttemptResult::Http(Attempt::TimedOut) => "timeout".to_owned(),

@@ -201,6 +201,10 @@ pub enum Failure {
     /// The connection could not be opened (the OS's words go to the log).
     #[error("payment-service unreachable")]
     Unreachable,
+    /// A 4xx other than a decline (402) or a voided key: refused before
+    /// payment's ledger.
+    #[error("payment-service refused the request with {0}")]
+    Rejected(StatusCode),
     #[error("the connection to payment-service broke")]
     Broke,
     /// Charged, for an order another writer settled otherwise: what the
@@ -329,8 +333,19 @@ enum Step {
 fn step(result: AttemptResult, reached: &mut bool, last: &mut Option<Attempt>) -> Step {
     match result {
         AttemptResult::Http(Attempt::Charged { receipt, .. }) => Step::Done(Ok(receipt)),
-        AttemptResult::Http(Attempt::Rejected { detail, .. }) => {
+        AttemptResult::Http(Attempt::Rejected { status, detail })
+            if status == StatusCode::PAYMENT_REQUIRED =>
+        {
             Step::Done(Err(PaymentError::Declined { detail }))
+        }
+        // Refused before payment's ledger (credentials, a request it would
+        // not read): never retried, and this attempt charged nothing — but
+        // an earlier one of the call may have, so it is no decline.
+        AttemptResult::Http(Attempt::Rejected { status, .. }) => {
+            Step::Done(Err(PaymentError::Failed {
+                reached: *reached,
+                why: Failure::Rejected(status),
+            }))
         }
         AttemptResult::Http(Attempt::Voided) => Step::Done(Err(PaymentError::Voided)),
         AttemptResult::Http(failed) => {
@@ -589,15 +604,41 @@ mod tests {
     }
 
     #[test]
-    fn other_client_errors_are_never_retried() {
-        for status in [400, 402, 404, 409, 422] {
+    fn other_client_errors_are_never_retried_and_only_a_402_is_a_decline() {
+        for status in [400, 401, 402, 404, 408, 409, 422] {
             let r = run(vec![(rejected(status), MS)]);
             assert_eq!(r.report.attempts, 1, "{status}");
-            assert!(matches!(
-                r.report.result,
-                Err(PaymentError::Declined { .. })
-            ));
+            match status {
+                402 => assert!(matches!(
+                    r.report.result,
+                    Err(PaymentError::Declined { .. })
+                )),
+                _ => assert_eq!(
+                    r.report.result,
+                    Err(PaymentError::Failed {
+                        reached: false,
+                        why: Failure::Rejected(StatusCode::from_u16(status).unwrap()),
+                    }),
+                    "{status}"
+                ),
+            }
             assert!(r.slept.is_empty());
+        }
+    }
+
+    /// Found by the protocol's model (`model/`): a 4xx after an attempt
+    /// that may have charged was a decline, and the order `failed` with
+    /// "nothing charged" while payment held the charge.
+    #[test]
+    fn a_refusal_after_an_attempt_that_may_have_charged_is_not_a_decline() {
+        for status in [400, 401, 408, 422] {
+            let r = run(vec![(failed(500), MS), (rejected(status), MS)]);
+            assert_eq!(r.report.attempts, 2);
+            let result = r.report.result;
+            assert!(
+                result.as_ref().is_err_and(PaymentError::outcome_unknown),
+                "{result:?}"
+            );
         }
     }
 

@@ -3,9 +3,12 @@
 
 use serde_json::json;
 
+use order_service::store::Storage;
+
+use crate::database::TestDb;
 use crate::helpers::{
-    closed_port_url, order_body, order_config, payment_config, spawn_app, spawn_app_with,
-    spawn_order_service,
+    closed_port_url, eventually, order_body, order_config, payment_config,
+    reconciling_order_config, spawn_app, spawn_app_on, spawn_app_with, spawn_order_service,
 };
 
 #[actix_web::test]
@@ -107,4 +110,46 @@ async fn a_slow_payment_is_504_within_the_budget_and_the_order_pending() {
         app.get(&format!("/orders/{id}")).await.body["status"],
         "pending"
     );
+}
+
+/// Found by the protocol's model (`model/`): a 4xx other than 402 was a
+/// decline. Here payment holds the charge of a pending order, and a
+/// replica whose payment key payment-service refuses (a rotation half
+/// done) re-drives it: 401, which must leave the order pending, not
+/// `failed` with "nothing charged".
+#[actix_web::test]
+async fn a_replica_refused_by_payment_never_fails_an_order_it_may_have_charged() {
+    let db = TestDb::create().await;
+    // Pending orders fall due within a second, on every replica.
+    let config = reconciling_order_config();
+    let store = Storage::Shared(db.store(&config));
+    let app = spawn_app_on(db.config(config.clone()), payment_config(), store);
+    app.set_faults(json!({"fail_after_charge_pct": 100})).await;
+    let first = app.post_order_with_key("rotated", &order_body()).await;
+    first.assert_problem(502);
+    assert_eq!(first.body["charge"], "unknown");
+    let id = first.body["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.ledger_entries().await.len(), 1);
+
+    let mut rotated = db.config(config);
+    rotated.payment_service_url = app.payment_address.clone();
+    rotated.payment_api_key = Some("the-next-key".into());
+    let redriving = spawn_order_service(rotated);
+    let metrics = format!("{}/metrics", redriving.address);
+    eventually("the refused replica re-drives the order", || async {
+        let mut reply = awc::Client::default().get(&metrics).send().await.unwrap();
+        let text = reply.body().await.unwrap();
+        // Counters are listed from the start, at 0.
+        String::from_utf8_lossy(&text)
+            .lines()
+            .any(|l| l.starts_with("reconcile_attempts_total{") && !l.ends_with(" 0"))
+    })
+    .await;
+    let order = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(order.body["status"], "pending", "{}", order.body);
+
+    app.set_faults(json!({})).await;
+    let retried = app.post_order_with_key("rotated", &order_body()).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(app.ledger_entries().await.len(), 1);
 }

@@ -16,7 +16,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-replicas stop status smoke test test-deps chaos fuzz deny k8s-secrets k8s-check bench lint structure ci \
+        build-native run run-replicas stop status smoke test test-deps chaos fuzz model model-explore deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store
@@ -198,6 +198,12 @@ chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a
 	cargo build --release --bins
 	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
 	  --ignored --nocapture --test-threads=1
+
+model: ## The order protocol model-checked: every property within CI's bounds, each guard's switch a counterexample (model/)
+	cargo run -q -p model -- check
+
+model-explore: ## Step through the protocol in stateright's explorer on 127.0.0.1:3000 (MODEL_EXPLORER_ADDR)
+	cargo run -q -p model -- explore
 
 fuzz: ## Validate both OpenAPI descriptions, then schemathesis against both services (fixed seed)
 	cargo build --bins

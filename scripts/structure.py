@@ -12,7 +12,7 @@ import sys
 
 MAX_FN, MAX_FILE = 80, 450
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRATES = ["actors", "loadgen", "observability", "services/common",
+CRATES = ["actors", "loadgen", "model", "observability", "services/common",
           "services/order-service", "services/payment-service"]
 FN = re.compile(r"\s*(pub(\([^)]*\))? )?(const )?(async )?(unsafe )?fn (\w+)")
 

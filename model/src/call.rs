@@ -20,37 +20,29 @@ pub fn step(st: &mut State, g: Guards, slot: Ix, flow: Flow, how: How) {
             st.budget.spend(Fault::Refusal);
             st.flow_mut(slot).pc = Pc::Settle(CallResult::Failed { reached: false });
         }
-        Pc::Call | Pc::Unrecorded => {
-            let op = if flow.pc == Pc::Call {
-                Op::Charge
-            } else {
-                Op::Void
-            };
-            st.send(op, flow.order, slot);
-            let f = st.flow_mut(slot);
-            f.inbox = None;
-            f.pc = if op == Op::Charge {
-                Pc::Await
-            } else {
-                Pc::UnrecordedAwait
-            };
+        Pc::Call => {
+            st.send(Op::Charge, flow.order, slot);
+            st.flow_mut(slot).pc = Pc::Await;
+        }
+        Pc::Unrecorded => {
+            st.send(Op::Void, flow.order, slot);
+            st.flow_mut(slot).pc = Pc::UnrecordedAwait;
         }
         Pc::Await | Pc::AwaitVoid { .. } | Pc::UnrecordedAwait => heard(st, g, slot, flow, how),
         Pc::Settle(result) => settle_and_write(st, g, slot, flow, result, how),
-        Pc::UnrecordedWrite(to) => match spend(
-            st,
-            how,
-            Stmt::Final {
+        Pc::UnrecordedWrite(to) => {
+            let stmt = Stmt::Final {
                 order: flow.order,
                 to,
-            },
-        ) {
-            Ok(()) => {
-                store::write_final(st, g, flow.order, to);
-                end(st, slot);
+            };
+            match spend(st, how, stmt) {
+                Ok(()) => {
+                    store::write_final(st, g, flow.order, to);
+                    end(st, slot);
+                }
+                Err(_) => st.flow_mut(slot).pc = Pc::Unrecorded,
             }
-            Err(_) => st.flow_mut(slot).pc = Pc::Unrecorded,
-        },
+        }
         Pc::Redrive => redrive(st, slot, flow, how),
         _ => unreachable!("flow::step runs the others"),
     }

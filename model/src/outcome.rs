@@ -72,8 +72,8 @@ pub fn settled_reply(order: Ix, status: Status, result: CallResult) -> Reply {
     }
 }
 
-/// The answer, once the order stands `status` after a call that ended
-/// `result`; and whether the key keeps it (`key_ending`).
+/// Whether the key keeps `reply` as its final answer (`key_ending`): a
+/// 201, the "none" of a failed order, or whatever follows a decline.
 pub fn key_keeps(reply: Reply, declined: bool) -> bool {
     declined || matches!(reply, Reply::Created(_) | Reply::Nothing(Some(_)))
 }

@@ -120,10 +120,12 @@ async fn a_slow_payment_is_504_within_the_budget_and_the_order_pending() {
 #[actix_web::test]
 async fn a_replica_refused_by_payment_never_fails_an_order_it_may_have_charged() {
     let db = TestDb::create().await;
-    // Pending orders fall due within a second, on every replica.
-    let config = reconciling_order_config();
+    // This replica never re-drives (its tick is an hour), yet what it
+    // writes falls due after the hold: the other replica alone re-drives.
+    let mut config = order_config();
+    config.reconciler.max_backoff_ms = 100;
     let store = Storage::Shared(db.store(&config));
-    let app = spawn_app_on(db.config(config.clone()), payment_config(), store);
+    let app = spawn_app_on(db.config(config), payment_config(), store);
     app.set_faults(json!({"fail_after_charge_pct": 100})).await;
     let first = app.post_order_with_key("rotated", &order_body()).await;
     first.assert_problem(502);
@@ -131,7 +133,7 @@ async fn a_replica_refused_by_payment_never_fails_an_order_it_may_have_charged()
     let id = first.body["order_id"].as_str().unwrap().to_owned();
     assert_eq!(app.ledger_entries().await.len(), 1);
 
-    let mut rotated = db.config(config);
+    let mut rotated = db.config(reconciling_order_config());
     rotated.payment_service_url = app.payment_address.clone();
     rotated.payment_api_key = Some("the-next-key".into());
     let redriving = spawn_order_service(rotated);

@@ -157,8 +157,6 @@ pub struct Config {
     /// Requests one client may send in all (its retries included).
     pub requests_per_client: u8,
     pub faults: Budget,
-    /// Whether keys outlive their TTL in the model (and the sweep runs).
-    pub key_ttl: bool,
     pub guards: Guards,
 }
 
@@ -192,7 +190,6 @@ impl Config {
                 stalls: 1,
                 hangups: 1,
             },
-            key_ttl: true,
             guards: Guards::all(),
         }
     }

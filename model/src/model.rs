@@ -402,8 +402,7 @@ impl Protocol {
             {
                 actions.push(Action::LeaseEnds { key });
             }
-            if self.config.key_ttl && store::sweepable(st, g, row) && self.may_expire(st, key, row)
-            {
+            if store::sweepable(st, g, row) && self.may_expire(st, key, row) {
                 actions.push(Action::Sweep { key });
             }
         }

@@ -27,22 +27,19 @@ pub fn deliver(st: &mut State, msg: Msg, fault: PayFault, declined: bool) {
     let reply = match (msg.op, st.ledger[order]) {
         (Op::Charge, _) if fault == PayFault::Rejected => PayReply::Rejected,
         (Op::Charge, Pay::Voided) => PayReply::Voided,
-        (Op::Charge, Pay::Charged) => match fault {
-            PayFault::AfterCharge => PayReply::Failed,
-            _ => PayReply::Charged,
-        },
         (Op::Charge, Pay::Nothing) if declined => PayReply::Declined,
-        (Op::Charge, Pay::Nothing) => match fault {
-            PayFault::BeforeCharge => PayReply::Failed,
-            PayFault::None | PayFault::AfterCharge | PayFault::Rejected => {
+        (Op::Charge, Pay::Nothing) if fault == PayFault::BeforeCharge => PayReply::Failed,
+        (Op::Charge, ledger) => {
+            if ledger == Pay::Nothing {
                 st.ledger[order] = Pay::Charged;
                 st.ghost.charges[order] += 1;
-                match fault {
-                    PayFault::AfterCharge => PayReply::Failed,
-                    _ => PayReply::Charged,
-                }
             }
-        },
+            // `respond`: the 500 after the charge strikes a replay too.
+            match fault {
+                PayFault::AfterCharge => PayReply::Failed,
+                _ => PayReply::Charged,
+            }
+        }
         (Op::Void, Pay::Nothing) => {
             st.ledger[order] = Pay::Voided;
             PayReply::Voided

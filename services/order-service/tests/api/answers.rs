@@ -40,6 +40,9 @@ enum Fault {
 impl Rig {
     async fn start(tune: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::create().await;
+        // The schema built under the default timeout: a slow disk must not
+        // fail the warm-up's migration under the rig's 300 ms.
+        db.migrate().await;
         let link = Link::start(&db.server()).await;
         let mut config = db.config(reconciling_order_config());
         config.database.timeout_ms = 300;

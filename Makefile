@@ -190,9 +190,13 @@ demo-7: build-native ## Demonstration 7: every fault at once
 test-deps: ## Install what the tests need besides Rust (prometheus, promtool, docker-compose, nginx)
 	@scripts/test-deps.sh
 
+# A failing test's panic message, not forty frames of runtime: a log cut
+# to its head and tail keeps what failed (TEST_BACKTRACE=1 for frames).
+TEST_BACKTRACE ?= 0
+
 test: test-deps ## Run the whole test suite
 	cargo build --bins
-	cargo test --workspace --all-targets
+	RUST_BACKTRACE=$(TEST_BACKTRACE) cargo test --workspace --all-targets
 
 chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a key flood
 	cargo build --release --bins

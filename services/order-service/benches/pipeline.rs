@@ -16,7 +16,6 @@ use actors::clock::{SharedClock, SystemClock};
 use actors::idempotency::{
     IdempotencyConfig, IdempotencyStore, KeyLease, MemoryKeys, StoredResponse,
 };
-use actors::reconciler::{Reconciler, ReconcilerConfig, Report, Track, Verdict};
 use tracing::Span;
 
 fn main() {
@@ -30,7 +29,7 @@ fn main() {
     actix_rt::System::new().block_on(async {
         let actors = measure_actor_round_trips(orders).await;
         let (plain, keyed) = measure_orders(orders).await;
-        println!("actor messages per keyed order (4 awaited, 4 sent): {actors:.1} µs");
+        println!("actor messages per keyed order (4 awaited, 2 sent): {actors:.1} µs");
         println!("whole order over loopback, no key:    {plain:.1} µs");
         println!("whole order over loopback, with key:  {keyed:.1} µs");
         println!(
@@ -44,10 +43,9 @@ type Actors = (
     Addr<CircuitBreaker>,
     Addr<Bulkhead>,
     Addr<IdempotencyStore<MemoryKeys>>,
-    Addr<Reconciler<()>>,
 );
 
-/// The four actors with default settings, on an arbiter of their own (as
+/// The three actors on an order's path with default settings, on an arbiter of their own (as
 /// in the service, where they run beside the workers).
 async fn start_actors(arbiter: &Arbiter) -> Actors {
     let clock: SharedClock = Arc::new(SystemClock);
@@ -60,31 +58,19 @@ async fn start_actors(arbiter: &Arbiter) -> Actors {
         let config = IdempotencyConfig::default();
         let keys = MemoryKeys::new(config, Arc::new(SystemClock));
         let store = Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every));
-        let reconciler = Supervisor::start(move |_| {
-            Reconciler::<()>::new(
-                ReconcilerConfig::default(),
-                Arc::new(SystemClock),
-                Box::new(|(), _| Box::pin(async { Verdict::Settled })),
-            )
-        });
-        let _ = tx.send((breaker, bulkhead, store, reconciler));
+        let _ = tx.send((breaker, bulkhead, store));
     });
     rx.await.unwrap()
 }
 
-/// Per order: Reserve, Admit, Acquire and Complete awaited; Track, Record,
-/// permit release and Report sent without waiting (as the service does).
+/// Per order: Reserve, Admit, Acquire and Complete awaited; Record and the
+/// permit's release sent without waiting (as the service does).
 async fn measure_actor_round_trips(orders: usize) -> f64 {
     let arbiter = Arbiter::new();
-    let (breaker, bulkhead, store, reconciler) = start_actors(&arbiter).await;
+    let (breaker, bulkhead, store) = start_actors(&arbiter).await;
 
     let run = |n: usize, offset: usize| {
-        let (breaker, bulkhead, store, reconciler) = (
-            breaker.clone(),
-            bulkhead.clone(),
-            store.clone(),
-            reconciler.clone(),
-        );
+        let (breaker, bulkhead, store) = (breaker.clone(), bulkhead.clone(), store.clone());
         async move {
             let started = Instant::now();
             for i in offset..offset + n {
@@ -100,11 +86,6 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
                 .await;
                 reserved.unwrap();
                 let mut lease = lease.unwrap();
-                reconciler.do_send(Track {
-                    key: key.clone(),
-                    payload: (),
-                    hold: Duration::from_millis(1500),
-                });
                 let pass = circuit_breaker::admit(&breaker, Span::none())
                     .await
                     .unwrap();
@@ -113,10 +94,6 @@ async fn measure_actor_round_trips(orders: usize) -> f64 {
                     .unwrap();
                 pass.record(Outcome::Success, Span::none());
                 drop(permit);
-                reconciler.do_send(Report::<()> {
-                    key,
-                    still_unknown: None,
-                });
                 let response = StoredResponse {
                     status: 201,
                     headers: vec![],

@@ -14,7 +14,7 @@ use common::server::ServerArgs;
 
 use crate::payment::CallPolicy;
 use crate::payment::retry::{RetryBudgetConfig, RetryPolicy};
-use crate::store::{PgSettings, StorageSettings};
+use crate::store::{PgSettings, Redrives, StorageSettings};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -339,7 +339,6 @@ impl Config {
         let r = &self.reconciler;
         ReconcilerConfig {
             interval: ms(r.interval_ms),
-            max_backoff: ms(r.max_backoff_ms),
             max_concurrent: r.max_concurrent as usize,
         }
     }
@@ -361,15 +360,17 @@ impl Config {
         StorageSettings {
             database_url: d.url.clone(),
             orders_max: d.orders_max as usize,
+            redrives: Redrives {
+                hold: self.call_policy().longest_call(),
+                interval: ms(self.reconciler.interval_ms),
+                max_backoff: ms(self.reconciler.max_backoff_ms),
+            },
             pg: PgSettings {
                 pool_size: d.pool_size as usize,
                 acquire_timeout: ms(d.acquire_timeout_ms).min(ms(self.retry.timeout_ms)),
                 statement_timeout: ms(d.timeout_ms),
                 key_ttl: Duration::from_secs(self.idempotency.ttl_secs),
                 key_lease: self.idempotency().lease,
-                hold: self.call_policy().longest_call(),
-                redrive_interval: ms(self.reconciler.interval_ms),
-                redrive_max_backoff: ms(self.reconciler.max_backoff_ms),
             },
         }
     }

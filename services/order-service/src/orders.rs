@@ -34,13 +34,11 @@ mod flows;
 mod response;
 mod resume;
 mod settle;
-mod tracking;
 
 use std::sync::Arc;
 
 use actix::Addr;
 use actors::idempotency::{IdempotencyStore, KeyLease, KeyStoreError, Reservation};
-use actors::reconciler::Reconciler;
 use common::domain::{IdempotencyKey, OrderId};
 use tracing::{Instrument, Span, field::Empty};
 
@@ -53,7 +51,7 @@ use crate::domain::{NewOrder, Order, OrderStatus};
 use crate::error::OrderError;
 use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentCall, PaymentError, Receipt};
-use crate::store::{OrderKeys, OrderStore, PendingOrder, Settle, StoreError, Updated};
+use crate::store::{OrderKeys, OrderStore, Settle, StoreError, Updated};
 
 /// A key held by this flow.
 type OrderLease = KeyLease<OrderKeys>;
@@ -63,11 +61,6 @@ pub struct Orders {
     pub store: Arc<dyn OrderStore>,
     pub payments: PaymentCall,
     pub idempotency: Addr<IdempotencyStore<OrderKeys>>,
-    /// The reconciler to tell of this flow's orders; none where the store
-    /// itself is the schedule (shared: every pending row falls due by
-    /// itself), and telling would be two actor messages per order for
-    /// nothing.
-    pub reconciler: Option<Addr<Reconciler<PendingOrder>>>,
     pub metrics: OrderMetrics,
     pub flows: Arc<Flows>,
 }
@@ -168,7 +161,6 @@ impl Orders {
     ) -> Result<Answer, OrderError> {
         let span = Span::current();
         let order = Order::pending(candidate, new);
-        self.track(candidate);
         let (lease, reservation) = KeyLease::reserve(
             &self.idempotency,
             key.to_string(),
@@ -178,11 +170,7 @@ impl Orders {
             span.clone(),
         )
         .await;
-        let reservation = reservation.map_err(|e| self.unreserved(candidate, e))?;
-        if reservation != Reservation::New {
-            // Tracked for nothing: the reservation did not start this order.
-            self.report(candidate, false);
-        }
+        let reservation = reservation.map_err(|e| self.unreserved(e))?;
         let (id, lease) = match (reservation, lease) {
             (Reservation::Replay(response), _) => {
                 tracing::info!(idempotency.key = %key, "idempotent_request_cached");
@@ -216,12 +204,11 @@ impl Orders {
     /// handle on it. (A reservation that commits late is resumed by that
     /// retry like any other.) A new key with no room for its order says
     /// so, and when to come back; it keeps the order's id all the same.
-    fn unreserved(&self, candidate: OrderId, e: KeyStoreError) -> OrderError {
+    fn unreserved(&self, e: KeyStoreError) -> OrderError {
         if e.may_have_happened() {
             tracing::warn!(error = %e, "idempotency reservation failed");
             return OrderError::KeyUnknown;
         }
-        self.report(candidate, false);
         let cause = e
             .cause()
             .and_then(|cause| cause.downcast_ref::<StoreError>());
@@ -235,7 +222,6 @@ impl Orders {
     /// An order not stored yet (no key, or the key's order was forgotten
     /// to make room): recorded `pending`, then charged.
     async fn place(&self, order: Order, lease: Option<OrderLease>) -> Result<Order, OrderError> {
-        self.track(order.order_id);
         if let Err(e) = self.store.insert(possibly_charged(&order)).await {
             // The key's forgotten order, possibly charged before: never
             // "nothing charged", and unreadable until it can be written
@@ -256,7 +242,6 @@ impl Orders {
         order: Order,
         mut lease: Option<OrderLease>,
     ) -> Result<Order, OrderError> {
-        let id = order.order_id;
         // The key's actor span is the order's child, beside persistOrder
         // (docs/contract.md §8), though one statement does both.
         let parent = Span::current();
@@ -273,7 +258,6 @@ impl Orders {
                 cause,
             }) => return self.unsettled(settled, result, cause).await,
         };
-        self.report(id, order.status == OrderStatus::Pending);
         let result = answer(order, result);
         match lease {
             Some(lease) => self.finish_key(lease, result).await,

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actors::reconciler::{Redrive, Verdict};
+use actors::reconciler::Redrive;
 use common::domain::OrderId;
 use tracing::{Instrument, field::Empty};
 
@@ -46,10 +46,6 @@ pub fn redrive(
                     .attempts
                     .with_label_values(&[outcome])
                     .inc();
-                match outcome {
-                    "still_pending" | "store_error" | "claimed_elsewhere" => Verdict::Unknown,
-                    _ => Verdict::Settled,
-                }
             }
             .instrument(span),
         )

@@ -118,7 +118,6 @@ fn reconciler(
     metrics: &OrderMetrics,
     storage: &Storage,
 ) -> Addr<Reconciler<PendingOrder>> {
-    let clock = pipeline.clock.clone();
     let seed = config.retry.seed.map(|seed| seed.wrapping_sub(1));
     let payments = Rc::new(payments(config, pipeline, seed, metrics));
     let redrive = RefCell::new(Some(redrive(storage.orders(), payments, metrics.clone())));
@@ -128,9 +127,6 @@ fn reconciler(
             .borrow_mut()
             .take()
             .expect("the reconciler is built once");
-        match storage.claims() {
-            None => Reconciler::new(config, clock.clone(), redrive),
-            Some(claims) => Reconciler::claiming(config, clock.clone(), redrive, claims),
-        }
+        Reconciler::new(config, redrive, storage.claims())
     })
 }

@@ -152,8 +152,6 @@ impl Application {
 struct Shared {
     config: Config,
     store: Arc<dyn OrderStore>,
-    /// In process, the reconciler is told of the flows' orders.
-    tracked: bool,
     reliability: web::Data<Reliability>,
     metrics: web::Data<OrderMetrics>,
     flows: Arc<Flows>,
@@ -174,7 +172,6 @@ impl Shared {
             admin_token: web::Data::new(AdminToken::new(config.server.admin_token.clone())),
             config,
             store: storage.orders(),
-            tracked: storage.claims().is_none(),
             reliability: web::Data::new(reliability.clone()),
             metrics: web::Data::new(metrics),
             flows,
@@ -192,7 +189,6 @@ impl Shared {
             store: self.store.clone(),
             payments: reliability::payments(&self.config, pipeline, seed, metrics),
             idempotency: self.reliability.idempotency.clone(),
-            reconciler: self.tracked.then(|| self.reliability.reconciler.clone()),
             metrics: metrics.clone(),
             flows: self.flows.clone(),
         }

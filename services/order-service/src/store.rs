@@ -12,26 +12,28 @@
 //! reserved together with its `pending` order and completed together with
 //! the order's outcome, in one transaction where the store has them.
 //!
-//! The store also decides how pending orders are found again
-//! ([`Storage::claims`]): in this process the reconciler is told of each;
-//! shared, the table is the schedule every replica claims from.
+//! The store is also the reconciler's schedule ([`Storage::claims`]): a
+//! pending order falls due by one rule ([`Redrives`]) in both stores, and
+//! the reconciler claims what is due under a lease. Nothing has to tell it
+//! of an order, so no order flow sends it a message.
 
 mod keys;
 mod memory;
 mod postgres;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actors::clock::SharedClock;
 use actors::idempotency::{Effect, IdempotencyConfig, KeyBackend, KeyStoreError};
-use actors::reconciler::Claims;
+use actors::reconciler::{Claims, Local};
 use async_trait::async_trait;
 use common::domain::OrderId;
 use observability::TraceLink;
 
 pub use keys::InProcessKeys;
 pub use memory::MemoryStore;
-pub use postgres::{PgSettings, PgStore, TableClaims};
+pub use postgres::{PgSettings, PgStore};
 
 use crate::domain::{Order, OrderStatus};
 
@@ -53,7 +55,28 @@ pub struct StorageSettings {
     pub database_url: Option<String>,
     /// In this process: orders kept, at most.
     pub orders_max: usize,
+    pub redrives: Redrives,
     pub pg: PgSettings,
+}
+
+/// When a pending order falls due for the reconciler, in either store.
+#[derive(Debug, Clone, Copy)]
+pub struct Redrives {
+    /// A new pending order is first due this long after it is written,
+    /// and a claim lasts as long: the longest payment call.
+    pub hold: Duration,
+    /// The first backoff, doubled per re-drive, up to the max.
+    pub interval: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Redrives {
+    /// How long after a write that leaves it pending an order falls due,
+    /// `attempts` re-drives in: after the longest call, backing off.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let backoff = self.interval.saturating_mul(1 << attempts.min(16));
+        self.hold.max(backoff.min(self.max_backoff))
+    }
 }
 
 /// An order whose payment outcome may be unknown, as the reconciler holds
@@ -65,23 +88,16 @@ pub struct PendingOrder {
     pub link: TraceLink,
 }
 
-impl PendingOrder {
-    /// Left pending (if at all) by the request being traced now.
-    pub fn here(order_id: OrderId) -> Self {
-        Self {
-            order_id,
-            link: TraceLink::current(),
-        }
-    }
-}
-
 impl Storage {
     /// The store the settings name; PostgreSQL connects lazily (a database
     /// that is down now makes the service unready, not unable to start).
     pub fn open(settings: StorageSettings) -> Result<Self, StoreError> {
         Ok(match &settings.database_url {
-            None => Self::InProcess(Arc::new(MemoryStore::new(settings.orders_max))),
-            Some(url) => Self::Shared(PgStore::new(url, settings.pg)?),
+            None => Self::InProcess(Arc::new(MemoryStore::new(
+                settings.orders_max,
+                settings.redrives,
+            ))),
+            Some(url) => Self::Shared(PgStore::new(url, settings.pg, settings.redrives)?),
         })
     }
 
@@ -98,13 +114,9 @@ impl Storage {
         }
     }
 
-    /// Where the reconciler finds pending orders: claimed from the table
-    /// (shared), or none — then each order flow tells it of its own.
-    pub fn claims(&self) -> Option<Box<dyn Claims<PendingOrder>>> {
-        match self {
-            Self::InProcess(_) => None,
-            Self::Shared(pg) => Some(Box::new(TableClaims(pg.clone()))),
-        }
+    /// Where the reconciler finds pending orders: claimed from the store.
+    pub fn claims(&self) -> Box<dyn Claims<PendingOrder>> {
+        Box::new(StoreClaims(self.orders()))
     }
 
     pub fn orders(&self) -> Arc<dyn OrderStore> {
@@ -222,4 +234,31 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn get(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// Whether the store can be reached (`/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Claims at most `n` due pending orders for this process until the
+    /// claim's lease (the longest call) ends, each with its attempt number
+    /// (from 1) and the trace that left it pending.
+    async fn claim_due(&self, n: usize) -> Result<Vec<(PendingOrder, u32)>, StoreError>;
+    /// Pending orders in the whole store.
+    async fn pending(&self) -> Result<usize, StoreError>;
+}
+
+/// The reconciler's work, claimed from the store: every pending order is
+/// scheduled there, by whichever flow wrote it.
+struct StoreClaims(Arc<dyn OrderStore>);
+
+impl Claims<PendingOrder> for StoreClaims {
+    fn claim(&self, n: usize) -> Local<Vec<(PendingOrder, u32)>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            store.claim_due(n).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming due orders failed; next tick");
+                Vec::new()
+            })
+        })
+    }
+
+    fn pending(&self) -> Local<Option<usize>> {
+        let store = self.0.clone();
+        Box::pin(async move { store.pending().await.ok() })
+    }
 }

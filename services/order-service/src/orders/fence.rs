@@ -27,7 +27,6 @@ impl Orders {
     pub(super) async fn unrecorded(&self, order: Order, cause: StoreError) -> OrderError {
         let id = order.order_id;
         if !cause.may_have_written() {
-            self.report(id, false);
             return OrderError::Refused {
                 cause,
                 order_id: None,
@@ -103,7 +102,6 @@ impl Orders {
         e: StoreError,
     ) -> Result<Order, OrderError> {
         tracing::warn!(error = %e, order.id = %settled.order_id, "the order's outcome was not written");
-        self.report(settled.order_id, true);
         let unknown = OrderError::OutcomeUnknown {
             order_id: settled.order_id,
             cause: e.into(),

@@ -42,14 +42,11 @@ impl Orders {
             Ok(Some(order)) => order,
         };
         let order = match order.status {
-            OrderStatus::Pending => {
-                self.track(id);
-                match claim(self.store.as_ref(), order).await {
-                    Ok(Ok(order)) => return self.charge(order, Some(lease)).await,
-                    Ok(Err(current)) => current,
-                    Err(e) => return Err(unknown(e)),
-                }
-            }
+            OrderStatus::Pending => match claim(self.store.as_ref(), order).await {
+                Ok(Ok(order)) => return self.charge(order, Some(lease)).await,
+                Ok(Err(current)) => current,
+                Err(e) => return Err(unknown(e)),
+            },
             _ => order,
         };
         let result = match order.status {

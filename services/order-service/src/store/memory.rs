@@ -14,26 +14,36 @@
 //! every request of both workers waited for the copy (tens of milliseconds
 //! at a few hundred thousand orders: the p99 of a whole load run). A shard
 //! grows alone, and moves pointers, not orders.
+//!
+//! The store is also the reconciler's schedule, as the table is for
+//! PostgreSQL: each pending order has a due time, written with the order
+//! under the same lock, so no flow has to tell the reconciler anything and
+//! an order whose flow died still falls due.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use actors::clock::{SharedClock, SystemClock};
 use async_trait::async_trait;
 use common::domain::OrderId;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use observability::TraceLink;
 
-use super::{OrderStore, StoreError, Updated};
+use super::{OrderStore, PendingOrder, Redrives, StoreError, Updated};
 use crate::domain::{Order, OrderStatus};
 
 pub struct MemoryStore {
     orders: DashMap<OrderId, Box<Order>>,
     room: Mutex<Room>,
     max_orders: usize,
+    redrives: Redrives,
+    clock: SharedClock,
 }
 
-/// What eviction needs, under one lock taken before any shard's (never
-/// while holding one).
+/// What eviction and the schedule need, under one lock taken before any
+/// shard's (never while holding one).
 #[derive(Default)]
 struct Room {
     /// Orders held.
@@ -41,23 +51,32 @@ struct Room {
     /// Orders in the order they settled, each time they settled: an entry
     /// whose order has gone, or is pending again, is skipped when reached.
     settled: VecDeque<OrderId>,
+    /// Every pending order, and when it falls due for the reconciler.
+    due: HashMap<OrderId, Due>,
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new(DEFAULT_MAX_ORDERS)
-    }
+struct Due {
+    at: Instant,
+    /// Re-drives claimed so far.
+    attempts: u32,
+    /// The request that left the order pending.
+    link: TraceLink,
 }
 
 const SHARDS: usize = 128;
-pub const DEFAULT_MAX_ORDERS: usize = 1_000_000;
 
 impl MemoryStore {
-    pub fn new(max_orders: usize) -> Self {
+    pub fn new(max_orders: usize, redrives: Redrives) -> Self {
+        Self::with_clock(max_orders, redrives, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(max_orders: usize, redrives: Redrives, clock: SharedClock) -> Self {
         Self {
             orders: DashMap::with_shard_amount(SHARDS),
             room: Mutex::default(),
             max_orders: max_orders.max(1),
+            redrives,
+            clock,
         }
     }
 
@@ -85,27 +104,35 @@ impl MemoryStore {
 
     /// The compare-and-set under both writes: `order` replaces the stored
     /// one when `allowed(stored, order)`; the stored count of calls never
-    /// goes down.
+    /// goes down. The order's place in the schedule moves with it.
     fn write_if(
         &self,
         order: Order,
         allowed: impl FnOnce(&Order, &Order) -> bool,
     ) -> Result<Updated, StoreError> {
         let (id, status) = (order.order_id, order.status);
-        let written = match self.orders.get_mut(&id).as_deref_mut() {
+        let mut room = self.room();
+        match self.orders.get_mut(&id).as_deref_mut() {
             Some(slot) if allowed(slot, &order) => {
                 let calls = slot.calls.max(order.calls);
                 **slot = Order { calls, ..order };
-                Updated::Written
             }
             Some(slot) => return Ok(Updated::Stale((**slot).clone())),
             None => return Err(StoreError::Missing(id)),
-        };
-        // The shard's lock is released: now the room's may be taken.
-        if status != OrderStatus::Pending {
-            self.room().settled.push_back(id);
         }
-        Ok(written)
+        if status == OrderStatus::Pending {
+            let now = self.clock.now();
+            let due = room.due.entry(id).or_insert_with(|| Due {
+                at: now,
+                attempts: 0,
+                link: TraceLink::current(),
+            });
+            due.at = now + self.redrives.backoff(due.attempts);
+        } else {
+            room.due.remove(&id);
+            room.settled.push_back(id);
+        }
+        Ok(Updated::Written)
     }
 }
 
@@ -116,18 +143,23 @@ impl OrderStore for MemoryStore {
         if room.held >= self.max_orders && !self.evict_one(&mut room) {
             return Err(StoreError::Full);
         }
-        let (id, settled) = (order.order_id, order.status != OrderStatus::Pending);
+        let (id, status) = (order.order_id, order.status);
         match self.orders.entry(id) {
-            Entry::Occupied(_) => Err(StoreError::Duplicate(id)),
-            Entry::Vacant(slot) => {
-                slot.insert(Box::new(order));
-                room.held += 1;
-                if settled {
-                    room.settled.push_back(id);
-                }
-                Ok(())
-            }
+            Entry::Occupied(_) => return Err(StoreError::Duplicate(id)),
+            Entry::Vacant(slot) => slot.insert(Box::new(order)),
+        };
+        room.held += 1;
+        if status == OrderStatus::Pending {
+            let due = Due {
+                at: self.clock.now() + self.redrives.hold,
+                attempts: 0,
+                link: TraceLink::current(),
+            };
+            room.due.insert(id, due);
+        } else {
+            room.settled.push_back(id);
         }
+        Ok(())
     }
 
     async fn update(&self, order: Order, from: OrderStatus) -> Result<Updated, StoreError> {
@@ -151,11 +183,126 @@ impl OrderStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The earliest due first; each claimed is due again when its lease
+    /// (the longest call) ends, unless a write moves it first.
+    async fn claim_due(&self, n: usize) -> Result<Vec<(PendingOrder, u32)>, StoreError> {
+        let now = self.clock.now();
+        let mut room = self.room();
+        let mut due: Vec<(Instant, OrderId)> = (room.due.iter())
+            .filter(|(_, due)| due.at <= now)
+            .map(|(id, due)| (due.at, *id))
+            .collect();
+        due.sort_unstable_by_key(|(at, _)| *at);
+        due.truncate(n);
+        let lease_end = now + self.redrives.hold;
+        Ok(due
+            .into_iter()
+            .filter_map(|(_, order_id)| {
+                let due = room.due.get_mut(&order_id)?;
+                due.at = lease_end;
+                due.attempts += 1;
+                let link = due.link.clone();
+                Some((PendingOrder { order_id, link }, due.attempts))
+            })
+            .collect())
+    }
+
+    async fn pending(&self) -> Result<usize, StoreError> {
+        Ok(self.room().due.len())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use actors::clock::ManualClock;
+
     use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// Due one hold after a write, then backing off 1, 2, 4… s, to 8 s.
+    const REDRIVES: Redrives = Redrives {
+        hold: Duration::from_secs(3),
+        interval: SECOND,
+        max_backoff: Duration::from_secs(8),
+    };
+
+    fn store(max_orders: usize) -> MemoryStore {
+        MemoryStore::new(max_orders, REDRIVES)
+    }
+
+    fn scheduled(clock: &ManualClock) -> MemoryStore {
+        MemoryStore::with_clock(10, REDRIVES, Arc::new(clock.clone()))
+    }
+
+    async fn claimed(store: &MemoryStore, n: usize) -> Vec<(OrderId, u32)> {
+        let claimed = store.claim_due(n).await.unwrap();
+        claimed.into_iter().map(|(p, a)| (p.order_id, a)).collect()
+    }
+
+    #[actix_rt::test]
+    async fn a_pending_order_falls_due_after_the_hold_and_again_after_each_lease() {
+        let clock = ManualClock::default();
+        let store = scheduled(&clock);
+        let order = pending();
+        store.insert(order.clone()).await.unwrap();
+        assert_eq!(store.pending().await.unwrap(), 1);
+        clock.advance(2 * SECOND);
+        assert!(
+            claimed(&store, 4).await.is_empty(),
+            "its flow may still call"
+        );
+        clock.advance(SECOND);
+        assert_eq!(claimed(&store, 4).await, [(order.order_id, 1)]);
+        assert!(claimed(&store, 4).await.is_empty(), "claimed: leased");
+        // A re-drive that never reports: due again when the lease ends.
+        clock.advance(3 * SECOND);
+        assert_eq!(claimed(&store, 4).await, [(order.order_id, 2)]);
+    }
+
+    #[actix_rt::test]
+    async fn a_write_that_leaves_it_pending_backs_off_and_a_settled_one_leaves_the_schedule() {
+        let clock = ManualClock::default();
+        let store = scheduled(&clock);
+        let order = pending();
+        store.insert(order.clone()).await.unwrap();
+        for attempt in 1..=3 {
+            clock.advance(8 * SECOND);
+            assert_eq!(claimed(&store, 1).await, [(order.order_id, attempt)]);
+        }
+        // Three re-drives in: 8 s, past the hold (min(1 s × 2³, 8 s)).
+        store
+            .update(order.clone(), OrderStatus::Pending)
+            .await
+            .unwrap();
+        clock.advance(7 * SECOND);
+        assert!(claimed(&store, 1).await.is_empty());
+        clock.advance(SECOND);
+        assert_eq!(claimed(&store, 1).await.len(), 1);
+        let done = with(&order, OrderStatus::Completed);
+        store.update(done, OrderStatus::Pending).await.unwrap();
+        assert_eq!(store.pending().await.unwrap(), 0);
+        clock.advance(60 * SECOND);
+        assert!(claimed(&store, 1).await.is_empty(), "settled: never due");
+    }
+
+    #[actix_rt::test]
+    async fn the_earliest_due_are_claimed_first_and_no_more_than_asked() {
+        let clock = ManualClock::default();
+        let store = scheduled(&clock);
+        let orders: Vec<Order> = (0..3).map(|_| pending()).collect();
+        for order in &orders {
+            store.insert(order.clone()).await.unwrap();
+            clock.advance(SECOND);
+        }
+        clock.advance(2 * SECOND);
+        let first = claimed(&store, 2).await;
+        assert_eq!(first, [(orders[0].order_id, 1), (orders[1].order_id, 1)]);
+        assert_eq!(claimed(&store, 2).await, [(orders[2].order_id, 1)]);
+    }
 
     fn pending() -> Order {
         Order::example()
@@ -170,7 +317,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn room_is_made_past_any_number_of_pending_orders() {
-        let store = MemoryStore::new(101);
+        let store = store(101);
         for _ in 0..100 {
             store.insert(Order::example()).await.unwrap();
         }
@@ -186,7 +333,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn beyond_its_bound_the_oldest_settled_order_makes_room_never_a_pending_one() {
-        let store = MemoryStore::new(3);
+        let store = store(3);
         let orders: Vec<Order> = (0..3).map(|_| Order::example()).collect();
         for order in &orders {
             store.insert(order.clone()).await.unwrap();
@@ -230,7 +377,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_stale_writer_cannot_move_a_completed_order_back() {
-        let store = MemoryStore::default();
+        let store = store(1_000);
         let order = pending();
         store.insert(order.clone()).await.unwrap();
         let completed = Order {
@@ -252,7 +399,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn completed_is_final_whatever_the_writer_claims_to_have_read() {
-        let store = MemoryStore::default();
+        let store = store(1_000);
         let order = with(&pending(), OrderStatus::Completed);
         store.insert(order.clone()).await.unwrap();
         for to in [OrderStatus::Pending, OrderStatus::Failed] {
@@ -278,7 +425,7 @@ mod tests {
             (Completed, Pending, false),
             (Completed, Failed, false),
         ] {
-            let store = MemoryStore::default();
+            let store = store(1_000);
             let order = with(&pending(), from);
             store.insert(order.clone()).await.unwrap();
             let written = store.update(with(&order, to), from).await.unwrap();
@@ -288,7 +435,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_refusal_cannot_fail_an_order_another_flow_has_taken_into_a_call() {
-        let store = MemoryStore::default();
+        let store = store(1_000);
         let first = Order {
             calls: 1,
             ..pending()
@@ -320,7 +467,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn of_two_flows_that_read_the_same_count_only_one_claims_the_order() {
-        let store = MemoryStore::default();
+        let store = store(1_000);
         let read = Order {
             calls: 1,
             ..pending()
@@ -338,7 +485,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn updating_an_unknown_order_is_an_error() {
-        let store = MemoryStore::default();
+        let store = store(1_000);
         let missing = store.update(pending(), OrderStatus::Pending).await;
         assert!(matches!(missing, Err(StoreError::Missing(_))));
     }

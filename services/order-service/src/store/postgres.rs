@@ -28,7 +28,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{Cause, StoreError};
+use super::{Cause, Redrives, StoreError};
 
 /// The versioned migrations, in order, embedded in the binary.
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -45,7 +45,7 @@ const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 /// the status read; `$8`–`$10` hold, interval and max backoff in ms): only
 /// from the status read, never a `failed` from a writer whose count of
 /// calls is behind; a pending order is due again after the longest call,
-/// backing off with its re-drives.
+/// backing off with its re-drives ([`Redrives::backoff`]).
 macro_rules! set_outcome {
     () => {
         "UPDATE orders SET status = $2, transaction_id = $3, reason = $4,
@@ -82,8 +82,6 @@ mod keys;
 mod orders;
 mod schedule;
 
-pub use schedule::TableClaims;
-
 #[derive(Debug, Clone)]
 pub struct PgSettings {
     pub pool_size: usize,
@@ -93,12 +91,6 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     pub key_ttl: Duration,
     pub key_lease: Duration,
-    /// A new pending order is first due this long after it is written, and
-    /// a claim lasts as long: the longest payment call.
-    pub hold: Duration,
-    /// The reconciler's first backoff, doubled per re-drive, up to the max.
-    pub redrive_interval: Duration,
-    pub redrive_max_backoff: Duration,
 }
 
 #[derive(Clone)]
@@ -109,6 +101,7 @@ pub struct PgStore {
 struct Inner {
     pool: Pool,
     settings: PgSettings,
+    redrives: Redrives,
     migrated: AtomicBool,
     migrating: tokio::sync::Mutex<()>,
     /// This process, as `claimed_by` (for people reading the table).
@@ -139,7 +132,7 @@ fn millis(d: Duration) -> f64 {
 impl PgStore {
     /// A store on `url`; connects lazily (a database that is down now makes
     /// the service unready, not unable to start).
-    pub fn new(url: &str, settings: PgSettings) -> Result<Self, StoreError> {
+    pub fn new(url: &str, settings: PgSettings, redrives: Redrives) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| unavailable(format!("DATABASE_URL: {e}")))?;
@@ -175,6 +168,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 settings,
+                redrives,
                 migrated: AtomicBool::new(false),
                 migrating: tokio::sync::Mutex::new(()),
                 replica: Uuid::new_v4(),
@@ -299,11 +293,7 @@ impl PgStore {
     /// The due time of a write that leaves an order pending: after the
     /// longest call, and backing off with the re-drives so far.
     fn due_params(&self) -> [f64; 3] {
-        let s = self.settings();
-        [
-            millis(s.hold),
-            millis(s.redrive_interval),
-            millis(s.redrive_max_backoff),
-        ]
+        let r = &self.inner.redrives;
+        [millis(r.hold), millis(r.interval), millis(r.max_backoff)]
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::domain::OrderId;
 use order_service::domain::{Order, OrderStatus};
-use order_service::store::{MemoryStore, OrderStore, StoreError, Updated};
+use order_service::store::{MemoryStore, OrderStore, PendingOrder, StoreError, Updated};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -92,7 +92,7 @@ async fn a_try_whose_key_was_taken_over_never_says_nothing_was_charged() {
     let mut config = full_store_config(2);
     config.idempotency.lease_ms = 1000;
     config.reconciler.interval_ms = 50;
-    let store = GatedStore::with_room(Gate::Insert, MemoryStore::new(2));
+    let store = GatedStore::with_room(Gate::Insert, MemoryStore::new(2, config.storage().redrives));
     let app = spawn_app_with_store(config, payment_config(), store.clone());
     app.set_faults(json!({"error_pct": 100})).await;
     let first = app.post_order_in_background(Some("taken"), &order_body());
@@ -148,6 +148,12 @@ impl OrderStore for UncertainInsert {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn claim_due(&self, n: usize) -> Result<Vec<(PendingOrder, u32)>, StoreError> {
+        self.inner.claim_due(n).await
+    }
+    async fn pending(&self) -> Result<usize, StoreError> {
+        self.inner.pending().await
+    }
 }
 
 /// An insert that may have been made keeps the key with its order id:
@@ -156,7 +162,7 @@ impl OrderStore for UncertainInsert {
 async fn an_uncertain_insert_keeps_the_key_and_its_order() {
     for mode in [1u8, 2] {
         let store = Arc::new(UncertainInsert {
-            inner: MemoryStore::new(10),
+            inner: MemoryStore::new(10, order_config().storage().redrives),
             mode: AtomicU8::new(mode),
         });
         let app = spawn_app_with_store(order_config(), payment_config(), store);

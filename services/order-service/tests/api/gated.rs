@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use common::domain::OrderId;
+use order_service::Config;
 use order_service::domain::{Order, OrderStatus};
-use order_service::store::{MemoryStore, OrderStore, StoreError, Updated};
+use order_service::store::{MemoryStore, OrderStore, PendingOrder, StoreError, Updated};
 use tokio::sync::{Notify, Semaphore};
+
+use crate::helpers::memory_store;
 
 /// Which store operation a [`GatedStore`] holds back.
 #[derive(Clone, Copy, Debug)]
@@ -28,8 +31,9 @@ pub struct GatedStore {
 }
 
 impl GatedStore {
-    pub fn new(gate: Gate) -> Arc<Self> {
-        Self::with_room(gate, MemoryStore::default())
+    /// Over the memory store `config` would open.
+    pub fn new(gate: Gate, config: &Config) -> Arc<Self> {
+        Self::with_room(gate, memory_store(config))
     }
 
     /// Over `inner` (a store of some size).
@@ -81,5 +85,13 @@ impl OrderStore for GatedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn claim_due(&self, n: usize) -> Result<Vec<(PendingOrder, u32)>, StoreError> {
+        self.inner.claim_due(n).await
+    }
+
+    async fn pending(&self) -> Result<usize, StoreError> {
+        self.inner.pending().await
     }
 }

@@ -20,7 +20,7 @@ use tracing::Span;
 use crate::gated::{Gate, GatedStore};
 use crate::hangup::{after, post_order_then_reset, post_then_reset};
 use crate::helpers::{
-    TestApp, eventually, order_body, order_config, payment_config, spawn_app_with,
+    TestApp, eventually, memory_store, order_body, order_config, payment_config, spawn_app_with,
     spawn_app_with_store,
 };
 
@@ -174,7 +174,7 @@ async fn a_hang_up_during_a_half_open_trial_does_not_wedge_the_breaker() {
 #[actix_web::test]
 async fn a_hang_up_while_the_order_is_recorded_or_settled_loses_nothing() {
     for gate in [Gate::Insert, Gate::Update] {
-        let store = GatedStore::new(gate);
+        let store = GatedStore::new(gate, &order_config());
         let app = spawn_app_with_store(order_config(), payment_config(), store.clone());
         post_order_then_reset(
             &app.address,
@@ -207,7 +207,7 @@ async fn a_hang_up_while_the_order_is_recorded_or_settled_loses_nothing() {
 async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
     let mut config = order_config();
     config.idempotency.lease_ms = 1000;
-    let store = GatedStore::new(Gate::Update);
+    let store = GatedStore::new(Gate::Update, &config);
     let app = spawn_app_with_store(config, payment_config(), store.clone());
     let stalled = app.post_order_in_background(Some("taken-over"), &order_body());
     store.reached.notified().await;
@@ -264,7 +264,7 @@ async fn a_takeover_that_meets_an_open_breaker_keeps_a_charged_order_pending() {
 async fn a_slow_writer_never_moves_a_completed_order_back() {
     let mut config = order_config();
     config.reconciler.interval_ms = 50;
-    let store = GatedStore::new(Gate::Update);
+    let store = GatedStore::new(Gate::Update, &config);
     let app = spawn_app_with_store(config, slow_payment(600), store.clone());
     let stalled = app.post_order_in_background(None, &order_body());
     store.reached.notified().await;
@@ -296,7 +296,7 @@ async fn a_slow_writer_never_moves_a_completed_order_back() {
 async fn a_late_refusal_cannot_fail_an_order_another_flow_is_charging() {
     let mut config = order_config();
     config.reconciler.interval_ms = 50;
-    let store = GatedStore::new(Gate::Update);
+    let store = GatedStore::new(Gate::Update, &config);
     let app = spawn_app_with_store(config, slow_payment(300), store.clone());
     let set_mode = |mode| {
         app.reliability.pipeline.breaker.send(SetMode {
@@ -373,7 +373,7 @@ fn stoppable(mut config: order_service::Config, store: Arc<MemoryStore>) -> Stop
 async fn a_shutdown_lets_the_orders_of_clients_that_hung_up_finish() {
     let mut config = order_config();
     config.server.shutdown_timeout_secs = 5;
-    let store = Arc::new(MemoryStore::default());
+    let store = Arc::new(memory_store(&config));
     let Stoppable {
         app,
         payment: payment_handle,
@@ -413,7 +413,7 @@ async fn a_keyed_request_refused_while_shutting_down_never_says_nothing_was_char
         payment: payment_handle,
         stop,
         served,
-    } = stoppable(order_config(), Arc::new(MemoryStore::default()));
+    } = stoppable(order_config(), Arc::new(memory_store(&order_config())));
     let paid = app.post_order_with_key("paid-before", &order_body()).await;
     assert_eq!(paid.status, 201);
     // An order in flight holds the shutdown open while the test asks.

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::clock::SystemClock;
-use order_service::store::{OrderStore, Storage};
+use order_service::store::{MemoryStore, OrderStore, Storage};
 
 use actix_web::dev::ServerHandle;
 use awc::http::StatusCode;
@@ -73,6 +73,12 @@ pub fn order_config() -> order_service::Config {
 /// order-service whose reconciler re-drives pending orders every 50 ms,
 /// with the breaker out of reach: failing re-drives would otherwise open
 /// it for 30 s.
+/// The memory store `config` would open (its bound and its re-drives).
+pub fn memory_store(config: &order_service::Config) -> MemoryStore {
+    let storage = config.storage();
+    MemoryStore::new(storage.orders_max, storage.redrives)
+}
+
 pub fn reconciling_order_config() -> order_service::Config {
     let mut config = order_config();
     config.reconciler.interval_ms = 50;

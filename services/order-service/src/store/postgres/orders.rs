@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{Param, PgStore};
 use crate::domain::{Order, OrderStatus};
-use crate::store::{OrderStore, StoreError, Updated};
+use crate::store::{OrderStore, PendingOrder, StoreError, Updated};
 
 /// An order as bind parameters: the values its columns hold.
 pub(super) struct Bound<'a> {
@@ -178,5 +178,13 @@ impl OrderStore for PgStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.query("SELECT 1", &[]).await.map(drop)
+    }
+
+    async fn claim_due(&self, n: usize) -> Result<Vec<(PendingOrder, u32)>, StoreError> {
+        self.claim_due_rows(n).await
+    }
+
+    async fn pending(&self) -> Result<usize, StoreError> {
+        self.pending_rows().await
     }
 }

@@ -244,11 +244,17 @@ def median(runs, key):
     return statistics.median(r[key] for r in runs)
 
 
-def main():
+def ensure_wrk():
     if not shutil.which("wrk"):
         print("installing wrk")
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         sh(*sudo, "apt-get", "install", "-y", "-qq", "wrk")
+
+
+def main():
+    import bench_store
+
+    ensure_wrk()
     sh("cargo", "build", "--release", "-q", "--bins")
     sh("cargo", "build", "--release", "-q", "-p", "order-service", "--example", "otlp_sink")
     sink = Sink()
@@ -280,9 +286,10 @@ def main():
     finally:
         sink.stop()
     ledger = ledger_group_commit()
+    stores = bench_store.store_figures(ROUNDS)
     actors = pipeline()
     loadgen = loadgen_vs_wrk()
-    write(runs, charges, p5, ledger, actors, loadgen)
+    write(runs, charges, p5, ledger, (stores, bench_store.table(stores)), actors, loadgen)
 
 
 LEDGER_KINDS = {
@@ -377,7 +384,7 @@ def loadgen_vs_wrk():
     return float(ratio), out.strip()
 
 
-def write(runs, charges, p5, ledger, actors, loadgen):
+def write(runs, charges, p5, ledger, stores, actors, loadgen):
     off, grpc, http, tenth = (runs[k] for k in ("off", "grpc", "http", "tenth"))
     m = {k: {f: median(v, f) for f in ("rps", "order_us", "payment_us")} for k, v in runs.items()}
     sink_us = {k: median(runs[k], "sink_us") for k in ("grpc", "http", "tenth")}
@@ -386,6 +393,7 @@ def write(runs, charges, p5, ledger, actors, loadgen):
     p1 = m["off"]["rps"] / charges["rps"]
     mem_rps = statistics.median(r["rps"] for r in ledger["memory"])
     durable_ratio = statistics.median(r["rps"] for r in ledger["durable"]) / mem_rps
+    store_ratio = median(stores[0]["postgresql"], "rps") / median(stores[0]["memory"], "rps")
 
     def ledger_row(kind):
         rs = ledger[kind]
@@ -457,6 +465,7 @@ def write(runs, charges, p5, ledger, actors, loadgen):
         f"| {p5['refused']['p99_ms']:.2f} ms; {p5['health']['p99_ms']:.2f} ms |",
         f"| loadgen ÷ wrk, `GET /health` of payment-service | {loadgen[0]:.2f} | below |",
         f"| group commit: durable ÷ in-memory `POST /charge` | {durable_ratio:.2f} | below |",
+        f"| keyed orders on PostgreSQL ÷ in memory | {store_ratio:.2f} | below |",
         "",
         "## The durable ledger: group commit",
         "",
@@ -472,6 +481,17 @@ def write(runs, charges, p5, ledger, actors, loadgen):
         "| ledger | charges/s | ÷ in memory | per round | CPU µs/charge | mean batch | syncs/s |",
         "|---|---|---|---|---|---|---|",
         *[ledger_row(kind) for kind in LEDGER_KINDS],
+        "",
+        "## PostgreSQL beside memory (`make bench-store`)",
+        "",
+        f"Keyed orders (`scripts/wrk/keyed-order.lua`: a new `Idempotency-Key` per request), {CONNECTIONS} "
+        f"connections, export off, one order-service in memory and one on PostgreSQL (the machine's "
+        f"server, a database of its own), interleaved over {ROUNDS} rounds; medians. PostgreSQL's CPU is "
+        "every server process's (backends, WAL writer, checkpointer); commits are the database's, "
+        "per completed order. What was tried to lower them, and what each measured, is in "
+        "[the PostgreSQL path](postgres-path.md).",
+        "",
+        *stores[1],
         "",
         "## The actors' cost per order (`cargo bench -p order-service --bench pipeline`)",
         "",
@@ -495,6 +515,7 @@ def write(runs, charges, p5, ledger, actors, loadgen):
         json.dumps({"charges": charges}),
         json.dumps({"p5": p5}),
         *[json.dumps({"ledger": r}) for k in LEDGER_KINDS for r in ledger[k]],
+        *[json.dumps({"store": r}) for k in ("memory", "postgresql") for r in stores[0][k]],
         "```",
         "",
     ]

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""`make bench-store`, and the PostgreSQL section of `make bench`: keyed
+orders in memory and on PostgreSQL, side by side.
+
+Rounds of one order-service in memory and one on PostgreSQL (a database of
+its own on BENCH_DATABASE_URL's server, by default the machine's) are
+interleaved; each run is `wrk` with a new Idempotency-Key per request
+(scripts/wrk/keyed-order.lua), payment's latency 0, export off. Per run:
+orders/s, and CPU µs per order of order-service, of payment-service and of
+every PostgreSQL process (backends, WAL writer, checkpointer: user + system
+from /proc while the pool's backends are alive), and the database's commits
+per completed order (read once the backends have exited and reported).
+
+Environment: as scripts/bench.py (SECONDS_EACH, CONNECTIONS, ROUNDS), and
+BENCH_DATABASE_URL (a server URL ending in /postgres).
+"""
+
+import json
+import os
+import statistics
+import time
+import urllib.parse
+from pathlib import Path
+
+import bench
+
+ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def psql(url, sql):
+    return bench.sh("psql", url, "-Atc", sql, capture_output=True).stdout.strip()
+
+
+def database_url(name):
+    parts = urllib.parse.urlsplit(ADMIN_URL)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def postgres_ticks():
+    """CPU of every process of the server (user + system, in ticks)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "postgres":
+                total += bench.cpu_ticks(proc.name)
+        except OSError:
+            pass  # gone meanwhile
+    return total
+
+
+def settled(db, sql, want=lambda v: v == "0", within=20):
+    """Waits until `sql` answers what `want` accepts; answers it."""
+    deadline = time.time() + within
+    while True:
+        value = psql(ADMIN_URL, sql.replace("$db", db))
+        if want(value) or time.time() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+BACKENDS = "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db'"
+COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'"
+
+
+def store_run(label, db=None):
+    """One wrk run of keyed orders against a fresh pair, in memory or on `db`."""
+    env = {"OTEL_SDK_DISABLED": "true"}
+    order_env = {"DATABASE_URL": database_url(db)} if db else {}
+    commits = int(settled(db, COMMITS, lambda v: v != "") or 0) if db else 0
+    pair = bench.Pair(env, order_env)
+    try:
+        before, pg_before = pair.cpu(), postgres_ticks()
+        load = bench.wrk(f"{pair.order_url}/orders", "keyed-order.lua")
+        after, pg_after = pair.cpu(), postgres_ticks()
+        # wrk hangs up on the orders in flight when its time is up; their
+        # flows still finish: count them once they have.
+        completed, previous = -1, -2
+        while completed != previous:
+            time.sleep(0.2)
+            previous, completed = completed, bench.metric(pair.order_url, 'orders_total{status="completed"}')
+    finally:
+        pair.stop()
+    n = max(load["requests"], 1)
+    per_order = lambda ticks: ticks * 1e6 / bench.HZ / n  # noqa: E731
+    run = {
+        "label": label,
+        "rps": load["rps"],
+        "non2xx": load["non2xx"],
+        "order_us": per_order(after[0] - before[0]),
+        "payment_us": per_order(after[1] - before[1]),
+        "postgres_us": per_order(pg_after - pg_before) if db else 0.0,
+        "completed": int(completed),
+    }
+    if db:
+        settled(db, BACKENDS)
+        run["commits_per_order"] = (int(settled(db, COMMITS, lambda v: v != "")) - commits) / max(completed, 1)
+    print(json.dumps(run), flush=True)
+    return run
+
+
+def store_figures(rounds):
+    """Both stores, interleaved over `rounds`: {"memory": [...], "postgresql": [...]}."""
+    db = f"bench_store_{os.getpid()}"
+    psql(ADMIN_URL, f"CREATE DATABASE {db}")
+    runs = {"memory": [], "postgresql": []}
+    try:
+        for _ in range(rounds):
+            runs["memory"].append(store_run("memory"))
+            runs["postgresql"].append(store_run("postgresql", db))
+    finally:
+        psql(ADMIN_URL, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    return runs
+
+
+def table(runs):
+    """The section's table, as markdown lines."""
+    med = lambda kind, key: statistics.median(r[key] for r in runs[kind])  # noqa: E731
+    mem = med("memory", "rps")
+    per_round = ", ".join(f"{p['rps'] / m['rps']:.2f}" for p, m in zip(runs["postgresql"], runs["memory"]))
+    return [
+        "| store | orders/s | ÷ memory | per round | CPU µs/order: order-service | payment-service | PostgreSQL (all processes) | commits per order |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| memory | {mem:,.0f} | — | — | {med('memory', 'order_us'):.0f} | {med('memory', 'payment_us'):.0f} | — | — |",
+        f"| PostgreSQL | {med('postgresql', 'rps'):,.0f} | {med('postgresql', 'rps') / mem:.2f} | {per_round} "
+        f"| {med('postgresql', 'order_us'):.0f} | {med('postgresql', 'payment_us'):.0f} "
+        f"| {med('postgresql', 'postgres_us'):.0f} | {med('postgresql', 'commits_per_order'):.2f} |",
+    ]
+
+
+def main():
+    bench.ensure_wrk()
+    bench.sh("cargo", "build", "--release", "-q", "--bins")
+    runs = store_figures(bench.ROUNDS)
+    print("\n".join(table(runs)))
+
+
+if __name__ == "__main__":
+    main()

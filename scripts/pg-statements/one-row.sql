@@ -1,0 +1,2 @@
+-- Reference: one single-row INSERT, its own transaction.
+INSERT INTO orders (status) VALUES ('completed');

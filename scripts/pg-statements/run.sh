@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The order's two statements alone, under pgbench (prepared, CLIENTS (16)
+# clients, SECONDS_EACH (10) s), in a database of their own per variant:
+# completed orders/s and the machine's CPU per order minus pgbench's own,
+# which is the database's when nothing else runs. The variants are what
+# docs/postgres-path.md reports: the schema as it is, its schedule in a
+# table of its own, without the due index, and with asynchronous commit
+# (for scale only: the service never gives up durability).
+#
+# Database: BENCH_DATABASE_URL (a server URL ending in /postgres), by
+# default the machine's at 127.0.0.1:5432.
+set -euo pipefail
+cd "$(dirname "$0")"
+admin=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+server=${admin%/*}
+pgbench=$(ls -d /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)
+pgbench=${pgbench:-pgbench}
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
+variant() { # label schema script [PGOPTIONS]
+  local db=pg_statements_$$ label=$1 schema=$2 script=$3
+  psql "$admin" -qc "CREATE DATABASE $db"
+  sed "${SCHEMA_EDIT:-}" "$schema" | psql -q "$server/$db"
+  local before after out own orders
+  before=$(busy)
+  out=$(PGOPTIONS=${4:-} /usr/bin/time -f "OWN %U %S" "$pgbench" -n -M prepared -c "${CLIENTS:-16}" -j 2 \
+    -T "${SECONDS_EACH:-10}" -f "$script" "$server/$db" 2>&1)
+  after=$(busy)
+  own=$(echo "$out" | awk '/^OWN/ {printf "%d", ($2 + $3) * 100}')
+  orders=$(psql "$server/$db" -Atc "SELECT count(*) FROM orders WHERE status = 'completed'")
+  psql "$admin" -qc "DROP DATABASE $db"
+  awk -v l="$label" -v n="$orders" -v t="${SECONDS_EACH:-10}" -v cpu=$((after - before - own)) -v own="$own" \
+    'BEGIN { printf "%-34s %7.0f orders/s  database %4.0f µs/order  (pgbench %3.0f)\n", l, n / t, cpu * 10000 / n, own * 10000 / n }'
+}
+
+variant "as migrated" schema.sql order.sql
+variant "schedule in a table of its own" schedule-table.sql order-schedule-table.sql
+SCHEMA_EDIT='/CREATE INDEX orders_due/d' variant "without the due index" schema.sql order.sql
+variant "asynchronous commit (scale only)" schema.sql order.sql "-c synchronous_commit=off"
+variant "reference: one single-row INSERT" one-row-schema.sql one-row.sql

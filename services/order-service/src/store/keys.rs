@@ -13,6 +13,7 @@ use actors::idempotency::{
 };
 
 use common::domain::OrderId;
+use tracing::Instrument;
 
 use super::{OrderStore, Settle, Updated};
 use crate::domain::{Order, OrderStatus};
@@ -60,7 +61,9 @@ impl KeyBackend for InProcessKeys {
                 }
                 other => return Ok(other),
             }
-            match orders.insert(msg.record).await {
+            // Under the request's span (the caller's), not this actor's:
+            // the order's re-drives link to it, as to an unkeyed order's.
+            match orders.insert(msg.record).instrument(msg.span).await {
                 Ok(()) => Ok(Reservation::New),
                 // The key keeps the order id (even with no room for the
                 // order now): a retry resumes it, and writes it then. A key

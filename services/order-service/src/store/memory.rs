@@ -20,7 +20,7 @@
 //! under the same lock, so no flow has to tell the reconciler anything and
 //! an order whose flow died still falls due.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -51,8 +51,17 @@ struct Room {
     /// Orders in the order they settled, each time they settled: an entry
     /// whose order has gone, or is pending again, is skipped when reached.
     settled: VecDeque<OrderId>,
-    /// Every pending order, and when it falls due for the reconciler.
+    /// The reconciler's schedule: every pending order and when it falls due.
+    schedule: Schedule,
+}
+
+/// Pending orders by id, and by due time: a claim takes the earliest due
+/// without looking at the others, however many are pending (all of them,
+/// after an outage), so that it holds the lock only briefly.
+#[derive(Default)]
+struct Schedule {
     due: HashMap<OrderId, Due>,
+    by_time: BTreeSet<(Instant, OrderId)>,
 }
 
 struct Due {
@@ -122,17 +131,73 @@ impl MemoryStore {
         }
         if status == OrderStatus::Pending {
             let now = self.clock.now();
-            let due = room.due.entry(id).or_insert_with(|| Due {
-                at: now,
-                attempts: 0,
-                link: TraceLink::current(),
-            });
-            due.at = now + self.redrives.backoff(due.attempts);
+            room.schedule.after_write(id, now, &self.redrives);
         } else {
-            room.due.remove(&id);
+            room.schedule.remove(id);
             room.settled.push_back(id);
         }
         Ok(Updated::Written)
+    }
+}
+
+impl Schedule {
+    /// A new pending order, first due `at`, linked to the current trace.
+    fn add(&mut self, id: OrderId, at: Instant) {
+        let link = TraceLink::current();
+        self.due.insert(
+            id,
+            Due {
+                at,
+                attempts: 0,
+                link,
+            },
+        );
+        self.by_time.insert((at, id));
+    }
+
+    /// Written pending again: due after the longest call, backing off.
+    fn after_write(&mut self, id: OrderId, now: Instant, redrives: &Redrives) {
+        match self.due.get(&id) {
+            Some(due) => {
+                let at = now + redrives.backoff(due.attempts);
+                self.move_to(id, at, 0);
+            }
+            // Never without an entry (pending orders are inserted pending
+            // and never come back from settled); were it so, it is now.
+            None => self.add(id, now + redrives.backoff(0)),
+        }
+    }
+
+    fn remove(&mut self, id: OrderId) {
+        if let Some(due) = self.due.remove(&id) {
+            self.by_time.remove(&(due.at, id));
+        }
+    }
+
+    /// Moves `id` to `at`, counting `attempts` more re-drives.
+    fn move_to(&mut self, id: OrderId, at: Instant, attempts: u32) -> Option<&Due> {
+        let due = self.due.get_mut(&id)?;
+        self.by_time.remove(&(due.at, id));
+        due.at = at;
+        due.attempts += attempts;
+        self.by_time.insert((at, id));
+        Some(due)
+    }
+
+    /// The earliest `n` due by `now`, each leased until `lease_end`.
+    fn claim(&mut self, n: usize, now: Instant, lease_end: Instant) -> Vec<(PendingOrder, u32)> {
+        let due: Vec<OrderId> = (self.by_time.iter())
+            .take_while(|(at, _)| *at <= now)
+            .take(n)
+            .map(|(_, id)| *id)
+            .collect();
+        due.into_iter()
+            .filter_map(|order_id| {
+                let due = self.move_to(order_id, lease_end, 1)?;
+                let link = due.link.clone();
+                Some((PendingOrder { order_id, link }, due.attempts))
+            })
+            .collect()
     }
 }
 
@@ -150,12 +215,8 @@ impl OrderStore for MemoryStore {
         };
         room.held += 1;
         if status == OrderStatus::Pending {
-            let due = Due {
-                at: self.clock.now() + self.redrives.hold,
-                attempts: 0,
-                link: TraceLink::current(),
-            };
-            room.due.insert(id, due);
+            let at = self.clock.now() + self.redrives.hold;
+            room.schedule.add(id, at);
         } else {
             room.settled.push_back(id);
         }
@@ -188,28 +249,12 @@ impl OrderStore for MemoryStore {
     /// (the longest call) ends, unless a write moves it first.
     async fn claim_due(&self, n: usize) -> Result<Vec<(PendingOrder, u32)>, StoreError> {
         let now = self.clock.now();
-        let mut room = self.room();
-        let mut due: Vec<(Instant, OrderId)> = (room.due.iter())
-            .filter(|(_, due)| due.at <= now)
-            .map(|(id, due)| (due.at, *id))
-            .collect();
-        due.sort_unstable_by_key(|(at, _)| *at);
-        due.truncate(n);
-        let lease_end = now + self.redrives.hold;
-        Ok(due
-            .into_iter()
-            .filter_map(|(_, order_id)| {
-                let due = room.due.get_mut(&order_id)?;
-                due.at = lease_end;
-                due.attempts += 1;
-                let link = due.link.clone();
-                Some((PendingOrder { order_id, link }, due.attempts))
-            })
-            .collect())
+        let claimed = self.room().schedule.claim(n, now, now + self.redrives.hold);
+        Ok(claimed)
     }
 
     async fn pending(&self) -> Result<usize, StoreError> {
-        Ok(self.room().due.len())
+        Ok(self.room().schedule.due.len())
     }
 }
 

@@ -446,6 +446,8 @@ async fn orders_succeed_while_the_collector_is_down_and_it_is_reported_once() {
     assert_eq!(warnings(), 1, "one warning, then quiet");
 }
 
+/// Unkeyed and keyed (whose order is written by the idempotency actor,
+/// under a span of its own): each re-drive links to its `createOrder`.
 #[actix_web::test]
 async fn a_reconciliation_links_to_the_trace_that_left_the_order_pending() {
     let collector = Collector::start();
@@ -457,11 +459,15 @@ async fn a_reconciliation_links_to_the_trace_that_left_the_order_pending() {
         ],
         &[("PAYMENT_FAIL_AFTER_CHARGE_PCT", "100")],
     );
-    let (trace_id, traceparent) = new_trace();
-    let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
-    assert_eq!(status, 502, "{body}");
-    let original = collector.await_trace(&trace_id, &["createOrder"]).await;
-    let create = one(&original, "createOrder");
+    let mut left = Vec::new();
+    for key in [None, Some("linked")] {
+        let (trace_id, traceparent) = new_trace();
+        let (status, body) = post_order(&pair.order.url, &traceparent, key).await;
+        assert_eq!(status, 502, "{body}");
+        let original = collector.await_trace(&trace_id, &["createOrder"]).await;
+        let create = one(&original, "createOrder").span_id.clone();
+        left.push((trace_id, create, body));
+    }
 
     let client = awc::Client::default();
     let res = client
@@ -473,31 +479,33 @@ async fn a_reconciliation_links_to_the_trace_that_left_the_order_pending() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let reconcile = collector.await_linked("reconcileOrder", &trace_id).await;
-    assert_ne!(
-        reconcile.trace_id, trace_id,
-        "its own trace, linked, not joined"
-    );
-    assert!(
-        reconcile
-            .links
-            .contains(&(trace_id.clone(), create.span_id.clone()))
-    );
-    assert_eq!(reconcile.attr("order.id"), body["order_id"].as_str());
-    // The re-drive that completed it went through the whole pipeline.
-    let completed = collector
-        .await_trace(
-            &reconcile.trace_id,
-            &["reconcileOrder", "callPayment", "POST", "POST /charge"],
-        )
-        .await;
-    let outcome = one(&completed, "reconcileOrder")
-        .attr("reconcile.outcome")
-        .map(str::to_owned);
-    assert!(
-        matches!(outcome.as_deref(), Some("completed" | "still_pending")),
-        "{outcome:?}"
-    );
+    for (trace_id, create, body) in left {
+        let reconcile = collector.await_linked("reconcileOrder", &trace_id).await;
+        assert_ne!(
+            reconcile.trace_id, trace_id,
+            "its own trace, linked, not joined"
+        );
+        assert!(
+            reconcile.links.contains(&(trace_id.clone(), create)),
+            "{:?}",
+            reconcile.links
+        );
+        assert_eq!(reconcile.attr("order.id"), body["order_id"].as_str());
+        // The re-drive that completed it went through the whole pipeline.
+        let completed = collector
+            .await_trace(
+                &reconcile.trace_id,
+                &["reconcileOrder", "callPayment", "POST", "POST /charge"],
+            )
+            .await;
+        let outcome = one(&completed, "reconcileOrder")
+            .attr("reconcile.outcome")
+            .map(str::to_owned);
+        assert!(
+            matches!(outcome.as_deref(), Some("completed" | "still_pending")),
+            "{outcome:?}"
+        );
+    }
 }
 
 /// The spans of one order without a key: order-service's, then payment's.

@@ -223,8 +223,12 @@ impl KeyBackend for PgStore {
 
     fn reserve(&self, msg: Reserve<Order, OrderId>) -> Answer<Reservation<OrderId>> {
         let store = self.clone();
-        // The reservation's caller is the request: its trace is current here.
-        let trace = observability::TraceLink::current().to_traceparent();
+        // The order's origin is the request's span (the caller's), not this
+        // actor's: re-drives link to it, as to an unkeyed order's.
+        let trace = msg
+            .span
+            .in_scope(observability::TraceLink::current)
+            .to_traceparent();
         Box::pin(async move {
             store
                 .reserve_key(msg, trace)

@@ -38,3 +38,4 @@ variant "schedule in a table of its own" schedule-table.sql order-schedule-table
 SCHEMA_EDIT='/CREATE INDEX orders_due/d' variant "without the due index" schema.sql order.sql
 variant "asynchronous commit (scale only)" schema.sql order.sql "-c synchronous_commit=off"
 variant "reference: one single-row INSERT" one-row-schema.sql one-row.sql
+variant "eight orders per statement" schema.sql order-batch-of-8.sql

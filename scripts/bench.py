@@ -283,13 +283,15 @@ def main():
             for name, (env, s, spans) in configs.items():
                 runs[name].append(orders_run(name, env, s, spans))
         charges, p5 = direct_charges(), refusals()
+        production = bench_store.production_run(sink)
     finally:
         sink.stop()
     ledger = ledger_group_commit()
     stores = bench_store.store_figures(ROUNDS)
     actors = pipeline()
     loadgen = loadgen_vs_wrk()
-    write(runs, charges, p5, ledger, (stores, bench_store.table(stores)), actors, loadgen)
+    stores = (stores, bench_store.table(stores, production), production)
+    write(runs, charges, p5, ledger, stores, actors, loadgen)
 
 
 LEDGER_KINDS = {
@@ -516,6 +518,7 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen):
         json.dumps({"p5": p5}),
         *[json.dumps({"ledger": r}) for k in LEDGER_KINDS for r in ledger[k]],
         *[json.dumps({"store": r}) for k in ("memory", "postgresql") for r in stores[0][k]],
+        json.dumps({"production": stores[2]}),
         "```",
         "",
     ]

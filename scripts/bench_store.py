@@ -10,6 +10,10 @@ orders/s, and CPU µs per order of order-service, of payment-service and of
 every PostgreSQL process (backends, WAL writer, checkpointer: user + system
 from /proc while the pool's backends are alive), and the database's commits
 per completed order (read once the backends have exited and reported).
+Then, once, the production configuration: three replicas on PostgreSQL
+behind nginx (scripts/services.sh start-replicas, in a directory of its
+own), payment's durable ledger, 10 % of traces exported to bench.py's sink,
+as orders/s and as a share of one in-memory process's.
 
 Environment: as scripts/bench.py (SECONDS_EACH, CONNECTIONS, ROUNDS), and
 BENCH_DATABASE_URL (a server URL ending in /postgres).
@@ -17,7 +21,10 @@ BENCH_DATABASE_URL (a server URL ending in /postgres).
 
 import json
 import os
+import shutil
+import socket
 import statistics
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -112,8 +119,61 @@ def store_figures(rounds):
     return runs
 
 
-def table(runs):
-    """The section's table, as markdown lines."""
+def free_ports(n):
+    """A port p with p+1..p+n free too (the replicas' ports follow a base)."""
+    while True:
+        base = bench.free_port()
+        try:
+            for offset in range(1, n + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+
+
+def production_run(sink, replicas=3):
+    """The production configuration: `replicas` order-services on PostgreSQL
+    behind nginx (as `make run-replicas` starts them), payment's durable
+    ledger, 10 % of traces exported to the sink; keyed orders through nginx."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-production-"))
+    db = f"bench_production_{os.getpid()}"
+    psql(ADMIN_URL, f"CREATE DATABASE {db}")
+    order_port = bench.free_port()
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp / "run"),
+        "LOG_DIR": str(tmp / "logs"),
+        "REPLICAS": str(replicas),
+        "REPLICA_BASE_PORT": str(free_ports(replicas)),
+        "ORDER_PORT": str(order_port),
+        "PAYMENT_PORT": str(bench.free_port()),
+        "DATABASE_URL": database_url(db),
+        "ADMIN_TOKEN": bench.ADMIN,
+        "PAYMENT_API_KEY": bench.API_KEY,
+        "PAYMENT_VALIDATE_MS": "0",
+        "PAYMENT_GATEWAY_MS": "0",
+        "BULKHEAD_MAX": "64",
+        "RUST_LOG": "warn",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink.grpc,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+    try:
+        bench.sh("scripts/services.sh", "start-replicas", env=env, capture_output=True)
+        load = bench.wrk(f"http://127.0.0.1:{order_port}/orders", "keyed-order.lua")
+    finally:
+        bench.sh("scripts/services.sh", "stop", env=env, capture_output=True)
+        psql(ADMIN_URL, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        shutil.rmtree(tmp, ignore_errors=True)
+    run = {"label": "production", "replicas": replicas, "rps": load["rps"], "non2xx": load["non2xx"]}
+    print(json.dumps(run), flush=True)
+    return run
+
+
+def table(runs, production=None):
+    """The section's table, as markdown lines; with the production
+    configuration's line when it was measured."""
     med = lambda kind, key: statistics.median(r[key] for r in runs[kind])  # noqa: E731
     mem = med("memory", "rps")
     per_round = ", ".join(f"{p['rps'] / m['rps']:.2f}" for p, m in zip(runs["postgresql"], runs["memory"]))
@@ -124,14 +184,26 @@ def table(runs):
         f"| PostgreSQL | {med('postgresql', 'rps'):,.0f} | {med('postgresql', 'rps') / mem:.2f} | {per_round} "
         f"| {med('postgresql', 'order_us'):.0f} | {med('postgresql', 'payment_us'):.0f} "
         f"| {med('postgresql', 'postgres_us'):.0f} | {med('postgresql', 'commits_per_order'):.2f} |",
-    ]
+    ] + ([
+        "",
+        f"**The production configuration** ({production['replicas']} replicas behind nginx on PostgreSQL, "
+        "payment's durable ledger, 10 % of traces exported, keyed orders through nginx, one run): "
+        f"{production['rps']:,.0f} orders/s, **{production['rps'] / mem:.2f}** of one in-memory "
+        "process with export off.",
+    ] if production else [])
 
 
 def main():
     bench.ensure_wrk()
     bench.sh("cargo", "build", "--release", "-q", "--bins")
+    bench.sh("cargo", "build", "--release", "-q", "-p", "order-service", "--example", "otlp_sink")
     runs = store_figures(bench.ROUNDS)
-    print("\n".join(table(runs)))
+    sink = bench.Sink()
+    try:
+        production = production_run(sink)
+    finally:
+        sink.stop()
+    print("\n".join(table(runs, production)))
 
 
 if __name__ == "__main__":

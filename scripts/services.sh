@@ -14,8 +14,10 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
 ORDER_PORT=${ORDER_PORT:-8080}
 PAYMENT_PORT=${PAYMENT_PORT:-8081}
-RUN_DIR=run
-LOG_DIR=logs
+RUN_DIR=${RUN_DIR:-run}
+LOG_DIR=${LOG_DIR:-logs}
+# Absolute, for nginx's prefix and PostgreSQL's data (RUN_DIR may be either).
+RUN_PATH=$(cd "$(dirname "$RUN_DIR")" 2>/dev/null && pwd)/$(basename "$RUN_DIR")
 REPLICAS=${REPLICAS:-3}
 REPLICA_BASE_PORT=${REPLICA_BASE_PORT:-8090}
 PRIVATE_PG_PORT=${PRIVATE_PG_PORT:-5433}
@@ -81,7 +83,7 @@ database_url() {
   local host=127.0.0.1 port=${MACHINE_PG_PORT:-5432}
   if ! "$(pg_bin pg_isready)" -q -h "$host" -p "$port"; then
     port=$PRIVATE_PG_PORT
-    local dir=$PWD/$RUN_DIR/postgres
+    local dir=$RUN_PATH/postgres
     if [[ ! -d "$dir/data" ]]; then
       mkdir -p "$dir"
       [[ $(id -u) -eq 0 ]] && chown postgres "$dir"
@@ -101,7 +103,7 @@ database_url() {
 }
 
 start_nginx() {
-  local prefix=$PWD/$RUN_DIR/nginx upstreams="" i user=""
+  local prefix=$RUN_PATH/nginx upstreams="" i user=""
   mkdir -p "$prefix"
   for i in $(seq 1 "$REPLICAS"); do
     upstreams+="        server 127.0.0.1:$((REPLICA_BASE_PORT + i)) max_fails=1 fail_timeout=1s;"$'\n'
@@ -119,7 +121,7 @@ start_nginx() {
 }
 
 stop_private_pg() {
-  local dir=$PWD/$RUN_DIR/postgres
+  local dir=$RUN_PATH/postgres
   if [[ -f "$dir/data/postmaster.pid" ]]; then
     as_pg_owner "$(pg_bin pg_ctl)" -w -D "$dir/data" stop >/dev/null && echo "private PostgreSQL stopped"
   fi

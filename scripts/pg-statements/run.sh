@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The order's two statements alone, under pgbench (prepared, CLIENTS (16)
 # clients, SECONDS_EACH (10) s), in a database of their own per variant:
-# completed orders/s and the machine's CPU per order minus pgbench's own,
-# which is the database's when nothing else runs. The variants are what
+# completed orders/s, the machine's CPU per order minus pgbench's own
+# (the database's when nothing else runs), and the server's WAL syncs
+# (pg_stat_wal: the whole server's) per second and orders per sync. The variants are what
 # docs/postgres-path.md reports: the schema as it is, its schedule in a
 # table of its own, without the due index, and with asynchronous commit
 # (for scale only: the service never gives up durability).
@@ -22,15 +23,18 @@ variant() { # label schema script [PGOPTIONS]
   psql "$admin" -qc "CREATE DATABASE $db"
   sed "${SCHEMA_EDIT:-}" "$schema" | psql -q "$server/$db"
   local before after out own orders
+  local syncs; syncs=$(psql "$admin" -Atc "SELECT wal_sync FROM pg_stat_wal")
   before=$(busy)
   out=$(PGOPTIONS=${4:-} /usr/bin/time -f "OWN %U %S" "$pgbench" -n -M prepared -c "${CLIENTS:-16}" -j 2 \
     -T "${SECONDS_EACH:-10}" -f "$script" "$server/$db" 2>&1)
   after=$(busy)
+  syncs=$(( $(psql "$admin" -Atc "SELECT wal_sync FROM pg_stat_wal") - syncs ))
   own=$(echo "$out" | awk '/^OWN/ {printf "%d", ($2 + $3) * 100}')
   orders=$(psql "$server/$db" -Atc "SELECT count(*) FROM orders WHERE status = 'completed'")
   psql "$admin" -qc "DROP DATABASE $db"
-  awk -v l="$label" -v n="$orders" -v t="${SECONDS_EACH:-10}" -v cpu=$((after - before - own)) -v own="$own" \
-    'BEGIN { printf "%-34s %7.0f orders/s  database %4.0f µs/order  (pgbench %3.0f)\n", l, n / t, cpu * 10000 / n, own * 10000 / n }'
+  awk -v l="$label" -v n="$orders" -v t="${SECONDS_EACH:-10}" -v cpu=$((after - before - own)) -v own="$own" -v s="$syncs" \
+    'BEGIN { printf "%-34s %7.0f orders/s  database %4.0f µs/order  (pgbench %3.0f)  %5.0f WAL syncs/s, %4.1f orders per sync\n",
+      l, n / t, cpu * 10000 / n, own * 10000 / n, s / t, n / (s > 0 ? s : 1) }'
 }
 
 variant "as migrated" schema.sql order.sql

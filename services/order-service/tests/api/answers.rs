@@ -475,7 +475,15 @@ enum Phase {
 /// The database fails at `phase`, with `fault`; the client's answer is
 /// checked, then held against the order's end.
 async fn fault_at(phase: Phase, fault: Fault, keyed: bool) {
-    let rig = Rig::start(|c| c.bulkhead.max = 1).await;
+    let rig = Rig::start(|c| {
+        c.bulkhead.max = 1;
+        // One call that answers after 300 ms: a budget far above it, so
+        // that a stalled machine cannot turn the phase into a 504.
+        if matches!(phase, Phase::Charged | Phase::Declined) {
+            c.retry.timeout_ms = 2_000;
+        }
+    })
+    .await;
     let key = keyed.then(|| format!("{phase:?}-{fault:?}"));
     let (body, faults) = match phase {
         Phase::Declined => (

@@ -70,15 +70,15 @@ pub fn order_config() -> order_service::Config {
     config
 }
 
-/// order-service whose reconciler re-drives pending orders every 50 ms,
-/// with the breaker out of reach: failing re-drives would otherwise open
-/// it for 30 s.
 /// The memory store `config` would open (its bound and its re-drives).
 pub fn memory_store(config: &order_service::Config) -> MemoryStore {
     let storage = config.storage();
     MemoryStore::new(storage.orders_max, storage.redrives)
 }
 
+/// order-service whose reconciler re-drives pending orders every 50 ms,
+/// with the breaker out of reach: failing re-drives would otherwise open
+/// it for 30 s.
 pub fn reconciling_order_config() -> order_service::Config {
     let mut config = order_config();
     config.reconciler.interval_ms = 50;

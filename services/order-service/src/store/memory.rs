@@ -141,9 +141,8 @@ impl MemoryStore {
 }
 
 impl Schedule {
-    /// A new pending order, first due `at`, linked to the current trace.
-    fn add(&mut self, id: OrderId, at: Instant) {
-        let link = TraceLink::current();
+    /// A new pending order, first due `at`, linked to the request's trace.
+    fn add(&mut self, id: OrderId, at: Instant, link: TraceLink) {
         self.due.insert(
             id,
             Due {
@@ -164,7 +163,7 @@ impl Schedule {
             }
             // Never without an entry (pending orders are inserted pending
             // and never come back from settled); were it so, it is now.
-            None => self.add(id, now + redrives.backoff(0)),
+            None => self.add(id, now + redrives.backoff(0), TraceLink::current()),
         }
     }
 
@@ -204,21 +203,24 @@ impl Schedule {
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn insert(&self, order: Order) -> Result<(), StoreError> {
+        // The trace is read before the lock every write of every worker
+        // takes, not under it.
+        let link = (order.status == OrderStatus::Pending).then(TraceLink::current);
         let mut room = self.room();
         if room.held >= self.max_orders && !self.evict_one(&mut room) {
             return Err(StoreError::Full);
         }
-        let (id, status) = (order.order_id, order.status);
+        let id = order.order_id;
         match self.orders.entry(id) {
             Entry::Occupied(_) => return Err(StoreError::Duplicate(id)),
             Entry::Vacant(slot) => slot.insert(Box::new(order)),
         };
         room.held += 1;
-        if status == OrderStatus::Pending {
-            let at = self.clock.now() + self.redrives.hold;
-            room.schedule.add(id, at);
-        } else {
-            room.settled.push_back(id);
+        match link {
+            Some(link) => room
+                .schedule
+                .add(id, self.clock.now() + self.redrives.hold, link),
+            None => room.settled.push_back(id),
         }
         Ok(())
     }

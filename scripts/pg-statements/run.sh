@@ -3,10 +3,13 @@
 # clients, SECONDS_EACH (10) s), in a database of their own per variant:
 # completed orders/s, the machine's CPU per order minus pgbench's own
 # (the database's when nothing else runs), and the server's WAL syncs
-# (pg_stat_wal: the whole server's) per second and orders per sync. The variants are what
-# docs/postgres-path.md reports: the schema as it is, its schedule in a
+# (pg_stat_wal: the whole server's) per second and orders per sync. The
+# variants are what docs/postgres-path.md reports: the schema as it is, its schedule in a
 # table of its own, without the due index, and with asynchronous commit
 # (for scale only: the service never gives up durability).
+#
+# Each variant's schema is order-service's own migration (SCHEMA), edited
+# by SCHEMA_EDIT (a sed script) and followed by SCHEMA_EXTRA.
 #
 # Database: BENCH_DATABASE_URL (a server URL ending in /postgres), by
 # default the machine's at 127.0.0.1:5432.
@@ -16,16 +19,17 @@ admin=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 server=${admin%/*}
 pgbench=$(ls -d /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)
 pgbench=${pgbench:-pgbench}
+migration=../../services/order-service/migrations/0001_orders_and_keys.sql
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
-variant() { # label schema script [PGOPTIONS]
-  local db=pg_statements_$$ label=$1 schema=$2 script=$3
+variant() { # label script [PGOPTIONS]
+  local db=pg_statements_$$ label=$1 script=$2
   psql "$admin" -qc "CREATE DATABASE $db"
-  sed "${SCHEMA_EDIT:-}" "$schema" | psql -q "$server/$db"
+  { sed "${SCHEMA_EDIT:-}" "${SCHEMA:-$migration}"; cat ${SCHEMA_EXTRA:-/dev/null}; } | psql -q "$server/$db"
   local before after out own orders
   local syncs; syncs=$(psql "$admin" -Atc "SELECT wal_sync FROM pg_stat_wal")
   before=$(busy)
-  out=$(PGOPTIONS=${4:-} /usr/bin/time -f "OWN %U %S" "$pgbench" -n -M prepared -c "${CLIENTS:-16}" -j 2 \
+  out=$(PGOPTIONS=${3:-} /usr/bin/time -f "OWN %U %S" "$pgbench" -n -M prepared -c "${CLIENTS:-16}" -j 2 \
     -T "${SECONDS_EACH:-10}" -f "$script" "$server/$db" 2>&1)
   after=$(busy)
   syncs=$(( $(psql "$admin" -Atc "SELECT wal_sync FROM pg_stat_wal") - syncs ))
@@ -37,9 +41,10 @@ variant() { # label schema script [PGOPTIONS]
       l, n / t, cpu * 10000 / n, own * 10000 / n, s / t, n / (s > 0 ? s : 1) }'
 }
 
-variant "as migrated" schema.sql order.sql
-variant "schedule in a table of its own" schedule-table.sql order-schedule-table.sql
-SCHEMA_EDIT='/CREATE INDEX orders_due/d' variant "without the due index" schema.sql order.sql
-variant "asynchronous commit (scale only)" schema.sql order.sql "-c synchronous_commit=off"
-variant "reference: one single-row INSERT" one-row-schema.sql one-row.sql
-variant "eight orders per statement" schema.sql order-batch-of-8.sql
+no_due_index='/CREATE INDEX orders_due/d'
+variant "as migrated" order.sql
+SCHEMA_EDIT=$no_due_index SCHEMA_EXTRA=schedule-table.sql variant "schedule in a table of its own" order-schedule-table.sql
+SCHEMA_EDIT=$no_due_index variant "without the due index" order.sql
+variant "asynchronous commit (scale only)" order.sql "-c synchronous_commit=off"
+SCHEMA=one-row-schema.sql variant "reference: one single-row INSERT" one-row.sql
+variant "eight orders per statement" order-batch-of-8.sql

@@ -78,6 +78,16 @@ def wait_ready(url):
     sys.exit(f"{url} never answered")
 
 
+def completed_orders(base):
+    """Orders completed, once the count stops moving: wrk hangs up on the
+    orders in flight when its time is up, and their flows still finish."""
+    completed, previous = -1, -2
+    while completed != previous:
+        time.sleep(0.2)
+        previous, completed = completed, metric(base, 'orders_total{status="completed"}')
+    return completed
+
+
 def metric(base, series):
     """A counter or gauge of a service's /metrics (summed over its labels)."""
     total = 0.0
@@ -208,12 +218,7 @@ def orders_run(label, env, sink=None, spans_per_order=0):
         load = wrk(f"{pair.order_url}/orders", "order.lua")
         after = pair.cpu()
         sink_after = cpu_ticks(sink.proc.pid) if sink else 0
-        # wrk hangs up on the orders in flight when its time is up; their
-        # flows still finish (and export): count them once they have.
-        completed, previous = -1, -2
-        while completed != previous:
-            time.sleep(0.2)
-            previous, completed = completed, metric(pair.order_url, 'orders_total{status="completed"}')
+        completed = completed_orders(pair.order_url)
         dropped = metric(pair.order_url, "otel_spans_dropped_total") + metric(
             pair.payment_url, "otel_spans_dropped_total"
         )

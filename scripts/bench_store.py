@@ -79,12 +79,7 @@ def store_run(label, db=None):
         before, pg_before = pair.cpu(), postgres_ticks()
         load = bench.wrk(f"{pair.order_url}/orders", "keyed-order.lua")
         after, pg_after = pair.cpu(), postgres_ticks()
-        # wrk hangs up on the orders in flight when its time is up; their
-        # flows still finish: count them once they have.
-        completed, previous = -1, -2
-        while completed != previous:
-            time.sleep(0.2)
-            previous, completed = completed, bench.metric(pair.order_url, 'orders_total{status="completed"}')
+        completed = bench.completed_orders(pair.order_url)
     finally:
         pair.stop()
     n = max(load["requests"], 1)

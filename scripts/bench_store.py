@@ -69,10 +69,11 @@ BACKENDS = "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db'"
 COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'"
 
 
-def store_run(label, db=None):
-    """One wrk run of keyed orders against a fresh pair, in memory or on `db`."""
+def store_run(label, db=None, extra=None):
+    """One wrk run of keyed orders against a fresh pair, in memory or on
+    `db`, order-service given `extra` environment."""
     env = {"OTEL_SDK_DISABLED": "true"}
-    order_env = {"DATABASE_URL": database_url(db)} if db else {}
+    order_env = ({"DATABASE_URL": database_url(db)} if db else {}) | (extra or {})
     commits = int(settled(db, COMMITS, lambda v: v != "") or 0) if db else 0
     pair = bench.Pair(env, order_env)
     try:
@@ -101,14 +102,19 @@ def store_run(label, db=None):
 
 
 def store_figures(rounds):
-    """Both stores, interleaved over `rounds`: {"memory": [...], "postgresql": [...]}."""
+    """Both stores, interleaved over `rounds`: {"memory": [...], "postgresql":
+    [...], "alone": [...]}, the last PostgreSQL with each write in a
+    statement of its own (the baseline of the shared statements)."""
     db = f"bench_store_{os.getpid()}"
     psql(ADMIN_URL, f"CREATE DATABASE {db}")
-    runs = {"memory": [], "postgresql": []}
+    runs = {"memory": [], "postgresql": [], "alone": []}
     try:
         for _ in range(rounds):
             runs["memory"].append(store_run("memory"))
             runs["postgresql"].append(store_run("postgresql", db))
+            runs["alone"].append(store_run("alone", db, {"DATABASE_BATCH_MAX": "1"}))
+            for r in os.environ.get("TRY_WRITERS", "").split():
+                store_run(f"writers-{r}", db, {"DATABASE_BATCH_WRITERS": r})
     finally:
         psql(ADMIN_URL, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     return runs
@@ -171,14 +177,21 @@ def table(runs, production=None):
     configuration's line when it was measured."""
     med = lambda kind, key: statistics.median(r[key] for r in runs[kind])  # noqa: E731
     mem = med("memory", "rps")
-    per_round = ", ".join(f"{p['rps'] / m['rps']:.2f}" for p, m in zip(runs["postgresql"], runs["memory"]))
+
+    def row(kind, name):
+        per_round = ", ".join(f"{p['rps'] / m['rps']:.2f}" for p, m in zip(runs[kind], runs["memory"]))
+        return (
+            f"| {name} | {med(kind, 'rps'):,.0f} | {med(kind, 'rps') / mem:.2f} | {per_round} "
+            f"| {med(kind, 'order_us'):.0f} | {med(kind, 'payment_us'):.0f} "
+            f"| {med(kind, 'postgres_us'):.0f} | {med(kind, 'commits_per_order'):.2f} |"
+        )
+
     return [
         "| store | orders/s | ÷ memory | per round | CPU µs/order: order-service | payment-service | PostgreSQL (all processes) | commits per order |",
         "|---|---|---|---|---|---|---|---|",
         f"| memory | {mem:,.0f} | — | — | {med('memory', 'order_us'):.0f} | {med('memory', 'payment_us'):.0f} | — | — |",
-        f"| PostgreSQL | {med('postgresql', 'rps'):,.0f} | {med('postgresql', 'rps') / mem:.2f} | {per_round} "
-        f"| {med('postgresql', 'order_us'):.0f} | {med('postgresql', 'payment_us'):.0f} "
-        f"| {med('postgresql', 'postgres_us'):.0f} | {med('postgresql', 'commits_per_order'):.2f} |",
+        row("postgresql", "PostgreSQL"),
+        row("alone", "PostgreSQL, each write alone (`DATABASE_BATCH_MAX=1`)"),
     ] + ([
         "",
         f"**The production configuration** ({production['replicas']} replicas behind nginx on PostgreSQL, "
@@ -193,6 +206,9 @@ def main():
     bench.sh("cargo", "build", "--release", "-q", "--bins")
     bench.sh("cargo", "build", "--release", "-q", "-p", "order-service", "--example", "otlp_sink")
     runs = store_figures(bench.ROUNDS)
+    if os.environ.get("NO_PRODUCTION"):
+        print("\n".join(table(runs)))
+        return
     sink = bench.Sink()
     try:
         production = production_run(sink)

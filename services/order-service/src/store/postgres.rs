@@ -2,12 +2,14 @@
 //! in PostgreSQL, for any number of order-service replicas.
 //!
 //! Every write is one statement (data-modifying CTEs where it touches two
-//! tables), so each is atomic on its own, costs one round trip, and commits
-//! once: a keyed order that succeeds commits twice in all (the key with its
-//! `pending` order; the outcome with the key's completion). No explicit
-//! transaction is ever left open by a request that goes away. (Reserving a
-//! key that exists takes up to three statements, each re-checking what the
-//! one before saw.)
+//! tables), so each is atomic on its own and commits once: a keyed order
+//! that succeeds commits twice in all (the key with its `pending` order;
+//! the outcome with the key's completion). The orders' two writes share
+//! their statement with other orders' under load ([`batch`]), so that a
+//! round trip and a commit serve many. No explicit transaction is ever
+//! left open by a request that goes away. (Reserving a key that exists
+//! takes up to three more statements, each re-checking what the one
+//! before saw.)
 //! Every time is the database's `now()`, so replicas whose clocks disagree
 //! still agree on leases and due times.
 //!
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
@@ -40,47 +42,13 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 /// Taken by whoever migrates; any constant shared by all replicas.
 const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 
-/// The compare-and-set that writes an order's outcome (`$1` its id, `$2`
-/// the status, `$3`–`$6` transaction id, reason, maybe charged, calls; `$7`
-/// the status read; `$8`–`$10` hold, interval and max backoff in ms): only
-/// from the status read, never a `failed` from a writer whose count of
-/// calls is behind; a pending order is due again after the longest call,
-/// backing off with its re-drives ([`Redrives::backoff`]).
-macro_rules! set_outcome {
-    () => {
-        "UPDATE orders SET status = $2, transaction_id = $3, reason = $4,
-             maybe_charged = $5, calls = GREATEST(calls, $6),
-             due_at = CASE WHEN $2 = 'pending' THEN now() + GREATEST($8,
-                 LEAST($9 * power(2, LEAST(attempts, 16)), $10))
-                 * interval '1 millisecond' END
-         WHERE order_id = $1 AND status = $7
-           AND NOT ($2 = 'failed' AND $6 < calls)"
-    };
-}
-
-/// The one statement that writes a new order, `pending`, with or without
-/// a key: the order id comes from `$source` (a CTE), the order's columns
-/// are `$1`–`$9` ([`orders::Bound::columns`]), then the hold before it
-/// first falls due (`$10`) and the traceparent of its request (`$11`).
-macro_rules! insert_pending {
-    ($source:literal) => {
-        concat!(
-            "INSERT INTO orders (order_id, status, merchant_id, amount, currency,
-                 transaction_id, reason, created_at, maybe_charged, calls, due_at, trace)
-             SELECT order_id, $1, $2, $3, $4, $5, $6, $7, $8, $9,
-                    now() + $10 * interval '1 millisecond', $11
-             FROM ",
-            $source
-        )
-    };
-}
-
 type Param<'a> = &'a (dyn ToSql + Sync);
 
-// After the macros, which they use.
+mod batch;
 mod keys;
 mod orders;
 mod schedule;
+mod writes;
 
 #[derive(Debug, Clone)]
 pub struct PgSettings {
@@ -91,6 +59,10 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     pub key_ttl: Duration,
     pub key_lease: Duration,
+    /// Orders' writes sharing one statement, at most ([`batch`]).
+    pub batch_max: usize,
+    /// Statements under way at once for each of the two writes.
+    pub batch_writers: usize,
 }
 
 #[derive(Clone)]
@@ -106,7 +78,12 @@ struct Inner {
     migrating: tokio::sync::Mutex<()>,
     /// This process, as `claimed_by` (for people reading the table).
     replica: Uuid,
+    new_orders: batch::Batcher<writes::NewOrder>,
+    outcomes: batch::Batcher<writes::Outcome>,
 }
+
+/// What a timed-out operation says.
+const LATE: &str = "the database did not answer in time";
 
 fn unavailable(cause: impl Into<Cause>) -> StoreError {
     StoreError::Unavailable(cause.into())
@@ -164,9 +141,12 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(unavailable)?;
+        let writers = settings.batch_writers;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                new_orders: batch::Batcher::new(settings.batch_max, writers),
+                outcomes: batch::Batcher::new(settings.batch_max, writers),
                 settings,
                 redrives,
                 migrated: AtomicBool::new(false),
@@ -246,8 +226,13 @@ impl PgStore {
     /// it may have, or may still — a statement given up on here can
     /// commit there later — and the error is [`StoreError::Uncertain`].
     async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        let late = "the database did not answer in time";
         let deadline = tokio::time::Instant::now() + self.settings().statement_timeout;
+        let client = self.connect(deadline).await?;
+        self.run(client, deadline, sql, params).await
+    }
+
+    /// A pooled connection by `deadline`, the schema migrated first.
+    async fn connect(&self, deadline: tokio::time::Instant) -> Result<Client, StoreError> {
         let connect = async {
             // Within the timeout: while the database is down, requests
             // must not queue behind one another's migration attempts.
@@ -256,9 +241,20 @@ impl PgStore {
             }
             self.inner.pool.get().await.map_err(unavailable)
         };
-        let client = tokio::time::timeout_at(deadline, connect)
+        tokio::time::timeout_at(deadline, connect)
             .await
-            .map_err(|_| unavailable(late))??;
+            .map_err(|_| unavailable(LATE))?
+    }
+
+    /// Runs one statement on `client` by `deadline`, as [`Self::query`]
+    /// says; the connection goes back to the pool only if it answered.
+    async fn run(
+        &self,
+        client: Client,
+        deadline: tokio::time::Instant,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, StoreError> {
         // Preparing changes nothing: until it is done, nothing was sent.
         let sent = AtomicBool::new(false);
         let run = async {
@@ -277,8 +273,8 @@ impl PgStore {
             Err(_) => {
                 drop(deadpool_postgres::Client::take(client));
                 Err(match sent.load(Ordering::Relaxed) {
-                    true => uncertain(late),
-                    false => unavailable(late),
+                    true => uncertain(LATE),
+                    false => unavailable(LATE),
                 })
             }
         }

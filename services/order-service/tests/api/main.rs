@@ -3,6 +3,7 @@
 
 mod admin;
 mod answers;
+mod batch;
 mod database;
 mod edge;
 mod full_store;

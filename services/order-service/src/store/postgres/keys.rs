@@ -11,8 +11,9 @@ use actors::idempotency::{
 use common::domain::OrderId;
 use tokio_postgres::Row;
 
-use super::orders::Bound;
-use super::{Param, PgStore, millis, unavailable};
+use super::batch;
+use super::writes::{KeyAnswer, NewKey, NewOrder};
+use super::{PgStore, millis, unavailable};
 use crate::domain::Order;
 use crate::store::{Settle, StoreError, Updated};
 
@@ -27,37 +28,19 @@ impl PgStore {
     ) -> Result<Reservation<OrderId>, StoreError> {
         let s = self.settings();
         let (lease, ttl) = (millis(s.key_lease), s.key_ttl.as_secs_f64());
-        let [hold, ..] = self.due_params();
         let holder = msg.holder.as_uuid();
-        let row = Bound::new(&msg.record);
-        let candidate = msg.order_id.as_uuid();
-        let key_params: &[Param] = &[
-            &msg.key,
-            &msg.fingerprint,
-            &candidate,
-            &holder,
-            &lease,
-            &ttl,
-        ];
+        let new = NewOrder {
+            order: msg.record,
+            trace,
+            key: Some(NewKey {
+                key: msg.key.clone(),
+                fingerprint: msg.fingerprint.clone(),
+                holder,
+            }),
+        };
         // A key swept between two statements is simply new again.
         for _ in 0..3 {
-            let created = self
-                .query(
-                    concat!(
-                        "WITH key AS (
-                                 INSERT INTO idempotency_keys
-                                     (key, fingerprint, order_id, holder, lease_until, expires_at)
-                                 VALUES ($12, $13, $14, $15, now() + $16 * interval '1 millisecond',
-                                         now() + $17 * interval '1 second')
-                                 ON CONFLICT (key) DO NOTHING
-                                 RETURNING order_id) ",
-                        insert_pending!("key"),
-                        " RETURNING order_id"
-                    ),
-                    &[&row.columns()[..], &[&hold, &trace], key_params].concat(),
-                )
-                .await?;
-            if !created.is_empty() {
+            if batch::write(self, new.clone()).await? {
                 return Ok(Reservation::New);
             }
             // Taken before: resume it if it is free (released, or its
@@ -99,7 +82,7 @@ impl PgStore {
     /// if the outcome is written.
     async fn complete_key(&self, msg: Complete<Settle>) -> Result<Completion<Settle>, StoreError> {
         let headers = serde_json::to_value(&msg.response.headers).map_err(unavailable)?;
-        let (status, body) = (msg.response.status as i16, &msg.response.body);
+        let status = msg.response.status as i16;
         let holder = msg.holder.as_uuid();
         let Settle::Order { order, from } = msg.effect else {
             self.query(
@@ -107,27 +90,24 @@ impl PgStore {
                          response_status = $3, response_headers = $4, response_body = $5
                      WHERE key = $1 AND holder = $2
                      RETURNING key",
-                &[&msg.key, &holder, &status, &headers, body],
+                &[&msg.key, &holder, &status, &headers, &msg.response.body],
             )
             .await?;
             return Ok(Ok(()));
         };
-        let sql = concat!(
-            "WITH settled AS (",
-            set_outcome!(),
-            " RETURNING order_id),
-             completed AS (
-                 UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
-                     response_status = $13, response_headers = $14, response_body = $15
-                 WHERE key = $11 AND holder = $12 AND EXISTS (SELECT 1 FROM settled)
-                 RETURNING key)
-             SELECT EXISTS (SELECT 1 FROM settled)"
-        );
-        let key: [Param; 5] = [&msg.key, &holder, &status, &headers, body];
-        Ok(match self.write_outcome(&order, from, sql, &key).await? {
-            Updated::Written => Ok(()),
-            Updated::Stale(current) => Err(current),
-        })
+        let key = KeyAnswer {
+            key: msg.key,
+            holder,
+            status,
+            headers,
+            body: msg.response.body,
+        };
+        Ok(
+            match self.write_outcome(order, from, false, Some(key)).await? {
+                Updated::Written => Ok(()),
+                Updated::Stale(current) => Err(current),
+            },
+        )
     }
 
     async fn release_key(&self, msg: Release) -> Result<(), StoreError> {

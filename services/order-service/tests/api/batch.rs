@@ -1,0 +1,316 @@
+//! Orders' writes sharing statements on PostgreSQL (`store/postgres/
+//! batch.rs`): each write gets its own true answer, whatever the statement
+//! it went in did. To know which writes share a statement, a test holds
+//! the orders table's lock: the first write's statement waits on it, and
+//! every write sent meanwhile queues for the next one.
+
+use actors::idempotency::{Holder, KeyBackend, Reservation, Reserve};
+use common::domain::{Amount, Currency, MerchantId, OrderId};
+use futures_util::FutureExt;
+use futures_util::future::join_all;
+use order_service::domain::{Order, OrderStatus};
+use order_service::store::{OrderStore, PgStore, StoreError, Updated};
+use tracing::Span;
+
+use crate::database::TestDb;
+use crate::helpers::{eventually, order_config};
+
+fn order(merchant: &str) -> Order {
+    Order {
+        order_id: OrderId::new(),
+        status: OrderStatus::Pending,
+        merchant_id: MerchantId::parse(merchant).unwrap(),
+        amount: Amount::from_decimal("12.34".parse().unwrap()).unwrap(),
+        currency: Currency::parse("EUR").unwrap(),
+        transaction_id: None,
+        reason: None,
+        created_at: chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros())
+            .unwrap(),
+        maybe_charged: false,
+        calls: 1,
+    }
+}
+
+/// The orders table locked against writes until [`Locked::release`].
+struct Locked(tokio_postgres::Client);
+
+impl Locked {
+    async fn take(db: &TestDb) -> Self {
+        let client = db.client().await;
+        client
+            .batch_execute("BEGIN; LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        Self(client)
+    }
+
+    /// Waits until a statement of the store waits for the lock.
+    async fn blocking(&self, db: &TestDb) {
+        eventually("a statement waits for the lock", || async {
+            db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                .await
+                >= 1
+        })
+        .await;
+    }
+
+    async fn release(self) {
+        self.0.batch_execute("ROLLBACK").await.unwrap();
+    }
+
+    /// Releases the lock once `queued` has been polled (a write queues on
+    /// its first poll; `join_all` of at most 30 polls all of them each
+    /// time), and answers what `queued` does.
+    async fn release_after<T>(self, queued: impl Future<Output = T>) -> T {
+        let release = async {
+            tokio::task::yield_now().await;
+            self.release().await
+        };
+        tokio::join!(queued, release).0
+    }
+}
+
+/// A store on a migrated database of its own.
+async fn store(db: &TestDb, timeout_ms: u64) -> PgStore {
+    let mut config = order_config();
+    config.database.timeout_ms = timeout_ms;
+    let store = db.store(&config);
+    store.migrate().await.unwrap();
+    store
+}
+
+/// Transactions that wrote the orders table's rows, as they stand.
+async fn writers(db: &TestDb) -> i64 {
+    db.count("SELECT count(DISTINCT xmin::text) FROM orders")
+        .await
+}
+
+#[actix_web::test]
+async fn orders_sent_together_share_one_statement_and_each_gets_its_own_answer() {
+    let db = TestDb::create().await;
+    let store = store(&db, 5_000).await;
+    let lock = Locked::take(&db).await;
+    let first = order("merchant_1");
+    let first_write = tokio::spawn({
+        let (store, first) = (store.clone(), first.clone());
+        async move { store.insert(first).await }
+    });
+    lock.blocking(&db).await;
+    // 29 new orders, and the first one's id again: queued together.
+    let mut queued: Vec<Order> = (0..29).map(|_| order("merchant_1")).collect();
+    queued.push(first.clone());
+    let answers = lock
+        .release_after(join_all(queued.iter().map(|o| store.insert(o.clone()))))
+        .await;
+    first_write.await.unwrap().unwrap();
+    for (order, answer) in queued.iter().zip(&answers).take(29) {
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(
+            store.get(order.order_id).await.unwrap().as_ref(),
+            Some(order)
+        );
+    }
+    assert!(
+        matches!(answers[29], Err(StoreError::Duplicate(id)) if id == first.order_id),
+        "{:?}",
+        answers[29]
+    );
+    assert_eq!(db.count("SELECT count(*) FROM orders").await, 30);
+    assert_eq!(writers(&db).await, 2, "the first write, then the 29 queued");
+}
+
+#[actix_web::test]
+async fn a_row_the_database_refuses_fails_alone_and_the_rest_of_its_statement_is_written() {
+    let db = TestDb::create().await;
+    let store = store(&db, 5_000).await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON orders FOR EACH ROW
+                 WHEN (NEW.merchant_id = 'merchant_bad') EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    let lock = Locked::take(&db).await;
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert(order("merchant_1")).await }
+    });
+    lock.blocking(&db).await;
+    let mut queued: Vec<Order> = (0..9).map(|_| order("merchant_1")).collect();
+    queued.insert(4, order("merchant_bad"));
+    let answers = lock
+        .release_after(join_all(queued.iter().map(|o| store.insert(o.clone()))))
+        .await;
+    first.await.unwrap().unwrap();
+    for (order, answer) in queued.iter().zip(answers) {
+        let stored = store.get(order.order_id).await.unwrap();
+        if order.merchant_id.as_str() == "merchant_bad" {
+            // Refused: rolled back, so nothing was written, and it says so.
+            assert!(
+                matches!(answer, Err(StoreError::Unavailable(_))),
+                "{answer:?}"
+            );
+            assert_eq!(stored, None);
+        } else {
+            assert!(answer.is_ok(), "{answer:?}");
+            assert_eq!(stored.as_ref(), Some(order));
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_write_whose_caller_went_away_before_a_statement_took_it_is_never_written() {
+    let db = TestDb::create().await;
+    let store = store(&db, 5_000).await;
+    let lock = Locked::take(&db).await;
+    let taken = order("merchant_1");
+    let taken_write = tokio::spawn({
+        let (store, taken) = (store.clone(), taken.clone());
+        async move { store.insert(taken).await }
+    });
+    lock.blocking(&db).await;
+    // Queued (one poll), then dropped, as a request whose client hung up.
+    let gone = order("merchant_1");
+    assert!(store.insert(gone.clone()).now_or_never().is_none());
+    lock.release().await;
+    taken_write.await.unwrap().unwrap();
+    // The queue is served in order: once a later write is answered, the
+    // one whose caller went away was passed over for good.
+    store.insert(order("merchant_1")).await.unwrap();
+    assert_eq!(store.get(gone.order_id).await.unwrap(), None);
+    assert_eq!(store.get(taken.order_id).await.unwrap(), Some(taken));
+}
+
+#[actix_web::test]
+async fn outcomes_sent_together_each_follow_their_own_compare_and_set() {
+    let db = TestDb::create().await;
+    let store = store(&db, 5_000).await;
+    let orders: Vec<Order> = (0..6).map(|_| order("merchant_1")).collect();
+    for o in &orders {
+        store.insert(o.clone()).await.unwrap();
+    }
+    let failed = |o: &Order| Order {
+        status: OrderStatus::Failed,
+        ..o.clone()
+    };
+    let completed = |o: &Order| Order {
+        status: OrderStatus::Completed,
+        transaction_id: Some(format!("txn-{}", o.order_id)),
+        ..o.clone()
+    };
+    // Settled already: a later compare-and-set from `pending` is stale.
+    store
+        .update(completed(&orders[0]), OrderStatus::Pending)
+        .await
+        .unwrap();
+    let lock = Locked::take(&db).await;
+    let first = tokio::spawn({
+        let (store, o) = (store.clone(), completed(&orders[5]));
+        async move { store.update(o, OrderStatus::Pending).await }
+    });
+    lock.blocking(&db).await;
+    let behind = Order {
+        calls: 0,
+        ..failed(&orders[3])
+    };
+    let claim = Order {
+        calls: 2,
+        ..orders[4].clone()
+    };
+    let stale_claim = Order {
+        calls: 3,
+        ..orders[2].clone()
+    };
+    let writes = [
+        (failed(&orders[0]), false),
+        (completed(&orders[1]), false),
+        (stale_claim, true),
+        (behind, false),
+        (claim.clone(), true),
+    ];
+    let writes = writes.into_iter().map(|(o, claiming)| {
+        let store = store.clone();
+        async move {
+            match claiming {
+                true => store.claim(o, OrderStatus::Pending).await,
+                false => store.update(o, OrderStatus::Pending).await,
+            }
+        }
+    });
+    let answers = lock.release_after(join_all(writes)).await;
+    assert_eq!(first.await.unwrap().unwrap(), Updated::Written);
+    let answers: Vec<Updated> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        answers[0],
+        Updated::Stale(completed(&orders[0])),
+        "settled before"
+    );
+    assert_eq!(answers[1], Updated::Written);
+    assert_eq!(
+        answers[2],
+        Updated::Stale(orders[2].clone()),
+        "claimed from a count it never read"
+    );
+    assert_eq!(
+        answers[3],
+        Updated::Stale(orders[3].clone()),
+        "a failure from behind the count"
+    );
+    assert_eq!(answers[4], Updated::Written);
+    assert_eq!(store.get(orders[4].order_id).await.unwrap(), Some(claim));
+    assert_eq!(
+        store.get(orders[1].order_id).await.unwrap(),
+        Some(completed(&orders[1]))
+    );
+}
+
+#[actix_web::test]
+async fn one_key_reserved_many_times_in_one_statement_makes_one_order() {
+    let db = TestDb::create().await;
+    let store = store(&db, 5_000).await;
+    let lock = Locked::take(&db).await;
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert(order("merchant_1")).await }
+    });
+    lock.blocking(&db).await;
+    let records: Vec<Order> = (0..8).map(|_| order("merchant_1")).collect();
+    let reservations = records.into_iter().map(|record| {
+        store.reserve(Reserve {
+            key: "one-key".into(),
+            fingerprint: "same-body".into(),
+            order_id: record.order_id,
+            holder: Holder::next(),
+            record,
+            span: Span::none(),
+        })
+    });
+    let reservations = lock.release_after(join_all(reservations)).await;
+    first.await.unwrap().unwrap();
+    let reservations: Vec<_> = reservations.into_iter().map(Result::unwrap).collect();
+    let new = reservations
+        .iter()
+        .filter(|r| matches!(r, Reservation::New))
+        .count();
+    assert_eq!(new, 1, "{reservations:?}");
+    for r in &reservations {
+        assert!(
+            matches!(r, Reservation::New | Reservation::InFlight { .. }),
+            "{r:?}"
+        );
+    }
+    // The key's order, and no other of the eight.
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 1);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM orders o JOIN idempotency_keys k USING (order_id)
+             WHERE k.key = 'one-key'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(db.count("SELECT count(*) FROM orders").await, 2);
+}

@@ -8,11 +8,12 @@
 /// the checker then finds the money bug it prevents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Guard {
-    /// `set_outcome!`'s `WHERE status = $7`: status only moves forward.
+    /// The `Outcome` write's `o.status = i.from_status`: status only moves
+    /// forward.
     StatusCas,
     /// The call counter: `claim` requires the count it read
-    /// (`calls = $6 - 1`), and a `failed` write an order no other flow
-    /// took into a later call (`NOT ($2 = 'failed' AND $6 < calls)`).
+    /// (`o.calls = i.calls - 1`), and a `failed` write an order no other flow
+    /// took into a later call (`NOT (i.status = 'failed' AND i.calls < o.calls)`).
     CallCounter,
     /// `AND holder = $2` when a key is completed or released.
     HolderCheck,

@@ -10,12 +10,12 @@
 //! |---|---|
 //! | `Send` | `POST /orders` reaching `Orders::create` on a replica |
 //! | `Pc::Reserve` | `KeyLease::reserve` → `reserve_key` (key and `pending` order in one statement, or a takeover of a free key, or the key as it stands) |
-//! | `Pc::Insert` | `Orders::place` → `insert_order` (`insert_pending!`), and `unrecorded` when it fails |
+//! | `Pc::Insert` | `Orders::place` → `insert_order` (a `NewOrder` write without a key), and `unrecorded` when it fails |
 //! | `Pc::ResumeGet` | `Orders::resume` → `OrderStore::get` |
-//! | `Pc::ResumeClaim`, `Pc::RedriveClaim` | `claim` → `write_if(.., claiming)` (`set_outcome!` with `calls = $6 - 1`) |
+//! | `Pc::ResumeClaim`, `Pc::RedriveClaim` | `claim` → `write_outcome(.., claiming)` (an `Outcome` write with `calls = i.calls - 1`) |
 //! | `Pc::Call` (`Refused`) | `PaymentCall::charge`: breaker or bulkhead refusal, connection refused (`Failed { reached: false }`) |
 //! | `Pc::Await` | the call's answer, or `PaymentError::TimedOut` |
-//! | `Pc::Settle` | `settle`, then `Orders::persist` (`complete_key`, or `write_if`) or `write_outcome` for a re-drive |
+//! | `Pc::Settle` | `settle`, then `Orders::persist` (`complete_key`, or `update`) or `update` for a re-drive: an `Outcome` write |
 //! | `Pc::AwaitVoid` | `fence`: `PaymentCall::void` in `unrecorded` and `unsettled` |
 //! | `Pc::FinishKey` | `finish_key` → `complete_key` with `Settle::AsItStands` |
 //! | `Pc::Release` | `KeyLease::release` / its drop → `release_key` |

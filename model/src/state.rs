@@ -109,7 +109,7 @@ pub enum Stmt {
     Reserve { key: Ix, holder: Ix, order: Ix },
     /// `insert_order`: an unkeyed order, pending.
     Insert { order: Ix },
-    /// `set_outcome!` from `pending`; `claiming` adds the count check;
+    /// An `Outcome` write from `pending`; `claiming` adds the count check;
     /// `complete` ends the key in the same statement (`complete_key`).
     Write {
         order: Ix,

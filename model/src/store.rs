@@ -66,7 +66,7 @@ pub fn insert(st: &mut State, g: Guards, order: Ix) {
     }
 }
 
-/// `set_outcome!` from `pending` (`write_if`, `complete_key`): the
+/// An `Outcome` write from `pending` (`write_outcome`, `complete_key`): the
 /// compare-and-set on the status, the call counter, and, when `complete`
 /// names a key, that key's end in the same statement.
 pub fn write(st: &mut State, g: Guards, stmt: Stmt) -> Updated {

@@ -314,3 +314,29 @@ async fn one_key_reserved_many_times_in_one_statement_makes_one_order() {
     );
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 2);
 }
+
+#[actix_web::test]
+async fn writes_go_on_after_the_runtime_that_sent_one_stops() {
+    let db = TestDb::create().await;
+    let store = store(&db, 1_000).await;
+    // A write queued from a runtime that then stops (an HTTP worker shut
+    // down) before anything else runs on it.
+    let sender = store.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut write = Box::pin(sender.insert(order("merchant_1")));
+            assert!(futures_util::poll!(write.as_mut()).is_pending());
+        });
+    })
+    .join()
+    .unwrap();
+    for _ in 0..3 {
+        let written = order("merchant_1");
+        store.insert(written.clone()).await.unwrap();
+        assert_eq!(store.get(written.order_id).await.unwrap(), Some(written));
+    }
+}

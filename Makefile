@@ -124,6 +124,7 @@ load-stress: ## Stress: 1000 requests, 100 concurrent
 	$(call load,load-stress,-n 1000 -c 100)
 
 bench-store: ## Keyed orders in memory vs PostgreSQL: orders/s, CPU per order of each process and the database's, commits per order
+	@scripts/test-deps.sh nginx
 	@python3 scripts/bench_store.py
 
 bench-pg-statements: ## The order's two statements alone under pgbench, per schema variant: the database's CPU per order (docs/postgres-path.md)
@@ -217,6 +218,7 @@ fuzz: ## Validate both OpenAPI descriptions, then schemathesis against both serv
 	scripts/fuzz.sh
 
 bench: ## Every figure of docs/benchmarks.md, side by side in one run (5 to 10 min)
+	@scripts/test-deps.sh nginx
 	python3 scripts/bench.py
 
 k8s-secrets: ## Random secrets for deploy/k8s/overlays/demo (secrets.env, not in git)

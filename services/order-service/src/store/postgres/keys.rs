@@ -29,6 +29,9 @@ impl PgStore {
         let s = self.settings();
         let (lease, ttl) = (millis(s.key_lease), s.key_ttl.as_secs_f64());
         let holder = msg.holder.as_uuid();
+        // The key and its order are one row each under one id: the
+        // record is the candidate's order.
+        debug_assert_eq!(msg.record.order_id, msg.order_id);
         let new = NewOrder {
             order: msg.record,
             trace,

@@ -44,14 +44,22 @@ impl Locked {
         Self(client)
     }
 
-    /// Waits until a statement of the store waits for the lock.
-    async fn blocking(&self, db: &TestDb) {
+    /// Sends `write` in a task of its own and waits until its statement
+    /// waits for the lock: every write sent from then on queues for the
+    /// next statement.
+    async fn first<T: Send + 'static>(
+        &self,
+        db: &TestDb,
+        write: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        let first = tokio::spawn(write);
         eventually("a statement waits for the lock", || async {
             db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
                 .await
                 >= 1
         })
         .await;
+        first
     }
 
     async fn release(self) {
@@ -91,11 +99,12 @@ async fn orders_sent_together_share_one_statement_and_each_gets_its_own_answer()
     let store = store(&db, 5_000).await;
     let lock = Locked::take(&db).await;
     let first = order("merchant_1");
-    let first_write = tokio::spawn({
-        let (store, first) = (store.clone(), first.clone());
-        async move { store.insert(first).await }
-    });
-    lock.blocking(&db).await;
+    let first_write = lock
+        .first(&db, {
+            let (store, first) = (store.clone(), first.clone());
+            async move { store.insert(first).await }
+        })
+        .await;
     // 29 new orders, and the first one's id again: queued together.
     let mut queued: Vec<Order> = (0..29).map(|_| order("merchant_1")).collect();
     queued.push(first.clone());
@@ -134,11 +143,12 @@ async fn a_row_the_database_refuses_fails_alone_and_the_rest_of_its_statement_is
         .await
         .unwrap();
     let lock = Locked::take(&db).await;
-    let first = tokio::spawn({
-        let store = store.clone();
-        async move { store.insert(order("merchant_1")).await }
-    });
-    lock.blocking(&db).await;
+    let first = lock
+        .first(&db, {
+            let store = store.clone();
+            async move { store.insert(order("merchant_1")).await }
+        })
+        .await;
     let mut queued: Vec<Order> = (0..9).map(|_| order("merchant_1")).collect();
     queued.insert(4, order("merchant_bad"));
     let answers = lock
@@ -167,11 +177,12 @@ async fn a_write_whose_caller_went_away_before_a_statement_took_it_is_never_writ
     let store = store(&db, 5_000).await;
     let lock = Locked::take(&db).await;
     let taken = order("merchant_1");
-    let taken_write = tokio::spawn({
-        let (store, taken) = (store.clone(), taken.clone());
-        async move { store.insert(taken).await }
-    });
-    lock.blocking(&db).await;
+    let taken_write = lock
+        .first(&db, {
+            let (store, taken) = (store.clone(), taken.clone());
+            async move { store.insert(taken).await }
+        })
+        .await;
     // Queued (one poll), then dropped, as a request whose client hung up.
     let gone = order("merchant_1");
     assert!(store.insert(gone.clone()).now_or_never().is_none());
@@ -207,11 +218,12 @@ async fn outcomes_sent_together_each_follow_their_own_compare_and_set() {
         .await
         .unwrap();
     let lock = Locked::take(&db).await;
-    let first = tokio::spawn({
-        let (store, o) = (store.clone(), completed(&orders[5]));
-        async move { store.update(o, OrderStatus::Pending).await }
-    });
-    lock.blocking(&db).await;
+    let first = lock
+        .first(&db, {
+            let (store, o) = (store.clone(), completed(&orders[5]));
+            async move { store.update(o, OrderStatus::Pending).await }
+        })
+        .await;
     let behind = Order {
         calls: 0,
         ..failed(&orders[3])
@@ -272,11 +284,12 @@ async fn one_key_reserved_many_times_in_one_statement_makes_one_order() {
     let db = TestDb::create().await;
     let store = store(&db, 5_000).await;
     let lock = Locked::take(&db).await;
-    let first = tokio::spawn({
-        let store = store.clone();
-        async move { store.insert(order("merchant_1")).await }
-    });
-    lock.blocking(&db).await;
+    let first = lock
+        .first(&db, {
+            let store = store.clone();
+            async move { store.insert(order("merchant_1")).await }
+        })
+        .await;
     let records: Vec<Order> = (0..8).map(|_| order("merchant_1")).collect();
     let reservations = records.into_iter().map(|record| {
         store.reserve(Reserve {

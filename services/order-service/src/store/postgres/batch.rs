@@ -136,11 +136,13 @@ impl<W: Write> Batcher<W> {
         }
         Some(taken)
     }
+}
 
-    fn release(&self, orders: &[Uuid]) {
-        let mut queue = self.lock();
+impl<W> Queue<W> {
+    /// Frees the orders of a statement that has ended.
+    fn release(&mut self, orders: &[Uuid]) {
         for id in orders {
-            queue.busy.remove(id);
+            self.busy.remove(id);
         }
     }
 }
@@ -203,9 +205,7 @@ impl<W: Write> Drop for Running<W> {
     fn drop(&mut self) {
         let batcher = W::batcher(&self.store);
         let mut queue = batcher.lock();
-        for id in &self.busy {
-            queue.busy.remove(id);
-        }
+        queue.release(&self.busy);
         if !self.retired {
             queue.runners -= 1;
         }
@@ -239,7 +239,7 @@ async fn run<W: Write>(mut running: Running<W>) {
             Ok(client) => statement(&store, client, deadline, &taken).await,
             Err(e) => taken.iter().map(|_| Err(copy(&e))).collect(),
         };
-        batcher.release(&std::mem::take(&mut running.busy));
+        batcher.lock().release(&std::mem::take(&mut running.busy));
         for (entry, answer) in taken.into_iter().zip(answers) {
             let _ = entry.answer.send(answer);
         }

@@ -259,17 +259,17 @@ pub struct DatabaseArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub pool_size: u64,
 
-    /// Orders whose writes share one statement and one commit, at most.
-    /// Under load a write waits while earlier ones of its kind are under
-    /// way, then goes with everything queued; 1 sends each write alone.
+    /// Orders' writes that share one transaction (one round trip, one
+    /// commit), at most. Under load a write waits while earlier ones are
+    /// under way, then goes with everything queued; 1 sends each write
+    /// alone.
     #[arg(long = "database-batch-max", env = "DATABASE_BATCH_MAX", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub batch_max: u64,
 
-    /// Statements under way at once for each of an order's two writes
-    /// (its pending row; its outcome). One waits for the disk's flush and
-    /// takes many orders' writes; more take fewer each and cost the
-    /// database more per order (docs/postgres-path.md).
+    /// Transactions of orders' writes under way at once. One waits for
+    /// the disk's flush and takes many orders' writes; more take fewer
+    /// each and cost the database more per order (docs/postgres-path.md).
     #[arg(long = "database-batch-writers", env = "DATABASE_BATCH_WRITERS", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=64))]
     pub batch_writers: u64,

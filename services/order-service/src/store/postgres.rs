@@ -59,9 +59,9 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     pub key_ttl: Duration,
     pub key_lease: Duration,
-    /// Orders' writes sharing one statement, at most ([`batch`]).
+    /// Orders' writes sharing one transaction, at most ([`batch`]).
     pub batch_max: usize,
-    /// Statements under way at once for each of the two writes.
+    /// Transactions of orders' writes under way at once.
     pub batch_writers: usize,
 }
 
@@ -78,8 +78,33 @@ struct Inner {
     migrating: tokio::sync::Mutex<()>,
     /// This process, as `claimed_by` (for people reading the table).
     replica: Uuid,
-    new_orders: batch::Batcher<writes::NewOrder>,
-    outcomes: batch::Batcher<writes::Outcome>,
+    batcher: batch::Batcher,
+}
+
+/// What a transaction's statements and its commit answered, as one
+/// outcome: written; refused (an `ERROR` inside the transaction, which the
+/// server then rolls back whole, `COMMIT` included); or uncertain.
+fn settled(
+    begun: bool,
+    rows: Vec<Result<Vec<Row>, tokio_postgres::Error>>,
+    committed: Result<(), tokio_postgres::Error>,
+) -> Result<Vec<Vec<Row>>, StoreError> {
+    let mut answered = Vec::with_capacity(rows.len());
+    // The failure to tell: a refusal, if there was one.
+    let mut failure: Option<tokio_postgres::Error> = None;
+    let results = rows.into_iter().map(Some).chain([committed.err().map(Err)]);
+    for result in results.flatten() {
+        match result {
+            Ok(rows) => answered.push(rows),
+            Err(e) if failure.as_ref().is_none_or(|f| !refused(f)) => failure = Some(e),
+            Err(_) => {}
+        }
+    }
+    match failure {
+        None => Ok(answered),
+        Some(e) if begun && refused(&e) => Err(unavailable(e)),
+        Some(e) => Err(uncertain(e)),
+    }
 }
 
 /// What a timed-out operation says.
@@ -141,12 +166,10 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(unavailable)?;
-        let writers = settings.batch_writers;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
-                new_orders: batch::Batcher::new(settings.batch_max, writers),
-                outcomes: batch::Batcher::new(settings.batch_max, writers),
+                batcher: batch::Batcher::new(settings.batch_max, settings.batch_writers),
                 settings,
                 redrives,
                 migrated: AtomicBool::new(false),
@@ -255,18 +278,44 @@ impl PgStore {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<Row>, StoreError> {
+        self.transact(client, deadline, &[(sql, params.to_vec())])
+            .await
+            .map(|mut rows| rows.pop().unwrap_or_default())
+    }
+
+    /// Runs `statements` on `client` by `deadline`, in one transaction
+    /// when there are several, and answers each one's rows; fails as
+    /// [`Self::query`] says, for all of them. The transaction is sent in
+    /// one go (`BEGIN`, the statements, `COMMIT`, pipelined): a task that
+    /// is dropped after sending it leaves the server nothing to wait for.
+    async fn transact(
+        &self,
+        client: Client,
+        deadline: tokio::time::Instant,
+        statements: &[(&str, Vec<Param<'_>>)],
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
         // Preparing changes nothing: until it is done, nothing was sent.
         let sent = AtomicBool::new(false);
         let run = async {
-            let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+            let mut prepared = Vec::with_capacity(statements.len());
+            for (sql, _) in statements {
+                prepared.push(client.prepare_cached(sql).await.map_err(unavailable)?);
+            }
             sent.store(true, Ordering::Relaxed);
-            client
-                .query(&statement, params)
-                .await
-                .map_err(|e| match refused(&e) {
-                    true => unavailable(e),
-                    false => uncertain(e),
-                })
+            let queries = prepared
+                .iter()
+                .zip(statements)
+                .map(|(statement, (_, params))| client.query(statement, params));
+            if statements.len() == 1 {
+                let rows = futures_util::future::join_all(queries).await;
+                return settled(true, rows, Ok(()));
+            }
+            let (begun, rows, committed) = futures_util::join!(
+                client.batch_execute("BEGIN"),
+                futures_util::future::join_all(queries),
+                client.batch_execute("COMMIT"),
+            );
+            settled(begun.is_ok(), rows, committed)
         };
         match tokio::time::timeout_at(deadline, run).await {
             Ok(done) => done,

@@ -1,8 +1,8 @@
-//! Orders' writes sharing statements on PostgreSQL (`store/postgres/
-//! batch.rs`): each write gets its own true answer, whatever the statement
-//! it went in did. To know which writes share a statement, a test holds
-//! the orders table's lock: the first write's statement waits on it, and
-//! every write sent meanwhile queues for the next one.
+//! Orders' writes sharing transactions on PostgreSQL (`store/postgres/
+//! batch.rs`): each write gets its own true answer, whatever the
+//! transaction it went in did. To know which writes share one, a test
+//! holds the orders table's lock: the first write's transaction waits on
+//! it, and every write sent meanwhile queues for the next one.
 
 use actors::idempotency::{Holder, KeyBackend, Reservation, Reserve};
 use common::domain::{Amount, Currency, MerchantId, OrderId};
@@ -207,11 +207,6 @@ async fn outcomes_sent_together_each_follow_their_own_compare_and_set() {
         status: OrderStatus::Failed,
         ..o.clone()
     };
-    let completed = |o: &Order| Order {
-        status: OrderStatus::Completed,
-        transaction_id: Some(format!("txn-{}", o.order_id)),
-        ..o.clone()
-    };
     // Settled already: a later compare-and-set from `pending` is stale.
     store
         .update(completed(&orders[0]), OrderStatus::Pending)
@@ -277,6 +272,125 @@ async fn outcomes_sent_together_each_follow_their_own_compare_and_set() {
         store.get(orders[1].order_id).await.unwrap(),
         Some(completed(&orders[1]))
     );
+}
+
+/// `n` pending orders, written; their `completed` outcomes, and `n` new
+/// orders, queued together behind a held lock, then answered.
+async fn new_orders_and_outcomes_together(
+    db: &TestDb,
+    store: &PgStore,
+    settled: &[Order],
+    new: &[Order],
+) -> (
+    Vec<Result<Updated, StoreError>>,
+    Vec<Result<(), StoreError>>,
+) {
+    for o in settled {
+        store.insert(o.clone()).await.unwrap();
+    }
+    let lock = Locked::take(db).await;
+    let first = lock
+        .first(db, {
+            let store = store.clone();
+            async move { store.insert(order("merchant_1")).await }
+        })
+        .await;
+    let outcomes = join_all(
+        settled
+            .iter()
+            .map(|o| store.update(completed(o), OrderStatus::Pending)),
+    );
+    let inserts = join_all(new.iter().map(|o| store.insert(o.clone())));
+    let answers = lock
+        .release_after(async { tokio::join!(outcomes, inserts) })
+        .await;
+    first.await.unwrap().unwrap();
+    answers
+}
+
+fn completed(o: &Order) -> Order {
+    Order {
+        status: OrderStatus::Completed,
+        transaction_id: Some(format!("txn-{}", o.order_id)),
+        ..o.clone()
+    }
+}
+
+#[actix_web::test]
+async fn new_orders_and_outcomes_sent_together_commit_in_one_transaction() {
+    let db = TestDb::create().await;
+    let store = store(&db, 5_000).await;
+    let settled: Vec<Order> = (0..5).map(|_| order("merchant_1")).collect();
+    let new: Vec<Order> = (0..5).map(|_| order("merchant_1")).collect();
+    let (outcomes, inserts) = new_orders_and_outcomes_together(&db, &store, &settled, &new).await;
+    for (o, answer) in settled.iter().zip(outcomes) {
+        assert_eq!(answer.unwrap(), Updated::Written);
+        assert_eq!(store.get(o.order_id).await.unwrap(), Some(completed(o)));
+    }
+    for (o, answer) in new.iter().zip(inserts) {
+        answer.unwrap();
+        assert_eq!(store.get(o.order_id).await.unwrap().as_ref(), Some(o));
+    }
+    let ids: Vec<uuid::Uuid> = settled
+        .iter()
+        .chain(&new)
+        .map(|o| o.order_id.as_uuid())
+        .collect();
+    let transactions = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM orders WHERE order_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(
+        transactions, 1,
+        "the outcomes and the new orders, one commit"
+    );
+}
+
+#[actix_web::test]
+async fn an_outcome_the_database_refuses_fails_alone_and_the_new_orders_beside_it_are_written() {
+    let db = TestDb::create().await;
+    let store = store(&db, 5_000).await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse BEFORE UPDATE ON orders FOR EACH ROW
+                 WHEN (NEW.merchant_id = 'merchant_bad') EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    let settled = vec![
+        order("merchant_1"),
+        order("merchant_bad"),
+        order("merchant_1"),
+    ];
+    let new: Vec<Order> = (0..4).map(|_| order("merchant_1")).collect();
+    let (outcomes, inserts) = new_orders_and_outcomes_together(&db, &store, &settled, &new).await;
+    for (o, answer) in settled.iter().zip(outcomes) {
+        let stored = store.get(o.order_id).await.unwrap();
+        if o.merchant_id.as_str() == "merchant_bad" {
+            // Rolled back, and it says nothing was written.
+            assert!(
+                matches!(answer, Err(StoreError::Unavailable(_))),
+                "{answer:?}"
+            );
+            assert_eq!(stored.as_ref(), Some(o));
+        } else {
+            assert_eq!(answer.unwrap(), Updated::Written);
+            assert_eq!(stored, Some(completed(o)));
+        }
+    }
+    for (o, answer) in new.iter().zip(inserts) {
+        answer.unwrap();
+        assert_eq!(store.get(o.order_id).await.unwrap().as_ref(), Some(o));
+    }
 }
 
 #[actix_web::test]

@@ -1,30 +1,34 @@
 //! Group commit across requests. Every order writes twice (its `pending`
 //! row, then its outcome), and each write alone costs a round trip and a
-//! commit, whose flush is most of the database's time. Here a write waits
-//! in a queue while earlier statements of its kind are under way, and the
-//! next statement takes everything queued: one round trip and one commit
-//! for many orders (docs/postgres-path.md has the figures). With nothing
-//! under way a write goes at once, alone, so a quiet service waits for
-//! nothing.
+//! commit, whose flush of the log is most of the database's time. Here a
+//! write waits in a queue while an earlier transaction is under way, and
+//! the next one takes everything queued: each kind of write as one
+//! statement, both statements in one transaction, sent in one go — one
+//! round trip and one flush for many orders (docs/postgres-path.md has the
+//! figures). With nothing under way a write goes at once, alone, so a
+//! quiet service waits for nothing.
 //!
 //! What a write's caller is told stays true:
 //! - a write its caller gave up on (timed out, or dropped) before a
-//!   statement took it is never sent: the caller said nothing was written;
-//! - a taken write shares its statement's fate: committed, refused, or
+//!   transaction took it is never sent: the caller said nothing was
+//!   written;
+//! - a taken write shares its transaction's fate: committed, refused, or
 //!   uncertain (no answer, or none in time) for all of them;
-//! - a statement the server refused (an `ERROR`, all of it rolled back:
+//! - a transaction the server refused (an `ERROR`, all of it rolled back:
 //!   a bad row, a deadlock) is tried again with each write alone, so that
 //!   one write cannot fail the others.
 //!
-//! No statement holds two writes of one order, and no two statements in
-//! flight here hold one order: `UPDATE … FROM` would apply one of two
-//! rows for the same target, unpredictably. The runners are tasks of their
-//! own, so a request that goes away takes nobody's statement with it. A
-//! runner runs on the runtime of the write that started it (an HTTP
-//! worker's, mostly: a runner on a thread of its own cost order-service
-//! 10–15 % more CPU per order); if that runtime stops while its
-//! statement is under way, the statement's writes are uncertain, as for a
-//! broken connection, and the next write starts a runner elsewhere.
+//! No transaction holds two writes of one order, and no two under way
+//! here hold one order: `UPDATE … FROM` would apply one of two rows for
+//! the same target, unpredictably. New orders go before outcomes: a key an
+//! outcome completes was taken before, so a new order for it is refused
+//! (and reads the key after the commit) as if it had come first. The
+//! runners are tasks of their own, so a request that goes away takes
+//! nobody's transaction with it. A runner runs on the runtime of the write
+//! that started it (an HTTP worker's, mostly: a runner on a thread of its
+//! own cost order-service 10–15 % more CPU per order); if that runtime
+//! stops while its transaction is under way, the writes are uncertain, as
+//! for a broken connection, and the next write starts a runner elsewhere.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -35,7 +39,8 @@ use tokio::time::Instant;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{LATE, PgStore, unavailable, uncertain};
+use super::writes::{NewOrder, Outcome};
+use super::{LATE, Param, PgStore, unavailable, uncertain};
 use crate::store::StoreError;
 
 /// A write that can share its statement with others of its kind.
@@ -45,13 +50,13 @@ pub(super) trait Write: Send + Sync + Sized + 'static {
     const SQL: &'static str;
 
     /// The queue this kind of write waits in.
-    fn batcher(store: &PgStore) -> &Batcher<Self>;
+    fn entries(queue: &mut Queue) -> &mut VecDeque<Entry<Self>>;
 
     /// The order the write is for.
     fn order_id(&self) -> Uuid;
 
     /// The statement's parameters for `writes`, in their order.
-    fn params<'a>(store: &PgStore, writes: &[&'a Self]) -> Vec<Box<dyn ToSql + Sync + Send + 'a>>;
+    fn params<'a>(store: &PgStore, writes: &[&'a Self]) -> Params<'a>;
 }
 
 const QUEUED: u8 = 0;
@@ -60,34 +65,42 @@ const CANCELLED: u8 = 2;
 
 type Answer = Result<bool, StoreError>;
 
-struct Entry<W> {
+pub(super) struct Entry<W> {
     write: W,
     state: Arc<AtomicU8>,
     answer: oneshot::Sender<Answer>,
 }
 
-struct Queue<W> {
-    entries: VecDeque<Entry<W>>,
+pub(super) struct Queue {
+    pub(super) new_orders: VecDeque<Entry<NewOrder>>,
+    pub(super) outcomes: VecDeque<Entry<Outcome>>,
     /// Runner tasks alive.
     runners: usize,
-    /// Orders in a statement under way.
+    /// Orders in a transaction under way.
     busy: HashSet<Uuid>,
 }
 
-/// One kind of write's queue and its runners.
-pub(super) struct Batcher<W> {
-    queue: Mutex<Queue<W>>,
+/// The two writes' queues and their runners.
+pub(super) struct Batcher {
+    queue: Mutex<Queue>,
     max_writes: usize,
     max_runners: usize,
 }
 
-impl<W: Write> Batcher<W> {
-    /// At most `max_writes` writes per statement and `max_runners`
-    /// statements under way at once.
+/// What one runner took: one transaction's worth.
+struct Taken {
+    new_orders: Vec<Entry<NewOrder>>,
+    outcomes: Vec<Entry<Outcome>>,
+}
+
+impl Batcher {
+    /// At most `max_writes` writes per transaction and `max_runners`
+    /// transactions under way at once.
     pub(super) fn new(max_writes: usize, max_runners: usize) -> Self {
         Self {
             queue: Mutex::new(Queue {
-                entries: VecDeque::new(),
+                new_orders: VecDeque::new(),
+                outcomes: VecDeque::new(),
                 runners: 0,
                 busy: HashSet::new(),
             }),
@@ -96,41 +109,23 @@ impl<W: Write> Batcher<W> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<W>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic elsewhere cannot leave the queue half-changed: every
         // change under the lock is one push, pop or set operation.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes at most `limit` writes, oldest first: none whose caller gave
-    /// up, none for an order already taken. Retires the runner (and
-    /// answers `None`) when nothing is left to take.
-    fn take(&self, limit: usize) -> Option<Vec<Entry<W>>> {
+    /// Takes at most `limit` writes, outcomes first (they finish orders
+    /// and free keys). Retires the runner (and answers `None`) when
+    /// nothing is left to take.
+    fn take(&self, limit: usize) -> Option<Taken> {
         let mut queue = self.lock();
-        let mut taken: Vec<Entry<W>> = Vec::new();
-        let mut left = VecDeque::new();
-        while taken.len() < limit {
-            let Some(entry) = queue.entries.pop_front() else {
-                break;
-            };
-            let id = entry.write.order_id();
-            if entry.answer.is_closed() {
-                entry.state.store(CANCELLED, Ordering::Release);
-            } else if queue.busy.contains(&id) {
-                left.push_back(entry);
-            } else if entry
-                .state
-                .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                queue.busy.insert(id);
-                taken.push(entry);
-            }
-        }
-        while let Some(entry) = left.pop_back() {
-            queue.entries.push_front(entry);
-        }
-        if taken.is_empty() {
+        let outcomes = queue.take(limit);
+        let taken = Taken {
+            new_orders: queue.take(limit - outcomes.len()),
+            outcomes,
+        };
+        if taken.new_orders.is_empty() && taken.outcomes.is_empty() {
             queue.runners -= 1;
             return None;
         }
@@ -138,8 +133,40 @@ impl<W: Write> Batcher<W> {
     }
 }
 
-impl<W> Queue<W> {
-    /// Frees the orders of a statement that has ended.
+impl Queue {
+    /// Takes at most `limit` writes of a kind, oldest first: none whose
+    /// caller gave up, none for an order already taken.
+    fn take<W: Write>(&mut self, limit: usize) -> Vec<Entry<W>> {
+        let mut taken: Vec<Entry<W>> = Vec::new();
+        let mut left = VecDeque::new();
+        while taken.len() < limit {
+            let Some(entry) = W::entries(self).pop_front() else {
+                break;
+            };
+            let id = entry.write.order_id();
+            if entry.answer.is_closed() {
+                entry.state.store(CANCELLED, Ordering::Release);
+            } else if self.busy.contains(&id) {
+                left.push_back(entry);
+            } else if entry
+                .state
+                .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.busy.insert(id);
+                taken.push(entry);
+            }
+        }
+        while let Some(entry) = left.pop_back() {
+            W::entries(self).push_front(entry);
+        }
+        // One order of rows for every statement: two statements lock
+        // shared rows in the same order and cannot deadlock on them.
+        taken.sort_by_key(|entry| entry.write.order_id());
+        taken
+    }
+
+    /// Frees the orders of a transaction that has ended.
     fn release(&mut self, orders: &[Uuid]) {
         for id in orders {
             self.busy.remove(id);
@@ -147,7 +174,7 @@ impl<W> Queue<W> {
     }
 }
 
-/// Writes `write` in a statement shared with others of its kind; answers
+/// Writes `write` in a transaction shared with others; answers
 /// whether it was made (false: a row it conflicts with stands, as the
 /// statement's own conditions say), or why not, as [`PgStore::query`]
 /// would for a statement of its own.
@@ -155,10 +182,10 @@ pub(super) async fn write<W: Write>(store: &PgStore, write: W) -> Answer {
     let deadline = Instant::now() + store.settings().statement_timeout;
     let (answer, answered) = oneshot::channel();
     let state = Arc::new(AtomicU8::new(QUEUED));
-    let batcher = W::batcher(store);
+    let batcher = &store.inner.batcher;
     let start = {
         let mut queue = batcher.lock();
-        queue.entries.push_back(Entry {
+        W::entries(&mut queue).push_back(Entry {
             write,
             state: state.clone(),
             answer,
@@ -170,18 +197,17 @@ pub(super) async fn write<W: Write>(store: &PgStore, write: W) -> Answer {
     if start {
         // The place is taken before the spawn: if the task never runs,
         // dropping it still gives the place back.
-        let running = Running::<W> {
+        let running = Running {
             store: store.clone(),
             retired: false,
             busy: Vec::new(),
-            _write: std::marker::PhantomData,
         };
         tokio::spawn(run(running));
     }
     match tokio::time::timeout_at(deadline, answered).await {
         Ok(Ok(answer)) => answer,
         // Too late, or the runner's runtime is gone: the write is
-        // withdrawn if no statement took it yet.
+        // withdrawn if no transaction took it yet.
         Ok(Err(_)) | Err(_) => {
             match state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => Err(unavailable(LATE)),
@@ -191,20 +217,18 @@ pub(super) async fn write<W: Write>(store: &PgStore, write: W) -> Answer {
     }
 }
 
-/// A runner's place: counted out, and the orders of its statement freed,
+/// A runner's place: counted out, and the orders it holds freed,
 /// however the runner ends (returns, panics, or is dropped by its runtime,
 /// started or not).
-struct Running<W: Write> {
+struct Running {
     store: PgStore,
     retired: bool,
     busy: Vec<Uuid>,
-    _write: std::marker::PhantomData<fn() -> W>,
 }
 
-impl<W: Write> Drop for Running<W> {
+impl Drop for Running {
     fn drop(&mut self) {
-        let batcher = W::batcher(&self.store);
-        let mut queue = batcher.lock();
+        let mut queue = self.store.inner.batcher.lock();
         queue.release(&self.busy);
         if !self.retired {
             queue.runners -= 1;
@@ -213,81 +237,134 @@ impl<W: Write> Drop for Running<W> {
 }
 
 /// A runner: a connection first (writes wait in the queue meanwhile, and
-/// can still be withdrawn), then everything queued, one statement, the
+/// can still be withdrawn), then everything queued, one transaction, the
 /// answers; until the queue is empty.
-async fn run<W: Write>(mut running: Running<W>) {
+async fn run(mut running: Running) {
     let store = running.store.clone();
-    let batcher = W::batcher(&store);
+    let batcher = &store.inner.batcher;
     loop {
         let deadline = Instant::now() + store.settings().statement_timeout;
         let client = store.connect(deadline).await;
         // Without a connection nothing is sent: every write queued now
-        // hears so at once, not only a statement's worth.
+        // hears so at once, not only a transaction's worth.
         let limit = match client {
             Ok(_) => batcher.max_writes,
             Err(_) => usize::MAX,
         };
-        let Some(mut taken) = batcher.take(limit) else {
+        let Some(taken) = batcher.take(limit) else {
             running.retired = true;
             return;
         };
-        // One order of rows for every statement: two statements lock
-        // shared rows in the same order and cannot deadlock on them.
-        taken.sort_by_key(|entry| entry.write.order_id());
-        running.busy = taken.iter().map(|e| e.write.order_id()).collect();
+        let (new_orders, outcomes) = (&taken.new_orders, &taken.outcomes);
+        running.busy = ids(new_orders).chain(ids(outcomes)).collect();
         let answers = match client {
-            Ok(client) => statement(&store, client, deadline, &taken).await,
-            Err(e) => taken.iter().map(|_| Err(copy(&e))).collect(),
+            Ok(client) => transaction(&store, client, deadline, &taken).await,
+            Err(e) => Answers::failed(&taken, &e),
         };
         batcher.lock().release(&std::mem::take(&mut running.busy));
-        for (entry, answer) in taken.into_iter().zip(answers) {
-            let _ = entry.answer.send(answer);
+        send(taken.new_orders, answers.new_orders);
+        send(taken.outcomes, answers.outcomes);
+    }
+}
+
+fn ids<W: Write>(entries: &[Entry<W>]) -> impl Iterator<Item = Uuid> + '_ {
+    entries.iter().map(|entry| entry.write.order_id())
+}
+
+fn send<W>(entries: Vec<Entry<W>>, answers: Vec<Answer>) {
+    for (entry, answer) in entries.into_iter().zip(answers) {
+        let _ = entry.answer.send(answer);
+    }
+}
+
+/// Each taken write's answer.
+struct Answers {
+    new_orders: Vec<Answer>,
+    outcomes: Vec<Answer>,
+}
+
+impl Answers {
+    /// `e` for every write.
+    fn failed(taken: &Taken, e: &StoreError) -> Self {
+        Self {
+            new_orders: taken.new_orders.iter().map(|_| Err(copy(e))).collect(),
+            outcomes: taken.outcomes.iter().map(|_| Err(copy(e))).collect(),
+        }
+    }
+
+    /// Each write made or not, as the statements answered.
+    fn made(taken: &Taken, made: &HashSet<Uuid>) -> Self {
+        let answer = |id| Ok(made.contains(&id));
+        Self {
+            new_orders: ids(&taken.new_orders).map(answer).collect(),
+            outcomes: ids(&taken.outcomes).map(answer).collect(),
         }
     }
 }
 
-/// Runs the statement for `taken`, or, if the server refused it whole,
-/// one statement per write.
-async fn statement<W: Write>(
+/// Writes everything taken in one transaction (one commit, one flush of
+/// the log for both kinds), or, if the server refused it, each write in a
+/// statement of its own.
+async fn transaction(
     store: &PgStore,
     client: deadpool_postgres::Client,
     deadline: Instant,
-    taken: &[Entry<W>],
-) -> Vec<Answer> {
-    let writes: Vec<&W> = taken.iter().map(|entry| &entry.write).collect();
-    match once(store, client, deadline, &writes).await {
-        Ok(made) => writes
-            .iter()
-            .map(|w| Ok(made.contains(&w.order_id())))
-            .collect(),
-        Err(e) if writes.len() > 1 && !e.may_have_written() => {
-            let mut answers = Vec::with_capacity(writes.len());
-            for write in &writes {
-                let alone = match store.connect(deadline).await {
-                    Ok(client) => once(store, client, deadline, &[*write]).await,
-                    Err(e) => Err(e),
-                };
-                answers.push(alone.map(|made| made.contains(&write.order_id())));
-            }
-            answers
+    taken: &Taken,
+) -> Answers {
+    let new_orders: Vec<&NewOrder> = taken.new_orders.iter().map(|e| &e.write).collect();
+    let outcomes: Vec<&Outcome> = taken.outcomes.iter().map(|e| &e.write).collect();
+    let statements = [statement(store, &new_orders), statement(store, &outcomes)];
+    let statements: Vec<(&str, Vec<Param<'_>>)> = statements
+        .iter()
+        .flatten()
+        .map(|(sql, params)| (*sql, refs(params)))
+        .collect();
+    match store.transact(client, deadline, &statements).await {
+        Ok(rows) => {
+            let made = rows.iter().flatten().map(|row| row.get(0)).collect();
+            Answers::made(taken, &made)
         }
-        Err(e) => writes.iter().map(|_| Err(copy(&e))).collect(),
+        Err(e) if new_orders.len() + outcomes.len() > 1 && !e.may_have_written() => Answers {
+            new_orders: alone(store, deadline, &new_orders).await,
+            outcomes: alone(store, deadline, &outcomes).await,
+        },
+        Err(e) => Answers::failed(taken, &e),
     }
 }
 
-async fn once<W: Write>(
-    store: &PgStore,
-    client: deadpool_postgres::Client,
-    deadline: Instant,
-    writes: &[&W],
-) -> Result<HashSet<Uuid>, StoreError> {
-    let params = W::params(store, writes);
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-    let rows = store.run(client, deadline, W::SQL, &refs).await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+/// A statement's parameters, owned.
+pub(super) type Params<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
+
+fn refs<'a>(params: &'a Params<'_>) -> Vec<Param<'a>> {
+    params.iter().map(|p| p.as_ref() as _).collect()
 }
 
-/// One statement's failure, for each of its writes.
+/// The statement for `writes`, if there are any.
+fn statement<'a, W: Write>(
+    store: &PgStore,
+    writes: &[&'a W],
+) -> Option<(&'static str, Params<'a>)> {
+    (!writes.is_empty()).then(|| (W::SQL, W::params(store, writes)))
+}
+
+/// Each write in a statement of its own.
+async fn alone<W: Write>(store: &PgStore, deadline: Instant, writes: &[&W]) -> Vec<Answer> {
+    let mut answers = Vec::with_capacity(writes.len());
+    for write in writes {
+        let (sql, params) = statement(store, &[*write]).expect("one write");
+        let made = match store.connect(deadline).await {
+            Ok(client) => store.run(client, deadline, sql, &refs(&params)).await,
+            Err(e) => Err(e),
+        };
+        answers.push(made.map(|rows| {
+            rows.iter()
+                .any(|row| row.get::<_, Uuid>(0) == write.order_id())
+        }));
+    }
+    answers
+}
+
+/// One transaction's failure, for each of its writes.
 fn copy(e: &StoreError) -> StoreError {
     match e {
         StoreError::Uncertain(cause) => uncertain(cause.to_string()),

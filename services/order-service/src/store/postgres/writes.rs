@@ -4,14 +4,14 @@
 //! answer or without). Each statement takes its rows as arrays, one per
 //! column, and answers the order ids it wrote.
 
+use std::collections::VecDeque;
+
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::batch::{Batcher, Write};
+use super::batch::{Entry, Params, Queue, Write};
 use crate::domain::{Order, OrderStatus};
-
-type Params<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
 
 /// A new order, written with its key when it has one: the order only if
 /// the key is new, so a key and its first order are written together or
@@ -120,8 +120,8 @@ impl Write for NewOrder {
          RETURNING order_id"
     );
 
-    fn batcher(store: &PgStore) -> &Batcher<Self> {
-        &store.inner.new_orders
+    fn entries(queue: &mut Queue) -> &mut VecDeque<Entry<Self>> {
+        &mut queue.new_orders
     }
 
     fn order_id(&self) -> Uuid {
@@ -189,8 +189,8 @@ impl Write for Outcome {
          SELECT order_id FROM settled"
     );
 
-    fn batcher(store: &PgStore) -> &Batcher<Self> {
-        &store.inner.outcomes
+    fn entries(queue: &mut Queue) -> &mut VecDeque<Entry<Self>> {
+        &mut queue.outcomes
     }
 
     fn order_id(&self) -> Uuid {

@@ -4,10 +4,11 @@
 //! Every write is one statement (data-modifying CTEs where it touches two
 //! tables), so each is atomic on its own and commits once: a keyed order
 //! that succeeds commits twice in all (the key with its `pending` order;
-//! the outcome with the key's completion). The orders' two writes share
-//! their statement with other orders' under load ([`batch`]), so that a
-//! round trip and a commit serve many. No explicit transaction is ever
-//! left open by a request that goes away. (Reserving a key that exists
+//! the outcome with the key's completion). Under load the orders' writes
+//! go many to a statement and both statements in one transaction
+//! ([`batch`]), so that a round trip and a commit serve many orders; that
+//! transaction is sent whole in one go, and no transaction is ever left
+//! open by a request that goes away. (Reserving a key that exists
 //! takes up to three more statements, each re-checking what the one
 //! before saw.)
 //! Every time is the database's `now()`, so replicas whose clocks disagree

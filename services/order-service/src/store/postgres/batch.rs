@@ -255,8 +255,7 @@ async fn run(mut running: Running) {
             running.retired = true;
             return;
         };
-        let (new_orders, outcomes) = (&taken.new_orders, &taken.outcomes);
-        running.busy = ids(new_orders).chain(ids(outcomes)).collect();
+        running.busy = ids(&taken.new_orders).chain(ids(&taken.outcomes)).collect();
         let answers = match client {
             Ok(client) => transaction(&store, client, deadline, &taken).await,
             Err(e) => Answers::failed(&taken, &e),
@@ -351,9 +350,9 @@ fn statement<'a, W: Write>(
 async fn alone<W: Write>(store: &PgStore, deadline: Instant, writes: &[&W]) -> Vec<Answer> {
     let mut answers = Vec::with_capacity(writes.len());
     for write in writes {
-        let (sql, params) = statement(store, &[*write]).expect("one write");
+        let params = W::params(store, &[*write]);
         let made = match store.connect(deadline).await {
-            Ok(client) => store.run(client, deadline, sql, &refs(&params)).await,
+            Ok(client) => store.run(client, deadline, W::SQL, &refs(&params)).await,
             Err(e) => Err(e),
         };
         answers.push(made.map(|rows| {

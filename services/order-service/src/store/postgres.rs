@@ -279,20 +279,39 @@ impl PgStore {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<Row>, StoreError> {
-        self.transact(client, deadline, &[(sql, params.to_vec())])
+        self.send(client, deadline, None, &[(sql, params.to_vec())])
             .await
             .map(|mut rows| rows.pop().unwrap_or_default())
     }
 
-    /// Runs `statements` on `client` by `deadline`, in one transaction
-    /// when there are several, and answers each one's rows; fails as
-    /// [`Self::query`] says, for all of them. The transaction is sent in
-    /// one go (`BEGIN`, the statements, `COMMIT`, pipelined): a task that
-    /// is dropped after sending it leaves the server nothing to wait for.
+    /// Runs `statements` on `client` by `deadline` in one transaction, and
+    /// answers each one's rows; fails as [`Self::query`] says, for all of
+    /// them. The transaction is sent in one go (`BEGIN`, the statements,
+    /// `COMMIT`, pipelined): a task that is dropped after sending it leaves
+    /// the server nothing to wait for. Its statements get a third of the
+    /// time left each: when the server gives up on a slow one (a lock
+    /// wait, a deadlock, a slow row), its writes can still be tried again,
+    /// alone, in their callers' time.
     async fn transact(
         &self,
         client: Client,
         deadline: tokio::time::Instant,
+        statements: &[(&str, Vec<Param<'_>>)],
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let third = deadline.saturating_duration_since(tokio::time::Instant::now()) / 3;
+        let begin = format!(
+            "BEGIN; SET LOCAL statement_timeout = {}",
+            third.as_millis().max(1)
+        );
+        self.send(client, deadline, Some(&begin), statements).await
+    }
+
+    /// Sends `statements`, in a transaction opened by `begin` if any.
+    async fn send(
+        &self,
+        client: Client,
+        deadline: tokio::time::Instant,
+        begin: Option<&str>,
         statements: &[(&str, Vec<Param<'_>>)],
     ) -> Result<Vec<Vec<Row>>, StoreError> {
         // Preparing changes nothing: until it is done, nothing was sent.
@@ -307,12 +326,12 @@ impl PgStore {
                 .iter()
                 .zip(statements)
                 .map(|(statement, (_, params))| client.query(statement, params));
-            if statements.len() == 1 {
+            let Some(begin) = begin else {
                 let rows = futures_util::future::join_all(queries).await;
                 return settled(true, rows, Ok(()));
-            }
+            };
             let (begun, rows, committed) = futures_util::join!(
-                client.batch_execute("BEGIN"),
+                client.batch_execute(begin),
                 futures_util::future::join_all(queries),
                 client.batch_execute("COMMIT"),
             );

@@ -87,6 +87,33 @@ async fn store(db: &TestDb, timeout_ms: u64) -> PgStore {
     store
 }
 
+/// The database refuses (`ERROR`) every `op` (`INSERT`, `UPDATE`) of an
+/// order of `merchant_bad`.
+async fn refuse_merchant_bad(db: &TestDb, op: &str) {
+    let sql = format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+         CREATE TRIGGER refuse BEFORE {op} ON orders FOR EACH ROW
+             WHEN (NEW.merchant_id = 'merchant_bad') EXECUTE FUNCTION refuse();"
+    );
+    db.client().await.batch_execute(&sql).await.unwrap();
+}
+
+/// Every new order of `merchant_slow` takes 10 s (longer than any test's
+/// statement timeout).
+async fn slow_merchant_slow(db: &TestDb) {
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM pg_sleep(10); RETURN NEW; END $$;
+             CREATE TRIGGER slow BEFORE INSERT ON orders FOR EACH ROW
+                 WHEN (NEW.merchant_id = 'merchant_slow') EXECUTE FUNCTION slow();",
+        )
+        .await
+        .unwrap();
+}
+
 /// Transactions that wrote the orders table's rows, as they stand.
 async fn writers(db: &TestDb) -> i64 {
     db.count("SELECT count(DISTINCT xmin::text) FROM orders")
@@ -132,16 +159,7 @@ async fn orders_sent_together_share_one_statement_and_each_gets_its_own_answer()
 async fn a_row_the_database_refuses_fails_alone_and_the_rest_of_its_statement_is_written() {
     let db = TestDb::create().await;
     let store = store(&db, 5_000).await;
-    db.client()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
-                 $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-             CREATE TRIGGER refuse BEFORE INSERT ON orders FOR EACH ROW
-                 WHEN (NEW.merchant_id = 'merchant_bad') EXECUTE FUNCTION refuse();",
-        )
-        .await
-        .unwrap();
+    refuse_merchant_bad(&db, "INSERT").await;
     let lock = Locked::take(&db).await;
     let first = lock
         .first(&db, {
@@ -356,16 +374,7 @@ async fn new_orders_and_outcomes_sent_together_commit_in_one_transaction() {
 async fn an_outcome_the_database_refuses_fails_alone_and_the_new_orders_beside_it_are_written() {
     let db = TestDb::create().await;
     let store = store(&db, 5_000).await;
-    db.client()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
-                 $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-             CREATE TRIGGER refuse BEFORE UPDATE ON orders FOR EACH ROW
-                 WHEN (NEW.merchant_id = 'merchant_bad') EXECUTE FUNCTION refuse();",
-        )
-        .await
-        .unwrap();
+    refuse_merchant_bad(&db, "UPDATE").await;
     let settled = vec![
         order("merchant_1"),
         order("merchant_bad"),
@@ -391,6 +400,64 @@ async fn an_outcome_the_database_refuses_fails_alone_and_the_new_orders_beside_i
         answer.unwrap();
         assert_eq!(store.get(o.order_id).await.unwrap().as_ref(), Some(o));
     }
+}
+
+#[actix_web::test]
+async fn a_slow_write_leaves_the_writes_beside_it_time_to_be_written_alone() {
+    let db = TestDb::create().await;
+    let store = store(&db, 1_500).await;
+    slow_merchant_slow(&db).await;
+    let settled: Vec<Order> = (0..3).map(|_| order("merchant_1")).collect();
+    let mut new: Vec<Order> = (0..3).map(|_| order("merchant_1")).collect();
+    new.insert(1, order("merchant_slow"));
+    let (outcomes, inserts) = new_orders_and_outcomes_together(&db, &store, &settled, &new).await;
+    // Charged orders' outcomes, and the other new orders: written, in time.
+    for (o, answer) in settled.iter().zip(outcomes) {
+        assert_eq!(answer.unwrap(), Updated::Written);
+        assert_eq!(store.get(o.order_id).await.unwrap(), Some(completed(o)));
+    }
+    for (o, answer) in new.iter().zip(inserts) {
+        let stored = store.get(o.order_id).await.unwrap();
+        if o.merchant_id.as_str() == "merchant_slow" {
+            assert!(answer.is_err(), "{answer:?}");
+            assert_eq!(stored, None);
+        } else {
+            answer.unwrap();
+            assert_eq!(stored.as_ref(), Some(o));
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_slow_write_alone_does_not_hold_up_the_writes_queued_behind_it() {
+    let db = TestDb::create().await;
+    let store = store(&db, 1_500).await;
+    slow_merchant_slow(&db).await;
+    let settled: Vec<Order> = (0..3).map(|_| order("merchant_1")).collect();
+    for o in &settled {
+        store.insert(o.clone()).await.unwrap();
+    }
+    let slow = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert(order("merchant_slow")).await }
+    });
+    eventually("the slow write is under way", || async {
+        db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+            .await
+            >= 1
+    })
+    .await;
+    let outcomes = settled
+        .iter()
+        .map(|o| store.update(completed(o), OrderStatus::Pending));
+    for answer in join_all(outcomes).await {
+        assert_eq!(answer.unwrap(), Updated::Written);
+    }
+    assert!(
+        !slow.is_finished(),
+        "the outcomes were written while the slow write was still under way"
+    );
+    assert!(slow.await.unwrap().is_err());
 }
 
 #[actix_web::test]

@@ -16,7 +16,10 @@
 //!   uncertain (no answer, or none in time) for all of them;
 //! - a transaction the server refused (an `ERROR`, all of it rolled back:
 //!   a bad row, a deadlock) is tried again with each write alone, so that
-//!   one write cannot fail the others.
+//!   one write cannot fail the others; and as the server gives up on a
+//!   statement of a transaction after a third of the time left, and the
+//!   writes tried alone are each answered when written, a slow write (a
+//!   lock wait, a slow row) still leaves the others time.
 //!
 //! No transaction holds two writes of one order, and no two under way
 //! here hold one order: `UPDATE … FROM` would apply one of two rows for
@@ -200,7 +203,6 @@ pub(super) async fn write<W: Write>(store: &PgStore, write: W) -> Answer {
         let running = Running {
             store: store.clone(),
             retired: false,
-            busy: Vec::new(),
         };
         tokio::spawn(run(running));
     }
@@ -217,22 +219,31 @@ pub(super) async fn write<W: Write>(store: &PgStore, write: W) -> Answer {
     }
 }
 
-/// A runner's place: counted out, and the orders it holds freed,
-/// however the runner ends (returns, panics, or is dropped by its runtime,
-/// started or not).
+/// A runner's place: counted out however the runner ends (returns,
+/// panics, or is dropped by its runtime, started or not).
 struct Running {
     store: PgStore,
     retired: bool,
-    busy: Vec<Uuid>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut queue = self.store.inner.batcher.lock();
-        queue.release(&self.busy);
         if !self.retired {
-            queue.runners -= 1;
+            self.store.inner.batcher.lock().runners -= 1;
         }
+    }
+}
+
+/// Orders taken by a transaction: freed however the task that writes them
+/// ends.
+struct Held {
+    store: PgStore,
+    orders: Vec<Uuid>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.store.inner.batcher.lock().release(&self.orders);
     }
 }
 
@@ -255,14 +266,14 @@ async fn run(mut running: Running) {
             running.retired = true;
             return;
         };
-        running.busy = ids(&taken.new_orders).chain(ids(&taken.outcomes)).collect();
-        let answers = match client {
-            Ok(client) => transaction(&store, client, deadline, &taken).await,
-            Err(e) => Answers::failed(&taken, &e),
+        let held = Held {
+            store: store.clone(),
+            orders: ids(&taken.new_orders).chain(ids(&taken.outcomes)).collect(),
         };
-        batcher.lock().release(&std::mem::take(&mut running.busy));
-        send(taken.new_orders, answers.new_orders);
-        send(taken.outcomes, answers.outcomes);
+        match client {
+            Ok(client) => transaction(&store, client, deadline, taken, held).await,
+            Err(e) => taken.answer(|_| Err(copy(&e))),
+        }
     }
 }
 
@@ -270,46 +281,54 @@ fn ids<W: Write>(entries: &[Entry<W>]) -> impl Iterator<Item = Uuid> + '_ {
     entries.iter().map(|entry| entry.write.order_id())
 }
 
-fn send<W>(entries: Vec<Entry<W>>, answers: Vec<Answer>) {
-    for (entry, answer) in entries.into_iter().zip(answers) {
-        let _ = entry.answer.send(answer);
-    }
-}
-
-/// Each taken write's answer.
-struct Answers {
-    new_orders: Vec<Answer>,
-    outcomes: Vec<Answer>,
-}
-
-impl Answers {
-    /// `e` for every write.
-    fn failed(taken: &Taken, e: &StoreError) -> Self {
-        Self {
-            new_orders: taken.new_orders.iter().map(|_| Err(copy(e))).collect(),
-            outcomes: taken.outcomes.iter().map(|_| Err(copy(e))).collect(),
+impl Taken {
+    /// Answers every write, as `answer` says for its order.
+    fn answer(self, answer: impl Fn(Uuid) -> Answer) {
+        fn each<W: Write>(entries: Vec<Entry<W>>, answer: &impl Fn(Uuid) -> Answer) {
+            for entry in entries {
+                let _ = entry.answer.send(answer(entry.write.order_id()));
+            }
         }
-    }
-
-    /// Each write made or not, as the statements answered.
-    fn made(taken: &Taken, made: &HashSet<Uuid>) -> Self {
-        let answer = |id| Ok(made.contains(&id));
-        Self {
-            new_orders: ids(&taken.new_orders).map(answer).collect(),
-            outcomes: ids(&taken.outcomes).map(answer).collect(),
-        }
+        each(self.new_orders, &answer);
+        each(self.outcomes, &answer);
     }
 }
 
 /// Writes everything taken in one transaction (one commit, one flush of
 /// the log for both kinds), or, if the server refused it, each write in a
-/// statement of its own.
+/// statement of its own, in a task of its own (the runner goes on with
+/// the queue meanwhile: a slow write holds up no other); and answers each
+/// write.
 async fn transaction(
     store: &PgStore,
     client: deadpool_postgres::Client,
     deadline: Instant,
+    taken: Taken,
+    held: Held,
+) {
+    match together(store, client, deadline, &taken).await {
+        Ok(made) => taken.answer(|id| Ok(made.contains(&id))),
+        Err(e) if !e.may_have_written() => {
+            let store = store.clone();
+            tokio::spawn(async move {
+                tokio::join!(
+                    alone(&store, deadline, taken.new_orders),
+                    alone(&store, deadline, taken.outcomes)
+                );
+                drop(held);
+            });
+        }
+        Err(e) => taken.answer(|_| Err(copy(&e))),
+    }
+}
+
+/// The orders `taken` wrote, in one transaction.
+async fn together(
+    store: &PgStore,
+    client: deadpool_postgres::Client,
+    deadline: Instant,
     taken: &Taken,
-) -> Answers {
+) -> Result<HashSet<Uuid>, StoreError> {
     let new_orders: Vec<&NewOrder> = taken.new_orders.iter().map(|e| &e.write).collect();
     let outcomes: Vec<&Outcome> = taken.outcomes.iter().map(|e| &e.write).collect();
     let statements = [statement(store, &new_orders), statement(store, &outcomes)];
@@ -318,17 +337,8 @@ async fn transaction(
         .flatten()
         .map(|(sql, params)| (*sql, refs(params)))
         .collect();
-    match store.transact(client, deadline, &statements).await {
-        Ok(rows) => {
-            let made = rows.iter().flatten().map(|row| row.get(0)).collect();
-            Answers::made(taken, &made)
-        }
-        Err(e) if new_orders.len() + outcomes.len() > 1 && !e.may_have_written() => Answers {
-            new_orders: alone(store, deadline, &new_orders).await,
-            outcomes: alone(store, deadline, &outcomes).await,
-        },
-        Err(e) => Answers::failed(taken, &e),
-    }
+    let rows = store.transact(client, deadline, &statements).await?;
+    Ok(rows.iter().flatten().map(|row| row.get(0)).collect())
 }
 
 /// A statement's parameters, owned.
@@ -346,21 +356,20 @@ fn statement<'a, W: Write>(
     (!writes.is_empty()).then(|| (W::SQL, W::params(store, writes)))
 }
 
-/// Each write in a statement of its own.
-async fn alone<W: Write>(store: &PgStore, deadline: Instant, writes: &[&W]) -> Vec<Answer> {
-    let mut answers = Vec::with_capacity(writes.len());
-    for write in writes {
-        let params = W::params(store, &[*write]);
-        let made = match store.connect(deadline).await {
+/// Each write in a statement of its own, all at once, each answered as
+/// soon as it is written: a slow one holds up no other.
+async fn alone<W: Write>(store: &PgStore, deadline: Instant, entries: Vec<Entry<W>>) {
+    let alone = entries.into_iter().map(|entry| async move {
+        let params = W::params(store, &[&entry.write]);
+        let rows = match store.connect(deadline).await {
             Ok(client) => store.run(client, deadline, W::SQL, &refs(&params)).await,
             Err(e) => Err(e),
         };
-        answers.push(made.map(|rows| {
-            rows.iter()
-                .any(|row| row.get::<_, Uuid>(0) == write.order_id())
-        }));
-    }
-    answers
+        let id = entry.write.order_id();
+        let made = rows.map(|rows| rows.iter().any(|row| row.get::<_, Uuid>(0) == id));
+        let _ = entry.answer.send(made);
+    });
+    futures_util::future::join_all(alone).await;
 }
 
 /// One transaction's failure, for each of its writes.

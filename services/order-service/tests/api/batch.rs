@@ -461,6 +461,41 @@ async fn a_slow_write_alone_does_not_hold_up_the_writes_queued_behind_it() {
 }
 
 #[actix_web::test]
+async fn an_order_written_alone_goes_on_while_a_slow_write_beside_it_is_retried() {
+    let db = TestDb::create().await;
+    let store = store(&db, 1_500).await;
+    slow_merchant_slow(&db).await;
+    let lock = Locked::take(&db).await;
+    let first = lock
+        .first(&db, {
+            let store = store.clone();
+            async move { store.insert(order("merchant_1")).await }
+        })
+        .await;
+    let fast = order("merchant_1");
+    // Placed beside the slow one, then settled at once.
+    let placed_then_settled = async {
+        store.insert(fast.clone()).await.unwrap();
+        let settled = store.update(completed(&fast), OrderStatus::Pending).await;
+        (settled, std::time::Instant::now())
+    };
+    let slow = async {
+        let answer = store.insert(order("merchant_slow")).await;
+        (answer, std::time::Instant::now())
+    };
+    let ((settled, settled_at), (slow, slow_at)) = lock
+        .release_after(async { tokio::join!(placed_then_settled, slow) })
+        .await;
+    first.await.unwrap().unwrap();
+    assert_eq!(settled.unwrap(), Updated::Written);
+    assert!(slow.is_err(), "{slow:?}");
+    assert!(
+        settled_at < slow_at,
+        "the order was settled while the slow write was still under way"
+    );
+}
+
+#[actix_web::test]
 async fn one_key_reserved_many_times_in_one_statement_makes_one_order() {
     let db = TestDb::create().await;
     let store = store(&db, 5_000).await;

@@ -198,13 +198,7 @@ pub(super) async fn write<W: Write>(store: &PgStore, write: W) -> Answer {
         start
     };
     if start {
-        // The place is taken before the spawn: if the task never runs,
-        // dropping it still gives the place back.
-        let running = Running {
-            store: store.clone(),
-            retired: false,
-        };
-        tokio::spawn(run(running));
+        spawn_runner(store);
     }
     match tokio::time::timeout_at(deadline, answered).await {
         Ok(Ok(answer)) => answer,
@@ -234,16 +228,65 @@ impl Drop for Running {
     }
 }
 
+/// Starts a runner, its place taken already. The place is taken before
+/// the spawn: if the task never runs, dropping it gives the place back.
+fn spawn_runner(store: &PgStore) {
+    let running = Running {
+        store: store.clone(),
+        retired: false,
+    };
+    // Without a runtime (it is shutting down) the next write starts one.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(run(running));
+    }
+}
+
 /// Orders taken by a transaction: freed however the task that writes them
-/// ends.
+/// ends, or each as soon as its write has ended.
 struct Held {
     store: PgStore,
-    orders: Vec<Uuid>,
+    orders: Mutex<Vec<Uuid>>,
+}
+
+impl Held {
+    fn new(store: &PgStore, orders: Vec<Uuid>) -> Self {
+        Self {
+            store: store.clone(),
+            orders: Mutex::new(orders),
+        }
+    }
+
+    /// Frees `id` before the others.
+    fn free(&self, id: Uuid) {
+        let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = orders.iter().position(|order| *order == id) {
+            orders.swap_remove(at);
+            free(&self.store, &[id]);
+        }
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.store.inner.batcher.lock().release(&self.orders);
+        let orders = self.orders.get_mut().unwrap_or_else(|e| e.into_inner());
+        free(&self.store, orders);
+    }
+}
+
+/// Frees `orders`. A write for one of them may wait in the queue, passed
+/// over while it was taken, and its runner gone: then one starts.
+fn free(store: &PgStore, orders: &[Uuid]) {
+    let batcher = &store.inner.batcher;
+    let start = {
+        let mut queue = batcher.lock();
+        queue.release(orders);
+        let waiting = !(queue.new_orders.is_empty() && queue.outcomes.is_empty());
+        let start = waiting && queue.runners < batcher.max_runners;
+        queue.runners += usize::from(start);
+        start
+    };
+    if start {
+        spawn_runner(store);
     }
 }
 
@@ -266,10 +309,8 @@ async fn run(mut running: Running) {
             running.retired = true;
             return;
         };
-        let held = Held {
-            store: store.clone(),
-            orders: ids(&taken.new_orders).chain(ids(&taken.outcomes)).collect(),
-        };
+        let orders = ids(&taken.new_orders).chain(ids(&taken.outcomes));
+        let held = Held::new(&store, orders.collect());
         match client {
             Ok(client) => transaction(&store, client, deadline, taken, held).await,
             Err(e) => taken.answer(|_| Err(copy(&e))),
@@ -312,10 +353,9 @@ async fn transaction(
             let store = store.clone();
             tokio::spawn(async move {
                 tokio::join!(
-                    alone(&store, deadline, taken.new_orders),
-                    alone(&store, deadline, taken.outcomes)
+                    alone(&store, deadline, taken.new_orders, &held),
+                    alone(&store, deadline, taken.outcomes, &held)
                 );
-                drop(held);
             });
         }
         Err(e) => taken.answer(|_| Err(copy(&e))),
@@ -358,7 +398,7 @@ fn statement<'a, W: Write>(
 
 /// Each write in a statement of its own, all at once, each answered as
 /// soon as it is written: a slow one holds up no other.
-async fn alone<W: Write>(store: &PgStore, deadline: Instant, entries: Vec<Entry<W>>) {
+async fn alone<W: Write>(store: &PgStore, deadline: Instant, entries: Vec<Entry<W>>, held: &Held) {
     let alone = entries.into_iter().map(|entry| async move {
         let params = W::params(store, &[&entry.write]);
         let rows = match store.connect(deadline).await {
@@ -367,6 +407,7 @@ async fn alone<W: Write>(store: &PgStore, deadline: Instant, entries: Vec<Entry<
         };
         let id = entry.write.order_id();
         let made = rows.map(|rows| rows.iter().any(|row| row.get::<_, Uuid>(0) == id));
+        held.free(id);
         let _ = entry.answer.send(made);
     });
     futures_util::future::join_all(alone).await;

@@ -279,7 +279,7 @@ impl PgStore {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<Row>, StoreError> {
-        self.send(client, deadline, None, &[(sql, params.to_vec())])
+        self.send(client, deadline, None, &[(sql, params)])
             .await
             .map(|mut rows| rows.pop().unwrap_or_default())
     }
@@ -296,7 +296,7 @@ impl PgStore {
         &self,
         client: Client,
         deadline: tokio::time::Instant,
-        statements: &[(&str, Vec<Param<'_>>)],
+        statements: &[(&str, &[Param<'_>])],
     ) -> Result<Vec<Vec<Row>>, StoreError> {
         let third = deadline.saturating_duration_since(tokio::time::Instant::now()) / 3;
         let begin = format!(
@@ -312,7 +312,7 @@ impl PgStore {
         client: Client,
         deadline: tokio::time::Instant,
         begin: Option<&str>,
-        statements: &[(&str, Vec<Param<'_>>)],
+        statements: &[(&str, &[Param<'_>])],
     ) -> Result<Vec<Vec<Row>>, StoreError> {
         // Preparing changes nothing: until it is done, nothing was sent.
         let sent = AtomicBool::new(false);

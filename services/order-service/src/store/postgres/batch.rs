@@ -112,6 +112,15 @@ impl Batcher {
         }
     }
 
+    /// Takes a runner's place if writes wait and fewer than the most
+    /// runners are alive: then the caller starts one ([`spawn_runner`]).
+    fn place(&self, queue: &mut Queue) -> bool {
+        let waiting = !(queue.new_orders.is_empty() && queue.outcomes.is_empty());
+        let start = waiting && queue.runners < self.max_runners;
+        queue.runners += usize::from(start);
+        start
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic elsewhere cannot leave the queue half-changed: every
         // change under the lock is one push, pop or set operation.
@@ -193,9 +202,7 @@ pub(super) async fn write<W: Write>(store: &PgStore, write: W) -> Answer {
             state: state.clone(),
             answer,
         });
-        let start = queue.runners < batcher.max_runners;
-        queue.runners += usize::from(start);
-        start
+        batcher.place(&mut queue)
     };
     if start {
         spawn_runner(store);
@@ -280,10 +287,7 @@ fn free(store: &PgStore, orders: &[Uuid]) {
     let start = {
         let mut queue = batcher.lock();
         queue.release(orders);
-        let waiting = !(queue.new_orders.is_empty() && queue.outcomes.is_empty());
-        let start = waiting && queue.runners < batcher.max_runners;
-        queue.runners += usize::from(start);
-        start
+        batcher.place(&mut queue)
     };
     if start {
         spawn_runner(store);
@@ -372,10 +376,14 @@ async fn together(
     let new_orders: Vec<&NewOrder> = taken.new_orders.iter().map(|e| &e.write).collect();
     let outcomes: Vec<&Outcome> = taken.outcomes.iter().map(|e| &e.write).collect();
     let statements = [statement(store, &new_orders), statement(store, &outcomes)];
-    let statements: Vec<(&str, Vec<Param<'_>>)> = statements
+    let bound: Vec<(&str, Vec<Param<'_>>)> = statements
         .iter()
         .flatten()
         .map(|(sql, params)| (*sql, refs(params)))
+        .collect();
+    let statements: Vec<(&str, &[Param<'_>])> = bound
+        .iter()
+        .map(|(sql, params)| (*sql, params.as_slice()))
         .collect();
     let rows = store.transact(client, deadline, &statements).await?;
     Ok(rows.iter().flatten().map(|row| row.get(0)).collect())

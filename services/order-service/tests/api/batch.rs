@@ -326,6 +326,18 @@ async fn new_orders_and_outcomes_together(
     answers
 }
 
+/// `o` was placed (answered written, stored as sent).
+async fn assert_placed(store: &PgStore, o: &Order, answer: Result<(), StoreError>) {
+    answer.unwrap();
+    assert_eq!(store.get(o.order_id).await.unwrap().as_ref(), Some(o));
+}
+
+/// `o`'s `completed` outcome was written (answered, and stored).
+async fn assert_completed(store: &PgStore, o: &Order, answer: Result<Updated, StoreError>) {
+    assert_eq!(answer.unwrap(), Updated::Written);
+    assert_eq!(store.get(o.order_id).await.unwrap(), Some(completed(o)));
+}
+
 fn completed(o: &Order) -> Order {
     Order {
         status: OrderStatus::Completed,
@@ -342,12 +354,10 @@ async fn new_orders_and_outcomes_sent_together_commit_in_one_transaction() {
     let new: Vec<Order> = (0..5).map(|_| order("merchant_1")).collect();
     let (outcomes, inserts) = new_orders_and_outcomes_together(&db, &store, &settled, &new).await;
     for (o, answer) in settled.iter().zip(outcomes) {
-        assert_eq!(answer.unwrap(), Updated::Written);
-        assert_eq!(store.get(o.order_id).await.unwrap(), Some(completed(o)));
+        assert_completed(&store, o, answer).await;
     }
     for (o, answer) in new.iter().zip(inserts) {
-        answer.unwrap();
-        assert_eq!(store.get(o.order_id).await.unwrap().as_ref(), Some(o));
+        assert_placed(&store, o, answer).await;
     }
     let ids: Vec<uuid::Uuid> = settled
         .iter()
@@ -383,22 +393,19 @@ async fn an_outcome_the_database_refuses_fails_alone_and_the_new_orders_beside_i
     let new: Vec<Order> = (0..4).map(|_| order("merchant_1")).collect();
     let (outcomes, inserts) = new_orders_and_outcomes_together(&db, &store, &settled, &new).await;
     for (o, answer) in settled.iter().zip(outcomes) {
-        let stored = store.get(o.order_id).await.unwrap();
         if o.merchant_id.as_str() == "merchant_bad" {
             // Rolled back, and it says nothing was written.
             assert!(
                 matches!(answer, Err(StoreError::Unavailable(_))),
                 "{answer:?}"
             );
-            assert_eq!(stored.as_ref(), Some(o));
+            assert_eq!(store.get(o.order_id).await.unwrap().as_ref(), Some(o));
         } else {
-            assert_eq!(answer.unwrap(), Updated::Written);
-            assert_eq!(stored, Some(completed(o)));
+            assert_completed(&store, o, answer).await;
         }
     }
     for (o, answer) in new.iter().zip(inserts) {
-        answer.unwrap();
-        assert_eq!(store.get(o.order_id).await.unwrap().as_ref(), Some(o));
+        assert_placed(&store, o, answer).await;
     }
 }
 
@@ -413,17 +420,14 @@ async fn a_slow_write_leaves_the_writes_beside_it_time_to_be_written_alone() {
     let (outcomes, inserts) = new_orders_and_outcomes_together(&db, &store, &settled, &new).await;
     // Charged orders' outcomes, and the other new orders: written, in time.
     for (o, answer) in settled.iter().zip(outcomes) {
-        assert_eq!(answer.unwrap(), Updated::Written);
-        assert_eq!(store.get(o.order_id).await.unwrap(), Some(completed(o)));
+        assert_completed(&store, o, answer).await;
     }
     for (o, answer) in new.iter().zip(inserts) {
-        let stored = store.get(o.order_id).await.unwrap();
         if o.merchant_id.as_str() == "merchant_slow" {
             assert!(answer.is_err(), "{answer:?}");
-            assert_eq!(stored, None);
+            assert_eq!(store.get(o.order_id).await.unwrap(), None);
         } else {
-            answer.unwrap();
-            assert_eq!(stored.as_ref(), Some(o));
+            assert_placed(&store, o, answer).await;
         }
     }
 }

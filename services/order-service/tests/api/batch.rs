@@ -500,6 +500,51 @@ async fn an_order_written_alone_goes_on_while_a_slow_write_beside_it_is_retried(
 }
 
 #[actix_web::test]
+async fn writes_whose_callers_hung_up_after_they_were_taken_still_end_and_free_their_orders() {
+    let db = TestDb::create().await;
+    let store = store(&db, 1_500).await;
+    slow_merchant_slow(&db).await;
+    let lock = Locked::take(&db).await;
+    // Taken, its transaction waiting for the lock: then its caller goes.
+    let taken = order("merchant_1");
+    let first = lock
+        .first(&db, {
+            let (store, taken) = (store.clone(), taken.clone());
+            async move { store.insert(taken).await }
+        })
+        .await;
+    first.abort();
+    // Queued beside a slow write, so refused with it and retried alone:
+    // their callers go while the slow one is under way.
+    let beside = order("merchant_1");
+    let queued = [beside.clone(), order("merchant_slow")];
+    let inserts = join_all(queued.iter().map(|o| store.insert(o.clone())));
+    let slow_under_way = eventually("the slow write is under way", || async {
+        db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+            .await
+            >= 1
+    });
+    lock.release_after(async {
+        tokio::select! {
+            biased;
+            answers = inserts => panic!("answered before the slow write was under way: {answers:?}"),
+            () = slow_under_way => {}
+        }
+    })
+    .await;
+    // Each order's write ended (committed: nothing tells its caller), and
+    // its order is free for its next write.
+    for o in [&taken, &beside] {
+        eventually("the write committed", || async {
+            store.get(o.order_id).await.unwrap().is_some()
+        })
+        .await;
+        let answer = store.update(completed(o), OrderStatus::Pending).await;
+        assert_completed(&store, o, answer).await;
+    }
+}
+
+#[actix_web::test]
 async fn one_key_reserved_many_times_in_one_statement_makes_one_order() {
     let db = TestDb::create().await;
     let store = store(&db, 5_000).await;

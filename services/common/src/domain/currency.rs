@@ -54,10 +54,13 @@ impl Currency {
                 format!("must be a 3-letter upper-case ISO 4217 code, got {code:?}"),
             ));
         }
+        // Sorted (a test keeps it so): 8 comparisons where a scan made
+        // up to 170, on every order.
         CURRENCIES
-            .iter()
-            .find(|(known, _)| *known == code)
-            .map(|&(code, minor_units)| Self { code, minor_units })
+            .binary_search_by(|(known, _)| (*known).cmp(code))
+            .ok()
+            .map(|at| CURRENCIES[at])
+            .map(|(code, minor_units)| Self { code, minor_units })
             .ok_or_else(|| {
                 FieldError::new(FIELD, format!("{code} is not an ISO 4217 currency code"))
             })

@@ -60,8 +60,9 @@ pub async fn create_order(
         .try_into()
         .map_err(OrderError::Validation)?;
     let answer = orders.into_inner().create(new, key).await?;
-    let mut response = to_http(&answer.response);
-    if answer.replayed {
+    let replayed = answer.replayed;
+    let mut response = to_http(answer.response);
+    if replayed {
         response.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
             actix_web::http::header::HeaderValue::from_static("true"),
@@ -94,11 +95,11 @@ pub async fn get_order(
     }
 }
 
-fn to_http(stored: &StoredResponse) -> HttpResponse {
+fn to_http(stored: StoredResponse) -> HttpResponse {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
     for (name, value) in &stored.headers {
         response.insert_header((name.as_str(), value.as_str()));
     }
-    response.body(stored.body.clone())
+    response.body(stored.body)
 }

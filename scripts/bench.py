@@ -139,7 +139,7 @@ class Sink:
 class Pair:
     """payment-service and order-service, on ports of their own."""
 
-    def __init__(self, env, order_env=None):
+    def __init__(self, env, order_env=None, binary=RELEASE / "order-service"):
         common = {
             **os.environ,
             "BIND_ADDR": "127.0.0.1",
@@ -156,7 +156,7 @@ class Pair:
             stderr=subprocess.DEVNULL,
         )
         self.order = subprocess.Popen(
-            [RELEASE / "order-service"],
+            [binary],
             env={
                 **common,
                 "PORT": str(self.ord_port),
@@ -256,12 +256,18 @@ def ensure_wrk():
         sh(*sudo, "apt-get", "install", "-y", "-qq", "wrk")
 
 
+def build_examples():
+    """The OTLP sink, and the bare proxy that measures the floor."""
+    for example in ("otlp_sink", "bare_proxy"):
+        sh("cargo", "build", "--release", "-q", "-p", "order-service", "--example", example)
+
+
 def main():
     import bench_store
 
     ensure_wrk()
     sh("cargo", "build", "--release", "-q", "--bins")
-    sh("cargo", "build", "--release", "-q", "-p", "order-service", "--example", "otlp_sink")
+    build_examples()
     sink = Sink()
     per_order = ORDER_SPANS + CHARGE_SPANS
     configs = {
@@ -523,7 +529,7 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen):
         json.dumps({"charges": charges}),
         json.dumps({"p5": p5}),
         *[json.dumps({"ledger": r}) for k in LEDGER_KINDS for r in ledger[k]],
-        *[json.dumps({"store": r}) for k in ("memory", "postgresql") for r in stores[0][k]],
+        *[json.dumps({"store": r}) for k in ("floor", "memory", "postgresql") for r in stores[0][k]],
         json.dumps({"production": stores[2]}),
         "```",
         "",

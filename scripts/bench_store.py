@@ -102,13 +102,36 @@ def store_run(label, db=None, extra=None):
     return run
 
 
+def floor_run():
+    """The floor under order-service's CPU per order: examples/bare_proxy.rs
+    (actix-web and awc doing the same HTTP work with nothing of the service
+    around it) in front of the same payment-service, the same load."""
+    pair = bench.Pair({"OTEL_SDK_DISABLED": "true"}, binary=bench.RELEASE / "examples" / "bare_proxy")
+    try:
+        before = pair.cpu()
+        load = bench.wrk(f"{pair.order_url}/orders", "keyed-order.lua")
+        after = pair.cpu()
+    finally:
+        pair.stop()
+    n = max(load["requests"], 1)
+    run = {
+        "label": "floor",
+        "rps": load["rps"],
+        "non2xx": load["non2xx"],
+        "order_us": (after[0] - before[0]) * 1e6 / bench.HZ / n,
+        "payment_us": (after[1] - before[1]) * 1e6 / bench.HZ / n,
+    }
+    print(json.dumps(run), flush=True)
+    return run
+
+
 def store_figures(rounds):
     """Both stores, interleaved over `rounds`: {"memory": [...], "postgresql":
     [...], "alone": [...]}, the last PostgreSQL with each write in a
     statement of its own (the baseline of the shared statements)."""
     db = f"bench_store_{os.getpid()}"
     psql(ADMIN_URL, f"CREATE DATABASE {db}")
-    runs = {"memory": [], "postgresql": [], "alone": []}
+    runs = {"floor": [], "memory": [], "postgresql": [], "alone": []}
     try:
         # Not measured: on a database just created, every connection's
         # cached plans were made for empty, never-analysed tables (the
@@ -118,6 +141,7 @@ def store_figures(rounds):
         store_run("postgresql", db)
         psql(database_url(db), "ANALYZE")
         for _ in range(rounds):
+            runs["floor"].append(floor_run())
             runs["memory"].append(store_run("memory"))
             runs["postgresql"].append(store_run("postgresql", db))
             runs["alone"].append(store_run("alone", db, {"DATABASE_BATCH_MAX": "1", "DATABASE_BATCH_WRITERS": "16"}))
@@ -198,6 +222,8 @@ def table(runs, production=None):
     return [
         "| store | orders/s | ÷ memory | per round | CPU µs/order: order-service | payment-service | PostgreSQL (all processes) | commits per order |",
         "|---|---|---|---|---|---|---|---|",
+        f"| floor: actix-web and awc alone (`examples/bare_proxy.rs`) | {med('floor', 'rps'):,.0f} | "
+        f"{med('floor', 'rps') / mem:.2f} | — | {med('floor', 'order_us'):.0f} | {med('floor', 'payment_us'):.0f} | — | — |",
         f"| memory | {mem:,.0f} | — | — | {med('memory', 'order_us'):.0f} | {med('memory', 'payment_us'):.0f} | — | — |",
         row("postgresql", "PostgreSQL"),
         row("alone", "PostgreSQL, each write alone (`DATABASE_BATCH_MAX=1`, 16 writers: as before the batching)"),
@@ -213,7 +239,7 @@ def table(runs, production=None):
 def main():
     bench.ensure_wrk()
     bench.sh("cargo", "build", "--release", "-q", "--bins")
-    bench.sh("cargo", "build", "--release", "-q", "-p", "order-service", "--example", "otlp_sink")
+    bench.build_examples()
     runs = store_figures(bench.ROUNDS)
     sink = bench.Sink()
     try:

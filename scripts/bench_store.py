@@ -2,10 +2,11 @@
 """`make bench-store`, and the PostgreSQL section of `make bench`: keyed
 orders in memory and on PostgreSQL, side by side.
 
-Rounds of one order-service in memory, one on PostgreSQL (a database of
-its own on BENCH_DATABASE_URL's server, by default the machine's) and one
-on PostgreSQL with each write in a statement of its own (the baseline of
-the shared statements) are interleaved; each run is `wrk` with a new Idempotency-Key per request
+Rounds of the floor (examples/bare_proxy.rs: actix-web and awc doing an
+order's HTTP work alone), one order-service in memory, one on PostgreSQL
+(a database of its own on BENCH_DATABASE_URL's server, by default the
+machine's) and one on PostgreSQL with each write in a statement of its
+own (the baseline of the shared statements) are interleaved; each run is `wrk` with a new Idempotency-Key per request
 (scripts/wrk/keyed-order.lua), payment's latency 0, export off. Per run:
 orders/s, and CPU µs per order of order-service, of payment-service and of
 every PostgreSQL process (backends, WAL writer, checkpointer: user + system
@@ -126,9 +127,10 @@ def floor_run():
 
 
 def store_figures(rounds):
-    """Both stores, interleaved over `rounds`: {"memory": [...], "postgresql":
-    [...], "alone": [...]}, the last PostgreSQL with each write in a
-    statement of its own (the baseline of the shared statements)."""
+    """Both stores and the floor, interleaved over `rounds`: {"floor": [...],
+    "memory": [...], "postgresql": [...], "alone": [...]}, the last
+    PostgreSQL with each write in a statement of its own (the baseline of
+    the shared statements)."""
     db = f"bench_store_{os.getpid()}"
     psql(ADMIN_URL, f"CREATE DATABASE {db}")
     runs = {"floor": [], "memory": [], "postgresql": [], "alone": []}

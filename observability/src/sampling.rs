@@ -29,7 +29,9 @@ use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing::span::Id;
 use tracing::{Metadata, Subscriber, subscriber::Interest};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Registry;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
@@ -202,7 +204,27 @@ fn with_span<R>(id: &Id, f: impl FnOnce(SpanRef<'_, Registry>) -> R) -> Option<R
 
 /// The global half: a span whose parent is an unsampled root is not built
 /// (for any layer). Roots always are: an unsampled one keeps its trace's ids.
-pub struct UnsampledSubtreeOff;
+pub struct UnsampledSubtreeOff {
+    /// The most verbose level the process's filters want (`None`: any).
+    level: Option<LevelFilter>,
+}
+
+impl UnsampledSubtreeOff {
+    /// Beside layers filtered by `filters`. A layer without a level hint
+    /// counts as wanting `TRACE`, and this one wants no level of its own:
+    /// it only turns spans off. So it hands on the most verbose level the
+    /// filters want; without it the process's level was `TRACE`, and
+    /// every `trace!` of actix-http's dispatcher (about 24 an order)
+    /// asked the whole stack whether it was wanted. Below the level, a
+    /// callsite costs one comparison.
+    pub fn beside(filters: &[&EnvFilter]) -> Self {
+        // A filter without a hint may want any level.
+        let hints: Option<Vec<LevelFilter>> = filters.iter().map(|f| f.max_level_hint()).collect();
+        Self {
+            level: hints.and_then(|hints| hints.into_iter().max()),
+        }
+    }
+}
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for UnsampledSubtreeOff {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
@@ -219,6 +241,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Un
         }
         let parent = cx.current_span().id().and_then(|id| cx.span(id));
         parent.is_none_or(|parent| parent.extensions().get::<Unsampled>().is_none())
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.level
     }
 }
 
@@ -283,6 +309,35 @@ mod tests {
         // Not parent-based: the caller's flag is ignored.
         let always = Sampler::named("always_on", 1.0);
         assert!(always.sampled(Some(&remote(false)), TraceId::from(7u128)));
+    }
+
+    #[test]
+    fn the_subtree_filter_hands_on_the_level_the_filtered_layers_want() {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::filter::{FilterExt, filter_fn};
+        use tracing_subscriber::layer::SubscriberExt;
+        // As `traces::init` stacks them: the filters' own hints say
+        // nothing (`HeadSampling` and `filter_fn` have none).
+        let (logs, traces) = (EnvFilter::new("warn"), EnvFilter::new("info"));
+        let subtree_off = UnsampledSubtreeOff::beside(&[&logs, &traces]);
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_filter(logs.and(filter_fn(|meta| meta.is_event()))),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_filter(traces.and(HeadSampling(Sampler::named("", 1.0)))),
+            )
+            .with(subtree_off);
+        assert_eq!(subscriber.max_level_hint(), Some(LevelFilter::INFO));
+        // Nothing that a filtered layer wants is turned off.
+        let dispatch = tracing::Dispatch::new(subscriber);
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(!tracing::info_span!("kept").is_disabled());
+            assert!(tracing::enabled!(tracing::Level::WARN));
+            assert!(!tracing::enabled!(tracing::Level::DEBUG));
+        });
     }
 
     #[test]

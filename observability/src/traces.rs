@@ -100,6 +100,7 @@ pub fn init(default_service_name: &str) -> Telemetry {
     let log_filter = EnvFilter::try_new(format!("{user_filter}{parse_errors},{EXPORT_PATH_OFF}"))
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{EXPORT_PATH_OFF}")));
     let trace_filter = EnvFilter::new(format!("info,{EXPORT_PATH_OFF}"));
+    let subtree_off = UnsampledSubtreeOff::beside(&[&log_filter, &trace_filter]);
     let sampler = Sampler::from_env();
 
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
@@ -142,7 +143,7 @@ pub fn init(default_service_name: &str) -> Telemetry {
     let installed = match otel_layer {
         // Outermost, so that it is asked first, before the OTel layer's
         // filter takes the root's decision.
-        Some(otel_layer) => logs.with(otel_layer).with(UnsampledSubtreeOff).try_init(),
+        Some(otel_layer) => logs.with(otel_layer).with(subtree_off).try_init(),
         None => logs.try_init(),
     }
     .is_ok();

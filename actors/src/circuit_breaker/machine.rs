@@ -350,8 +350,12 @@ impl Machine {
 
     pub fn status(&mut self, now: Instant) -> Status {
         self.prune(now);
-        let next_probe_in_ms = (self.mode == Mode::Auto && self.state == State::Open)
-            .then(|| self.open_until.saturating_duration_since(now).as_millis() as u64);
+        // Rounded up: 0 only once a probe would be admitted (rounded down,
+        // "0" stood for up to a millisecond of refusals still to come).
+        let next_probe_in_ms = (self.mode == Mode::Auto && self.state == State::Open).then(|| {
+            let left = self.open_until.saturating_duration_since(now);
+            left.as_micros().div_ceil(1000) as u64
+        });
         Status {
             state: self.state,
             mode: self.mode,
@@ -745,5 +749,19 @@ mod tests {
         assert_eq!(status.state, State::Open);
         assert_eq!(status.next_probe_in_ms, Some(20_000));
         assert_eq!(status.transitions, 1);
+    }
+
+    #[test]
+    fn the_next_probe_is_never_reported_due_before_it_is() {
+        let mut h = Harness::new(consecutive_only());
+        for _ in 0..5 {
+            h.call(Outcome::Failure);
+        }
+        h.advance(Duration::from_secs(30) - Duration::from_micros(400));
+        assert_eq!(h.machine.status(h.now).next_probe_in_ms, Some(1));
+        assert!(h.machine.admit(h.now).0.is_err(), "not due yet");
+        h.advance(Duration::from_micros(400));
+        assert_eq!(h.machine.status(h.now).next_probe_in_ms, Some(0));
+        assert!(h.machine.admit(h.now).0.is_ok(), "due");
     }
 }

@@ -1,7 +1,8 @@
 //! The floor under order-service's CPU per order: what actix-web and awc
 //! cost for the same HTTP work with none of the service around it. It
 //! takes `POST /orders`, parses the body, charges payment-service once
-//! (`POST /charge`, the same headers and body as order-service) and
+//! (`POST /charge` with order-service's body, `Authorization` and
+//! `Idempotency-Key`; without its `Request-Timeout`) and
 //! answers 201 with the order: no idempotency, no breaker, no bulkhead, no
 //! store, no tracing, no metrics. `make bench` runs it beside order-service
 //! in memory so that the two are compared within one run

@@ -1,5 +1,6 @@
 //! The bulkhead actor: at most `max_concurrent` payment attempts in flight,
-//! at most `max_queue` callers waiting for a turn.
+//! at most `max_queue` callers waiting for a turn, and each caller waiting
+//! only while it can still be served in time ([`admission`] decides).
 //!
 //! A [`Permit`] is a guard: dropping it — the attempt finished, failed, or
 //! its request was cancelled by a client disconnect or a timeout — returns
@@ -11,14 +12,19 @@
 //! will come back) and drops the waiters, who see their wait end as a
 //! rejection.
 
+mod admission;
+
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, Supervised};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::Span;
 
+use self::admission::{Admission, AdmissionConfig, Decision};
+use crate::clock::{SharedClock, SystemClock};
 use crate::supervision::{ActorFailed, Crash, guarded};
 
 const NAME: &str = "Bulkhead";
@@ -27,6 +33,10 @@ const NAME: &str = "Bulkhead";
 pub struct BulkheadConfig {
     pub max_concurrent: usize,
     pub max_queue: usize,
+    /// A bound on any wait besides the caller's budget; `None`: the budget.
+    pub max_wait: Option<Duration>,
+    /// Under overload, the longest predicted wait a caller is queued for.
+    pub overload_wait: Duration,
 }
 
 impl Default for BulkheadConfig {
@@ -34,6 +44,18 @@ impl Default for BulkheadConfig {
         Self {
             max_concurrent: 10,
             max_queue: 200,
+            max_wait: None,
+            overload_wait: AdmissionConfig::default().overload_wait,
+        }
+    }
+}
+
+impl BulkheadConfig {
+    fn admission(&self) -> AdmissionConfig {
+        AdmissionConfig {
+            permits: self.max_concurrent,
+            max_wait: self.max_wait,
+            overload_wait: self.overload_wait,
         }
     }
 }
@@ -43,7 +65,10 @@ impl Default for BulkheadConfig {
 pub enum BulkheadError {
     /// `max_queue` callers are already waiting.
     QueueFull,
-    /// No slot freed up within the caller's wait.
+    /// Overloaded, and no slot within the wait overload allows.
+    Overloaded,
+    /// No slot within what the caller's budget allows: predicted, and
+    /// refused at once, or seen, when the wait ran out.
     WaitTimedOut,
     /// The actor failed or restarted while the caller waited.
     Unavailable,
@@ -55,6 +80,10 @@ pub struct Permit {
     bulkhead: Option<Addr<Bulkhead>>,
     /// Permits in use when this one was granted, this one included.
     pub in_use: usize,
+    granted_at: Instant,
+    /// What must be left of the budget to call with it: a permit handed to
+    /// a waiter later than that goes back unused.
+    reserve: Duration,
 }
 
 impl Permit {
@@ -62,37 +91,64 @@ impl Permit {
     fn disarm(mut self) {
         self.bulkhead = None;
     }
+
+    /// Returns the slot without a call: no hold to learn from.
+    fn give_back(mut self) {
+        if let Some(bulkhead) = self.bulkhead.take() {
+            bulkhead.do_send(Release { held: None });
+        }
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(bulkhead) = self.bulkhead.take() {
-            bulkhead.do_send(Release);
+            bulkhead.do_send(Release {
+                held: Some(self.granted_at),
+            });
         }
     }
 }
 
 pub enum Grant {
     Ready(Permit),
-    Queued(oneshot::Receiver<Permit>),
+    Queued {
+        /// `None`: shed from the queue, overloaded.
+        permit: oneshot::Receiver<Option<Permit>>,
+        max_wait: Duration,
+        /// The wait was cut short by overload.
+        shed: bool,
+    },
 }
 
 #[derive(Message)]
 #[rtype(result = "Result<Grant, BulkheadError>")]
 pub struct Acquire {
+    /// What is left of the caller's budget: its wait and its call.
+    pub budget: Duration,
     pub span: Span,
 }
 
 /// Sent by a dropped [`Permit`].
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-struct Release;
+struct Release {
+    /// When the permit was granted, if it was used.
+    held: Option<Instant>,
+}
+
+/// Sent by a waiter whose wait ran out before its turn came.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Expired;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Status {
     pub max: usize,
     pub in_use: usize,
     pub waiting: usize,
+    /// Shedding: callers whose turn is predicted late are refused at once.
+    pub overloaded: bool,
 }
 
 #[derive(Debug, Message)]
@@ -102,25 +158,35 @@ pub struct GetStatus;
 pub struct Bulkhead {
     config: BulkheadConfig,
     in_use: usize,
-    waiters: VecDeque<oneshot::Sender<Permit>>,
+    waiters: VecDeque<oneshot::Sender<Option<Permit>>>,
+    admission: Admission,
+    clock: SharedClock,
     /// Our own address, for the permits we hand out.
     me: Option<Addr<Self>>,
 }
 
 impl Bulkhead {
     pub fn new(config: BulkheadConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(config: BulkheadConfig, clock: SharedClock) -> Self {
         Self {
             config,
             in_use: 0,
             waiters: VecDeque::new(),
+            admission: Admission::new(config.admission(), clock.now()),
+            clock,
             me: None,
         }
     }
 
-    fn permit(&self) -> Permit {
+    fn permit(&self, now: Instant, reserve: Duration) -> Permit {
         Permit {
             bulkhead: self.me.clone(),
             in_use: self.in_use,
+            granted_at: now,
+            reserve,
         }
     }
 
@@ -129,6 +195,51 @@ impl Bulkhead {
             max: self.config.max_concurrent,
             in_use: self.in_use,
             waiting: self.waiters.iter().filter(|w| !w.is_closed()).count(),
+            overloaded: self.admission.overloaded(),
+        }
+    }
+
+    /// A permit at once if a slot is free and nobody waits; else a place in
+    /// the queue, if there is room and the caller's turn can come in time.
+    fn grant(&mut self, budget: Duration) -> Result<Grant, BulkheadError> {
+        let now = self.clock.now();
+        self.waiters.retain(|w| !w.is_closed());
+        if self.in_use < self.config.max_concurrent && self.waiters.is_empty() {
+            self.in_use += 1;
+            self.admission.granted_at_once(now);
+            return Ok(Grant::Ready(self.permit(now, Duration::ZERO)));
+        }
+        if self.waiters.len() >= self.config.max_queue {
+            return Err(BulkheadError::QueueFull);
+        }
+        let was_overloaded = self.admission.overloaded();
+        let decision = self.admission.queue(now, budget, self.waiters.len());
+        self.on_overload(was_overloaded);
+        match decision {
+            Decision::Queue { max_wait, shed } => {
+                let (tx, rx) = oneshot::channel();
+                self.waiters.push_back(tx);
+                Ok(Grant::Queued {
+                    permit: rx,
+                    max_wait,
+                    shed,
+                })
+            }
+            Decision::Refuse => Err(BulkheadError::WaitTimedOut),
+        }
+    }
+
+    /// Overload just began: the waiters whose turn would come after the
+    /// overload wait are refused now, not when their longer waits run out.
+    fn on_overload(&mut self, was_overloaded: bool) {
+        if was_overloaded || !self.admission.overloaded() {
+            return;
+        }
+        let keep = self.admission.places_within_overload_wait();
+        while self.waiters.len() > keep {
+            if let Some(waiter) = self.waiters.pop_back() {
+                let _ = waiter.send(None);
+            }
         }
     }
 }
@@ -150,8 +261,6 @@ impl Supervised for Bulkhead {
 impl Handler<Acquire> for Bulkhead {
     type Result = Result<Grant, BulkheadError>;
 
-    /// A permit at once if a slot is free and nobody waits; else a place in
-    /// the queue, if there is room.
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
         let span = crate::child_span(&msg.span, || {
             tracing::info_span!(
@@ -161,25 +270,15 @@ impl Handler<Acquire> for Bulkhead {
                 bulkhead.max = self.config.max_concurrent as i64,
                 bulkhead.in_use = tracing::field::Empty,
                 bulkhead.queued = tracing::field::Empty,
+                bulkhead.overloaded = tracing::field::Empty,
             )
         });
         let _entered = span.enter();
-        let grant = guarded(ctx, NAME, || {
-            self.waiters.retain(|w| !w.is_closed());
-            if self.in_use < self.config.max_concurrent && self.waiters.is_empty() {
-                self.in_use += 1;
-                Ok(Grant::Ready(self.permit()))
-            } else if self.waiters.len() < self.config.max_queue {
-                let (tx, rx) = oneshot::channel();
-                self.waiters.push_back(tx);
-                Ok(Grant::Queued(rx))
-            } else {
-                Err(BulkheadError::QueueFull)
-            }
-        })
-        .map_err(|_| BulkheadError::Unavailable)?;
+        let grant = guarded(ctx, NAME, || self.grant(msg.budget))
+            .map_err(|_| BulkheadError::Unavailable)?;
         span.record("bulkhead.in_use", self.in_use as i64);
-        span.record("bulkhead.queued", matches!(grant, Ok(Grant::Queued(_))));
+        span.record("bulkhead.queued", matches!(grant, Ok(Grant::Queued { .. })));
+        span.record("bulkhead.overloaded", self.admission.overloaded());
         grant
     }
 }
@@ -188,16 +287,34 @@ impl Handler<Release> for Bulkhead {
     type Result = ();
 
     /// The slot goes to the first waiter still waiting, else back to the pool.
-    fn handle(&mut self, _: Release, ctx: &mut Context<Self>) {
+    fn handle(&mut self, release: Release, ctx: &mut Context<Self>) {
         let _ = guarded(ctx, NAME, || {
+            let now = self.clock.now();
+            if let Some(granted_at) = release.held {
+                self.admission
+                    .released(now.saturating_duration_since(granted_at));
+            }
+            let reserve = self.admission.reserve();
             while let Some(waiter) = self.waiters.pop_front() {
-                match waiter.send(self.permit()) {
-                    Ok(()) => return,
+                match waiter.send(Some(self.permit(now, reserve))) {
+                    Ok(()) => return self.admission.handed(now, self.waiters.len()),
                     // That waiter gave up; its permit was never counted.
-                    Err(permit) => permit.disarm(),
+                    Err(permit) => permit.into_iter().for_each(Permit::disarm),
                 }
             }
             self.in_use = self.in_use.saturating_sub(1);
+        });
+    }
+}
+
+impl Handler<Expired> for Bulkhead {
+    type Result = ();
+
+    fn handle(&mut self, _: Expired, ctx: &mut Context<Self>) {
+        let _ = guarded(ctx, NAME, || {
+            let was_overloaded = self.admission.overloaded();
+            self.admission.expired(self.clock.now());
+            self.on_overload(was_overloaded);
         });
     }
 }
@@ -218,25 +335,51 @@ impl Handler<Crash> for Bulkhead {
     }
 }
 
-/// Asks for a permit and waits at most `max_wait` for one (the caller
-/// passes the smaller of its wait limit and its remaining budget).
+/// Asks for a permit with `budget` left for the wait and the call, and
+/// waits for one as long as the bulkhead says the budget allows.
 pub async fn acquire(
     bulkhead: &Addr<Bulkhead>,
-    max_wait: Duration,
+    budget: Duration,
     span: Span,
 ) -> Result<Permit, BulkheadError> {
     let grant = bulkhead
-        .send(Acquire { span })
+        .send(Acquire { budget, span })
         .await
         .map_err(|_| BulkheadError::Unavailable)??;
     match grant {
         Grant::Ready(permit) => Ok(permit),
-        Grant::Queued(rx) => match tokio::time::timeout(max_wait, rx).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(BulkheadError::Unavailable),
-            Err(_) => Err(BulkheadError::WaitTimedOut),
-        },
+        Grant::Queued {
+            permit,
+            max_wait,
+            shed,
+        } => {
+            let started = tokio::time::Instant::now();
+            match tokio::time::timeout(max_wait, permit).await {
+                Ok(Ok(Some(permit)))
+                    if budget.saturating_sub(started.elapsed()) >= permit.reserve =>
+                {
+                    Ok(permit)
+                }
+                // Handed over too late to call with.
+                Ok(Ok(Some(permit))) => {
+                    permit.give_back();
+                    expired(bulkhead, shed)
+                }
+                Ok(Ok(None)) => Err(BulkheadError::Overloaded),
+                Ok(Err(_)) => Err(BulkheadError::Unavailable),
+                Err(_) => expired(bulkhead, shed),
+            }
+        }
     }
+}
+
+/// A wait ran out: news for the bulkhead unless overload had cut it short.
+fn expired(bulkhead: &Addr<Bulkhead>, shed: bool) -> Result<Permit, BulkheadError> {
+    if shed {
+        return Err(BulkheadError::Overloaded);
+    }
+    bulkhead.do_send(Expired);
+    Err(BulkheadError::WaitTimedOut)
 }
 
 #[cfg(test)]
@@ -250,6 +393,7 @@ mod tests {
             Bulkhead::new(BulkheadConfig {
                 max_concurrent,
                 max_queue,
+                ..BulkheadConfig::default()
             })
         })
     }
@@ -298,7 +442,8 @@ mod tests {
             Status {
                 max: 1,
                 in_use: 1,
-                waiting: 0
+                waiting: 0,
+                overloaded: false,
             }
         );
         drop(permit);
@@ -315,19 +460,22 @@ mod tests {
             acquire(&addr, WAIT, Span::none()).await.unwrap_err(),
             BulkheadError::WaitTimedOut
         );
+        // With no hold seen yet, the whole budget is the wait.
         let waited = started.elapsed();
         assert!(
             waited >= WAIT && waited <= WAIT + Duration::from_millis(1),
             "{waited:?}"
         );
-        // The abandoned place in the queue is not handed the slot.
+        // The abandoned place in the queue is not handed the slot, and a wait
+        // that ran out before its turn means overload.
         drop(held);
         assert_eq!(
             status(&addr).await,
             Status {
                 max: 1,
                 in_use: 0,
-                waiting: 0
+                waiting: 0,
+                overloaded: true,
             }
         );
     }

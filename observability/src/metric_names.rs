@@ -13,6 +13,7 @@ pub const CB_TRANSITIONS: &str = "cb_transitions_total";
 pub const BULKHEAD_IN_USE: &str = "bulkhead_in_use";
 pub const BULKHEAD_WAITING: &str = "bulkhead_waiting";
 pub const BULKHEAD_MAX: &str = "bulkhead_max";
+pub const BULKHEAD_OVERLOADED: &str = "bulkhead_overloaded";
 pub const BULKHEAD_REJECTED: &str = "bulkhead_rejected_total";
 pub const IDEMPOTENCY_HITS: &str = "idempotency_hits_total";
 pub const IDEMPOTENCY_CONFLICTS: &str = "idempotency_conflicts_total";

@@ -162,13 +162,20 @@ pub struct BulkheadArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max: u64,
 
-    /// Longest wait for a bulkhead permit (never past the budget), in milliseconds.
+    /// A bound on any wait for a bulkhead permit, in milliseconds. Unset, a
+    /// caller waits while its remaining budget can still cover a call.
+    #[arg(long = "bulkhead-max-wait-ms", env = "BULKHEAD_MAX_WAIT_MS")]
+    pub max_wait_ms: Option<u64>,
+
+    /// Under overload (the queue keeps growing, or failed a caller), the
+    /// longest predicted wait a caller is queued for; later ones get 503 at
+    /// once, in milliseconds.
     #[arg(
-        long = "bulkhead-max-wait-ms",
-        env = "BULKHEAD_MAX_WAIT_MS",
-        default_value_t = 250
+        long = "bulkhead-overload-wait-ms",
+        env = "BULKHEAD_OVERLOAD_WAIT_MS",
+        default_value_t = 100
     )]
-    pub max_wait_ms: u64,
+    pub overload_wait_ms: u64,
 
     /// Callers allowed to wait for a permit; more are refused at once.
     #[arg(
@@ -317,7 +324,6 @@ impl Config {
                 base: ms(retry.base_ms),
                 jitter: retry.jitter,
             },
-            bulkhead_wait: ms(self.bulkhead.max_wait_ms),
             bulkhead_max: self.bulkhead.max as usize,
         }
     }
@@ -347,6 +353,8 @@ impl Config {
         BulkheadConfig {
             max_concurrent: self.bulkhead.max as usize,
             max_queue: self.bulkhead.max_queue as usize,
+            max_wait: self.bulkhead.max_wait_ms.map(ms),
+            overload_wait: ms(self.bulkhead.overload_wait_ms),
         }
     }
 

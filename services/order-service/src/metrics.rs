@@ -33,6 +33,7 @@ pub struct BulkheadMetrics {
     pub in_use: IntGauge,
     pub waiting: IntGauge,
     pub max: IntGauge,
+    pub overloaded: IntGauge,
     pub rejected: IntCounterVec,
 }
 
@@ -119,6 +120,11 @@ impl BulkheadMetrics {
                 "Callers waiting for a bulkhead permit.",
             ),
             max: gauge(r, names::BULKHEAD_MAX, "Bulkhead permits in all."),
+            overloaded: gauge(
+                r,
+                names::BULKHEAD_OVERLOADED,
+                "1 while the bulkhead sheds callers whose turn would come late.",
+            ),
             rejected: counter_vec(
                 r,
                 names::BULKHEAD_REJECTED,
@@ -200,7 +206,15 @@ impl OrderMetrics {
         ] {
             self.breaker.transitions.with_label_values(&[from, to]);
         }
-        self.bulkhead.rejected.with_label_values(&["no_permit"]);
+        for reason in [
+            "queue_full",
+            "overloaded",
+            "no_time",
+            "budget_exhausted",
+            "unavailable",
+        ] {
+            self.bulkhead.rejected.with_label_values(&[reason]);
+        }
         for kind in ["in_flight", "mismatch", "full"] {
             self.keys.conflicts.with_label_values(&[kind]);
         }

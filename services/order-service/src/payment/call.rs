@@ -4,7 +4,7 @@
 //!
 //! The budget is a deadline shared by every attempt and backoff. Each
 //! attempt asks the breaker actor for admission, then the bulkhead actor for
-//! a permit (waiting at most `bulkhead_wait`, never past the deadline), then
+//! a permit (waiting while the time left can still cover a call), then
 //! makes the HTTP attempt with whatever time is left, and reports the
 //! outcome to the breaker. Only attempts that reached payment-service count
 //! as breaker outcomes: a bulkhead refusal is local overload.
@@ -33,7 +33,6 @@ use crate::metrics::OrderMetrics;
 pub struct CallPolicy {
     pub budget: Duration,
     pub retry: RetryPolicy,
-    pub bulkhead_wait: Duration,
     pub bulkhead_max: usize,
 }
 
@@ -196,13 +195,6 @@ impl PaymentCall {
             .attempts
             .with_label_values(&[outcome.as_str()])
             .inc();
-        if let AttemptResult::BulkheadFull = result {
-            self.metrics
-                .bulkhead
-                .rejected
-                .with_label_values(&["no_permit"])
-                .inc();
-        }
         result
     }
 
@@ -232,6 +224,14 @@ impl PaymentCall {
         )
     }
 
+    fn bulkhead_refused(&self, reason: &str) {
+        self.metrics
+            .bulkhead
+            .rejected
+            .with_label_values(&[reason])
+            .inc();
+    }
+
     /// One attempt through the breaker and the bulkhead, in its span.
     async fn gated(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
         let span = Span::current();
@@ -259,12 +259,12 @@ impl PaymentCall {
             }
         };
         let time_left = info.deadline.saturating_duration_since(self.clock.now());
-        let wait = self.policy.bulkhead_wait.min(time_left);
-        let permit = match bulkhead::acquire(&self.bulkhead, wait, span.clone()).await {
+        let permit = match bulkhead::acquire(&self.bulkhead, time_left, span.clone()).await {
             Ok(permit) => permit,
             Err(e) => {
                 report(Outcome::NotAttempted);
                 failed(&span, "bulkhead_full");
+                self.bulkhead_refused(refusal_reason(e));
                 if e == BulkheadError::Unavailable {
                     tracing::warn!("bulkhead actor unavailable; refusing the attempt");
                 }
@@ -277,6 +277,7 @@ impl PaymentCall {
             // The budget went on waiting for the permit: local overload.
             report(Outcome::NotAttempted);
             failed(&span, "budget_exhausted");
+            self.bulkhead_refused("budget_exhausted");
             return AttemptResult::BulkheadFull;
         }
         let attempt = self.client.charge(order, time_left).await;
@@ -289,6 +290,16 @@ impl PaymentCall {
         });
         answered(&span, &attempt);
         AttemptResult::Http(attempt)
+    }
+}
+
+/// The `reason` label of `bulkhead_rejected_total`.
+fn refusal_reason(e: BulkheadError) -> &'static str {
+    match e {
+        BulkheadError::QueueFull => "queue_full",
+        BulkheadError::Overloaded => "overloaded",
+        BulkheadError::WaitTimedOut => "no_time",
+        BulkheadError::Unavailable => "unavailable",
     }
 }
 

@@ -28,6 +28,10 @@ pub async fn metrics(
         metrics.bulkhead.in_use.set(status.in_use as i64);
         metrics.bulkhead.waiting.set(status.waiting as i64);
         metrics.bulkhead.max.set(status.max as i64);
+        metrics
+            .bulkhead
+            .overloaded
+            .set(i64::from(status.overloaded));
     }
     if let Ok(Ok(stats)) = reliability.idempotency.send(idempotency::GetStats).await {
         metrics.keys.entries.set(stats.entries as i64);

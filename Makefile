@@ -19,7 +19,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
         build-native run run-replicas stop status smoke test test-deps chaos fuzz model model-explore deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
-        load load-heavy load-stress bench-loadgen bench-store bench-pg-statements
+        load load-heavy load-stress bench-loadgen bench-store bench-overload bench-pg-statements
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -126,6 +126,9 @@ load-stress: ## Stress: 1000 requests, 100 concurrent
 bench-store: ## Keyed orders in memory vs PostgreSQL: orders/s, CPU per order of each process and the database's, commits per order
 	@scripts/test-deps.sh nginx
 	@python3 scripts/bench_store.py
+
+bench-overload: ## The bulkhead at the original's latencies: 100 closed-model clients and arrivals at 2x capacity (goodput, refusals, p99)
+	@python3 scripts/bench_overload.py
 
 bench-pg-statements: ## The order's two statements alone under pgbench, per schema variant: the database's CPU per order (docs/postgres-path.md)
 	@scripts/pg-statements/run.sh

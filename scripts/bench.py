@@ -139,7 +139,7 @@ class Sink:
 class Pair:
     """payment-service and order-service, on ports of their own."""
 
-    def __init__(self, env, order_env=None, binary=RELEASE / "order-service"):
+    def __init__(self, env, order_env=None, binary=RELEASE / "order-service", payment_env=None):
         common = {
             **os.environ,
             "BIND_ADDR": "127.0.0.1",
@@ -151,7 +151,13 @@ class Pair:
         self.pay_port, self.ord_port = free_port(), free_port()
         self.payment = subprocess.Popen(
             [RELEASE / "payment-service"],
-            env={**common, "PORT": str(self.pay_port), "PAYMENT_VALIDATE_MS": "0", "PAYMENT_GATEWAY_MS": "0"},
+            env={
+                **common,
+                "PORT": str(self.pay_port),
+                "PAYMENT_VALIDATE_MS": "0",
+                "PAYMENT_GATEWAY_MS": "0",
+                **(payment_env or {}),
+            },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -263,6 +269,7 @@ def build_examples():
 
 
 def main():
+    import bench_overload
     import bench_store
 
     ensure_wrk()
@@ -301,8 +308,9 @@ def main():
     stores = bench_store.store_figures(ROUNDS)
     actors = pipeline()
     loadgen = loadgen_vs_wrk()
+    overload = bench_overload.figures()
     stores = (stores, bench_store.table(stores, production), production)
-    write(runs, charges, p5, ledger, stores, actors, loadgen)
+    write(runs, charges, p5, ledger, stores, actors, loadgen, overload)
 
 
 LEDGER_KINDS = {
@@ -397,7 +405,9 @@ def loadgen_vs_wrk():
     return float(ratio), out.strip()
 
 
-def write(runs, charges, p5, ledger, stores, actors, loadgen):
+def write(runs, charges, p5, ledger, stores, actors, loadgen, overload):
+    import bench_overload
+
     off, grpc, http, tenth = (runs[k] for k in ("off", "grpc", "http", "tenth"))
     m = {k: {f: median(v, f) for f in ("rps", "order_us", "payment_us")} for k, v in runs.items()}
     sink_us = {k: median(runs[k], "sink_us") for k in ("grpc", "http", "tenth")}
@@ -407,6 +417,7 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen):
     mem_rps = statistics.median(r["rps"] for r in ledger["memory"])
     durable_ratio = statistics.median(r["rps"] for r in ledger["durable"]) / mem_rps
     store_ratio = median(stores[0]["postgresql"], "rps") / median(stores[0]["memory"], "rps")
+    closed, opened = overload["closed"][0], overload["open"][0]
 
     def ledger_row(kind):
         rs = ledger[kind]
@@ -479,6 +490,10 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen):
         f"| loadgen ÷ wrk, `GET /health` of payment-service | {loadgen[0]:.2f} | below |",
         f"| group commit: durable ÷ in-memory `POST /charge` | {durable_ratio:.2f} | below |",
         f"| keyed orders on PostgreSQL ÷ in memory | {store_ratio:.2f} | below |",
+        f"| 100 closed-model clients on 10 permits: goodput ÷ capacity | {closed['of_capacity']:.2f} "
+        f"| {closed['refused']:,} refused of {closed['sent']:,}; below |",
+        f"| arrivals at 2 × capacity: goodput ÷ capacity | {opened['of_capacity']:.2f} "
+        f"| p99 {opened['p99_ms']:.0f} ms; below |",
         "",
         "## The durable ledger: group commit",
         "",
@@ -507,6 +522,17 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen):
         "",
         *stores[1],
         "",
+        "## Overload at the Go original's latencies (`make bench-overload`)",
+        "",
+        "payment-service at the original's latencies (validate 5 ms, gateway 20 ms), 10 permits, the "
+        "500 ms budget, export off, keyed orders from loadgen for "
+        f"{bench_overload.SECONDS} s each. Capacity is measured in the same pair just before each run "
+        "(wrk with 10 connections straight at payment's `POST /charge`: permits ÷ the mean call as the "
+        "caller sees it). p50 and p99 are of every answer, refusals included. How the bulkhead decides "
+        "is in [reliability](reliability.md#the-bulkhead).",
+        "",
+        *bench_overload.table(overload),
+        "",
         "## The actors' cost per order (`cargo bench -p order-service --bench pipeline`)",
         "",
         "Latency of one order at a time, not CPU: each awaited message is a round trip to the",
@@ -531,6 +557,7 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen):
         *[json.dumps({"ledger": r}) for k in LEDGER_KINDS for r in ledger[k]],
         *[json.dumps({"store": r}) for k in ("floor", "memory", "postgresql") for r in stores[0][k]],
         json.dumps({"production": stores[2]}),
+        *[json.dumps({"overload": r}) for k in ("closed", "open") for r in overload[k]],
         "```",
         "",
     ]

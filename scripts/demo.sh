@@ -133,13 +133,16 @@ demo_5() {
 }
 
 demo_6() {
-  say "6. Bulkhead: 100 clients, 10 permits"
+  say "6. Bulkhead: 100 clients on 10 permits, then orders arriving at twice what they serve"
   restart
   shown "$LOADGEN" -url "$ORDER_URL/orders" -n 1000 -c 100 -idempotent --breaker "$ORDER_URL" \
     --timeline "$REPORTS/demo-6.svg"
+  look "every client served: each waits ~240 ms of its 500 ms budget, as long as the budget can still cover a call"
+  shown "$LOADGEN" -url "$ORDER_URL/orders" --rate 700 --duration 5s -c 1000 -idempotent \
+    --breaker "$ORDER_URL" --timeline "$REPORTS/demo-6-open.svg"
+  look "the queue keeps growing: the bulkhead sheds, cutting every wait to 100 ms; admitted orders keep their latency, the rest get 503 \"Bulkhead limit reached\", nothing charged"
   say "GET /admin/breaker"
   curl -fsS "$ORDER_URL/admin/breaker" "${auth[@]}" && echo
-  look "callers wait up to 250 ms for a permit, then 503 \"Bulkhead limit reached\" with Retry-After"
   look "the breaker stays closed with 0 transitions: local overload is not a failure of payment"
 }
 

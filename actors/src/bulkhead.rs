@@ -342,6 +342,7 @@ pub async fn acquire(
     budget: Duration,
     span: Span,
 ) -> Result<Permit, BulkheadError> {
+    let asked = tokio::time::Instant::now();
     let grant = bulkhead
         .send(Acquire { budget, span })
         .await
@@ -352,24 +353,19 @@ pub async fn acquire(
             permit,
             max_wait,
             shed,
-        } => {
-            let started = tokio::time::Instant::now();
-            match tokio::time::timeout(max_wait, permit).await {
-                Ok(Ok(Some(permit)))
-                    if budget.saturating_sub(started.elapsed()) >= permit.reserve =>
-                {
-                    Ok(permit)
-                }
-                // Handed over too late to call with.
-                Ok(Ok(Some(permit))) => {
-                    permit.give_back();
-                    expired(bulkhead, shed)
-                }
-                Ok(Ok(None)) => Err(BulkheadError::Overloaded),
-                Ok(Err(_)) => Err(BulkheadError::Unavailable),
-                Err(_) => expired(bulkhead, shed),
+        } => match tokio::time::timeout(max_wait, permit).await {
+            Ok(Ok(Some(permit))) if budget.saturating_sub(asked.elapsed()) >= permit.reserve => {
+                Ok(permit)
             }
-        }
+            // Handed over too late to call with.
+            Ok(Ok(Some(permit))) => {
+                permit.give_back();
+                expired(bulkhead, shed)
+            }
+            Ok(Ok(None)) => Err(BulkheadError::Overloaded),
+            Ok(Err(_)) => Err(BulkheadError::Unavailable),
+            Err(_) => expired(bulkhead, shed),
+        },
     }
 }
 
@@ -499,6 +495,57 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(acquire(&addr, WAIT, Span::none()).await.is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn overload_refuses_at_once_the_waiters_whose_turn_comes_after_the_overload_wait() {
+        let clock = crate::clock::ManualClock::default();
+        let config = BulkheadConfig {
+            max_concurrent: 1,
+            max_queue: 100,
+            ..BulkheadConfig::default()
+        };
+        let addr = Supervisor::start({
+            let clock = clock.clone();
+            move |_| Bulkhead::with_clock(config, Arc::new(clock.clone()))
+        });
+        // Permits held 26 ms each: one turn every 26 ms, 3 within 100 ms.
+        for _ in 0..64 {
+            let permit = acquire(&addr, WAIT, Span::none()).await.unwrap();
+            clock.advance(Duration::from_millis(26));
+            drop(permit);
+            while status(&addr).await.in_use != 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let held = acquire(&addr, WAIT, Span::none()).await.unwrap();
+        let budget = Duration::from_millis(500);
+        let waiters: Vec<_> = (0..10)
+            .map(|_| {
+                let addr = addr.clone();
+                actix_rt::spawn(async move { acquire(&addr, budget, Span::none()).await })
+            })
+            .collect();
+        while status(&addr).await.waiting < 10 {
+            tokio::task::yield_now().await;
+        }
+        // 11th in line, its turn in ~286 ms: a 300 ms budget cannot cover
+        // it and a call. The queue failed it: overload.
+        let late = acquire(&addr, Duration::from_millis(300), Span::none()).await;
+        assert_eq!(late.unwrap_err(), BulkheadError::WaitTimedOut);
+        let now = status(&addr).await;
+        assert!(now.overloaded);
+        assert_eq!(now.waiting, 3);
+        let mut refused = 0;
+        for waiter in waiters.into_iter().skip(3) {
+            assert_eq!(
+                waiter.await.unwrap().unwrap_err(),
+                BulkheadError::Overloaded
+            );
+            refused += 1;
+        }
+        assert_eq!(refused, 7);
+        drop(held);
     }
 
     #[actix_rt::test]

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use self::admission::{Admission, AdmissionConfig, Decision};
+use self::admission::{Admission, AdmissionConfig, Decision, Wait};
 use crate::clock::{SharedClock, SystemClock};
 use crate::supervision::{ActorFailed, Crash, guarded};
 
@@ -35,17 +35,21 @@ pub struct BulkheadConfig {
     pub max_queue: usize,
     /// A bound on any wait besides the caller's budget; `None`: the budget.
     pub max_wait: Option<Duration>,
-    /// Under overload, the longest predicted wait a caller is queued for.
+    /// Under overload, the longest wait.
     pub overload_wait: Duration,
+    /// The least a wait leaves of a budget for the call.
+    pub reserve_floor: Duration,
 }
 
 impl Default for BulkheadConfig {
     fn default() -> Self {
+        let admission = AdmissionConfig::default();
         Self {
             max_concurrent: 10,
             max_queue: 200,
             max_wait: None,
-            overload_wait: AdmissionConfig::default().overload_wait,
+            overload_wait: admission.overload_wait,
+            reserve_floor: admission.reserve_floor,
         }
     }
 }
@@ -56,6 +60,7 @@ impl BulkheadConfig {
             permits: self.max_concurrent,
             max_wait: self.max_wait,
             overload_wait: self.overload_wait,
+            reserve_floor: self.reserve_floor,
         }
     }
 }
@@ -116,8 +121,14 @@ pub enum Grant {
         /// `None`: shed from the queue, overloaded.
         permit: oneshot::Receiver<Option<Permit>>,
         max_wait: Duration,
-        /// The wait was cut short by overload.
-        shed: bool,
+        wait: Wait,
+    },
+    /// Refused, to be answered after `after`: under overload a full queue
+    /// refuses no faster than a cut wait would, so that callers who send
+    /// again when answered cannot spin the service on refusals.
+    Refused {
+        error: BulkheadError,
+        after: Duration,
     },
 }
 
@@ -210,19 +221,25 @@ impl Bulkhead {
             return Ok(Grant::Ready(self.permit(now, Duration::ZERO)));
         }
         if self.waiters.len() >= self.config.max_queue {
+            if self.admission.overloaded() {
+                return Ok(Grant::Refused {
+                    error: BulkheadError::QueueFull,
+                    after: self.config.overload_wait.min(budget),
+                });
+            }
             return Err(BulkheadError::QueueFull);
         }
         let was_overloaded = self.admission.overloaded();
         let decision = self.admission.queue(now, budget, self.waiters.len());
         self.on_overload(was_overloaded);
         match decision {
-            Decision::Queue { max_wait, shed } => {
+            Decision::Queue { max_wait, wait } => {
                 let (tx, rx) = oneshot::channel();
                 self.waiters.push_back(tx);
                 Ok(Grant::Queued {
                     permit: rx,
                     max_wait,
-                    shed,
+                    wait,
                 })
             }
             Decision::Refuse => Err(BulkheadError::WaitTimedOut),
@@ -303,6 +320,7 @@ impl Handler<Release> for Bulkhead {
                 }
             }
             self.in_use = self.in_use.saturating_sub(1);
+            self.admission.drained();
         });
     }
 }
@@ -349,10 +367,14 @@ pub async fn acquire(
         .map_err(|_| BulkheadError::Unavailable)??;
     match grant {
         Grant::Ready(permit) => Ok(permit),
+        Grant::Refused { error, after } => {
+            tokio::time::sleep(after).await;
+            Err(error)
+        }
         Grant::Queued {
             permit,
             max_wait,
-            shed,
+            wait,
         } => match tokio::time::timeout(max_wait, permit).await {
             Ok(Ok(Some(permit))) if budget.saturating_sub(asked.elapsed()) >= permit.reserve => {
                 Ok(permit)
@@ -360,21 +382,22 @@ pub async fn acquire(
             // Handed over too late to call with.
             Ok(Ok(Some(permit))) => {
                 permit.give_back();
-                expired(bulkhead, shed)
+                expired(bulkhead, wait)
             }
             Ok(Ok(None)) => Err(BulkheadError::Overloaded),
             Ok(Err(_)) => Err(BulkheadError::Unavailable),
-            Err(_) => expired(bulkhead, shed),
+            Err(_) => expired(bulkhead, wait),
         },
     }
 }
 
-/// A wait ran out: news for the bulkhead unless overload had cut it short.
-fn expired(bulkhead: &Addr<Bulkhead>, shed: bool) -> Result<Permit, BulkheadError> {
-    if shed {
-        return Err(BulkheadError::Overloaded);
+/// A wait ran out: news for the bulkhead if it was predicted to suffice.
+fn expired(bulkhead: &Addr<Bulkhead>, wait: Wait) -> Result<Permit, BulkheadError> {
+    match wait {
+        Wait::Shed => return Err(BulkheadError::Overloaded),
+        Wait::Predicted => bulkhead.do_send(Expired),
+        Wait::Blind => {}
     }
-    bulkhead.do_send(Expired);
     Err(BulkheadError::WaitTimedOut)
 }
 
@@ -456,14 +479,15 @@ mod tests {
             acquire(&addr, WAIT, Span::none()).await.unwrap_err(),
             BulkheadError::WaitTimedOut
         );
-        // With no hold seen yet, the whole budget is the wait.
+        // The wait ends when what is left of the budget is the call's reserve.
         let waited = started.elapsed();
+        let max_wait = WAIT - BulkheadConfig::default().reserve_floor;
         assert!(
-            waited >= WAIT && waited <= WAIT + Duration::from_millis(1),
+            waited >= max_wait && waited <= max_wait + Duration::from_millis(1),
             "{waited:?}"
         );
-        // The abandoned place in the queue is not handed the slot, and a wait
-        // that ran out before its turn means overload.
+        // The abandoned place in the queue is not handed the slot (and a wait
+        // that had no hold to predict from says nothing about overload).
         drop(held);
         assert_eq!(
             status(&addr).await,
@@ -471,7 +495,7 @@ mod tests {
                 max: 1,
                 in_use: 0,
                 waiting: 0,
-                overloaded: true,
+                overloaded: false,
             }
         );
     }

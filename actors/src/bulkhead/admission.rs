@@ -9,10 +9,10 @@
 //! admitted order the whole budget's latency. So there are two modes:
 //!
 //! - **Normal.** A caller queues if its turn — predicted from the callers
-//!   ahead of it and the mean hold of a permit — plus a call (the 90th
-//!   percentile hold, with a margin) fits in its remaining budget, else it
-//!   is refused at once; it waits while its budget can still cover a call,
-//!   and no longer.
+//!   ahead of it and the mean hold of a permit — plus a call's reserve
+//!   (the 90th percentile hold with a margin, never less than a floor) fits
+//!   in its remaining budget, else it is refused at once; it waits while
+//!   its budget can still cover a call, and no longer.
 //! - **Overloaded.** Every wait is cut to `overload_wait`. The permits stay
 //!   busy (someone always waits), an order that gets one has waited at most
 //!   that long, and the others are refused after it, nothing charged: a
@@ -65,6 +65,10 @@ pub struct AdmissionConfig {
     pub max_wait: Option<Duration>,
     /// Under overload, the longest wait.
     pub overload_wait: Duration,
+    /// The least a wait leaves of a budget for the call, however fast the
+    /// recent calls were: room for payment to slow down between the holds
+    /// the estimates learnt from and the call this caller will make.
+    pub reserve_floor: Duration,
 }
 
 impl Default for AdmissionConfig {
@@ -73,17 +77,29 @@ impl Default for AdmissionConfig {
             permits: 10,
             max_wait: None,
             overload_wait: Duration::from_millis(100),
+            reserve_floor: Duration::from_millis(200),
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Wait for a permit, at most `max_wait`. `shed`: the wait was cut by
-    /// overload, so its running out is the shedding at work, not news.
-    Queue { max_wait: Duration, shed: bool },
+    /// Wait for a permit, at most `max_wait`.
+    Queue { max_wait: Duration, wait: Wait },
     /// The caller's remaining budget cannot cover its turn and a call.
     Refuse,
+}
+
+/// What a wait's running out says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The caller's turn was predicted within it: the queue is slower than
+    /// predicted, which is overload.
+    Predicted,
+    /// Nothing to predict from yet (no permit has come back): nothing.
+    Blind,
+    /// Cut short by overload: the shedding at work.
+    Shed,
 }
 
 #[derive(Debug)]
@@ -114,6 +130,11 @@ impl Admission {
     pub fn granted_at_once(&mut self, now: Instant) {
         self.tick(now, 0);
         self.window.granted += 1;
+        self.drained();
+    }
+
+    /// A permit came back with nobody waiting for it: the queue emptied.
+    pub fn drained(&mut self) {
         self.overloaded_since = None;
         self.looked_at = None;
     }
@@ -130,7 +151,7 @@ impl Admission {
             let max_wait = max_wait.min(self.config.overload_wait);
             return Decision::Queue {
                 max_wait,
-                shed: true,
+                wait: Wait::Shed,
             };
         }
         if self.turn(ahead) > max_wait {
@@ -142,10 +163,11 @@ impl Admission {
             }
             return Decision::Refuse;
         }
-        Decision::Queue {
-            max_wait,
-            shed: false,
-        }
+        let wait = match self.holds.recent.is_empty() {
+            true => Wait::Blind,
+            false => Wait::Predicted,
+        };
+        Decision::Queue { max_wait, wait }
     }
 
     /// A waiter was handed a permit, `waiting` still waiting.
@@ -176,12 +198,14 @@ impl Admission {
     }
 
     /// What a wait must leave of a budget for the call: the 90th percentile
-    /// hold and a margin as large, up to 50 ms. A call given less would
-    /// time out now and then, and the breaker would count our own queue as
-    /// payment failing; a permit handed over later than that is given back
-    /// unused (see [`Permit::reserve`](super::Permit)).
+    /// hold and a margin as large, up to 50 ms, and never less than the
+    /// floor. A call given less would time out now and then, and the
+    /// breaker would count our own queue as payment failing; a permit
+    /// handed over later than that is given back unused (see
+    /// [`Permit`](super::Permit)).
     pub fn reserve(&self) -> Duration {
-        self.holds.p90 + self.holds.p90.min(RESERVE_MARGIN)
+        let recent = self.holds.p90 + self.holds.p90.min(RESERVE_MARGIN);
+        recent.max(self.config.reserve_floor)
     }
 
     /// How many waiters' turns come within the overload wait.
@@ -317,14 +341,14 @@ mod tests {
     fn waits(max_wait: u64) -> Decision {
         Decision::Queue {
             max_wait: ms(max_wait),
-            shed: false,
+            wait: Wait::Predicted,
         }
     }
 
     fn shed(max_wait: u64) -> Decision {
         Decision::Queue {
             max_wait: ms(max_wait),
-            shed: true,
+            wait: Wait::Shed,
         }
     }
 
@@ -390,7 +414,7 @@ mod tests {
         let mut a = warmed(ms(26), now);
         assert_eq!(a.hold(), (ms(26), ms(26)));
         // 90 ahead of it on 10 permits of 26 ms: its turn in ~236 ms.
-        assert_eq!(a.queue(now, BUDGET, 90), waits(448));
+        assert_eq!(a.queue(now, BUDGET, 90), waits(300));
         assert!(!a.overloaded());
     }
 
@@ -398,7 +422,7 @@ mod tests {
     fn a_caller_whose_turn_comes_past_its_budget_is_refused_at_once_and_means_overload() {
         let now = Instant::now();
         let mut a = warmed(ms(26), now);
-        // 190 ahead: its turn in ~494 ms, and a call's reserve is 52 more.
+        // 190 ahead: its turn in ~494 ms, and a call's reserve is 200 more.
         assert_eq!(a.queue(now, BUDGET, 190), Decision::Refuse);
         assert!(a.overloaded());
     }
@@ -412,10 +436,20 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_leaves_the_call_its_90th_percentile_and_a_margin_of_up_to_50_ms() {
+    fn a_wait_leaves_the_call_its_90th_percentile_and_a_margin_and_never_less_than_the_floor() {
         let now = Instant::now();
-        assert_eq!(warmed(ms(26), now).queue(now, BUDGET, 0), waits(448));
+        // 26 ms calls: 52 ms would do, the floor keeps 200 for a slowdown.
+        assert_eq!(warmed(ms(26), now).queue(now, BUDGET, 0), waits(300));
         assert_eq!(warmed(ms(300), now).queue(now, BUDGET, 0), waits(150));
+        let cold = Admission::new(AdmissionConfig::default(), now).queue(now, BUDGET, 0);
+        let blind = Decision::Queue {
+            max_wait: ms(300),
+            wait: Wait::Blind,
+        };
+        assert_eq!(
+            cold, blind,
+            "with nothing learnt yet, its running out says nothing"
+        );
     }
 
     #[test]
@@ -450,7 +484,7 @@ mod tests {
         assert_eq!(a.queue(now, BUDGET, 0), shed(100));
         assert_eq!(a.queue(now, BUDGET, 190), shed(100));
         // Never past what the budget allows.
-        assert_eq!(a.queue(now, ms(102), 0), shed(50));
+        assert_eq!(a.queue(now, ms(250), 0), shed(50));
         assert_eq!(a.queue(now, ms(20), 0), Decision::Refuse);
     }
 
@@ -479,7 +513,7 @@ mod tests {
         let mut decisions = windows(&mut a, start, connected, (40, 10, 0), &mut waiting);
         let end = start + 200 * WINDOW;
         decisions.extend(windows(&mut a, connected, end, (19, 19, 0), &mut waiting));
-        assert!(decisions.iter().all(|d| *d == waits(448)));
+        assert!(decisions.iter().all(|d| *d == waits(300)));
         assert!(!a.overloaded());
     }
 
@@ -489,6 +523,9 @@ mod tests {
         let mut a = warmed(ms(26), now);
         a.expired(now);
         a.granted_at_once(now + ms(10));
+        assert!(!a.overloaded());
+        a.expired(now + ms(20));
+        a.drained();
         assert!(!a.overloaded());
     }
 
@@ -514,7 +551,7 @@ mod tests {
             &mut waiting,
         );
         assert!(!a.overloaded());
-        assert!(served.iter().all(|d| *d == waits(448)));
+        assert!(served.iter().all(|d| *d == waits(300)));
     }
 
     #[test]

@@ -355,6 +355,11 @@ impl Config {
             max_queue: self.bulkhead.max_queue as usize,
             max_wait: self.bulkhead.max_wait_ms.map(ms),
             overload_wait: ms(self.bulkhead.overload_wait_ms),
+            // Two fifths of the budget: 300 ms of a 500 ms budget may go on
+            // waiting (100 callers ahead on 10 permits of 26 ms need 240),
+            // 200 are kept for the call, room for payment to slow down
+            // sevenfold since the holds the estimates learnt from.
+            reserve_floor: self.call_policy().budget * 2 / 5,
         }
     }
 

@@ -137,7 +137,7 @@ demo_6() {
   restart
   shown "$LOADGEN" -url "$ORDER_URL/orders" -n 1000 -c 100 -idempotent --breaker "$ORDER_URL" \
     --timeline "$REPORTS/demo-6.svg"
-  look "every client served: each waits ~240 ms of its 500 ms budget, as long as the budget can still cover a call"
+  look "every client served: each waits ~250 ms of its 500 ms budget, as long as the budget can still cover a call"
   shown "$LOADGEN" -url "$ORDER_URL/orders" --rate 700 --duration 5s -c 1000 -idempotent \
     --breaker "$ORDER_URL" --timeline "$REPORTS/demo-6-open.svg"
   look "the queue keeps growing: the bulkhead sheds, cutting every wait to 100 ms; admitted orders keep their latency, the rest get 503 \"Bulkhead limit reached\", nothing charged"

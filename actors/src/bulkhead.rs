@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use self::admission::{Admission, AdmissionConfig, Decision, Wait};
+use self::admission::{Admission, Decision, Wait};
 use crate::clock::{SharedClock, SystemClock};
 use crate::supervision::{ActorFailed, Crash, guarded};
 
@@ -37,30 +37,20 @@ pub struct BulkheadConfig {
     pub max_wait: Option<Duration>,
     /// Under overload, the longest wait.
     pub overload_wait: Duration,
-    /// The least a wait leaves of a budget for the call.
+    /// The least a wait leaves of a budget for the call, however fast the
+    /// recent calls were: room for payment to slow down between the holds
+    /// the estimates learnt from and the call the caller will make.
     pub reserve_floor: Duration,
 }
 
 impl Default for BulkheadConfig {
     fn default() -> Self {
-        let admission = AdmissionConfig::default();
         Self {
             max_concurrent: 10,
             max_queue: 200,
             max_wait: None,
-            overload_wait: admission.overload_wait,
-            reserve_floor: admission.reserve_floor,
-        }
-    }
-}
-
-impl BulkheadConfig {
-    fn admission(&self) -> AdmissionConfig {
-        AdmissionConfig {
-            permits: self.max_concurrent,
-            max_wait: self.max_wait,
-            overload_wait: self.overload_wait,
-            reserve_floor: self.reserve_floor,
+            overload_wait: Duration::from_millis(100),
+            reserve_floor: Duration::from_millis(200),
         }
     }
 }
@@ -186,7 +176,7 @@ impl Bulkhead {
             config,
             in_use: 0,
             waiters: VecDeque::new(),
-            admission: Admission::new(config.admission(), clock.now()),
+            admission: Admission::new(config, clock.now()),
             clock,
             me: None,
         }
@@ -569,6 +559,35 @@ mod tests {
             refused += 1;
         }
         assert_eq!(refused, 7);
+        drop(held);
+    }
+
+    #[actix_rt::test]
+    async fn overloaded_a_full_queue_refuses_no_sooner_than_a_cut_wait() {
+        let addr = start(1, 1);
+        let held = acquire(&addr, WAIT, Span::none()).await.unwrap();
+        let _waiter = actix_rt::spawn({
+            let addr = addr.clone();
+            async move { acquire(&addr, WAIT, Span::none()).await }
+        });
+        while status(&addr).await.waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let refused = acquire(&addr, WAIT, Span::none()).await;
+        assert_eq!(refused.unwrap_err(), BulkheadError::QueueFull);
+        assert!(started.elapsed() < Duration::from_millis(50), "at once");
+        addr.send(Expired).await.unwrap();
+        assert!(status(&addr).await.overloaded);
+        let started = std::time::Instant::now();
+        let refused = acquire(&addr, WAIT, Span::none()).await;
+        assert_eq!(refused.unwrap_err(), BulkheadError::QueueFull);
+        let overload_wait = BulkheadConfig::default().overload_wait;
+        assert!(
+            started.elapsed() >= overload_wait,
+            "{:?}",
+            started.elapsed()
+        );
         drop(held);
     }
 

@@ -35,6 +35,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::BulkheadConfig;
+
 /// The growth rule's counting window.
 const WINDOW: Duration = Duration::from_millis(50);
 /// Windows of growth in a row that mean overload. A closed population
@@ -59,30 +61,6 @@ const RESERVE_MARGIN: Duration = Duration::from_millis(50);
 const HOLDS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdmissionConfig {
-    pub permits: usize,
-    /// A bound on any wait besides the budget's; `None`: the budget alone.
-    pub max_wait: Option<Duration>,
-    /// Under overload, the longest wait.
-    pub overload_wait: Duration,
-    /// The least a wait leaves of a budget for the call, however fast the
-    /// recent calls were: room for payment to slow down between the holds
-    /// the estimates learnt from and the call this caller will make.
-    pub reserve_floor: Duration,
-}
-
-impl Default for AdmissionConfig {
-    fn default() -> Self {
-        Self {
-            permits: 10,
-            max_wait: None,
-            overload_wait: Duration::from_millis(100),
-            reserve_floor: Duration::from_millis(200),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Wait for a permit, at most `max_wait`.
     Queue { max_wait: Duration, wait: Wait },
@@ -104,7 +82,7 @@ pub enum Wait {
 
 #[derive(Debug)]
 pub struct Admission {
-    config: AdmissionConfig,
+    config: BulkheadConfig,
     holds: Holds,
     window: Window,
     overloaded_since: Option<Instant>,
@@ -114,7 +92,7 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(config: AdmissionConfig, now: Instant) -> Self {
+    pub fn new(config: BulkheadConfig, now: Instant) -> Self {
         Self {
             config,
             holds: Holds::default(),
@@ -211,7 +189,8 @@ impl Admission {
     /// How many waiters' turns come within the overload wait.
     pub fn places_within_overload_wait(&self) -> usize {
         let mean = self.holds.mean.as_micros().max(1);
-        let within = self.config.overload_wait.as_micros() * self.config.permits as u128 / mean;
+        let within =
+            self.config.overload_wait.as_micros() * self.config.max_concurrent as u128 / mean;
         usize::try_from(within).unwrap_or(usize::MAX)
     }
 
@@ -219,7 +198,7 @@ impl Admission {
     /// permit: a permit comes back every mean hold ÷ permits.
     fn turn(&self, ahead: usize) -> Duration {
         let places = u32::try_from(ahead + 1).unwrap_or(u32::MAX);
-        let permits = u32::try_from(self.config.permits.max(1)).unwrap_or(u32::MAX);
+        let permits = u32::try_from(self.config.max_concurrent.max(1)).unwrap_or(u32::MAX);
         self.holds.mean.saturating_mul(places) / permits
     }
 
@@ -251,7 +230,7 @@ impl Admission {
             return;
         }
         // A window left open longer than two saw a lull: no growth.
-        let grew = elapsed < 2 * WINDOW && self.window.grew(waiting, self.config.permits);
+        let grew = elapsed < 2 * WINDOW && self.window.grew(waiting, self.config.max_concurrent);
         let growing = if grew { self.window.growing + 1 } else { 0 };
         let needed = match self.looked_at {
             Some(_) => GROWING_WINDOWS_AFTER_A_LOOK,
@@ -354,7 +333,7 @@ mod tests {
 
     /// Ten permits whose holds were all `hold`.
     fn warmed(hold: Duration, now: Instant) -> Admission {
-        let mut admission = Admission::new(AdmissionConfig::default(), now);
+        let mut admission = Admission::new(BulkheadConfig::default(), now);
         for _ in 0..HOLDS {
             admission.released(hold);
         }
@@ -441,7 +420,7 @@ mod tests {
         // 26 ms calls: 52 ms would do, the floor keeps 200 for a slowdown.
         assert_eq!(warmed(ms(26), now).queue(now, BUDGET, 0), waits(300));
         assert_eq!(warmed(ms(300), now).queue(now, BUDGET, 0), waits(150));
-        let cold = Admission::new(AdmissionConfig::default(), now).queue(now, BUDGET, 0);
+        let cold = Admission::new(BulkheadConfig::default(), now).queue(now, BUDGET, 0);
         let blind = Decision::Queue {
             max_wait: ms(300),
             wait: Wait::Blind,
@@ -457,16 +436,16 @@ mod tests {
         let now = Instant::now();
         // Ten permits of 26 ms: one back every 2.6 ms, 38 within 100 ms.
         assert_eq!(warmed(ms(26), now).places_within_overload_wait(), 38);
-        let cold = Admission::new(AdmissionConfig::default(), now);
+        let cold = Admission::new(BulkheadConfig::default(), now);
         assert_eq!(cold.places_within_overload_wait(), 1_000_000);
     }
 
     #[test]
     fn a_bound_on_the_wait_caps_it_below_the_budget() {
         let now = Instant::now();
-        let config = AdmissionConfig {
+        let config = BulkheadConfig {
             max_wait: Some(ms(200)),
-            ..AdmissionConfig::default()
+            ..BulkheadConfig::default()
         };
         let mut a = Admission::new(config, now);
         for _ in 0..HOLDS {

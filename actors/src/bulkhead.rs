@@ -23,7 +23,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use self::admission::{Admission, Decision, Wait};
+pub use self::admission::Wait;
+use self::admission::{Admission, Decision};
 use crate::clock::{SharedClock, SystemClock};
 use crate::supervision::{ActorFailed, Crash, guarded};
 
@@ -148,7 +149,7 @@ pub struct Status {
     pub max: usize,
     pub in_use: usize,
     pub waiting: usize,
-    /// Shedding: callers whose turn is predicted late are refused at once.
+    /// Shedding: every wait is cut to the overload wait.
     pub overloaded: bool,
 }
 

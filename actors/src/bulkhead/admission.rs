@@ -25,9 +25,9 @@
 //! queue grew for four windows of 50 ms in a row (two after a look), each
 //! time by half of the permits handed out in the window and at least half
 //! the permits; the waiters whose turn would come after the overload wait
-//! are then refused at once. It
-//! ends when the queue empties, or for a look after a while (one second,
-//! doubled up to eight each time the look finds overload again at once).
+//! are then refused at once. It ends when the queue empties, or for a look
+//! after a while (one second, doubled up to eight each time the look finds
+//! overload again at once).
 //! The look tells a closed population of callers (each sends again when
 //! answered: its queue stops growing once they all wait, and they are all
 //! served in budget) from an open overload (its queue keeps growing): the

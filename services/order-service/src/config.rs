@@ -167,9 +167,9 @@ pub struct BulkheadArgs {
     #[arg(long = "bulkhead-max-wait-ms", env = "BULKHEAD_MAX_WAIT_MS")]
     pub max_wait_ms: Option<u64>,
 
-    /// Under overload (the queue keeps growing, or failed a caller), the
-    /// longest predicted wait a caller is queued for; later ones get 503 at
-    /// once, in milliseconds.
+    /// Under overload (the queue keeps growing, or failed a caller), every
+    /// wait is cut to this; a caller not served within it gets 503, in
+    /// milliseconds.
     #[arg(
         long = "bulkhead-overload-wait-ms",
         env = "BULKHEAD_OVERLOAD_WAIT_MS",

@@ -123,7 +123,7 @@ impl BulkheadMetrics {
             overloaded: gauge(
                 r,
                 names::BULKHEAD_OVERLOADED,
-                "1 while the bulkhead sheds callers whose turn would come late.",
+                "1 while the bulkhead sheds: every wait cut to the overload wait.",
             ),
             rejected: counter_vec(
                 r,

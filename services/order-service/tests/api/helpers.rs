@@ -57,6 +57,16 @@ pub fn payment_config() -> payment_service::Config {
     config
 }
 
+/// payment-service with its own latencies (validate 5 ms, gateway 20 ms, as
+/// the Go original's): a permit is held ~26 ms, long enough for a queue.
+pub fn payment_at_its_latencies() -> payment_service::Config {
+    let defaults = payment_service::Config::defaults();
+    let mut config = payment_config();
+    config.validate_ms = defaults.validate_ms;
+    config.gateway_ms = defaults.gateway_ms;
+    config
+}
+
 pub fn order_config() -> order_service::Config {
     let mut config = order_service::Config::defaults();
     config.port = 0;

@@ -9,7 +9,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    TestApp, order_body, order_config, payment_config, reconciling_order_config, spawn_app_with,
+    TestApp, order_body, order_config, payment_at_its_latencies, payment_config,
+    reconciling_order_config, spawn_app_with,
 };
 
 /// Orders one after another; the (status, body) of each.
@@ -254,9 +255,7 @@ async fn fail_after_charge_with_retries_never_charges_an_order_twice() {
 /// in a release build.)
 #[actix_web::test]
 async fn a_hundred_clients_on_ten_permits_are_all_served_and_never_trip_the_breaker() {
-    let mut payment = payment_config();
-    payment.validate_ms = 5;
-    payment.gateway_ms = 20;
+    let payment = payment_at_its_latencies();
     let mut order = order_config();
     order.retry.timeout_ms = 1_000;
     let app = spawn_app_with(order, payment);
@@ -295,9 +294,7 @@ async fn a_hundred_clients_on_ten_permits_are_all_served_and_never_trip_the_brea
 /// 250 ms wait of before, an admitted order had waited ~250 ms.)
 #[actix_web::test]
 async fn arrivals_at_twice_capacity_are_shed_and_admitted_orders_keep_their_latency() {
-    let mut payment = payment_config();
-    payment.validate_ms = 5;
-    payment.gateway_ms = 20;
+    let payment = payment_at_its_latencies();
     let mut order = order_config();
     order.bulkhead.max = 2;
     let app = spawn_app_with(order, payment);

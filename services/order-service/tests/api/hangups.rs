@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::bulkhead::GetStatus;
 use actors::circuit_breaker::{Mode, SetMode, State};
 use actors::clock::SystemClock;
 use common::domain::OrderId;
@@ -20,8 +21,8 @@ use tracing::Span;
 use crate::gated::{Gate, GatedStore};
 use crate::hangup::{after, post_order_then_reset, post_then_reset};
 use crate::helpers::{
-    TestApp, eventually, memory_store, order_body, order_config, payment_config, spawn_app_with,
-    spawn_app_with_store,
+    TestApp, eventually, memory_store, order_body, order_config, payment_at_its_latencies,
+    payment_config, spawn_app_with, spawn_app_with_store,
 };
 
 fn body() -> String {
@@ -466,6 +467,49 @@ async fn hang_ups_during_a_refusal_leave_no_key_in_flight_and_nothing_tracked() 
             ),
         }
     }
+    assert_eq!(app.charges().await, created);
+}
+
+/// Keyed orders queued for a single bulkhead permit, their clients gone
+/// at moments 0 to 300 ms after sending: some while they wait, some as the
+/// queue that failed them sheds or cuts their waits, some as a permit is
+/// handed over, some during the call. The flow is a task of its own, so
+/// none of its awaits is cancelled; once quiet no key is in flight, nothing
+/// is tracked, every permit is back and nobody waits; and a retry under
+/// each key replays its order or says it was spent, one charge per 201.
+#[actix_web::test]
+async fn hang_ups_while_waiting_for_a_bulkhead_permit_leave_no_key_no_permit_and_no_extra_charge() {
+    let mut order = order_config();
+    order.bulkhead.max = 1;
+    let payment = payment_at_its_latencies();
+    let app = spawn_app_with(order, payment);
+    let keys: Vec<String> = (0..60).map(|i| format!("queued-reset-{i}")).collect();
+    let body = body();
+    let resets = keys.iter().enumerate().map(|(i, key)| {
+        let moment = after(Duration::from_millis(i as u64 * 5));
+        post_order_then_reset(&app.address, Some(key), &body, moment)
+    });
+    futures_util::future::join_all(resets).await;
+    quiet(&app).await;
+    let bulkhead = &app.reliability.pipeline.bulkhead;
+    eventually("every permit back, nobody waiting", || async {
+        let status = bulkhead.send(GetStatus).await.unwrap().unwrap();
+        status.in_use == 0 && status.waiting == 0
+    })
+    .await;
+    let mut created = 0;
+    for key in &keys {
+        let reply = app.post_order_with_key(key, &order_body()).await;
+        match reply.status.as_u16() {
+            201 => created += 1,
+            _ => assert_eq!(
+                reply.body["type"], "urn:reliable-orders:problem:idempotency-key-spent",
+                "{}",
+                reply.body
+            ),
+        }
+    }
+    assert!(created < keys.len() as u64, "the bulkhead refused some");
     assert_eq!(app.charges().await, created);
 }
 

@@ -172,7 +172,7 @@ impl Admission {
     /// Recent holds of a permit: their mean and 90th percentile.
     #[cfg(test)]
     fn hold(&self) -> (Duration, Duration) {
-        (self.holds.mean, self.holds.p90)
+        (self.holds.mean(), self.holds.p90)
     }
 
     /// What a wait must leave of a budget for the call: the 90th percentile
@@ -188,7 +188,7 @@ impl Admission {
 
     /// How many waiters' turns come within the overload wait.
     pub fn places_within_overload_wait(&self) -> usize {
-        let mean = self.holds.mean.as_micros().max(1);
+        let mean = self.holds.mean().as_micros().max(1);
         let within =
             self.config.overload_wait.as_micros() * self.config.max_concurrent as u128 / mean;
         usize::try_from(within).unwrap_or(usize::MAX)
@@ -199,7 +199,7 @@ impl Admission {
     fn turn(&self, ahead: usize) -> Duration {
         let places = u32::try_from(ahead + 1).unwrap_or(u32::MAX);
         let permits = u32::try_from(self.config.max_concurrent.max(1)).unwrap_or(u32::MAX);
-        self.holds.mean.saturating_mul(places) / permits
+        self.holds.mean().saturating_mul(places) / permits
     }
 
     fn enter(&mut self, now: Instant) {
@@ -248,7 +248,7 @@ struct Window {
     start: Instant,
     /// Callers waiting when it started.
     waiting: usize,
-    /// Permits handed to waiters within it.
+    /// Permits granted within it, at once or to waiters.
     granted: usize,
     /// Windows in a row, before this one, in which the queue grew.
     growing: u32,
@@ -273,19 +273,25 @@ impl Window {
     }
 }
 
-/// The last `HOLDS` holds, their mean kept as a running sum, their 90th
-/// percentile recomputed every eighth sample.
+/// The last `HOLDS` holds, their sum kept running, their 90th percentile
+/// recomputed every eighth sample.
 #[derive(Debug, Default)]
 struct Holds {
     recent: Vec<Duration>,
     next: usize,
     sum: Duration,
-    mean: Duration,
     p90: Duration,
     since_p90: usize,
 }
 
 impl Holds {
+    fn mean(&self) -> Duration {
+        match u32::try_from(self.recent.len()) {
+            Ok(0) | Err(_) => Duration::ZERO,
+            Ok(n) => self.sum / n,
+        }
+    }
+
     fn push(&mut self, held: Duration) {
         if self.recent.len() < HOLDS {
             self.recent.push(held);
@@ -295,8 +301,6 @@ impl Holds {
         }
         self.next = (self.next + 1) % HOLDS;
         self.sum += held;
-        let n = u32::try_from(self.recent.len()).unwrap_or(1);
-        self.mean = self.sum / n;
         self.since_p90 += 1;
         if self.since_p90 >= 8 || self.recent.len() < HOLDS {
             self.since_p90 = 0;

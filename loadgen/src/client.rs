@@ -1,18 +1,17 @@
-//! One HTTP/1.1 connection per virtual user, driven by hyper directly: no
-//! pool, no per-request allocation beyond the request itself, so loadgen is
-//! not the bottleneck it measures.
+//! One HTTP/1.1 connection per virtual user, written and read by loadgen
+//! itself (`wire`): no pool, no per-request allocation beyond the key, so
+//! loadgen is not the bottleneck it measures.
+
+mod wire;
 
 use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
+
+use wire::{Answer, Socket};
 
 /// Where requests go, parsed once.
 #[derive(Debug, Clone)]
@@ -75,20 +74,6 @@ impl Failure {
             _ => Self::Other,
         }
     }
-
-    fn from_hyper(e: &hyper::Error) -> Self {
-        if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
-            return Self::Reset;
-        }
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<io::Error>() {
-                return Self::from_io(io);
-            }
-            source = cause.source();
-        }
-        Self::Other
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +101,7 @@ pub struct Spec {
 
 #[derive(Default)]
 pub struct Connection {
-    sender: Option<SendRequest<Full<Bytes>>>,
+    socket: Option<Socket>,
 }
 
 impl Connection {
@@ -129,42 +114,41 @@ impl Connection {
         key: Option<&str>,
         timeout: Duration,
     ) -> Outcome {
-        let mut request = Request::builder()
-            .method(spec.method.clone())
-            .uri(target.path.as_str())
-            .header(HOST, target.authority.as_str());
-        if spec.body.is_some() {
-            request = request.header(CONTENT_TYPE, "application/json");
-        }
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let Ok(request) = request.body(Full::new(spec.body.clone().unwrap_or_default())) else {
-            return Outcome::Failed(Failure::Other);
+        let request = wire::Request {
+            method: spec.method.as_str(),
+            path: &target.path,
+            authority: &target.authority,
+            idempotency_key: key,
+            bearer: None,
+            json_body: spec.body.as_deref(),
         };
-        let (status, is_problem, body) = match self.exchange(target, request, timeout).await {
-            Ok(answer) => answer,
-            Err(failure) => return Outcome::Failed(failure),
-        };
-        let json = |field: &str| {
-            serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v[field].as_str().map(str::to_owned))
-        };
+        let (Answer { status, is_problem }, body) =
+            match self.exchange(target, &request, timeout).await {
+                Ok(answer) => answer,
+                Err(failure) => return Outcome::Failed(failure),
+            };
         let answered = (200..300).contains(&status) || is_problem;
+        let want_json = (answered && spec.want_order_id) || is_problem;
+        let json = want_json
+            .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+            .flatten();
+        let field = |name: &str| {
+            json.as_ref()
+                .and_then(|v| v[name].as_str().map(str::to_owned))
+        };
         Outcome::Response {
             status,
             order_id: (answered && spec.want_order_id)
-                .then(|| json("order_id"))
+                .then(|| field("order_id"))
                 .flatten(),
-            problem_title: is_problem.then(|| json("title")).flatten(),
-            charge: is_problem.then(|| json("charge")).flatten(),
+            problem_title: is_problem.then(|| field("title")).flatten(),
+            charge: is_problem.then(|| field("charge")).flatten(),
         }
     }
 
-    /// GET `path` from `target`'s host on this connection: the status and
-    /// the body as JSON (`Null` when it is not JSON).
-    /// A GET, with `Authorization: Bearer <bearer>` if given.
+    /// GET `path` from `target`'s host on this connection, with
+    /// `Authorization: Bearer <bearer>` if given: the status and the body
+    /// as JSON (`Null` when it is not JSON).
     pub async fn get_json(
         &mut self,
         target: &Target,
@@ -172,83 +156,60 @@ impl Connection {
         bearer: Option<&str>,
         timeout: Duration,
     ) -> Result<(u16, serde_json::Value), String> {
-        let mut request = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header(HOST, target.authority.as_str());
-        if let Some(token) = bearer {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let request = request
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let (status, _, body) = self
-            .exchange(target, request, timeout)
+        let request = wire::Request {
+            method: "GET",
+            path,
+            authority: &target.authority,
+            idempotency_key: None,
+            bearer,
+            json_body: None,
+        };
+        let (answer, body) = self
+            .exchange(target, &request, timeout)
             .await
             .map_err(|failure| format!("GET {path}: {}", failure.as_str()))?;
         Ok((
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            answer.status,
+            serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
         ))
     }
 
-    /// One request and its whole answer (status, whether it is
-    /// problem+json, body) within `timeout`, connecting first if needed.
+    /// One request and its whole answer (and body) within `timeout`,
+    /// connecting first if needed.
     async fn exchange(
         &mut self,
         target: &Target,
-        request: Request<Full<Bytes>>,
+        request: &wire::Request<'_>,
         timeout: Duration,
-    ) -> Result<(u16, bool, Bytes), Failure> {
-        let exchange = async {
-            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-                self.sender = Some(connect(target).await?);
-            }
-            let sender = self.sender.as_mut().expect("connected above");
-            sender.ready().await.map_err(|e| Failure::from_hyper(&e))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| Failure::from_hyper(&e))?;
-            let status = response.status().as_u16();
-            let is_problem = response
-                .headers()
-                .get(CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| Failure::from_hyper(&e))?
-                .to_bytes();
-            Ok((status, is_problem, body))
-        };
-        let answer = tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(Failure::Timeout));
-        if answer.is_err() {
-            self.sender = None;
+    ) -> Result<(Answer, &[u8]), Failure> {
+        if !self.socket.as_ref().is_some_and(Socket::reusable) {
+            self.socket = None;
         }
-        answer
+        let socket = &mut self.socket;
+        let exchange = async {
+            if socket.is_none() {
+                *socket = Some(Socket::connect(&target.authority).await?);
+            }
+            socket
+                .as_mut()
+                .expect("connected above")
+                .exchange(request)
+                .await
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => Ok((answer, self.socket.as_ref().map_or(&[], Socket::body))),
+            Ok(Err(failure)) => {
+                self.socket = None;
+                Err(failure)
+            }
+            Err(_) => {
+                self.socket = None;
+                Err(Failure::Timeout)
+            }
+        }
     }
 }
 
-async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, Failure> {
-    let stream = TcpStream::connect(&target.authority)
-        .await
-        .map_err(|e| Failure::from_io(&e))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| Failure::from_hyper(&e))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
-/// GET a JSON document that must be there (the payment ledger for the
-/// audit).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -465,7 +465,20 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen, overload):
         )
     spans = sum(r["spans"] for r in grpc + http)
     expected = sum(r["spans_expected"] for r in grpc + http)
+    # What one exported span costs each service, and what an order of an
+    # unsampled trace costs beyond export off (the 10 % run less a tenth of
+    # the exported spans' cost).
+    per_span = {svc: (m["grpc"][f"{svc}_us"] - m["off"][f"{svc}_us"]) / n
+                for svc, n in (("order", ORDER_SPANS), ("payment", CHARGE_SPANS))}
+    unsampled = {svc: m["tenth"][f"{svc}_us"] - m["off"][f"{svc}_us"]
+                 - 0.1 * (m["grpc"][f"{svc}_us"] - m["off"][f"{svc}_us"]) for svc in ("order", "payment")}
     lines += [
+        "",
+        f"**Per span** (OTLP/gRPC less export off, CPU µs): {per_span['order']:.1f} in order-service "
+        f"({ORDER_SPANS} spans an order), {per_span['payment']:.1f} in payment-service ({CHARGE_SPANS} a charge), "
+        "export threads included. **An unsampled order** (10 % less a tenth of the exported cost) costs "
+        f"{unsampled['order']:.1f} µs in order-service and {unsampled['payment']:.1f} in payment-service "
+        "beyond export off.",
         "",
         f"**No span lost.** In the exported runs the sink received {spans:,} spans for "
         f"{expected:,} expected (orders completed × {ORDER_SPANS + CHARGE_SPANS} spans per order); "

@@ -13,10 +13,10 @@
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::HeaderMap;
-use opentelemetry::global;
-use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{TraceContextExt, TraceState};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TraceFlags, TraceState};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_actix_web::RootSpanBuilder;
@@ -52,9 +52,9 @@ impl RootSpanBuilder for ServerSpan {
             // Nothing exported: the span only names the request in logs.
             return server_span(request);
         };
-        let caller = global::get_text_map_propagator(|propagator| {
-            propagator.extract(&Headers(request.headers()))
-        });
+        // The propagator `traces::init` installs, without the global's
+        // lock that every request of every worker would take.
+        let caller = TraceContextPropagator::new().extract(&Headers(request.headers()));
         let remote = caller.span().span_context().clone();
         let policy = request
             .app_data::<IncomingTrace>()
@@ -142,24 +142,33 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// `traceparent` (and `tracestate`) for the current span, to add to an
-/// outgoing request so the callee's spans join this trace, sampled or not.
-pub fn outgoing_trace_headers() -> Vec<(String, String)> {
-    struct Out(Vec<(String, String)>);
-    impl Injector for Out {
-        fn set(&mut self, key: &str, value: String) {
-            self.0.push((key.to_owned(), value));
-        }
-    }
+/// `traceparent` (and `tracestate`, when the trace has one) for the
+/// current span, to add to an outgoing request so the callee's spans join
+/// this trace, sampled or not. Written as the W3C propagator writes them,
+/// without building an OTel context or parsing header names per call.
+pub fn outgoing_trace_headers() -> [Option<(HeaderName, HeaderValue)>; 2] {
+    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
     let ids = crate::current_span_context();
-    let mut headers = Out(Vec::new());
-    if ids.is_valid() {
-        let context = opentelemetry::Context::new().with_remote_span_context(ids);
-        global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(&context, &mut headers)
-        });
+    if !ids.is_valid() {
+        return [None, None];
     }
-    headers.0
+    let traceparent = format!(
+        "00-{}-{}-{:02x}",
+        ids.trace_id(),
+        ids.span_id(),
+        ids.trace_flags() & TraceFlags::SAMPLED
+    );
+    let state = ids.trace_state().header();
+    [
+        HeaderValue::try_from(traceparent)
+            .ok()
+            .map(|v| (TRACEPARENT, v)),
+        (!state.is_empty())
+            .then(|| HeaderValue::try_from(state).ok())
+            .flatten()
+            .map(|v| (TRACESTATE, v)),
+    ]
 }
 
 #[cfg(test)]

@@ -35,6 +35,11 @@ pub fn current_span_context() -> opentelemetry::trace::SpanContext {
     let Some(id) = span.id() else {
         return SpanContext::empty_context();
     };
+    // An unsampled root (its children are not built) answers from its own
+    // extension, before the OTel layer is asked about a span it never saw.
+    if let Some(ids) = sampling::own_unsampled_ids(&id) {
+        return ids;
+    }
     let ids = span.context().span().span_context().clone();
     if ids.is_valid() {
         return ids;

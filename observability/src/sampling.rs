@@ -193,6 +193,14 @@ pub(crate) fn unsampled_ids(id: &Id) -> Option<SpanContext> {
     .flatten()
 }
 
+/// The ids of span `id` if it is itself an unsampled root.
+pub(crate) fn own_unsampled_ids(id: &Id) -> Option<SpanContext> {
+    with_span(id, |span| {
+        span.extensions().get::<Unsampled>().map(|u| u.0.clone())
+    })
+    .flatten()
+}
+
 /// `f` on the registry's record of span `id` (every layer's, unfiltered).
 fn with_span<R>(id: &Id, f: impl FnOnce(SpanRef<'_, Registry>) -> R) -> Option<R> {
     let mut f = Some(f);

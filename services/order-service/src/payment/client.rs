@@ -167,7 +167,10 @@ impl PaymentClient {
         };
         let mut request = self.http.post(&self.charge_url.full);
         // The trace continues in payment-service under this attempt's span.
-        for (name, value) in observability::http::outgoing_trace_headers() {
+        for (name, value) in observability::http::outgoing_trace_headers()
+            .into_iter()
+            .flatten()
+        {
             request = request.insert_header((name, value));
         }
         let sent = request
@@ -229,7 +232,10 @@ impl PaymentClient {
     pub async fn void(&self, order_id: OrderId, time_left: Duration) -> Fence {
         let url = format!("{}{order_id}/void", self.charges_url);
         let mut request = self.http.post(url);
-        for (name, value) in observability::http::outgoing_trace_headers() {
+        for (name, value) in observability::http::outgoing_trace_headers()
+            .into_iter()
+            .flatten()
+        {
             request = request.insert_header((name, value));
         }
         let request = request.insert_header((AUTHORIZATION, self.authorization.clone()));

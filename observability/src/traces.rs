@@ -38,9 +38,12 @@ use crate::logs::JsonLines;
 use crate::sampling::{HeadSampling, Sampler, UnsampledSubtreeOff};
 
 mod counting;
+mod encode;
+mod grpc;
 
 use counting::{Gate, QuietExporter};
 pub use counting::{SpanCounters, span_counters};
+use grpc::GrpcExporter;
 
 /// Crates of the export path itself: logging their events would feed the
 /// exporter with its own traffic.
@@ -250,15 +253,23 @@ fn build_provider(
                 format!("http://{endpoint}")
             }
         });
-    let exporter = match Protocol::from_env() {
+    let service_name =
+        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service_name.to_owned());
+    let max_queue = bsp("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE);
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(max_queue)
+        .with_max_export_batch_size(bsp("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BATCH))
+        .with_scheduled_delay(Duration::from_millis(
+            bsp("OTEL_BSP_SCHEDULE_DELAY", DEFAULT_DELAY_MS) as u64,
+        ))
+        .build();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let batch = match Protocol::from_env() {
         Protocol::Grpc => {
-            let mut builder = SpanExporter::builder().with_tonic();
-            if let Some(endpoint) = legacy_endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            // The channel's connection lives on the export runtime.
-            let _entered = runtime.enter();
-            builder.build()?
+            let exporter = GrpcExporter::new(legacy_endpoint, runtime)?;
+            BatchSpanProcessor::builder(QuietExporter::new(exporter, queued.clone()))
+                .with_batch_config(config)
+                .build()
         }
         Protocol::HttpProtobuf => {
             let mut builder = SpanExporter::builder()
@@ -271,25 +282,14 @@ fn build_provider(
             // A blocking client, called from the batch processor's own
             // thread: encoding and sending stay off the request threads.
             // Built off any async runtime (it runs one of its own).
-            std::thread::spawn(move || builder.build())
+            let exporter = std::thread::spawn(move || builder.build())
                 .join()
-                .map_err(|_| "the OTLP/HTTP exporter could not be built")??
+                .map_err(|_| "the OTLP/HTTP exporter could not be built")??;
+            BatchSpanProcessor::builder(QuietExporter::new(exporter, queued.clone()))
+                .with_batch_config(config)
+                .build()
         }
     };
-    let service_name =
-        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service_name.to_owned());
-    let max_queue = bsp("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE);
-    let config = BatchConfigBuilder::default()
-        .with_max_queue_size(max_queue)
-        .with_max_export_batch_size(bsp("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BATCH))
-        .with_scheduled_delay(Duration::from_millis(
-            bsp("OTEL_BSP_SCHEDULE_DELAY", DEFAULT_DELAY_MS) as u64,
-        ))
-        .build();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let batch = BatchSpanProcessor::builder(QuietExporter::new(exporter, queued.clone()))
-        .with_batch_config(config)
-        .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(Gate {
             inner: batch,

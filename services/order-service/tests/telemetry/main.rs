@@ -739,9 +739,10 @@ async fn a_callers_tracestate_is_carried_through_unless_oversized() {
 
 #[actix_web::test]
 async fn an_unusable_exporter_setting_leaves_the_services_running_untraced() {
-    // An empty endpoint fails the exporter's build: the services say so and
-    // serve without traces (this used to panic at start).
-    let pair = spawn_pair("", &[], &[]);
+    // An endpoint that is not a URL fails the exporter's build: the
+    // services say so and serve without traces (this used to panic at
+    // start).
+    let pair = spawn_pair("not a url", &[], &[]);
     let (_, traceparent) = new_trace();
     let (status, body) = post_order(&pair.order.url, &traceparent, None).await;
     assert_eq!(status, 201, "{body}");

@@ -438,6 +438,25 @@ async fn a_keyed_request_refused_while_shutting_down_never_says_nothing_was_char
     payment_handle.stop(true).await;
 }
 
+/// Each key retried once, after its first request's client hung up: the
+/// orders the retries made (201). Any other answer must say the key was
+/// spent, never that it is still in flight.
+async fn retry_each_key(app: &TestApp, keys: &[String]) -> u64 {
+    let mut created = 0;
+    for key in keys {
+        let reply = app.post_order_with_key(key, &order_body()).await;
+        match reply.status.as_u16() {
+            201 => created += 1,
+            _ => assert_eq!(
+                reply.body["type"], "urn:reliable-orders:problem:idempotency-key-spent",
+                "{}",
+                reply.body
+            ),
+        }
+    }
+    created
+}
+
 /// A keyed order refused with the breaker open (its key spent), its client
 /// gone at every moment from the request's arrival to the refusal: no key
 /// stays in flight, nothing is tracked, nothing reached payment; once the
@@ -455,18 +474,7 @@ async fn hang_ups_during_a_refusal_leave_no_key_in_flight_and_nothing_tracked() 
     quiet(&app).await;
     assert_eq!(app.payment_requests().await, 0);
     app.set_breaker(Mode::Auto).await;
-    let mut created = 0;
-    for key in &keys {
-        let reply = app.post_order_with_key(key, &order_body()).await;
-        match reply.status.as_u16() {
-            201 => created += 1,
-            _ => assert_eq!(
-                reply.body["type"], "urn:reliable-orders:problem:idempotency-key-spent",
-                "{}",
-                reply.body
-            ),
-        }
-    }
+    let created = retry_each_key(&app, &keys).await;
     assert_eq!(app.charges().await, created);
 }
 
@@ -497,18 +505,7 @@ async fn hang_ups_while_waiting_for_a_bulkhead_permit_leave_no_key_no_permit_and
         status.in_use == 0 && status.waiting == 0
     })
     .await;
-    let mut created = 0;
-    for key in &keys {
-        let reply = app.post_order_with_key(key, &order_body()).await;
-        match reply.status.as_u16() {
-            201 => created += 1,
-            _ => assert_eq!(
-                reply.body["type"], "urn:reliable-orders:problem:idempotency-key-spent",
-                "{}",
-                reply.body
-            ),
-        }
-    }
+    let created = retry_each_key(&app, &keys).await;
     assert!(created < keys.len() as u64, "the bulkhead refused some");
     assert_eq!(app.charges().await, created);
 }

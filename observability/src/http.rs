@@ -15,7 +15,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TraceFlags, TraceState};
+use opentelemetry::trace::{TraceContextExt, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing::field::Empty;
@@ -153,12 +153,7 @@ pub fn outgoing_trace_headers() -> [Option<(HeaderName, HeaderValue)>; 2] {
     if !ids.is_valid() {
         return [None, None];
     }
-    let traceparent = format!(
-        "00-{}-{}-{:02x}",
-        ids.trace_id(),
-        ids.span_id(),
-        ids.trace_flags() & TraceFlags::SAMPLED
-    );
+    let traceparent = crate::traceparent(&ids);
     let state = ids.trace_state().header();
     [
         HeaderValue::try_from(traceparent)

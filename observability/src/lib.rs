@@ -53,6 +53,13 @@ pub fn current_trace_id() -> Option<String> {
     ids.is_valid().then(|| ids.trace_id().to_string())
 }
 
+/// `ids` as a W3C `traceparent` (version 00; of the flags, only the
+/// sampled bit, which is all the version defines).
+pub(crate) fn traceparent(ids: &opentelemetry::trace::SpanContext) -> String {
+    let flags = ids.trace_flags() & opentelemetry::trace::TraceFlags::SAMPLED;
+    format!("00-{}-{}-{flags:02x}", ids.trace_id(), ids.span_id())
+}
+
 /// A reference to a span of another trace, for an OpenTelemetry span link:
 /// work done later on behalf of a request (a reconciliation) points back to
 /// the request's trace instead of joining it.
@@ -68,15 +75,7 @@ impl TraceLink {
     /// As a W3C `traceparent`, to be kept beside what it created (none when
     /// nothing is traced).
     pub fn to_traceparent(&self) -> Option<String> {
-        let c = &self.0;
-        c.is_valid().then(|| {
-            format!(
-                "00-{}-{}-{:02x}",
-                c.trace_id(),
-                c.span_id(),
-                c.trace_flags().to_u8()
-            )
-        })
+        self.0.is_valid().then(|| traceparent(&self.0))
     }
 
     /// From a `traceparent` kept by [`Self::to_traceparent`]; anything

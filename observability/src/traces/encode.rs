@@ -15,7 +15,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
-use opentelemetry::{Array, InstrumentationScope, StringValue, Value};
+use opentelemetry::{Array, InstrumentationScope, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 
@@ -158,7 +158,7 @@ fn key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
 /// the default (a oneof is present or not).
 fn any_value(out: &mut Vec<u8>, value: &Value) {
     match value {
-        Value::String(s) => present_string(out, 1, s.as_str()),
+        Value::String(s) => present(out, 1, s.as_str().as_bytes()),
         Value::Bool(b) => {
             key(out, 2, VARINT);
             varint(out, u64::from(*b));
@@ -178,7 +178,7 @@ fn any_value(out: &mut Vec<u8>, value: &Value) {
             Array::F64(values) => each(out, values, |f| Value::F64(*f)),
             Array::String(values) => {
                 for s in values {
-                    nested(out, 1, |out| present_string(out, 1, StringValue::as_str(s)));
+                    nested(out, 1, |out| present(out, 1, s.as_str().as_bytes()));
                 }
             }
             // Array is non-exhaustive: a kind added later is left out.
@@ -230,24 +230,20 @@ fn nested(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
     out.splice(start..start, len[..n].iter().copied());
 }
 
+/// Proto3 bytes: left out when empty.
 fn bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     if !value.is_empty() {
-        present_string_bytes(out, field, value);
+        present(out, field, value);
     }
 }
 
 /// A proto3 string: left out when empty.
 fn string(out: &mut Vec<u8>, field: u32, value: &str) {
-    if !value.is_empty() {
-        present_string_bytes(out, field, value.as_bytes());
-    }
+    bytes(out, field, value.as_bytes());
 }
 
-fn present_string(out: &mut Vec<u8>, field: u32, value: &str) {
-    present_string_bytes(out, field, value.as_bytes());
-}
-
-fn present_string_bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
+/// A length-delimited field written even when empty (a oneof's member).
+fn present(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     key(out, field, LEN);
     varint(out, value.len() as u64);
     out.extend_from_slice(value);

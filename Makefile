@@ -133,7 +133,7 @@ bench-overload: ## The bulkhead at the original's latencies: 100 closed-model cl
 bench-pg-statements: ## The order's two statements alone under pgbench, per schema variant: the database's CPU per order (docs/postgres-path.md)
 	@scripts/pg-statements/run.sh
 
-bench-loadgen: ## loadgen's requests/s against wrk's on payment /health, same run
+bench-loadgen: ## loadgen's requests/s against wrk's, same run: payment's GET /health and order-service's POST /orders
 	@scripts/bench-loadgen.sh
 
 # --- faults (compose or native) ---------------------------------------------

@@ -59,8 +59,6 @@ pub const STATUS_ERROR: i32 = 2;
 #[derive(Clone, Default)]
 struct Receiver {
     spans: Arc<Mutex<Vec<Span>>>,
-    /// Keep every span (tests), or only count them (benchmarks).
-    keep: bool,
     received: Arc<AtomicU64>,
     /// Of them, spans that came over OTLP/HTTP.
     over_http: Arc<AtomicU64>,
@@ -117,18 +115,8 @@ async fn http_export(
 }
 
 impl Receiver {
-    /// Keeps (or counts) the request's spans; answers how many it held.
+    /// Keeps the request's spans; answers how many it held.
     fn take(&self, request: ExportTraceServiceRequest) -> u64 {
-        if !self.keep {
-            let count: usize = request
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum();
-            self.received.fetch_add(count as u64, Ordering::Relaxed);
-            return count as u64;
-        }
         let mut received = Vec::new();
         for resource_spans in request.resource_spans {
             let resource = resource_spans
@@ -186,34 +174,8 @@ pub struct Collector {
 impl Collector {
     /// Starts a receiver that keeps every span, on its own thread and runtime.
     pub fn start() -> Self {
-        Self::start_with(true)
-    }
+        let receiver = Receiver::default();
 
-    /// Starts a receiver that only counts spans (for load).
-    pub fn start_counting() -> Self {
-        Self::start_with(false)
-    }
-
-    /// Spans received so far.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    /// Of them, spans received over OTLP/HTTP.
-    pub fn received_over_http(&self) -> u64 {
-        self.over_http.load(Ordering::Relaxed)
-    }
-
-    /// Every span received so far.
-    pub fn spans(&self) -> Vec<Span> {
-        self.spans.lock().unwrap().clone()
-    }
-
-    fn start_with(keep: bool) -> Self {
-        let receiver = Receiver {
-            keep,
-            ..Receiver::default()
-        };
         let spans = receiver.spans.clone();
         let received = receiver.received.clone();
         let over_http = receiver.over_http.clone();
@@ -242,6 +204,21 @@ impl Collector {
             received,
             over_http,
         }
+    }
+
+    /// Spans received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Of them, spans received over OTLP/HTTP.
+    pub fn received_over_http(&self) -> u64 {
+        self.over_http.load(Ordering::Relaxed)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().unwrap().clone()
     }
 
     /// The OTLP/HTTP listener, on its own thread and actix system.

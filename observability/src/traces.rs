@@ -87,7 +87,7 @@ impl Drop for Telemetry {
 /// Installs the global subscriber (JSON logs, and traces unless
 /// `OTEL_SDK_DISABLED=true`) and the W3C propagator. A second call does
 /// nothing but return an inert guard (tests start several apps).
-pub fn init(default_service_name: &str) -> Telemetry {
+pub fn init(default_service_name: &'static str) -> Telemetry {
     global::set_text_map_propagator(TraceContextPropagator::new());
     // RUST_LOG chooses what is *logged*; spans are exported at info and
     // above whatever it says, so quieting the logs never empties Jaeger.
@@ -125,7 +125,7 @@ pub fn init(default_service_name: &str) -> Telemetry {
         // activation makes each poll of an instrumented future attach an
         // OTel context too; nothing here reads `Context::current()`.
         tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(default_service_name.to_owned()))
+            .with_tracer(provider.tracer(default_service_name))
             .with_location(false)
             .with_threads(false)
             .with_target(false)

@@ -70,7 +70,9 @@ impl tonic::server::UnaryService<Counted> for GrpcSink {
     fn call(&mut self, request: tonic::Request<Counted>) -> Self::Future {
         self.0
             .fetch_add(request.get_ref().spans(), Ordering::Relaxed);
-        std::future::ready(Ok(tonic::Response::new(ExportTraceServiceResponse::default())))
+        std::future::ready(Ok(tonic::Response::new(
+            ExportTraceServiceResponse::default(),
+        )))
     }
 }
 
@@ -150,6 +152,8 @@ fn serve_http(received: Arc<AtomicU64>) -> SocketAddr {
                     .route("/v1/traces", web::post().to(http_export))
             })
             .workers(1)
+            // SIGTERM ends the process, not only this listener.
+            .disable_signals()
             .bind(("127.0.0.1", 0))
             .unwrap();
             tx.send(server.addrs()[0]).unwrap();

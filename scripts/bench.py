@@ -400,7 +400,7 @@ def pipeline():
 
 def loadgen_vs_wrk():
     """The median ratios by (target, connections), and the script's output."""
-    env = {**os.environ, "CONNECTIONS": "32 50", "ORDER_CONNECTIONS": "32"}
+    env = {**os.environ, "CONNECTIONS": "32 50", "ORDER_CONNECTIONS": "32", "ROUNDS": "5"}
     out = sh("scripts/bench-loadgen.sh", capture_output=True, env=env).stdout
     print(out, flush=True)
     ratios = re.findall(r"ratio:\s+([\d.]+) \(loadgen / wrk, ([^,]+), (\d+) connections", out)

@@ -568,7 +568,9 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen, overload):
         "rounds in alternating order: "
         "single runs swing by ±10 % on two shared cores, so the ratio is their median. loadgen writes and "
         "reads HTTP/1.1 itself (`loadgen/src/client/wire.rs`); with hyper's client it spent ~8.5 µs of user "
-        "CPU per request here, wrk ~1.5, loadgen now ~3.",
+        "CPU per request here, wrk ~1.5, loadgen now ~3. Its closed-model users run on one single-threaded "
+        "runtime per core, as wrk runs its connections: on a multi-thread runtime it reached ~0.9 of wrk "
+        "on `/health` although it spent no more CPU per request.",
         "",
         "```",
         loadgen[1],

@@ -200,7 +200,7 @@ impl PaymentCall {
 
     async fn attempt_in_span(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
         let span = self.attempt_span(&info);
-        self.gated(order, info).instrument(span).await
+        self.gated(order, info, span.clone()).instrument(span).await
     }
 
     fn attempt_span(&self, info: &AttemptInfo) -> Span {
@@ -232,9 +232,12 @@ impl PaymentCall {
             .inc();
     }
 
-    /// One attempt through the breaker and the bulkhead, in its span.
-    async fn gated(&self, order: &Order, info: AttemptInfo) -> AttemptResult {
-        let span = Span::current();
+    /// One attempt through the breaker and the bulkhead, in its span. The
+    /// actors are handed the attempt's own span, not the current one: in an
+    /// unsampled trace it is none and they build nothing, where the current
+    /// span (the root, the one an unsampled trace keeps) would have each
+    /// handler enter it and ask whether a child is wanted.
+    async fn gated(&self, order: &Order, info: AttemptInfo, span: Span) -> AttemptResult {
         // A pass reports `Cancelled` if this future is dropped before the
         // outcome is known, so a half-open trial slot is never lost.
         let pass = match circuit_breaker::admit(&self.breaker, span.clone()).await {

@@ -220,7 +220,7 @@ fuzz: ## Validate both OpenAPI descriptions, then schemathesis against both serv
 	cargo build --bins
 	scripts/fuzz.sh
 
-bench: ## Every figure of docs/benchmarks.md, side by side in one run (10 to 15 min)
+bench: ## Every figure of docs/benchmarks.md, side by side in one run (12 to 16 min)
 	@scripts/test-deps.sh nginx
 	python3 scripts/bench.py
 

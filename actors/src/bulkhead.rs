@@ -51,7 +51,7 @@ impl Default for BulkheadConfig {
             max_queue: 200,
             max_wait: None,
             overload_wait: Duration::from_millis(100),
-            reserve_floor: Duration::from_millis(200),
+            reserve_floor: Duration::from_millis(125),
         }
     }
 }
@@ -90,19 +90,22 @@ impl Permit {
 
     /// Returns the slot without a call: no hold to learn from.
     fn give_back(mut self) {
+        self.release(false);
+    }
+
+    fn release(&mut self, used: bool) {
         if let Some(bulkhead) = self.bulkhead.take() {
-            bulkhead.do_send(Release { held: None });
+            bulkhead.do_send(Release {
+                granted_at: self.granted_at,
+                used,
+            });
         }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(bulkhead) = self.bulkhead.take() {
-            bulkhead.do_send(Release {
-                held: Some(self.granted_at),
-            });
-        }
+        self.release(true);
     }
 }
 
@@ -135,8 +138,9 @@ pub struct Acquire {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct Release {
-    /// When the permit was granted, if it was used.
-    held: Option<Instant>,
+    granted_at: Instant,
+    /// Whether a call was made with it: its hold is one to learn from.
+    used: bool,
 }
 
 /// Sent by a waiter whose wait ran out before its turn came.
@@ -298,11 +302,10 @@ impl Handler<Release> for Bulkhead {
     fn handle(&mut self, release: Release, ctx: &mut Context<Self>) {
         let _ = guarded(ctx, NAME, || {
             let now = self.clock.now();
-            if let Some(granted_at) = release.held {
-                self.admission
-                    .released(now.saturating_duration_since(granted_at));
-            }
-            let reserve = self.admission.reserve();
+            let held = now.saturating_duration_since(release.granted_at);
+            let held = release.used.then_some(held);
+            self.admission.released(release.granted_at, held);
+            let reserve = self.admission.reserve(now);
             while let Some(waiter) = self.waiters.pop_front() {
                 match waiter.send(Some(self.permit(now, reserve))) {
                     Ok(()) => return self.admission.handed(now, self.waiters.len()),
@@ -322,7 +325,9 @@ impl Handler<Expired> for Bulkhead {
     fn handle(&mut self, _: Expired, ctx: &mut Context<Self>) {
         let _ = guarded(ctx, NAME, || {
             let was_overloaded = self.admission.overloaded();
-            self.admission.expired(self.clock.now());
+            self.waiters.retain(|w| !w.is_closed());
+            let waiting = self.waiters.len();
+            self.admission.expired(self.clock.now(), waiting);
             self.on_overload(was_overloaded);
         });
     }
@@ -545,11 +550,15 @@ mod tests {
             tokio::task::yield_now().await;
         }
         // 11th in line, its turn in ~286 ms: a 300 ms budget cannot cover
-        // it and a call. The queue failed it: overload.
-        let late = acquire(&addr, Duration::from_millis(300), Span::none()).await;
-        assert_eq!(late.unwrap_err(), BulkheadError::WaitTimedOut);
+        // it and a call. The queue failed it, and another in the next
+        // window: overload.
+        for window in 0..2 {
+            clock.advance(Duration::from_millis(50) * window);
+            let late = acquire(&addr, Duration::from_millis(300), Span::none()).await;
+            assert_eq!(late.unwrap_err(), BulkheadError::WaitTimedOut);
+            assert_eq!(status(&addr).await.overloaded, window == 1);
+        }
         let now = status(&addr).await;
-        assert!(now.overloaded);
         assert_eq!(now.waiting, 3);
         let mut refused = 0;
         for waiter in waiters.into_iter().skip(3) {
@@ -565,7 +574,16 @@ mod tests {
 
     #[actix_rt::test]
     async fn overloaded_a_full_queue_refuses_no_sooner_than_a_cut_wait() {
-        let addr = start(1, 1);
+        let clock = crate::clock::ManualClock::default();
+        let config = BulkheadConfig {
+            max_concurrent: 1,
+            max_queue: 1,
+            ..BulkheadConfig::default()
+        };
+        let addr = Supervisor::start({
+            let clock = clock.clone();
+            move |_| Bulkhead::with_clock(config, Arc::new(clock.clone()))
+        });
         let held = acquire(&addr, WAIT, Span::none()).await.unwrap();
         let _waiter = actix_rt::spawn({
             let addr = addr.clone();
@@ -578,6 +596,9 @@ mod tests {
         let refused = acquire(&addr, WAIT, Span::none()).await;
         assert_eq!(refused.unwrap_err(), BulkheadError::QueueFull);
         assert!(started.elapsed() < Duration::from_millis(50), "at once");
+        // Waits ran out in two windows in a row.
+        addr.send(Expired).await.unwrap();
+        clock.advance(Duration::from_millis(50));
         addr.send(Expired).await.unwrap();
         assert!(status(&addr).await.overloaded);
         let started = std::time::Instant::now();

@@ -145,6 +145,10 @@ pub enum Outcome {
     /// Its caller went away before learning the outcome (a dropped
     /// request): it says nothing about payment, and frees its trial slot.
     Cancelled,
+    /// It timed out with too little time to tell (a retry late in its
+    /// budget, a permit that reached its caller late): payment took longer
+    /// than what we left it, which says nothing about payment either.
+    Inconclusive,
 }
 
 /// `GET /admin/breaker`.
@@ -273,7 +277,7 @@ impl Machine {
             return None;
         }
         match (self.state, outcome) {
-            (_, Outcome::NotAttempted | Outcome::Cancelled) => {
+            (_, Outcome::NotAttempted | Outcome::Cancelled | Outcome::Inconclusive) => {
                 if admission.trial {
                     self.trials_admitted = self.trials_admitted.saturating_sub(1);
                 }
@@ -689,10 +693,11 @@ mod tests {
     }
 
     #[test]
-    fn local_rejections_never_trip_it() {
+    fn local_rejections_and_inconclusive_timeouts_never_trip_it() {
         let mut h = Harness::new(BreakerConfig::default());
         for _ in 0..1000 {
             assert_eq!(h.call(Outcome::NotAttempted), None);
+            assert_eq!(h.call(Outcome::Inconclusive), None);
         }
         let status = h.machine.status(h.now);
         assert_eq!((status.state, status.window_calls), (State::Closed, 0));

@@ -43,6 +43,20 @@ impl CallPolicy {
     pub fn longest_call(&self) -> Duration {
         self.budget + Duration::from_secs(1)
     }
+
+    /// The least time a call must have had for its timeout (or payment's 504,
+    /// the same news) to count against
+    /// payment: two fifths of the budget, room for payment to slow down
+    /// sevenfold from its usual ~26 ms. A call given less (a retry late in
+    /// its budget; a permit handed over, as payment slowed down, to a
+    /// caller whose wait the bulkhead had planned from the faster calls
+    /// before) that times out says only that payment took longer than our
+    /// own queue and retries left it: counted, ten such calls at once
+    /// would open the breaker on a payment-service that answers every
+    /// call.
+    pub fn telling_timeout(&self) -> Duration {
+        self.budget * 2 / 5
+    }
 }
 
 /// What every payment call of a process shares: the breaker and the
@@ -288,6 +302,9 @@ impl PaymentCall {
         report(match &attempt {
             Attempt::Charged { .. } | Attempt::Rejected { .. } | Attempt::Voided => {
                 Outcome::Success
+            }
+            _ if attempt.out_of_time() && time_left < self.policy.telling_timeout() => {
+                Outcome::Inconclusive
             }
             _ => Outcome::Failure,
         });

@@ -64,6 +64,19 @@ impl Attempt {
             _ => None,
         }
     }
+
+    /// No answer in the time given, or payment's 504: it could not finish
+    /// in what the call had left.
+    pub fn out_of_time(&self) -> bool {
+        matches!(
+            self,
+            Self::TimedOut
+                | Self::Failed {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    ..
+                }
+        )
+    }
 }
 
 #[derive(Serialize)]

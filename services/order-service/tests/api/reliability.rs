@@ -287,6 +287,63 @@ async fn a_hundred_clients_on_ten_permits_are_all_served_and_never_trip_the_brea
     );
 }
 
+/// Payment slowing sevenfold (~26 to ~176 ms a call) under a standing
+/// queue: 20 clients on 2 permits, each waiting ~230 ms as 100 clients on
+/// 10 permits do, at a fifth of the load on the machine. The holds the
+/// bulkhead learnt say 26 ms until the slow calls come back, but the
+/// permits in use show their age while they are out, so after the first
+/// slow calls no permit goes to a caller with less left than such a call
+/// takes: callers are refused (503, nothing charged) rather than sent to
+/// time out. Those first calls went out before any call was slow; the ones
+/// that run out of time had less than two fifths of the budget, which says
+/// nothing about payment. The breaker stays closed: our own queue is not
+/// payment failing.
+#[actix_web::test]
+async fn payment_slowing_sevenfold_under_a_standing_queue_never_trips_the_breaker() {
+    let mut order = order_config();
+    order.bulkhead.max = 2;
+    let app = spawn_app_with(order, payment_at_its_latencies());
+    let slowed = Instant::now() + Duration::from_secs(1);
+    let end = slowed + Duration::from_secs(2);
+    let client = |_| async {
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            seen.push(app.post_order(&order_body()).await);
+        }
+        seen
+    };
+    let slow_down = async {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(slowed)).await;
+        app.set_faults(json!({"delay_ms": 150})).await;
+    };
+    let (replies, ()) = futures_util::join!(join_all((0..20).map(client)), slow_down);
+    let (mut created, mut refused, mut timed_out) = (0, 0, 0);
+    for reply in replies.iter().flatten() {
+        match (reply.status.as_u16(), reply.body["type"].as_str()) {
+            (201, _) => created += 1,
+            (503, Some("urn:reliable-orders:problem:bulkhead-full")) => {
+                assert_eq!(reply.body["charge"], "none");
+                refused += 1;
+            }
+            (504, Some("urn:reliable-orders:problem:payment-timeout")) => timed_out += 1,
+            (other, _) => panic!("{other}: {}", reply.body),
+        }
+    }
+    println!("payment slowing: {created} created, {refused} refused, {timed_out} timed out");
+    let breaker = app.breaker().await;
+    assert_eq!(breaker.transitions, 0, "{:?}", breaker.last_transition);
+    // The calls out, or handed over, as payment slowed: two permits, twice.
+    assert!(
+        timed_out <= 4,
+        "no more than the first slow calls: {timed_out}"
+    );
+    let charges = app.charges().await;
+    assert!(
+        charges >= created && charges <= created + timed_out,
+        "{charges}"
+    );
+}
+
 /// Orders arriving at twice what the permits serve, whatever the answers
 /// (an open model): the bulkhead sees its queue grow and cuts every wait to
 /// its overload wait (100 ms), so the orders it admits keep their latency

@@ -413,6 +413,21 @@ mod tests {
         })
     }
 
+    /// The same, on a clock the test moves.
+    fn start_on(
+        clock: &crate::clock::ManualClock,
+        max_concurrent: usize,
+        max_queue: usize,
+    ) -> Addr<Bulkhead> {
+        let config = BulkheadConfig {
+            max_concurrent,
+            max_queue,
+            ..BulkheadConfig::default()
+        };
+        let clock = clock.clone();
+        Supervisor::start(move |_| Bulkhead::with_clock(config, Arc::new(clock.clone())))
+    }
+
     async fn status(addr: &Addr<Bulkhead>) -> Status {
         addr.send(GetStatus).await.unwrap().unwrap()
     }
@@ -520,15 +535,7 @@ mod tests {
     #[actix_rt::test]
     async fn overload_refuses_at_once_the_waiters_whose_turn_comes_after_the_overload_wait() {
         let clock = crate::clock::ManualClock::default();
-        let config = BulkheadConfig {
-            max_concurrent: 1,
-            max_queue: 100,
-            ..BulkheadConfig::default()
-        };
-        let addr = Supervisor::start({
-            let clock = clock.clone();
-            move |_| Bulkhead::with_clock(config, Arc::new(clock.clone()))
-        });
+        let addr = start_on(&clock, 1, 100);
         // Permits held 26 ms each: one turn every 26 ms, 3 within 100 ms.
         for _ in 0..64 {
             let permit = acquire(&addr, WAIT, Span::none()).await.unwrap();
@@ -575,15 +582,7 @@ mod tests {
     #[actix_rt::test]
     async fn overloaded_a_full_queue_refuses_no_sooner_than_a_cut_wait() {
         let clock = crate::clock::ManualClock::default();
-        let config = BulkheadConfig {
-            max_concurrent: 1,
-            max_queue: 1,
-            ..BulkheadConfig::default()
-        };
-        let addr = Supervisor::start({
-            let clock = clock.clone();
-            move |_| Bulkhead::with_clock(config, Arc::new(clock.clone()))
-        });
+        let addr = start_on(&clock, 1, 1);
         let held = acquire(&addr, WAIT, Span::none()).await.unwrap();
         let _waiter = actix_rt::spawn({
             let addr = addr.clone();

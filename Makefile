@@ -16,7 +16,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-replicas stop status smoke test test-deps chaos fuzz model model-explore deny k8s-secrets k8s-check bench lint structure ci \
+        build-native run run-replicas stop status smoke test test-deps chaos chaos-net fuzz model model-explore deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store bench-overload bench-pg-statements
@@ -206,9 +206,17 @@ test: test-deps ## Run the whole test suite
 	RUST_BACKTRACE=$(TEST_BACKTRACE) cargo test --workspace --all-targets
 
 chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a key flood
+	@scripts/test-deps.sh nginx
 	cargo build --release --bins
 	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
-	  --ignored --nocapture --test-threads=1
+	  --ignored --nocapture --test-threads=1 --skip net::
+
+# CHAOS_NET_SEED draws the moments, jitter, slices and toxicity (default 1).
+chaos-net: ## The network rows: a fault proxy on the payment and database links (blackhole, latency, resets, slices, half-open)
+	@scripts/test-deps.sh nginx
+	cargo build --release --bins
+	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
+	  --ignored --nocapture --test-threads=1 net::
 
 model: ## The order protocol model-checked: every property within CI's bounds, each guard's switch a counterexample (model/)
 	cargo run -q -p model -- check

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -20,7 +21,7 @@ use serde_json::Value;
 
 use crate::link::Link;
 use crate::replicas::PrivatePg;
-use crate::{BODY, CLIENTS, ORDERS, Seen, Stack, check, print_header, replica, settle_and_check};
+use crate::{BODY, CLIENTS, ORDERS, Seen, Stack, check, print_header, reroute, settle_and_check};
 
 /// How long one purchase may take, all its requests and reads included.
 const PURCHASE_WITHIN: Duration = Duration::from_secs(30);
@@ -30,7 +31,7 @@ const PAUSE: Duration = Duration::from_millis(50);
 
 /// What one purchase was told, and how it ended.
 #[derive(Default)]
-struct Purchase {
+pub struct Purchase {
     /// Every order an answer named.
     orders: Vec<String>,
     /// Orders answered "nothing was charged".
@@ -42,7 +43,7 @@ struct Purchase {
 
 /// What the clients learned, summed.
 #[derive(Default)]
-struct Told {
+pub struct Told {
     none: usize,
     unknown: usize,
     /// Answers without a `charge` member (not order-service's).
@@ -50,6 +51,8 @@ struct Told {
     /// Error answers by status and problem type.
     kinds: BTreeMap<String, usize>,
     latencies_us: Vec<u64>,
+    /// Each 201: when its request was sent, and when it was answered.
+    pub created: Vec<(Instant, Instant)>,
 }
 
 /// One answer to `POST /orders`: status and body, or none at all.
@@ -111,6 +114,7 @@ async fn purchase(stack: &Stack, name: &str, keyed: bool, told: &Mutex<Told>) ->
         let id = body["order_id"].as_str().map(str::to_owned);
         done.orders.extend(id.clone());
         if status == 201 {
+            told.lock().unwrap().created.push((started, Instant::now()));
             done.completed = id;
             return done;
         }
@@ -154,12 +158,34 @@ async fn purchase(stack: &Stack, name: &str, keyed: bool, told: &Mutex<Told>) ->
 
 /// `ORDERS` purchases by `CLIENTS` obedient clients, half of them keyed.
 async fn purchases(stack: &Stack, name: &str, told: &Mutex<Told>) -> Vec<Purchase> {
-    let each = ORDERS / CLIENTS;
+    purchases_while(stack, name, told, |i| i < ORDERS / CLIENTS).await
+}
+
+/// Purchases by `CLIENTS` obedient clients, half of them keyed, until `stop`.
+pub async fn purchases_until(
+    stack: &Stack,
+    name: &str,
+    told: &Mutex<Told>,
+    stop: &AtomicBool,
+) -> Vec<Purchase> {
+    purchases_while(stack, name, told, |_| !stop.load(SeqCst)).await
+}
+
+/// Each client's purchase `i` while `more(i)`.
+async fn purchases_while(
+    stack: &Stack,
+    name: &str,
+    told: &Mutex<Told>,
+    more: impl Fn(usize) -> bool,
+) -> Vec<Purchase> {
+    let more = &more;
     let clients = (0..CLIENTS).map(|c| async move {
         let mut made = Vec::new();
-        for i in 0..each {
+        let mut i = 0;
+        while more(i) {
             let name = format!("{name}-{c}-{i}");
             made.push(purchase(stack, &name, c % 2 == 0, told).await);
+            i += 1;
         }
         made
     });
@@ -219,35 +245,32 @@ async fn every_answer_stays_true_when_the_database_fails_under_load() {
             // Orders wait for permits: a phase of their own to fail in.
             ("BULKHEAD_MAX", "3"),
         ];
-        let stack = Stack::start_replicas(&faults, &order_env, 3);
         // Replica 1 reaches the database through a link of its own.
         let link = Link::start(&format!("127.0.0.1:{}", pg.port)).await;
-        {
-            let mut env = stack.order_env.clone();
-            for (name, value) in &mut env {
-                if *name == "DATABASE_URL" {
-                    *value = link.url(value);
-                }
+        let stack = Stack::start_wired(&faults, &order_env, 3, &|i, env| {
+            if i == 1 {
+                reroute(env, "DATABASE_URL", |url| link.url(url));
             }
-            let mut orders = stack.orders.borrow_mut();
-            orders[1].kill();
-            orders[1] = replica(&env, stack.order_ports[1]);
-        }
+        });
         let told = Mutex::new(Told::default());
         let (made, ()) =
             futures_util::join!(purchases(&stack, db, &told), inflict(fault, &pg, &link));
-        let mut told = told.into_inner().unwrap();
-        let seen = Seen {
-            order_ids: made.iter().flat_map(|p| p.orders.iter().cloned()).collect(),
-            created: made.iter().filter_map(|p| p.completed.clone()).collect(),
-            latencies_us: std::mem::take(&mut told.latencies_us),
-            gave_up: 0,
-        };
-        let row = settle_and_check(&stack, name, made.len(), seen).await;
-        check(&row);
-        let charges = charges_per_order(&stack).await;
-        audit(name, &made, &charges, &told);
+        audit_all(&stack, name, made, told.into_inner().unwrap()).await;
     }
+}
+
+/// Waits for quiet, then checks the invariant and every answer.
+pub async fn audit_all(stack: &Stack, name: &str, made: Vec<Purchase>, mut told: Told) {
+    let seen = Seen {
+        order_ids: made.iter().flat_map(|p| p.orders.iter().cloned()).collect(),
+        created: made.iter().filter_map(|p| p.completed.clone()).collect(),
+        latencies_us: std::mem::take(&mut told.latencies_us),
+        gave_up: 0,
+    };
+    let row = settle_and_check(stack, name, made.len(), seen).await;
+    check(&row);
+    let charges = charges_per_order(stack).await;
+    audit(name, &made, &charges, &told);
 }
 
 async fn charges_per_order(stack: &Stack) -> HashMap<String, usize> {

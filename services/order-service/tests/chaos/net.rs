@@ -11,13 +11,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::answers::{Told, audit_all, purchases_until};
 use crate::replicas::PrivatePg;
 use crate::toxics::{Proxy, Stream, Toxic};
-use crate::{Stack, print_header, reroute};
+use crate::{BODY, Stack, hangup, print_header, reroute};
 
 /// payment-service's latency in every row, so that a fault of a second
 /// meets purchases in each of their phases.
@@ -103,6 +104,18 @@ async fn payment_through_proxy(seed: u64) -> (Stack, Proxy) {
     (stack, proxy)
 }
 
+/// `toxic` on payment's answers twice for 1.5 s, from moments drawn,
+/// then half a second healed.
+async fn answers_twice(proxy: &Proxy, rng: &mut StdRng, name: &str, toxic: Toxic) {
+    for _ in 0..2 {
+        sleep(moment(rng, 300..800)).await;
+        proxy.add(name, Stream::Downstream, 1.0, toxic.clone());
+        sleep(ms(1500)).await;
+        proxy.remove(name);
+    }
+    sleep(ms(500)).await;
+}
+
 #[actix_web::test]
 #[ignore = "network chaos: run with `make chaos-net`"]
 async fn payment_answers_lost_after_the_charge() {
@@ -115,18 +128,8 @@ async fn payment_answers_lost_after_the_charge() {
         "payment answers blackholed",
         "net-lost",
         async |told| {
-            for _ in 0..2 {
-                sleep(moment(&mut rng, 300..800)).await;
-                proxy.add(
-                    "lost",
-                    Stream::Downstream,
-                    1.0,
-                    Toxic::Timeout { timeout: ms(0) },
-                );
-                sleep(ms(1500)).await;
-                proxy.remove("lost");
-            }
-            sleep(ms(500)).await;
+            let lost = Toxic::Timeout { timeout: ms(0) };
+            answers_twice(&proxy, &mut rng, "lost", lost).await;
             let unknown = told.lock().unwrap().unknown;
             assert!(unknown > 0, "no answer was lost");
             format!(
@@ -151,17 +154,11 @@ async fn payment_answers_later_than_the_budget_then_healed() {
         "payment answers 450±200 ms",
         "net-late",
         async |told| {
-            for _ in 0..2 {
-                sleep(moment(&mut rng, 300..800)).await;
-                let latency = Toxic::Latency {
-                    latency: ms(450),
-                    jitter: ms(200),
-                };
-                proxy.add("late", Stream::Downstream, 1.0, latency);
-                sleep(ms(1500)).await;
-                proxy.remove("late");
-            }
-            sleep(ms(500)).await;
+            let late = Toxic::Latency {
+                latency: ms(450),
+                jitter: ms(200),
+            };
+            answers_twice(&proxy, &mut rng, "late", late).await;
             let unknown = told.lock().unwrap().unknown;
             assert!(unknown > 0, "no call ran out of time");
             format!("seed {seed}: 450 ± 200 ms on payment's answers twice for 1.5 s")
@@ -357,23 +354,33 @@ async fn half_open_connections_on_both_links_are_replaced() {
 
 /// How long after `since` a request sent after it was answered 201.
 async fn first_201_sent_after(told: &Mutex<Told>, since: Instant) -> Duration {
-    {
-        loop {
-            let answered = told
-                .lock()
-                .unwrap()
-                .created
-                .iter()
-                .filter(|(sent, _)| *sent >= since)
-                .map(|(_, answered)| *answered)
-                .min();
-            if let Some(answered) = answered {
-                return answered - since;
-            }
-            assert!(since.elapsed() < Duration::from_secs(20), "no 201 since");
-            sleep(ms(20)).await;
+    loop {
+        let answered = told
+            .lock()
+            .unwrap()
+            .created
+            .iter()
+            .filter(|(sent, _)| *sent >= since)
+            .map(|(_, answered)| *answered)
+            .min();
+        if let Some(answered) = answered {
+            return answered - since;
         }
+        assert!(since.elapsed() < Duration::from_secs(20), "no 201 since");
+        sleep(ms(20)).await;
     }
+}
+
+/// The status of `POST /orders` with `key` and the purchases' body.
+async fn retry_with_key(stack: &Stack, key: &str) -> u16 {
+    let sent = stack
+        .client
+        .post(format!("{}/orders", stack.order_url))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("Idempotency-Key", key))
+        .send_body(BODY)
+        .await;
+    sent.map_or(0, |res| res.status().as_u16())
 }
 
 /// The attack that found it: a replica whose connection went half-open
@@ -396,14 +403,43 @@ async fn a_link_gone_half_open_while_the_schema_is_migrated_is_replaced() {
     let stack = Stack::start_wired(&PAYMENT, &on_database(&url), 0, &|_, env| {
         through(&db, env, "DATABASE_URL");
     });
-    sleep(ms(300)).await;
-    let vanished = db.vanish();
-    db.remove("slow");
-    let ready = until_ready_is(&stack, &stack.order_url, 200).await;
-    println!(
-        "  migration, half-open: {vanished} connection(s) vanished 0.3 s after the start \
-         with the migration under way; ready {:.2} s later",
-        ready.as_secs_f64()
-    );
-    assert!(ready < Duration::from_secs(5), "ready after {ready:?}");
+    print_header();
+    row(
+        &stack,
+        "half-open while migrating",
+        "net-migration",
+        async |_| {
+            // Keyed orders reset while they wait for the migration.
+            let hang_ups = (0..10).map(|i| {
+                let key = format!("net-migration-hang-up-{i}");
+                let base = stack.order_url.clone();
+                async move {
+                    let moment = hangup::after(ms(100 + 50 * i));
+                    hangup::post_order_then_reset(&base, Some(&key), BODY, moment).await;
+                }
+            });
+            let vanish = async {
+                sleep(ms(300)).await;
+                let vanished = db.vanish();
+                db.remove("slow");
+                vanished
+            };
+            let (_, vanished) = futures_util::join!(join_all(hang_ups), vanish);
+            let ready = until_ready_is(&stack, &stack.order_url, 200).await;
+            // Each reset key is free: the same request with it now buys.
+            for i in 0..10 {
+                let key = format!("net-migration-hang-up-{i}");
+                let retried = retry_with_key(&stack, &key).await;
+                assert_eq!(retried, 201, "{key} after its reset");
+            }
+            sleep(ms(1000)).await;
+            assert!(ready < Duration::from_secs(5), "ready after {ready:?}");
+            format!(
+                "{vanished} connection(s) vanished 0.3 s after the start with the migration under \
+             way, 10 keyed orders reset while it ran: ready {:.2} s later",
+                ready.as_secs_f64()
+            )
+        },
+    )
+    .await;
 }

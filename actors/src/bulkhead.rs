@@ -196,26 +196,32 @@ impl Bulkhead {
         }
     }
 
-    fn status(&self) -> Status {
+    fn status(&mut self) -> Status {
         Status {
             max: self.config.max_concurrent,
             in_use: self.in_use,
-            waiting: self.waiters.iter().filter(|w| !w.is_closed()).count(),
+            waiting: self.waiting(),
             overloaded: self.admission.overloaded(),
         }
+    }
+
+    /// Callers still in the queue: those that gave up leave it now.
+    fn waiting(&mut self) -> usize {
+        self.waiters.retain(|w| !w.is_closed());
+        self.waiters.len()
     }
 
     /// A permit at once if a slot is free and nobody waits; else a place in
     /// the queue, if there is room and the caller's turn can come in time.
     fn grant(&mut self, budget: Duration) -> Result<Grant, BulkheadError> {
         let now = self.clock.now();
-        self.waiters.retain(|w| !w.is_closed());
-        if self.in_use < self.config.max_concurrent && self.waiters.is_empty() {
+        let waiting = self.waiting();
+        if self.in_use < self.config.max_concurrent && waiting == 0 {
             self.in_use += 1;
             self.admission.granted_at_once(now);
             return Ok(Grant::Ready(self.permit(now, Duration::ZERO)));
         }
-        if self.waiters.len() >= self.config.max_queue {
+        if waiting >= self.config.max_queue {
             if self.admission.overloaded() {
                 return Ok(Grant::Refused {
                     error: BulkheadError::QueueFull,
@@ -225,7 +231,7 @@ impl Bulkhead {
             return Err(BulkheadError::QueueFull);
         }
         let was_overloaded = self.admission.overloaded();
-        let decision = self.admission.queue(now, budget, self.waiters.len());
+        let decision = self.admission.queue(now, budget, waiting);
         self.on_overload(was_overloaded);
         match decision {
             Decision::Queue { max_wait, wait } => {
@@ -325,8 +331,7 @@ impl Handler<Expired> for Bulkhead {
     fn handle(&mut self, _: Expired, ctx: &mut Context<Self>) {
         let _ = guarded(ctx, NAME, || {
             let was_overloaded = self.admission.overloaded();
-            self.waiters.retain(|w| !w.is_closed());
-            let waiting = self.waiters.len();
+            let waiting = self.waiting();
             self.admission.expired(self.clock.now(), waiting);
             self.on_overload(was_overloaded);
         });

@@ -24,11 +24,18 @@ use super::{LATE, PgStore, unavailable};
 use crate::store::{Cause, StoreError};
 
 /// The versioned migrations, in order, embedded in the binary.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "orders_and_keys",
-    include_str!("../../../migrations/0001_orders_and_keys.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "orders_and_keys",
+        include_str!("../../../migrations/0001_orders_and_keys.sql"),
+    ),
+    (
+        2,
+        "keys_in_orders",
+        include_str!("../../../migrations/0002_keys_in_orders.sql"),
+    ),
+];
 
 /// Taken by whoever migrates; any constant shared by all replicas.
 const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"

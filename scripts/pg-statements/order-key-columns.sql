@@ -1,7 +1,0 @@
--- order.sql with the key as columns of its order (key-columns.sql): the
--- reservation inserts one row, the completion updates one, and a replay
--- is rebuilt from the row (no copy of the answer). (pgbench reads these
--- comments too: no quotes in them.)
-\set k random(1, 200000000000000)
-INSERT INTO orders (order_id, status, merchant_id, amount, currency, transaction_id, reason, created_at, maybe_charged, calls, due_at, trace, idem_key, fingerprint, holder, lease_until, key_expires_at) VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:k::bigint), 12, '0'))::uuid, 'pending', 'merchant-1', 12.34, 'EUR', NULL, NULL, now(), false, 1, now() + 2000 * interval '1 millisecond', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'key-' || :k || '-' || :client_id, 'fp0123456789abcdef0123456789abcdef', '11111111-2222-4333-8444-555555555555'::uuid, now() + 2000 * interval '1 millisecond', now() + 86400 * interval '1 second') ON CONFLICT (idem_key) DO NOTHING RETURNING order_id;
-UPDATE orders SET status = 'completed', transaction_id = 'txn-abcdef', reason = NULL, maybe_charged = true, calls = GREATEST(calls, 1), due_at = CASE WHEN 'completed' = 'pending' THEN now() END, holder = NULL, lease_until = NULL, response_status = 201 WHERE order_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:k::bigint), 12, '0'))::uuid AND status = 'pending' AND NOT ('completed' = 'failed' AND 1 < calls) AND holder = '11111111-2222-4333-8444-555555555555'::uuid RETURNING order_id;

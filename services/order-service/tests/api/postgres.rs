@@ -332,6 +332,72 @@ async fn a_key_is_completed_with_its_outcome_and_replays_on_every_replica() {
 }
 
 #[actix_web::test]
+async fn a_holder_that_lost_its_key_settles_the_order_but_answers_nothing_for_the_key() {
+    let db = TestDb::create().await;
+    let mut config = order_config();
+    config.retry.timeout_ms = 100;
+    config.idempotency.lease_ms = 300;
+    let (a, b) = (db.store(&config), db.store(&config));
+    let record = order("8.00", "USD");
+    let (lost, msg) = reserve("k", "f", &record);
+    assert_eq!(
+        KeyBackend::reserve(&a, msg).await.unwrap(),
+        Reservation::New
+    );
+    // A's lease ends; B takes the key over.
+    let resume = Reservation::Resume {
+        order_id: record.order_id,
+    };
+    let holder = std::cell::Cell::new(None);
+    eventually("the lease ends and B takes the key over", || {
+        let (h, msg) = reserve("k", "f", &order("8.00", "USD"));
+        let (b, resume, holder) = (b.clone(), resume.clone(), &holder);
+        async move {
+            holder.set(Some(h));
+            KeyBackend::reserve(&b, msg).await.unwrap() == resume
+        }
+    })
+    .await;
+    let holder = holder.get().unwrap();
+
+    // A's late outcome is the order's, but its answer is not the key's.
+    let completed = Order {
+        transaction_id: Some("txn".into()),
+        ..with(&record, OrderStatus::Completed)
+    };
+    let settle = || Settle::Order {
+        order: completed.clone(),
+        from: OrderStatus::Pending,
+    };
+    let late = KeyBackend::complete(&a, complete("k", lost, "A's answer", settle())).await;
+    assert_eq!(late.unwrap(), Ok(()));
+    assert_eq!(
+        b.get(record.order_id).await.unwrap(),
+        Some(completed.clone())
+    );
+    let (_, msg) = reserve("k", "f", &order("8.00", "USD"));
+    assert_eq!(
+        KeyBackend::reserve(&a, msg).await.unwrap(),
+        Reservation::InFlight {
+            order_id: Some(record.order_id),
+        }
+    );
+    // B reads the order as it stands and answers that for the key.
+    let stale = KeyBackend::complete(&b, complete("k", holder, "B's answer", settle())).await;
+    assert_eq!(stale.unwrap(), Err(completed));
+    let as_it_stands = complete("k", holder, "B's answer", Settle::AsItStands);
+    assert_eq!(
+        KeyBackend::complete(&b, as_it_stands).await.unwrap(),
+        Ok(())
+    );
+    let (_, msg) = reserve("k", "f", &order("8.00", "USD"));
+    match KeyBackend::reserve(&a, msg).await.unwrap() {
+        Reservation::Replay(response) => assert_eq!(response.body, b"B's answer"),
+        other => panic!("expected B's answer replayed, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
 async fn a_released_or_expired_key_resumes_its_order_on_another_replica() {
     let db = TestDb::create().await;
     let mut config = order_config();

@@ -5,9 +5,15 @@
 -- per keyed order). A swept key clears its columns; the order stays.
 --
 -- The old table goes in the same transaction: a replica still running
--- the old code then fails its keyed writes (its clients are told nothing
--- was charged, or that the outcome is unknown) instead of writing keys
--- nobody reads.
+-- the old code then fails every write (each of its statements names the
+-- old table; its clients are told nothing was charged, or that the
+-- outcome is unknown) instead of writing keys nobody reads.
+
+-- Both tables at once, before anything else: a key's own statements
+-- from a replica still on the old code (a resume, a release, a stored
+-- answer) would otherwise commit while its key is being moved, and be
+-- lost with the table.
+LOCK TABLE idempotency_keys, orders IN ACCESS EXCLUSIVE MODE;
 
 ALTER TABLE orders
     ADD COLUMN idempotency_key      text,

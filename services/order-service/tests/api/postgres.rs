@@ -88,11 +88,8 @@ async fn migrations_build_the_schema_once_even_when_replicas_start_together() {
     assert_eq!(db.count(KEYED).await, 0);
 }
 
-#[actix_web::test]
-async fn an_upgrade_keeps_every_key_with_its_order() {
-    let db = TestDb::create().await;
-    // The schema as version 1 left it: a completed key, and one whose
-    // holder died with its order pending.
+/// The schema as version 1 left it (keys in a table of their own).
+async fn migrated_to_v1(db: &TestDb) -> tokio_postgres::Client {
     let v1 = db.client().await;
     v1.batch_execute(concat!(
         include_str!("../../migrations/0001_orders_and_keys.sql"),
@@ -102,6 +99,14 @@ async fn an_upgrade_keeps_every_key_with_its_order() {
     ))
     .await
     .unwrap();
+    v1
+}
+
+#[actix_web::test]
+async fn an_upgrade_keeps_every_key_with_its_order() {
+    let db = TestDb::create().await;
+    // A completed key, and one whose holder died with its order pending.
+    let v1 = migrated_to_v1(&db).await;
     let (done, held) = (order("5.00", "USD"), order("6.00", "USD"));
     let ids = [done.order_id.as_uuid(), held.order_id.as_uuid()];
     v1.execute(
@@ -150,6 +155,58 @@ async fn an_upgrade_keeps_every_key_with_its_order() {
         Reservation::Mismatch
     );
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 2);
+}
+
+/// Moving 100,000 live keys takes longer than one statement may
+/// (`DATABASE_TIMEOUT_MS`): the migration has a bound of its own, and
+/// while it runs, a key's statement from a replica still on the old code
+/// waits, then fails, rather than commit into a table about to go.
+#[actix_web::test]
+async fn an_upgrade_of_many_live_keys_finishes_at_once_and_holds_off_the_old_code() {
+    let db = TestDb::create().await;
+    let v1 = migrated_to_v1(&db).await;
+    v1.batch_execute(
+        "INSERT INTO orders (order_id, status, merchant_id, amount, currency, created_at,
+             maybe_charged, calls)
+         SELECT gen_random_uuid(), 'completed', 'merchant_123', 1.00, 'USD', now(), true, 1
+         FROM generate_series(1, 100000);
+         INSERT INTO idempotency_keys (key, fingerprint, order_id, response_status,
+             response_headers, response_body, expires_at)
+         SELECT 'key-' || order_id, 'f', order_id, 201, '[]', 'body', now() + interval '1 day'
+         FROM orders;
+         INSERT INTO idempotency_keys (key, fingerprint, order_id, expires_at)
+         VALUES ('free', 'f', gen_random_uuid(), now() + interval '1 day')",
+    )
+    .await
+    .unwrap();
+    // Far shorter than the move: it must not bound it.
+    let mut config = order_config();
+    config.database.timeout_ms = 200;
+    let store = db.store(&config);
+    let migrating = tokio::spawn(async move { store.migrate().await });
+    // The old code's resume of a free key, once the migration has the tables.
+    let locked = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                  WHERE c.relname = 'orders' AND l.mode = 'AccessExclusiveLock' AND l.granted";
+    eventually("the migration holds the tables", || async {
+        db.count(locked).await == 1
+    })
+    .await;
+    let resumed = v1
+        .query(
+            "UPDATE idempotency_keys SET holder = gen_random_uuid(),
+                 lease_until = now() + interval '2 seconds'
+             WHERE key = 'free' AND holder IS NULL RETURNING order_id",
+            &[],
+        )
+        .await;
+    assert!(resumed.is_err(), "the old code's resume: {resumed:?}");
+    migrating.await.unwrap().unwrap();
+    assert_eq!(
+        db.count("SELECT max(version)::bigint FROM schema_migrations")
+            .await,
+        2
+    );
+    assert_eq!(db.count(KEYED).await, 100_000);
 }
 
 #[actix_web::test]

@@ -32,9 +32,7 @@ pub struct Seen {
     pub calls: u8,
 }
 
-/// A key's columns of its order's row (`orders.idempotency_key`, `key_*`),
-/// kept apart here and indexed by key: a key has one order for its life,
-/// and a swept key clears its columns (here: `None`) while the order stays.
+/// An `idempotency_keys` row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyRow {
     pub order: Ix,

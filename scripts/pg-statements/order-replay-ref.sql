@@ -1,4 +1,4 @@
--- order-v1.sql with the key keeping no copy of its answer, as if a replay
+-- order.sql with the key keeping no copy of its answer, as if a replay
 -- were rebuilt from the order row: the completion writes the status and
 -- no headers or body. (pgbench reads these comments too: no quotes in them.)
 \set k random(1, 200000000000000)

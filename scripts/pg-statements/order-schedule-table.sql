@@ -1,4 +1,4 @@
--- order-v1.sql against schedule-table.sql: the schedule row is inserted with
+-- order.sql against schedule-table.sql: the schedule row is inserted with
 -- the order and deleted with its completion. (No quotes in comments: pgbench.)
 \set k random(1, 200000000000000)
 WITH key AS (INSERT INTO idempotency_keys (key, fingerprint, order_id, holder, lease_until, expires_at) VALUES ('key-' || :k || '-' || :client_id, 'fp0123456789abcdef0123456789abcdef', ('00000000-0000-4000-8000-' || lpad(to_hex(:k::bigint), 12, '0'))::uuid, '11111111-2222-4333-8444-555555555555'::uuid, now() + 2000 * interval '1 millisecond', now() + 86400 * interval '1 second') ON CONFLICT (key) DO NOTHING RETURNING order_id), o AS (INSERT INTO orders (order_id, status, merchant_id, amount, currency, transaction_id, reason, created_at, maybe_charged, calls) SELECT order_id, 'pending', 'merchant-1', 12.34, 'EUR', NULL, NULL, now(), false, 1 FROM key RETURNING order_id) INSERT INTO order_due (order_id, due_at, trace) SELECT order_id, now() + 2000 * interval '1 millisecond', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' FROM o RETURNING order_id;

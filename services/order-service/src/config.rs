@@ -300,17 +300,6 @@ pub struct DatabaseArgs {
         default_value_t = 1_000
     )]
     pub timeout_ms: u64,
-
-    /// Longest a migration's own statements may run, in milliseconds (each
-    /// migration file is one round trip; waiting for the tables' locks is
-    /// bounded by DATABASE_TIMEOUT_MS). Also how long a replica whose link
-    /// goes half-open in the middle of a migration stays unready.
-    #[arg(
-        long = "database-migration-timeout-ms",
-        env = "DATABASE_MIGRATION_TIMEOUT_MS",
-        default_value_t = 60_000
-    )]
-    pub migration_timeout_ms: u64,
 }
 
 fn ms(ms: u64) -> Duration {
@@ -409,7 +398,6 @@ impl Config {
                 pool_size: d.pool_size as usize,
                 acquire_timeout: ms(d.acquire_timeout_ms).min(ms(self.retry.timeout_ms)),
                 statement_timeout: ms(d.timeout_ms),
-                migration_timeout: ms(d.migration_timeout_ms),
                 key_ttl: Duration::from_secs(self.idempotency.ttl_secs),
                 key_lease: self.idempotency().lease,
                 batch_max: d.batch_max as usize,

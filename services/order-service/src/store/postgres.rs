@@ -49,8 +49,6 @@ pub struct PgSettings {
     pub acquire_timeout: Duration,
     /// Longest wait for one operation, connection included.
     pub statement_timeout: Duration,
-    /// Longest run of one migration file ([`migrations`]).
-    pub migration_timeout: Duration,
     pub key_ttl: Duration,
     pub key_lease: Duration,
     /// Orders' writes sharing one transaction, at most ([`batch`]).

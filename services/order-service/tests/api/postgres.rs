@@ -21,9 +21,6 @@ use crate::helpers::{
 };
 use crate::link::Link;
 
-/// Idempotency keys in the store: each is columns of its order's row.
-pub const KEYED: &str = "SELECT count(*) FROM orders WHERE idempotency_key IS NOT NULL";
-
 fn order(amount: &str, currency: &str) -> Order {
     Order {
         order_id: OrderId::new(),
@@ -83,130 +80,9 @@ async fn migrations_build_the_schema_once_even_when_replicas_start_together() {
     first.unwrap();
     second.unwrap();
     db.store(&config).migrate().await.unwrap();
-    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await, 1);
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 0);
-    assert_eq!(db.count(KEYED).await, 0);
-}
-
-/// The schema as version 1 left it (keys in a table of their own).
-async fn migrated_to_v1(db: &TestDb) -> tokio_postgres::Client {
-    let v1 = db.client().await;
-    v1.batch_execute(concat!(
-        include_str!("../../migrations/0001_orders_and_keys.sql"),
-        "CREATE TABLE schema_migrations (version integer PRIMARY KEY,
-             name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
-         INSERT INTO schema_migrations (version, name) VALUES (1, 'orders_and_keys');"
-    ))
-    .await
-    .unwrap();
-    v1
-}
-
-#[actix_web::test]
-async fn an_upgrade_keeps_every_key_with_its_order() {
-    let db = TestDb::create().await;
-    // A completed key, and one whose holder died with its order pending.
-    let v1 = migrated_to_v1(&db).await;
-    let (done, held) = (order("5.00", "USD"), order("6.00", "USD"));
-    let ids = [done.order_id.as_uuid(), held.order_id.as_uuid()];
-    v1.execute(
-        "INSERT INTO orders (order_id, status, merchant_id, amount, currency, created_at,
-             maybe_charged, calls, due_at)
-         VALUES ($1, 'completed', 'merchant_123', 5.00, 'USD', now(), true, 1, NULL),
-                ($2, 'pending', 'merchant_123', 6.00, 'USD', now(), true, 1, now())",
-        &[&ids[0], &ids[1]],
-    )
-    .await
-    .unwrap();
-    v1.execute(
-        "INSERT INTO idempotency_keys (key, fingerprint, order_id, holder, lease_until,
-             response_status, response_headers, response_body, expires_at)
-         VALUES ('done', 'f', $1, NULL, NULL, 201, '[[\"location\", \"/orders/x\"]]',
-                 'replayed', now() + interval '1 day'),
-                ('held', 'f', $2, gen_random_uuid(), now(), NULL, NULL, NULL,
-                 now() + interval '1 day')",
-        &[&ids[0], &ids[1]],
-    )
-    .await
-    .unwrap();
-
-    let store = db.store(&order_config());
-    store.migrate().await.unwrap();
-    let gone = "SELECT count(*) FROM pg_tables WHERE tablename = 'idempotency_keys'";
-    assert_eq!(db.count(gone).await, 0);
-    assert_eq!(db.count(KEYED).await, 2);
-    let (_, msg) = reserve("done", "f", &order("5.00", "USD"));
-    let Reservation::Replay(answer) = KeyBackend::reserve(&store, msg).await.unwrap() else {
-        panic!("the completed key replays its answer");
-    };
-    assert_eq!(answer.status, 201);
-    assert_eq!(answer.headers, [("location".into(), "/orders/x".into())]);
-    assert_eq!(answer.body, b"replayed");
-    let (_, msg) = reserve("held", "f", &order("6.00", "USD"));
-    assert_eq!(
-        KeyBackend::reserve(&store, msg).await.unwrap(),
-        Reservation::Resume {
-            order_id: held.order_id
-        }
-    );
-    let (_, msg) = reserve("held", "other body", &order("7.00", "USD"));
-    assert_eq!(
-        KeyBackend::reserve(&store, msg).await.unwrap(),
-        Reservation::Mismatch
-    );
-    assert_eq!(db.count("SELECT count(*) FROM orders").await, 2);
-}
-
-/// Moving 100,000 live keys takes longer than one statement may
-/// (`DATABASE_TIMEOUT_MS`): the migration has a bound of its own, and
-/// while it runs, a key's statement from a replica still on the old code
-/// waits, then fails, rather than commit into a table about to go.
-#[actix_web::test]
-async fn an_upgrade_of_many_live_keys_finishes_at_once_and_holds_off_the_old_code() {
-    let db = TestDb::create().await;
-    let v1 = migrated_to_v1(&db).await;
-    v1.batch_execute(
-        "INSERT INTO orders (order_id, status, merchant_id, amount, currency, created_at,
-             maybe_charged, calls)
-         SELECT gen_random_uuid(), 'completed', 'merchant_123', 1.00, 'USD', now(), true, 1
-         FROM generate_series(1, 100000);
-         INSERT INTO idempotency_keys (key, fingerprint, order_id, response_status,
-             response_headers, response_body, expires_at)
-         SELECT 'key-' || order_id, 'f', order_id, 201, '[]', 'body', now() + interval '1 day'
-         FROM orders;
-         INSERT INTO idempotency_keys (key, fingerprint, order_id, expires_at)
-         VALUES ('free', 'f', gen_random_uuid(), now() + interval '1 day')",
-    )
-    .await
-    .unwrap();
-    // Far shorter than the move: it must not bound it.
-    let mut config = order_config();
-    config.database.timeout_ms = 200;
-    let store = db.store(&config);
-    let migrating = tokio::spawn(async move { store.migrate().await });
-    // The old code's resume of a free key, once the migration has the tables.
-    let locked = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-                  WHERE c.relname = 'orders' AND l.mode = 'AccessExclusiveLock' AND l.granted";
-    eventually("the migration holds the tables", || async {
-        db.count(locked).await == 1
-    })
-    .await;
-    let resumed = v1
-        .query(
-            "UPDATE idempotency_keys SET holder = gen_random_uuid(),
-                 lease_until = now() + interval '2 seconds'
-             WHERE key = 'free' AND holder IS NULL RETURNING order_id",
-            &[],
-        )
-        .await;
-    assert!(resumed.is_err(), "the old code's resume: {resumed:?}");
-    migrating.await.unwrap().unwrap();
-    assert_eq!(
-        db.count("SELECT max(version)::bigint FROM schema_migrations")
-            .await,
-        2
-    );
-    assert_eq!(db.count(KEYED).await, 100_000);
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 0);
 }
 
 #[actix_web::test]
@@ -317,7 +193,11 @@ async fn of_two_replicas_reserving_one_key_at_once_exactly_one_wins() {
     }
     // Each winner wrote its order with its key, and no loser did.
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 20);
-    assert_eq!(db.count(KEYED).await, 20);
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders o JOIN idempotency_keys k USING (order_id)")
+            .await,
+        20
+    );
 }
 
 #[actix_web::test]
@@ -526,7 +406,7 @@ async fn expired_keys_are_swept() {
         swept.get() == 3
     })
     .await;
-    assert_eq!(db.count(KEYED).await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 0);
     // The orders stay: a key's TTL is not the order's.
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 3);
 }
@@ -735,7 +615,7 @@ async fn the_orders_of_a_replica_that_died_are_completed_by_the_others() {
         .client()
         .await
         .query_one(
-            "SELECT key_fingerprint FROM orders WHERE idempotency_key = 'probe'",
+            "SELECT fingerprint FROM idempotency_keys WHERE key = 'probe'",
             &[],
         )
         .await
@@ -800,7 +680,7 @@ async fn a_client_that_hangs_up_at_any_moment_leaves_one_order_and_one_charge() 
         db.count(settled).await == 0
     })
     .await;
-    let held = "SELECT count(*) FROM orders WHERE key_holder IS NOT NULL";
+    let held = "SELECT count(*) FROM idempotency_keys WHERE holder IS NOT NULL";
     eventually("every key is let go", || async {
         db.count(held).await == 0
     })
@@ -899,6 +779,6 @@ async fn refusals_that_never_reached_payment_spend_their_key_rows() {
     let db = TestDb::create().await;
     let app = db.spawn_app();
     crate::idempotency::refused_keys_are_spent(&app).await;
-    let spent = "SELECT count(*) FROM orders WHERE key_response_status = 422";
+    let spent = "SELECT count(*) FROM idempotency_keys WHERE response_status = 422";
     assert_eq!(db.count(spent).await, 2_000);
 }

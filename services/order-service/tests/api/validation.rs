@@ -26,7 +26,7 @@ macro_rules! on_both_stores {
                 let created = super::$check(&app).await;
                 let stored = db.count("SELECT count(*) FROM orders").await;
                 assert_eq!(stored, created as i64, "orders written");
-                let keys = db.count(crate::postgres::KEYED).await;
+                let keys = db.count("SELECT count(*) FROM idempotency_keys").await;
                 assert_eq!(keys, 0, "keys written");
             }
         }

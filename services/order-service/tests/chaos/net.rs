@@ -85,13 +85,10 @@ async fn row(
 }
 
 /// The replicas' settings on the database at `url`.
-fn on_database(url: &str) -> [(&'static str, &str); 4] {
+fn on_database(url: &str) -> [(&'static str, &str); 3] {
     [
         ("DATABASE_URL", url),
         ("DATABASE_TIMEOUT_MS", DATABASE_TIMEOUT_MS),
-        // The bound a migration's file hung on a half-open link costs
-        // (the schema here is empty: it takes milliseconds).
-        ("DATABASE_MIGRATION_TIMEOUT_MS", "2000"),
         // Keys and claims of a replica cut off are taken over while the
         // clients still retry.
         ("IDEMPOTENCY_LEASE_MS", "2000"),

@@ -1,8 +1,6 @@
-//! Idempotency keys in the shared store, as columns of their orders' rows
-//! (a key resumes the same order for its whole life): a reservation
-//! writes its `pending` order, and a completion its outcome, in the same
-//! statement and row. A key past its TTL clears its columns; the order
-//! stays.
+//! Idempotency keys in the shared store, beside their orders: a
+//! reservation writes its `pending` order, and a completion its outcome,
+//! in the same statement.
 
 use std::sync::Arc;
 
@@ -31,8 +29,8 @@ impl PgStore {
         let s = self.settings();
         let (lease, ttl) = (millis(s.key_lease), s.key_ttl.as_secs_f64());
         let holder = msg.holder.as_uuid();
-        // The key and its order are one row: the record is the
-        // candidate's order.
+        // The key and its order are one row each under one id: the
+        // record is the candidate's order.
         debug_assert_eq!(msg.record.order_id, msg.order_id);
         let new = NewOrder {
             order: msg.record,
@@ -53,14 +51,11 @@ impl PgStore {
             let resumed = self
                 .query(
                     // A key in use again is remembered a TTL from now.
-                    "UPDATE orders
-                         SET key_holder = $2,
-                             key_lease_until = now() + $3 * interval '1 millisecond',
-                             key_expires_at = GREATEST(key_expires_at,
-                                                       now() + $5 * interval '1 second')
-                         WHERE idempotency_key = $1 AND key_fingerprint = $4
-                           AND key_response_status IS NULL
-                           AND (key_holder IS NULL OR key_lease_until <= now())
+                    "UPDATE idempotency_keys
+                         SET holder = $2, lease_until = now() + $3 * interval '1 millisecond',
+                             expires_at = GREATEST(expires_at, now() + $5 * interval '1 second')
+                         WHERE key = $1 AND fingerprint = $4 AND response_status IS NULL
+                           AND (holder IS NULL OR lease_until <= now())
                          RETURNING order_id",
                     &[&msg.key, &holder, &lease, &msg.fingerprint, &ttl],
                 )
@@ -72,9 +67,9 @@ impl PgStore {
             }
             let found = self
                 .query(
-                    "SELECT key_fingerprint, key_response_status, key_response_headers,
-                            key_response_body, order_id
-                         FROM orders WHERE idempotency_key = $1",
+                    "SELECT fingerprint, response_status, response_headers, response_body,
+                            order_id
+                         FROM idempotency_keys WHERE key = $1",
                     &[&msg.key],
                 )
                 .await?;
@@ -94,11 +89,10 @@ impl PgStore {
         let holder = msg.holder.as_uuid();
         let Settle::Order { order, from } = msg.effect else {
             self.query(
-                "UPDATE orders SET key_holder = NULL, key_lease_until = NULL,
-                         key_response_status = $3, key_response_headers = $4,
-                         key_response_body = $5
-                     WHERE idempotency_key = $1 AND key_holder = $2
-                     RETURNING order_id",
+                "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL,
+                         response_status = $3, response_headers = $4, response_body = $5
+                     WHERE key = $1 AND holder = $2
+                     RETURNING key",
                 &[&msg.key, &holder, &status, &headers, &msg.response.body],
             )
             .await?;
@@ -122,36 +116,32 @@ impl PgStore {
     async fn release_key(&self, msg: Release) -> Result<(), StoreError> {
         let holder = msg.holder.as_uuid();
         self.query(
-            "UPDATE orders SET key_holder = NULL, key_lease_until = NULL
-                 WHERE idempotency_key = $1 AND key_holder = $2
-                   AND key_response_status IS NULL
-                 RETURNING order_id",
+            "UPDATE idempotency_keys SET holder = NULL, lease_until = NULL
+                 WHERE key = $1 AND holder = $2 AND response_status IS NULL
+                 RETURNING key",
             &[&msg.key, &holder],
         )
         .await?;
         Ok(())
     }
 
-    /// Forgets expired keys in batches, so that no statement holds many
+    /// Deletes expired keys in batches, so that no statement holds many
     /// row locks or runs long. A key is never forgotten while it is held
     /// or its order is pending: its client's retry must resume that order,
-    /// not start a second one. The order, settled, stays.
+    /// not start a second one.
     async fn sweep_keys(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
         loop {
             let deleted = self
                 .query(
-                    "UPDATE orders SET idempotency_key = NULL, key_fingerprint = NULL,
-                             key_holder = NULL, key_lease_until = NULL,
-                             key_response_status = NULL, key_response_headers = NULL,
-                             key_response_body = NULL, key_expires_at = NULL
-                         WHERE order_id IN (
-                             SELECT order_id FROM orders
-                             WHERE idempotency_key IS NOT NULL AND key_expires_at < now()
-                               AND (key_holder IS NULL OR key_lease_until <= now())
-                               AND status <> 'pending'
-                             LIMIT $1 FOR UPDATE SKIP LOCKED)
-                         RETURNING order_id",
+                    "DELETE FROM idempotency_keys WHERE key IN (
+                             SELECT k.key FROM idempotency_keys k
+                             WHERE k.expires_at < now()
+                               AND (k.holder IS NULL OR k.lease_until <= now())
+                               AND NOT EXISTS (SELECT 1 FROM orders o
+                                   WHERE o.order_id = k.order_id AND o.status = 'pending')
+                             LIMIT $1 FOR UPDATE OF k SKIP LOCKED)
+                         RETURNING key",
                     &[&SWEEP_BATCH],
                 )
                 .await?
@@ -170,13 +160,11 @@ impl PgStore {
                 // died is free once its lease ends (the next request
                 // takes it over), so it counts as released.
                 "SELECT count(*),
-                            count(*) FILTER (WHERE key_holder IS NOT NULL
-                                             AND key_lease_until > now()),
-                            count(*) FILTER (WHERE key_response_status IS NOT NULL),
-                            count(*) FILTER (WHERE key_response_status IS NULL
-                                             AND (key_holder IS NULL
-                                                  OR key_lease_until <= now()))
-                     FROM orders WHERE idempotency_key IS NOT NULL",
+                            count(*) FILTER (WHERE holder IS NOT NULL AND lease_until > now()),
+                            count(*) FILTER (WHERE response_status IS NOT NULL),
+                            count(*) FILTER (WHERE response_status IS NULL
+                                             AND (holder IS NULL OR lease_until <= now()))
+                     FROM idempotency_keys",
                 &[],
             )
             .await?;
@@ -209,8 +197,8 @@ fn taken(row: &Row, fingerprint: &str) -> Result<Reservation<OrderId>, StoreErro
     })
 }
 
-/// The keys live in their orders' rows: a reservation writes its
-/// `pending` order, and a completion its outcome, in the same statement.
+/// The keys live beside the orders: a reservation writes its `pending`
+/// order, and a completion its outcome, in the same statement.
 impl KeyBackend for PgStore {
     type Id = OrderId;
     type Record = Order;

@@ -3,25 +3,16 @@
 //! do not race, and a replica that finds the lock taken tries again until
 //! the other is done.
 //!
-//! Every round trip of a migration is bounded, and its connection goes
-//! back to the pool only if the migration got an answer to each: a
-//! connection whose peer vanished without a word (a half-open link,
-//! behind a proxy that keeps acknowledging) would otherwise be handed to
-//! every later attempt, each hanging until its caller gave up, and the
-//! replica would never be ready again. Waiting for another replica is a
-//! retry of `pg_try_advisory_xact_lock`, not a statement blocked on the
-//! lock.
-//!
-//! A migration file that moves rows (the second moves every live key into
-//! its order's row) runs as long as the database has rows to move, so it
-//! gets `DATABASE_MIGRATION_TIMEOUT_MS`, on both sides, where every other
-//! round trip gets `DATABASE_TIMEOUT_MS`: a bound the size of one
-//! statement would fail the same migration on every attempt, each
-//! holding the tables' locks for its whole length, and the replica would
-//! never be ready. Waiting for those locks is bounded by
-//! `DATABASE_TIMEOUT_MS` (`lock_timeout`), so that a migration queued
-//! behind a long transaction does not hold every other writer up behind
-//! it.
+//! Every round trip of a migration is bounded by the statement timeout,
+//! and its connection goes back to the pool only if the migration got an
+//! answer to each: a connection whose peer vanished without a word (a
+//! half-open link, behind a proxy that keeps acknowledging) would
+//! otherwise be handed to every later attempt, each hanging until its
+//! caller gave up, and the replica would never be ready again. Waiting for
+//! another replica is a retry of `pg_try_advisory_xact_lock`, not a
+//! statement blocked on the lock. A migration must therefore run each
+//! statement within `DATABASE_TIMEOUT_MS`; the embedded ones take
+//! milliseconds.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -33,18 +24,11 @@ use super::{LATE, PgStore, unavailable};
 use crate::store::{Cause, StoreError};
 
 /// The versioned migrations, in order, embedded in the binary.
-const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (
-        1,
-        "orders_and_keys",
-        include_str!("../../../migrations/0001_orders_and_keys.sql"),
-    ),
-    (
-        2,
-        "keys_in_orders",
-        include_str!("../../../migrations/0002_keys_in_orders.sql"),
-    ),
-];
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "orders_and_keys",
+    include_str!("../../../migrations/0001_orders_and_keys.sql"),
+)];
 
 /// Taken by whoever migrates; any constant shared by all replicas.
 const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
@@ -109,10 +93,7 @@ impl PgStore {
 
     /// One attempt: false if another replica holds the lock.
     async fn migrate_once(&self) -> Result<bool, StoreError> {
-        let (step, long) = (
-            self.settings().statement_timeout,
-            self.settings().migration_timeout,
-        );
+        let step = self.settings().statement_timeout;
         let mut checked = Checked(Some(within(step, self.inner.pool.get()).await?));
         let client = checked.client();
         let tx = within(step, client.transaction()).await?;
@@ -142,17 +123,11 @@ impl PgStore {
                 .iter()
                 .map(|row| row.get(0))
                 .collect();
-        let bounds = format!(
-            "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
-            long.as_millis(),
-            step.as_millis()
-        );
-        within(step, tx.batch_execute(&bounds)).await?;
         for (version, name, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;
             }
-            within(long, tx.batch_execute(sql)).await?;
+            within(step, tx.batch_execute(sql)).await?;
             let insert = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
             within(step, tx.execute(insert, &[version, name])).await?;
             tracing::info!(version, name, "database migrated");

@@ -1,6 +1,6 @@
 //! The two writes every order makes, as statements many orders share
-//! ([`super::batch`]): a new order (`pending`, with its idempotency key in
-//! the same row, or without), and an outcome (the order's compare-and-set, with its key's
+//! ([`super::batch`]): a new order (`pending`, with its idempotency key or
+//! without), and an outcome (the order's compare-and-set, with its key's
 //! answer or without). Each statement takes its rows as arrays, one per
 //! column, and answers the order ids it wrote.
 
@@ -34,8 +34,7 @@ pub(super) struct NewKey {
 /// An order's outcome, written only from the status its writer read and
 /// never as a `failed` from a writer whose count of calls is behind; a
 /// pending order is due again after the longest call, backing off with
-/// its re-drives ([`crate::store::Redrives::backoff`]). Its key's answer
-/// is stored with it if the writer still holds the key.
+/// its re-drives ([`crate::store::Redrives::backoff`]).
 pub(super) struct Outcome {
     pub order: Order,
     pub from: OrderStatus,
@@ -95,24 +94,29 @@ macro_rules! input {
 
 impl Write for NewOrder {
     // `$15`–`$17`: the hold before a new order first falls due, the key's
-    // lease and its TTL. Rows are inserted in key order, so that two
+    // lease and its TTL. Keys are inserted in key order, so that two
     // statements wait for each other's keys in one order, never in a
     // circle. A key taken already (or twice in one statement) writes
-    // nothing: the order is its key's row, and its caller reads the key.
+    // nothing; its order is not written, and its caller reads the key.
     const SQL: &'static str = concat!(
         "WITH ",
         input!("$11::text[]", "$12::text[]", "$13::text[]", "$14::uuid[]"),
-        ", trace, key, fingerprint, holder))
+        ", trace, key, fingerprint, holder)),
+         new_key AS (
+             INSERT INTO idempotency_keys
+                 (key, fingerprint, order_id, holder, lease_until, expires_at)
+             SELECT key, fingerprint, order_id, holder,
+                    now() + $16 * interval '1 millisecond', now() + $17 * interval '1 second'
+             FROM input WHERE key IS NOT NULL ORDER BY key
+             ON CONFLICT (key) DO NOTHING
+             RETURNING order_id)
          INSERT INTO orders (order_id, status, merchant_id, amount, currency,
-             transaction_id, reason, created_at, maybe_charged, calls, due_at, trace,
-             idempotency_key, key_fingerprint, key_holder, key_lease_until, key_expires_at)
+             transaction_id, reason, created_at, maybe_charged, calls, due_at, trace)
          SELECT order_id, status, merchant_id, amount, currency, transaction_id, reason,
-                created_at, maybe_charged, calls, now() + $15 * interval '1 millisecond', trace,
-                key, fingerprint, holder,
-                CASE WHEN key IS NOT NULL THEN now() + $16 * interval '1 millisecond' END,
-                CASE WHEN key IS NOT NULL THEN now() + $17 * interval '1 second' END
-         FROM input ORDER BY key
-         ON CONFLICT DO NOTHING
+                created_at, maybe_charged, calls, now() + $15 * interval '1 millisecond', trace
+         FROM input
+         WHERE key IS NULL OR order_id IN (SELECT order_id FROM new_key)
+         ON CONFLICT (order_id) DO NOTHING
          RETURNING order_id"
     );
 
@@ -144,21 +148,6 @@ impl Write for NewOrder {
     }
 }
 
-/// `column = value` if the outcome completes its key (the order's key,
-/// still held by the writer), else the column as it is.
-macro_rules! if_completing {
-    ($column:literal, $value:literal) => {
-        concat!(
-            $column,
-            " = CASE WHEN o.idempotency_key = i.key AND o.key_holder = i.holder THEN ",
-            $value,
-            " ELSE o.",
-            $column,
-            " END"
-        )
-    };
-}
-
 impl Write for Outcome {
     // `$18`–`$20`: the hold, the first backoff and the longest, in ms.
     // The order's status is compared with the row's, never with a
@@ -177,28 +166,27 @@ impl Write for Outcome {
             "$17::bytea[]"
         ),
         ", from_status, claiming, key, holder, response_status, response_headers,
-                response_body))
-         UPDATE orders o SET status = i.status, transaction_id = i.transaction_id,
-             reason = i.reason, maybe_charged = i.maybe_charged,
-             calls = GREATEST(o.calls, i.calls),
-             due_at = CASE WHEN i.status = 'pending' THEN now() + GREATEST($18,
-                 LEAST($19 * power(2, LEAST(o.attempts, 16)), $20))
-                 * interval '1 millisecond' END, ",
-        if_completing!("key_holder", "NULL"),
-        ", ",
-        if_completing!("key_lease_until", "NULL"),
-        ", ",
-        if_completing!("key_response_status", "i.response_status"),
-        ", ",
-        if_completing!("key_response_headers", "i.response_headers"),
-        ", ",
-        if_completing!("key_response_body", "i.response_body"),
-        "
-         FROM input i
-         WHERE o.order_id = i.order_id AND o.status = i.from_status
-           AND NOT (i.status = 'failed' AND i.calls < o.calls)
-           AND (NOT i.claiming OR o.calls = i.calls - 1)
-         RETURNING o.order_id"
+                response_body)),
+         settled AS (
+             UPDATE orders o SET status = i.status, transaction_id = i.transaction_id,
+                 reason = i.reason, maybe_charged = i.maybe_charged,
+                 calls = GREATEST(o.calls, i.calls),
+                 due_at = CASE WHEN i.status = 'pending' THEN now() + GREATEST($18,
+                     LEAST($19 * power(2, LEAST(o.attempts, 16)), $20))
+                     * interval '1 millisecond' END
+             FROM input i
+             WHERE o.order_id = i.order_id AND o.status = i.from_status
+               AND NOT (i.status = 'failed' AND i.calls < o.calls)
+               AND (NOT i.claiming OR o.calls = i.calls - 1)
+             RETURNING o.order_id),
+         completed AS (
+             UPDATE idempotency_keys k SET holder = NULL, lease_until = NULL,
+                 response_status = i.response_status, response_headers = i.response_headers,
+                 response_body = i.response_body
+             FROM input i JOIN settled s ON s.order_id = i.order_id
+             WHERE k.key = i.key AND k.holder = i.holder
+             RETURNING k.key)
+         SELECT order_id FROM settled"
     );
 
     fn entries(queue: &mut Queue) -> &mut VecDeque<Entry<Self>> {

@@ -167,6 +167,9 @@ faults: ## Show payment's current faults
 breaker: ## Show order-service's circuit breaker
 	@ADMIN_TOKEN=$(TOKEN) scripts/admin-call.sh GET $(ORDER_URL)/admin/breaker
 
+dashboard: ## Where to watch the breaker, the bulkhead and the money live in a browser (with make run)
+	@echo "open $(ORDER_URL)/admin/dashboard and paste the admin token: $$(cat run/admin-token 2>/dev/null || echo 'start the services with make run first')"
+
 watch: ## Follow the breaker's transitions live, one line each (reconnects; Ctrl-C stops)
 	@ADMIN_TOKEN=$(TOKEN) python3 -u scripts/watch.py $(ORDER_URL)
 

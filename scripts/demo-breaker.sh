@@ -13,6 +13,7 @@ RATE=${RATE:-40}
 
 say "restarting the services with the breaker open for $((OPEN_MS / 1000)) s at a time"
 trap leave_clean EXIT
+dashboard
 restart CB_OPEN_MS=$OPEN_MS
 
 say "watching the breaker (make watch does the same)"

@@ -26,6 +26,10 @@ auth=(-H "Authorization: Bearer $ADMIN_TOKEN")
 mkdir -p run "$REPORTS"
 
 say() { printf '\n\033[1m→ %s\033[0m\n' "$*"; }
+# Where to watch it live: the token survives the demo's restarts.
+dashboard() {
+  printf '\033[36m  ▸ live: %s/admin/dashboard (token: run/admin-token)\033[0m\n' "$ORDER_URL"
+}
 # What to look at, set apart from the output.
 look() { printf '\033[36m  ▸ %s\033[0m\n' "$*"; }
 

@@ -164,6 +164,7 @@ demo_7() {
 case "${1:-}" in
   [1-7])
     trap leave_clean EXIT
+    dashboard
     "demo_$1"
     ;;
   *)

@@ -37,7 +37,7 @@ trap stop_pair EXIT
 start_pair() { # sets ORDER and PAYMENT
   local pay ord; pay=$(free_port); ord=$(free_port)
   PORT=$pay "$BIN/payment-service" >>"$LOGS/payment-service.log" 2>&1 & pids+=($!)
-  PORT=$ord PAYMENT_SERVICE_URL=http://127.0.0.1:$pay "$BIN/order-service" >>"$LOGS/order-service.log" 2>&1 & pids+=($!)
+  PORT=$ord PAYMENT_SERVICE_URL=http://127.0.0.1:$pay PAYMENT_ADMIN_TOKEN=$ADMIN_TOKEN "$BIN/order-service" >>"$LOGS/order-service.log" 2>&1 & pids+=($!)
   PAYMENT=http://127.0.0.1:$pay ORDER=http://127.0.0.1:$ord
   for url in "$PAYMENT" "$ORDER"; do
     for _ in $(seq 1 100); do curl -fsS -o /dev/null "$url/ready" 2>/dev/null || curl -fsS -o /dev/null "$url/health" 2>/dev/null && break; sleep 0.1; done

@@ -191,6 +191,7 @@ case "${1:-}" in
       if running "$name"; then echo "$name already running"; continue; fi
       env PORT=$((REPLICA_BASE_PORT + i)) DATABASE_URL="$url" OTEL_SERVICE_NAME=order-service \
         PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}" \
+        PAYMENT_ADMIN_TOKEN="$ADMIN_TOKEN" \
         nohup "$BIN/order-service" >>"$LOG_DIR/$name.log" 2>&1 &
       echo $! >"$RUN_DIR/$name.pid"
       wait_healthy "$name" "http://127.0.0.1:$((REPLICA_BASE_PORT + i))"
@@ -206,7 +207,9 @@ case "${1:-}" in
     secrets
     start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}" \
       OTEL_SERVICE_NAME=payment-service
+    # The dashboard's fault controls: both services share make run's token.
     start_one order-service "$ORDER_PORT" PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}" \
+      PAYMENT_ADMIN_TOKEN="$ADMIN_TOKEN" \
       OTEL_SERVICE_NAME=order-service
     echo "admin token in $RUN_DIR/admin-token (make targets read it)"
     ;;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite runs besides cargo: a real Prometheus
 # (and promtool) for the scrape test, docker-compose to validate the compose
-# file, nginx for the replicas (chaos suite, `make run-replicas`). Debian
+# file, nginx for the replicas (chaos suite, `make run-replicas`), Chromium
+# and its WebDriver for the dashboard's browser test (CHROME_BIN and
+# CHROMEDRIVER name another browser, e.g. a CI runner's Chrome). Debian
 # packages; needs root (or sudo) when they are missing. PostgreSQL itself is
 # the machine's (the tests use its server at 127.0.0.1:5432 and its
 # binaries for a private instance).
@@ -10,12 +12,15 @@
 set -euo pipefail
 
 declare -A package=([prometheus]=prometheus [promtool]=prometheus
-                    [docker-compose]=docker-compose [nginx]=nginx-light)
+                    [docker-compose]=docker-compose [nginx]=nginx-light
+                    [chromium]=chromium [chromedriver]=chromium-driver)
+declare -A given=([chromium]=${CHROME_BIN:-} [chromedriver]=${CHROMEDRIVER:-})
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(prometheus promtool docker-compose nginx)
+[ ${#tools[@]} -eq 0 ] && tools=(prometheus promtool docker-compose nginx chromium chromedriver)
 
 missing=()
 for tool in "${tools[@]}"; do
+  [ -n "${given[$tool]:-}" ] && continue
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("${package[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -49,6 +49,11 @@ impl Secret {
         }
     }
 
+    /// Whether a secret is configured: without one, the surface is off.
+    pub fn is_set(&self) -> bool {
+        self.expected.is_some()
+    }
+
     /// Ok when `headers` carry the secret; 401 when they do not; 404 when no
     /// secret is configured (the gated surface is off).
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Problem> {

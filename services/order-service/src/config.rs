@@ -50,6 +50,12 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_API_KEY", hide_env_values = true)]
     pub payment_api_key: Option<String>,
 
+    /// payment-service's ADMIN_TOKEN, for the dashboard's fault controls
+    /// (`/admin/payment/faults` forwards to payment's `/admin/faults`);
+    /// unset, the dashboard shows payment's faults without controls.
+    #[arg(long, env = "PAYMENT_ADMIN_TOKEN", hide_env_values = true)]
+    pub payment_admin_token: Option<String>,
+
     #[command(flatten)]
     pub retry: RetryArgs,
     #[command(flatten)]

@@ -10,7 +10,7 @@ use common::openapi::{AdminOff, BodyTimeout, SecuritySchemes, TooLarge, Unauthor
 use common::problem::Problem;
 use utoipa::OpenApi;
 
-use crate::routes::{admin, health, metrics, orders};
+use crate::routes::{admin, dashboard, health, metrics, orders};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,12 @@ use crate::routes::{admin, health, metrics, orders};
         admin::get_breaker,
         admin::put_breaker,
         admin::breaker_events,
+        dashboard::page,
+        dashboard::script,
+        dashboard::style,
+        dashboard::snapshot,
+        dashboard::get_faults,
+        dashboard::put_faults,
         openapi_json,
     ),
     components(

@@ -3,6 +3,7 @@
 //! [`retry`] is the budget and retry policy; [`call`] runs one call through
 //! retry, circuit breaker and bulkhead to the client.
 
+pub mod admin;
 pub mod call;
 pub mod client;
 pub mod retry;

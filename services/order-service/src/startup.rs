@@ -23,7 +23,9 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
 use crate::orders::{Flows, Orders};
+use crate::payment::admin::PaymentAdmin;
 use crate::reliability::{self, Reliability};
+use crate::routes::dashboard::{self, Dashboard};
 use crate::routes::{admin, health, metrics, orders};
 use crate::store::{OrderStore, Storage};
 
@@ -179,6 +181,21 @@ impl Shared {
         }
     }
 
+    /// One worker's view for the dashboard, with its own HTTP client.
+    fn dashboard(&self) -> Dashboard {
+        let config = &self.config;
+        Dashboard {
+            payment: PaymentAdmin::new(
+                &config.payment_service_url,
+                config.payment_admin_token.clone(),
+            ),
+            store: match config.database.url {
+                Some(_) => "postgresql",
+                None => "memory",
+            },
+        }
+    }
+
     /// One worker's order flow, with its own payment pipeline.
     fn orders(&self) -> Orders {
         let worker = self.workers.fetch_add(1, AtomicOrdering::Relaxed);
@@ -221,6 +238,7 @@ fn app(
             shared.config.server.body_timeout_ms,
         )))
         .app_data(incoming_trace)
+        .app_data(web::Data::new(shared.dashboard()))
         .app_data(web::Data::new(shared.metrics.http.clone()))
         .app_data(shared.metrics.clone())
         .wrap(from_fn(record_http))
@@ -248,6 +266,23 @@ fn routes(cfg: &mut web::ServiceConfig) {
         "GET",
         web::get().to(crate::openapi::openapi_json),
     ))
+    // The page and its files, before the token's scope: a navigation
+    // cannot carry the token, and they hold no data (routes::dashboard).
+    .service(only(
+        "/admin/dashboard",
+        "GET",
+        web::get().to(dashboard::page),
+    ))
+    .service(only(
+        "/admin/dashboard/dashboard.js",
+        "GET",
+        web::get().to(dashboard::script),
+    ))
+    .service(only(
+        "/admin/dashboard/dashboard.css",
+        "GET",
+        web::get().to(dashboard::style),
+    ))
     .service(
         web::scope("/admin")
             .wrap(from_fn(require_admin))
@@ -261,7 +296,18 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 "/breaker/events",
                 "GET",
                 web::get().to(admin::breaker_events),
-            )),
+            ))
+            .service(only(
+                "/dashboard/snapshot",
+                "GET",
+                web::get().to(dashboard::snapshot),
+            ))
+            .service(
+                web::resource("/payment/faults")
+                    .route(web::get().to(dashboard::get_faults))
+                    .route(web::put().to(dashboard::put_faults))
+                    .default_service(method_not_allowed("GET, PUT")),
+            ),
     )
     .default_service(web::to(unknown_route));
 }

@@ -20,12 +20,23 @@ pub enum OpsError {
     ShuttingDown,
     #[error("{0}")]
     NotReady(&'static str),
+    /// No PAYMENT_ADMIN_TOKEN: payment's faults are not ours to set.
+    #[error("payment's fault controls need PAYMENT_ADMIN_TOKEN (payment-service's ADMIN_TOKEN)")]
+    PaymentAdminOff,
+    #[error("payment-service did not answer: {0}")]
+    PaymentUnreachable(String),
 }
 
 impl OpsError {
     fn problem(&self) -> Problem {
         let (kind, title, retry_after) = match self {
             Self::Body(problem) => return problem.clone(),
+            Self::PaymentAdminOff => return Problem::not_found(self.to_string()),
+            Self::PaymentUnreachable(_) => {
+                let title = "Payment service unreachable";
+                let status = StatusCode::BAD_GATEWAY;
+                return Problem::new(status, "payment-unreachable", title, self.to_string());
+            }
             Self::NotReady(_) => ("not-ready", "Not ready", None),
             Self::BreakerRestarting => ("unavailable", "Service unavailable", Some(1)),
             Self::TooManyWatchers => ("too-many-watchers", "Too many watchers", Some(5)),

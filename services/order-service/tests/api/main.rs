@@ -4,6 +4,8 @@
 mod admin;
 mod answers;
 mod batch;
+mod browser;
+mod dashboard;
 mod database;
 mod edge;
 mod full_store;

@@ -16,7 +16,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-replicas stop status smoke test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
+        build-native run run-replicas stop status smoke dashboard dashboard-shot test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store bench-overload bench-pg-statements
@@ -169,6 +169,10 @@ breaker: ## Show order-service's circuit breaker
 
 dashboard: ## Where to watch the breaker, the bulkhead and the money live in a browser (with make run)
 	@echo "open $(ORDER_URL)/admin/dashboard and paste the admin token: $$(cat run/admin-token 2>/dev/null || echo 'start the services with make run first')"
+
+dashboard-shot: ## The dashboard in headless Chromium, saved to reports/dashboard.png after WAIT (20) s (with make run)
+	@scripts/test-deps.sh chromium chromedriver
+	@ORDER_URL=$(ORDER_URL) python3 scripts/dashboard-shot.py
 
 watch: ## Follow the breaker's transitions live, one line each (reconnects; Ctrl-C stops)
 	@ADMIN_TOKEN=$(TOKEN) python3 -u scripts/watch.py $(ORDER_URL)

@@ -182,8 +182,7 @@ pub async fn get_faults(dashboard: web::Data<Dashboard>) -> Result<HttpResponse,
     path = "/admin/payment/faults",
     tag = "admin",
     security(("admin_token" = [])),
-    request_body(content = Object, content_type = "application/json",
-        description = "payment-service's faults: delay_ms, error_pct, rate_limit_pct, fail_after_charge_pct"),
+    request_body(content = PaymentFaults, content_type = "application/json"),
     responses(
         (status = 200, description = "payment-service's faults now", body = Object),
         (status = 400, description = "payment-service could not read the body", body = Problem, content_type = "application/problem+json"),
@@ -204,6 +203,27 @@ pub async fn put_faults(
         tracing::info!("payment faults set from the dashboard");
     }
     answer
+}
+
+/// payment-service's faults, as its `PUT /admin/faults` takes them (it
+/// reads and checks them: this describes the body, nothing parses it
+/// here). A field left out is 0.
+#[derive(Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PaymentFaults {
+    /// Latency added to every charge, in milliseconds.
+    #[schema(maximum = 300_000)]
+    delay_ms: u64,
+    /// Percentage of charges answered 500 before anything is charged.
+    #[schema(maximum = 100)]
+    error_pct: u8,
+    /// Percentage of charges answered 429.
+    #[schema(maximum = 100)]
+    rate_limit_pct: u8,
+    /// Percentage of charges made, then answered 500.
+    #[schema(maximum = 100)]
+    fail_after_charge_pct: u8,
 }
 
 fn passed_on(reply: Option<Result<Reply, String>>) -> Result<HttpResponse, OpsError> {

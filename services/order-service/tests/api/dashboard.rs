@@ -170,3 +170,20 @@ async fn payment_faults_set_through_order_service_reach_payment_and_bad_ones_are
     .assert_problem(404);
     assert_eq!(app.get_payment("/admin/faults").await.body["error_pct"], 0);
 }
+
+/// With PostgreSQL the pending orders and keys are every replica's, and
+/// the page says so beside the replica that served it.
+#[actix_web::test]
+async fn on_postgres_the_snapshot_says_which_figures_are_shared() {
+    let db = crate::database::TestDb::create().await;
+    let mut config = db.config(order_config());
+    config.server.admin_token = Some(ORDER_ADMIN.into());
+    let storage = order_service::store::Storage::open(config.storage()).unwrap();
+    let app = crate::helpers::spawn_app_on(config, payment_config(), storage);
+    let snapshot = as_admin(&app, "GET", "/admin/dashboard/snapshot", None).await;
+    assert_eq!(snapshot.status, 200, "{}", snapshot.body);
+    assert_eq!(snapshot.body["store"], "postgresql");
+    // Without payment's token: its faults are shown, not controlled.
+    assert_eq!(snapshot.body["payment"]["controls"], false);
+    assert_eq!(snapshot.body["payment"]["faults"], Value::Null);
+}

@@ -144,11 +144,15 @@ fn the_compose_stack_is_local_and_needs_its_secrets() {
     }
     assert!(published >= 9, "{published} ports in {rendered}");
     // payment-service and the three order-service replicas: each has both secrets.
-    assert_eq!(
-        rendered.matches("ADMIN_TOKEN: stack-admin").count(),
-        4,
-        "{rendered}"
-    );
+    let lines = |start: &str| {
+        rendered
+            .lines()
+            .filter(|l| l.trim().starts_with(start))
+            .count()
+    };
+    assert_eq!(lines("ADMIN_TOKEN: stack-admin"), 4, "{rendered}");
+    // The order-services reach payment's fault controls with its token.
+    assert_eq!(lines("PAYMENT_ADMIN_TOKEN: stack-admin"), 3, "{rendered}");
     assert_eq!(
         rendered.matches("PAYMENT_API_KEY: stack-key").count(),
         4,

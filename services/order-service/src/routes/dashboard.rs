@@ -10,9 +10,10 @@
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use common::auth::AdminToken;
-use common::openapi::{AdminOff, Unauthorized};
+use common::body::json_body;
+use common::openapi::{AdminOff, BodyTimeout, TooLarge, Unauthorized};
 use common::problem::Problem;
 use serde::Serialize;
 
@@ -185,7 +186,9 @@ pub async fn get_faults(dashboard: web::Data<Dashboard>) -> Result<HttpResponse,
     request_body(content = PaymentFaults, content_type = "application/json"),
     responses(
         (status = 200, description = "payment-service's faults now", body = Object),
-        (status = 400, description = "payment-service could not read the body", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or wrong content type (here or at payment-service)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, response = BodyTimeout),
+        (status = 413, response = TooLarge),
         (status = 422, description = "payment-service refused a value", body = Problem, content_type = "application/problem+json"),
         (status = 401, response = Unauthorized),
         (status = 404, description = "The admin API is off, or order-service has no PAYMENT_ADMIN_TOKEN", body = Problem, content_type = "application/problem+json"),
@@ -193,9 +196,16 @@ pub async fn get_faults(dashboard: web::Data<Dashboard>) -> Result<HttpResponse,
     ),
 )]
 pub async fn put_faults(
+    req: HttpRequest,
+    payload: web::Payload,
     dashboard: web::Data<Dashboard>,
-    body: Bytes,
 ) -> Result<HttpResponse, OpsError> {
+    // Read as every body is (its type, its size, its syntax), checked by
+    // payment.
+    let body = json_body::<serde_json::Value>(&req, payload)
+        .await
+        .map_err(OpsError::Body)?;
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     let answer = passed_on(dashboard.payment.set_faults(body).await);
     if let Ok(response) = &answer
         && response.status().is_success()

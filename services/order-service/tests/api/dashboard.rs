@@ -156,6 +156,11 @@ async fn payment_faults_set_through_order_service_reach_payment_and_bad_ones_are
     )
     .await;
     bad.assert_problem(422);
+    // Read here as every body is: too large is 413, and nothing reaches payment.
+    let huge = json!({"error_pct": 0, "pad": "x".repeat(20_000)});
+    as_admin(&app, "PUT", "/admin/payment/faults", Some(huge))
+        .await
+        .assert_problem(413);
     assert_eq!(app.get_payment("/admin/faults").await.body["error_pct"], 40);
 
     // Without payment's token the controls are not there.

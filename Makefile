@@ -168,7 +168,9 @@ breaker: ## Show order-service's circuit breaker
 	@ADMIN_TOKEN=$(TOKEN) scripts/admin-call.sh GET $(ORDER_URL)/admin/breaker
 
 dashboard: ## Where to watch the breaker, the bulkhead and the money live in a browser (with make run)
-	@echo "open $(ORDER_URL)/admin/dashboard and paste the admin token: $$(cat run/admin-token 2>/dev/null || echo 'start the services with make run first')"
+	@if scripts/services.sh status | grep -q ' running (pid' && [ -s run/admin-token ]; then \
+	  echo "open $(ORDER_URL)/admin/dashboard and paste the admin token: $$(cat run/admin-token)"; \
+	else echo "the services are not running: make run first (each start makes a new token)" >&2; exit 1; fi
 
 dashboard-shot: ## The dashboard in headless Chromium, saved to reports/dashboard.png after WAIT (20) s (with make run)
 	@scripts/test-deps.sh chromium chromedriver

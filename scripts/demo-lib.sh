@@ -12,7 +12,7 @@ PAYMENT_URL=${PAYMENT_URL:-http://localhost:8081}
 # running services have if any, else a new one (services.sh writes it to
 # run/admin-token for the make targets).
 if [[ -z "${ADMIN_TOKEN:-}" ]]; then
-  if scripts/services.sh status | grep -q ' running' && [[ -s run/admin-token ]]; then
+  if scripts/services.sh status | grep -q ' running (pid' && [[ -s run/admin-token ]]; then
     ADMIN_TOKEN=$(cat run/admin-token)
   else
     ADMIN_TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')

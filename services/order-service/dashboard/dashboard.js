@@ -201,7 +201,8 @@ function quantile(now, before, q) {
   const by = new Map();
   for (const b of now.buckets) by.set(b.labels.le, (by.get(b.labels.le) || 0) + b.value);
   for (const b of before.buckets) by.set(b.labels.le, (by.get(b.labels.le) || 0) - b.value);
-  const les = [...by.keys()].sort((a, b) => Number(a) - Number(b));
+  const bound = (le) => (le === "+Inf" ? Infinity : Number(le));
+  const les = [...by.keys()].sort((a, b) => bound(a) - bound(b));
   const n = by.get("+Inf") || 0;
   if (n <= 0) return null;
   const le = les.find((l) => by.get(l) >= q * n);

@@ -55,7 +55,10 @@ def main():
         base = f"http://127.0.0.1:{port}"
         until(lambda: call("GET", f"{base}/status")["ready"], "chromedriver")
         options = {"binary": os.environ.get("CHROME_BIN", "/usr/bin/chromium"),
-                   "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1250"]}
+                   "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1250",
+                            # No calls home (the browser test says why).
+                            "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", "--disable-quic", "--no-first-run"]}
         capabilities = {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}
         session = f"{base}/session/" + call("POST", f"{base}/session", {"capabilities": capabilities})["sessionId"]
         call("POST", f"{session}/url", {"url": f"{ORDER_URL}/admin/dashboard"})

@@ -69,6 +69,10 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": binary, "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                // No calls home: on a machine without a way out, Chromium's
+                // own connections fail, many at a time, at every start.
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-quic", "--no-first-run",
                 "--window-size=1200,1250"]}}}});
         let session = browser.post("/session", capabilities).await;
         let id = session["sessionId"]

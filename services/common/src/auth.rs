@@ -49,17 +49,18 @@ impl Secret {
         }
     }
 
-    /// Whether a secret is configured: without one, the surface is off.
-    pub fn is_set(&self) -> bool {
-        self.expected.is_some()
+    /// The secret, or the 404 of a gated surface that is off (no secret
+    /// configured): what every gated route answers then.
+    pub fn surface(&self) -> Result<&str, Problem> {
+        self.expected
+            .as_deref()
+            .ok_or_else(|| Problem::not_found("no such resource"))
     }
 
     /// Ok when `headers` carry the secret; 401 when they do not; 404 when no
     /// secret is configured (the gated surface is off).
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Problem> {
-        let Some(expected) = &self.expected else {
-            return Err(Problem::not_found("no such resource"));
-        };
+        let expected = self.surface()?;
         let presented = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

@@ -189,6 +189,7 @@ impl Shared {
                 &config.payment_service_url,
                 config.payment_admin_token.clone(),
             ),
+            replica: dashboard::replica(),
             store: match config.database.url {
                 Some(_) => "postgresql",
                 None => "memory",

@@ -29,8 +29,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    form-action 'none'; frame-ancestors 'none'";
 
 fn asset(token: &AdminToken, body: &'static str, content_type: &str) -> HttpResponse {
-    if !token.0.is_set() {
-        return Problem::not_found("no such resource").to_response();
+    if let Err(off) = token.0.surface() {
+        return off.to_response();
     }
     HttpResponse::Ok()
         .content_type(content_type)
@@ -83,6 +83,9 @@ pub async fn style(token: web::Data<AdminToken>) -> HttpResponse {
 /// One worker's view of what the page shows besides `/metrics`.
 pub struct Dashboard {
     pub payment: PaymentAdmin,
+    /// The process serving the page (`host (pid N)`): with replicas, the
+    /// one behind the balancer this time.
+    pub replica: String,
     /// `memory`, or `postgresql` (pending orders and keys shared by all).
     pub store: &'static str,
 }
@@ -90,8 +93,6 @@ pub struct Dashboard {
 /// What the page reads besides `/metrics` and the breaker's events.
 #[derive(Serialize)]
 struct Snapshot {
-    /// The process serving the page: with replicas, the one behind the
-    /// balancer this time.
     replica: String,
     /// `memory`, or `postgresql` (pending orders and keys shared by all).
     store: &'static str,
@@ -148,13 +149,14 @@ pub async fn snapshot(dashboard: web::Data<Dashboard>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Snapshot {
-            replica: replica(),
+            replica: dashboard.replica.clone(),
             store: dashboard.store,
             payment: view,
         })
 }
 
-fn replica() -> String {
+/// This process, as the page names it.
+pub fn replica() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{} (pid {})", host.trim(), std::process::id())
 }

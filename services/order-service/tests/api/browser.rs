@@ -101,9 +101,6 @@ impl Browser {
         let url = format!("{}{path}", self.base);
         let mut answer = self.client.post(url).send_json(&body).await.unwrap();
         let body: Value = answer.json().limit(1 << 24).await.unwrap();
-        if path == "/session" {
-            return body["value"].clone();
-        }
         assert!(body["value"].get("error").is_none(), "{path}: {body}");
         body["value"].clone()
     }

@@ -18,6 +18,7 @@
 //! - [`headers`]: the request headers both services read alike
 //!   (`Idempotency-Key`, `X-Request-Timeout-Ms`).
 //! - [`server`]: the HTTP-server settings both services take.
+//! - [`tls`]: their listeners' TLS and order-service's TLS client.
 //! - [`openapi`]: the OpenAPI schemas of the shared types and the security
 //!   schemes.
 #![forbid(unsafe_code)]
@@ -29,3 +30,4 @@ pub mod headers;
 pub mod openapi;
 pub mod problem;
 pub mod server;
+pub mod tls;

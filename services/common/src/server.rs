@@ -33,6 +33,9 @@ pub struct ServerArgs {
     /// cannot hold a worker's connection open.
     #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 5_000)]
     pub body_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// The liveness answer of both services (`GET /health`).

@@ -13,6 +13,7 @@ use clap::{Args, Parser};
 use common::server::ServerArgs;
 
 use crate::payment::CallPolicy;
+use crate::payment::link::PaymentTlsArgs;
 use crate::payment::retry::{RetryBudgetConfig, RetryPolicy};
 use crate::store::{PgSettings, Redrives, StorageSettings};
 
@@ -56,6 +57,8 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_ADMIN_TOKEN", hide_env_values = true)]
     pub payment_admin_token: Option<String>,
 
+    #[command(flatten)]
+    pub payment_tls: PaymentTlsArgs,
     #[command(flatten)]
     pub retry: RetryArgs,
     #[command(flatten)]

@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
 use crate::payment::retry::RetryBudget;
-use crate::payment::{PaymentCall, PaymentClient, Pipeline};
+use crate::payment::{PaymentCall, PaymentClient, PaymentLink, Pipeline};
 use crate::reconcile::redrive;
 use crate::store::{OrderKeys, PendingOrder, Storage};
 
@@ -43,13 +43,14 @@ pub struct Reliability {
 /// per thread) or from the OS.
 pub fn payments(
     config: &Config,
+    link: &PaymentLink,
     pipeline: Pipeline,
     seed: Option<u64>,
     metrics: &OrderMetrics,
 ) -> PaymentCall {
     let api_key = config.payment_api_key.as_deref().unwrap_or_default();
     PaymentCall::new(
-        PaymentClient::new(&config.payment_service_url, api_key),
+        PaymentClient::new(link, &config.payment_service_url, api_key),
         config.call_policy(),
         pipeline,
         match seed {
@@ -67,6 +68,7 @@ impl Reliability {
         clock: SharedClock,
         metrics: &OrderMetrics,
         storage: &Storage,
+        link: &PaymentLink,
     ) -> Self {
         let breaker = {
             let (config, clock) = (config.breaker(), clock.clone());
@@ -92,7 +94,7 @@ impl Reliability {
             retry_budget: Arc::new(RetryBudget::new(config.retry_budget())),
             clock: clock.clone(),
         };
-        let reconciler = reconciler(config, pipeline.clone(), metrics, storage);
+        let reconciler = reconciler(config, link, pipeline.clone(), metrics, storage);
         Self {
             pipeline,
             idempotency,
@@ -114,12 +116,13 @@ impl Reliability {
 /// actor runs; it finds pending orders where the store says.
 fn reconciler(
     config: &Config,
+    link: &PaymentLink,
     pipeline: Pipeline,
     metrics: &OrderMetrics,
     storage: &Storage,
 ) -> Addr<Reconciler<PendingOrder>> {
     let seed = config.retry.seed.map(|seed| seed.wrapping_sub(1));
-    let payments = Rc::new(payments(config, pipeline, seed, metrics));
+    let payments = Rc::new(payments(config, link, pipeline, seed, metrics));
     let redrive = RefCell::new(Some(redrive(storage.orders(), payments, metrics.clone())));
     let (config, storage) = (config.reconciler(), storage.clone());
     Supervisor::start(move |_| {

@@ -23,6 +23,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::metrics::OrderMetrics;
 use crate::orders::{Flows, Orders};
+use crate::payment::PaymentLink;
 use crate::payment::admin::PaymentAdmin;
 use crate::reliability::{self, Reliability};
 use crate::routes::dashboard::{self, Dashboard};
@@ -57,7 +58,9 @@ impl Application {
         let storage = storage.into();
         storage.start();
         let metrics = OrderMetrics::default();
-        let reliability = Reliability::start(&config, clock, &metrics, &storage);
+        let tls = config.server.tls.server_config(None)?;
+        let link = PaymentLink::new(&config.payment_service_url, &config.payment_tls)?;
+        let reliability = Reliability::start(&config, clock, &metrics, &storage, &link);
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let (shutdown_timeout, workers) =
@@ -69,6 +72,7 @@ impl Application {
             &reliability,
             metrics,
             flows.clone(),
+            link,
         ));
         let mut server = HttpServer::new(move || app(shared.clone()));
         // Signals are ours (see `run_until`): the order flows come first.
@@ -76,7 +80,11 @@ impl Application {
         if let Some(workers) = workers {
             server = server.workers(workers);
         }
-        let server = server.listen(listener)?.run();
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        };
+        let server = server.run();
         Ok(Self {
             port,
             server,
@@ -158,6 +166,8 @@ struct Shared {
     metrics: web::Data<OrderMetrics>,
     flows: Arc<Flows>,
     admin_token: web::Data<AdminToken>,
+    /// How every worker's clients reach payment-service.
+    link: PaymentLink,
     /// Numbers the workers, for their jitter seeds.
     workers: AtomicU64,
 }
@@ -169,8 +179,10 @@ impl Shared {
         reliability: &Reliability,
         metrics: OrderMetrics,
         flows: Arc<Flows>,
+        link: PaymentLink,
     ) -> Self {
         Self {
+            link,
             admin_token: web::Data::new(AdminToken::new(config.server.admin_token.clone())),
             config,
             store: storage.orders(),
@@ -186,6 +198,7 @@ impl Shared {
         let config = &self.config;
         Dashboard {
             payment: PaymentAdmin::new(
+                &self.link,
                 &config.payment_service_url,
                 config.payment_admin_token.clone(),
             ),
@@ -205,7 +218,7 @@ impl Shared {
         let metrics = self.metrics.get_ref();
         Orders {
             store: self.store.clone(),
-            payments: reliability::payments(&self.config, pipeline, seed, metrics),
+            payments: reliability::payments(&self.config, &self.link, pipeline, seed, metrics),
             idempotency: self.reliability.idempotency.clone(),
             metrics: metrics.clone(),
             flows: self.flows.clone(),

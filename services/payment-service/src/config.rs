@@ -24,6 +24,13 @@ pub struct Config {
     #[command(flatten)]
     pub server: ServerArgs,
 
+    /// PEM certificates of the CA whose client certificates may connect
+    /// (mutual TLS; needs TLS_CERT). Set, a caller without a valid
+    /// certificate from it is refused in the handshake, before any route;
+    /// the service key is still required on top.
+    #[arg(long, env = "CLIENT_CA")]
+    pub client_ca: Option<std::path::PathBuf>,
+
     /// The key callers of POST /charge present as `Authorization: Bearer
     /// <key>` (order-service's PAYMENT_API_KEY). Required.
     #[arg(

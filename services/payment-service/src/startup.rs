@@ -56,6 +56,10 @@ impl Application {
         let admin_token = web::Data::new(AdminToken::new(config.server.admin_token.clone()));
         let body_timeout = BodyTimeout(Duration::from_millis(config.server.body_timeout_ms));
 
+        let tls = config
+            .server
+            .tls
+            .server_config(config.client_ca.as_deref())?;
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
@@ -110,8 +114,14 @@ impl Application {
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);
         }
-        let server = server.listen(listener)?.run();
-        Ok(Self { port, server })
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        };
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 
+use super::PaymentLink;
+
 /// Longest wait for payment's answer to an operator's call.
 const PATIENCE: Duration = Duration::from_secs(2);
 
@@ -27,9 +29,9 @@ pub struct PaymentAdmin {
 }
 
 impl PaymentAdmin {
-    pub fn new(base: &str, token: Option<String>) -> Self {
+    pub fn new(link: &PaymentLink, base: &str, token: Option<String>) -> Self {
         Self {
-            http: awc::Client::builder().timeout(PATIENCE).finish(),
+            http: link.client(Some(PATIENCE)),
             base: base.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()),
         }

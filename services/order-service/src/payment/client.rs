@@ -14,6 +14,7 @@ use common::domain::{Amount, Currency, MerchantId, OrderId};
 use common::headers::{IDEMPOTENCY_KEY, REQUEST_TIMEOUT};
 use serde::{Deserialize, Serialize};
 
+use super::PaymentLink;
 use crate::domain::Order;
 
 /// Largest response body read from payment-service.
@@ -135,11 +136,9 @@ pub struct PaymentClient {
 }
 
 impl PaymentClient {
-    pub fn new(base_url: &str, api_key: &str) -> Self {
-        let http = awc::Client::builder()
-            // The budget is enforced around the whole attempt instead.
-            .disable_timeout()
-            .finish();
+    pub fn new(link: &PaymentLink, base_url: &str, api_key: &str) -> Self {
+        // The budget is enforced around the whole attempt instead.
+        let http = link.client(None);
         let base_url = base_url.trim_end_matches('/');
         let full = format!("{base_url}/charge");
         let uri: Option<actix_web::http::Uri> = full.parse().ok();

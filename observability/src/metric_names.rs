@@ -5,6 +5,7 @@ pub const HTTP_REQUESTS: &str = "http_server_requests_total";
 pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
 
 pub const ORDERS: &str = "orders_total";
+pub const ORDER_ADMISSIONS: &str = "order_admissions_total";
 pub const PAYMENT_ATTEMPTS: &str = "payment_attempts_total";
 pub const PAYMENT_RETRIES: &str = "payment_retries_total";
 pub const RETRY_BUDGET_EXHAUSTED: &str = "payment_retry_budget_exhausted_total";

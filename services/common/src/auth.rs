@@ -118,7 +118,7 @@ pub fn required_service_key(key: Option<&str>) -> std::io::Result<&str> {
 
 /// The token of `Bearer <token>`: the scheme is case-insensitive and may be
 /// followed by several spaces (RFC 9110 §11.1, §11.4).
-fn bearer_token(value: &str) -> Option<&str> {
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

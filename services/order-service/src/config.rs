@@ -12,6 +12,7 @@ use actors::reconciler::ReconcilerConfig;
 use clap::{Args, Parser};
 use common::server::ServerArgs;
 
+use crate::limits::LimitArgs;
 use crate::payment::CallPolicy;
 use crate::payment::link::PaymentTlsArgs;
 use crate::payment::retry::{RetryBudgetConfig, RetryPolicy};
@@ -59,6 +60,8 @@ pub struct Config {
 
     #[command(flatten)]
     pub payment_tls: PaymentTlsArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[command(flatten)]
     pub retry: RetryArgs,
     #[command(flatten)]

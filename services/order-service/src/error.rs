@@ -11,8 +11,10 @@ use crate::domain::{Order, OrderStatus};
 use crate::payment::{Failure, PaymentError};
 use crate::store::{Cause, StoreError};
 
+mod limits;
 mod ops;
 
+pub use limits::{LimitError, whole_seconds};
 pub use ops::OpsError;
 
 #[derive(Debug, thiserror::Error)]

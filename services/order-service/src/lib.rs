@@ -5,6 +5,7 @@
 //! - [`config`]: every knob, as environment variable and flag.
 //! - [`startup`]: binds the listener (port 0 works) and wires every route.
 //! - [`domain`]: the order and the request that creates one, parsed at the edge.
+//! - [`limits`]: who may place orders (client keys), and how fast.
 //! - [`orders`]: the order flow: record, charge, persist the outcome, end
 //!   the key; the fence that keeps an answer of "nothing charged" true.
 //! - [`payment`]: the call to payment-service: one HTTP attempt
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;

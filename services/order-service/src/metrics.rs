@@ -13,6 +13,8 @@ pub struct OrderMetrics {
     pub registry: Registry,
     pub http: HttpMetrics,
     pub orders: IntCounterVec,
+    /// `POST /orders` by client name and decision (`limits`).
+    pub admissions: IntCounterVec,
     pub attempts: IntCounterVec,
     pub retries: IntCounter,
     pub retry_budget_exhausted: IntCounter,
@@ -64,6 +66,12 @@ impl Default for OrderMetrics {
                 names::ORDERS,
                 "Orders answered, by resulting status.",
                 &["status"],
+            ),
+            admissions: counter_vec(
+                &r,
+                names::ORDER_ADMISSIONS,
+                "POST /orders by client (its name, per-address, or unknown) and decision (admitted, limited, unauthenticated); only while limits are on.",
+                &["client", "decision"],
             ),
             attempts: counter_vec(
                 &r,

@@ -21,6 +21,7 @@ use observability::metrics::record_http;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
+use crate::limits::{Limits, admit};
 use crate::metrics::OrderMetrics;
 use crate::orders::{Flows, Orders};
 use crate::payment::PaymentLink;
@@ -60,6 +61,7 @@ impl Application {
         let metrics = OrderMetrics::default();
         let tls = config.server.tls.server_config(None)?;
         let link = PaymentLink::new(&config.payment_service_url, &config.payment_tls)?;
+        let limits = Limits::new(&config.limits, clock.clone(), metrics.admissions.clone())?;
         let reliability = Reliability::start(&config, clock, &metrics, &storage, &link);
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
@@ -73,6 +75,7 @@ impl Application {
             metrics,
             flows.clone(),
             link,
+            limits,
         ));
         let mut server = HttpServer::new(move || app(shared.clone()));
         // Signals are ours (see `run_until`): the order flows come first.
@@ -168,6 +171,8 @@ struct Shared {
     admin_token: web::Data<AdminToken>,
     /// How every worker's clients reach payment-service.
     link: PaymentLink,
+    /// Every client's bucket, whichever worker serves it.
+    limits: web::Data<Limits>,
     /// Numbers the workers, for their jitter seeds.
     workers: AtomicU64,
 }
@@ -180,9 +185,11 @@ impl Shared {
         metrics: OrderMetrics,
         flows: Arc<Flows>,
         link: PaymentLink,
+        limits: Limits,
     ) -> Self {
         Self {
             link,
+            limits: web::Data::new(limits),
             admin_token: web::Data::new(AdminToken::new(config.server.admin_token.clone())),
             config,
             store: storage.orders(),
@@ -248,6 +255,7 @@ fn app(
         .app_data(web::Data::from(shared.store.clone()))
         .app_data(shared.reliability.clone())
         .app_data(shared.admin_token.clone())
+        .app_data(shared.limits.clone())
         .app_data(BodyTimeout(Duration::from_millis(
             shared.config.server.body_timeout_ms,
         )))
@@ -262,68 +270,64 @@ fn app(
 
 /// Every route, in one place.
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(only(
-        "/orders",
-        "POST",
-        web::post().to(orders::create_order),
-    ))
-    .service(only(
-        "/orders/{id}",
-        "GET",
-        web::get().to(orders::get_order),
-    ))
-    .service(only("/health", "GET", web::get().to(health::health)))
-    .service(only("/ready", "GET", web::get().to(health::ready)))
-    .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
-    .service(only(
-        "/openapi.json",
-        "GET",
-        web::get().to(crate::openapi::openapi_json),
-    ))
-    // The page and its files, before the token's scope: a navigation
-    // cannot carry the token, and they hold no data (routes::dashboard).
-    .service(only(
-        "/admin/dashboard",
-        "GET",
-        web::get().to(dashboard::page),
-    ))
-    .service(only(
-        "/admin/dashboard/dashboard.js",
-        "GET",
-        web::get().to(dashboard::script),
-    ))
-    .service(only(
-        "/admin/dashboard/dashboard.css",
-        "GET",
-        web::get().to(dashboard::style),
-    ))
-    .service(
-        web::scope("/admin")
-            .wrap(from_fn(require_admin))
-            .service(
-                web::resource("/breaker")
-                    .route(web::get().to(admin::get_breaker))
-                    .route(web::put().to(admin::put_breaker))
-                    .default_service(method_not_allowed("GET, PUT")),
-            )
-            .service(only(
-                "/breaker/events",
-                "GET",
-                web::get().to(admin::breaker_events),
-            ))
-            .service(only(
-                "/dashboard/snapshot",
-                "GET",
-                web::get().to(dashboard::snapshot),
-            ))
-            .service(
-                web::resource("/payment/faults")
-                    .route(web::get().to(dashboard::get_faults))
-                    .route(web::put().to(dashboard::put_faults))
-                    .default_service(method_not_allowed("GET, PUT")),
-            ),
-    )
-    .default_service(web::to(unknown_route));
+    cfg.service(only("/orders", "POST", web::post().to(orders::create_order)).wrap(from_fn(admit)))
+        .service(only(
+            "/orders/{id}",
+            "GET",
+            web::get().to(orders::get_order),
+        ))
+        .service(only("/health", "GET", web::get().to(health::health)))
+        .service(only("/ready", "GET", web::get().to(health::ready)))
+        .service(only("/metrics", "GET", web::get().to(metrics::metrics)))
+        .service(only(
+            "/openapi.json",
+            "GET",
+            web::get().to(crate::openapi::openapi_json),
+        ))
+        // The page and its files, before the token's scope: a navigation
+        // cannot carry the token, and they hold no data (routes::dashboard).
+        .service(only(
+            "/admin/dashboard",
+            "GET",
+            web::get().to(dashboard::page),
+        ))
+        .service(only(
+            "/admin/dashboard/dashboard.js",
+            "GET",
+            web::get().to(dashboard::script),
+        ))
+        .service(only(
+            "/admin/dashboard/dashboard.css",
+            "GET",
+            web::get().to(dashboard::style),
+        ))
+        .service(
+            web::scope("/admin")
+                .wrap(from_fn(require_admin))
+                .service(
+                    web::resource("/breaker")
+                        .route(web::get().to(admin::get_breaker))
+                        .route(web::put().to(admin::put_breaker))
+                        .default_service(method_not_allowed("GET, PUT")),
+                )
+                .service(only(
+                    "/breaker/events",
+                    "GET",
+                    web::get().to(admin::breaker_events),
+                ))
+                .service(only(
+                    "/dashboard/snapshot",
+                    "GET",
+                    web::get().to(dashboard::snapshot),
+                ))
+                .service(
+                    web::resource("/payment/faults")
+                        .route(web::get().to(dashboard::get_faults))
+                        .route(web::put().to(dashboard::put_faults))
+                        .default_service(method_not_allowed("GET, PUT")),
+                ),
+        )
+        .default_service(web::to(unknown_route));
 }
 
 /// SIGTERM (an orchestrator stopping us) or SIGINT (Ctrl-C).

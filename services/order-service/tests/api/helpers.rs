@@ -170,7 +170,7 @@ pub fn spawn_order_service(config: order_service::Config) -> TestApp {
     serve(order_service::Application::build(config).expect("order-service starts"))
 }
 
-fn serve(app: order_service::Application) -> TestApp {
+pub fn serve(app: order_service::Application) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handles = vec![app.handle()];
     let reliability = app.reliability().clone();

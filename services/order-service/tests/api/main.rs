@@ -15,6 +15,7 @@ mod hangups;
 mod health;
 mod helpers;
 mod idempotency;
+mod limits;
 mod link;
 mod loadgen;
 mod orders;

@@ -14,7 +14,7 @@ use crate::store::{Cause, StoreError};
 mod limits;
 mod ops;
 
-pub use limits::{LimitError, whole_seconds};
+pub use limits::{LimitError, Refused, whole_seconds};
 pub use ops::OpsError;
 
 #[derive(Debug, thiserror::Error)]

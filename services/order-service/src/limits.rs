@@ -9,7 +9,9 @@
 //!   TRUSTED_PROXIES (anyone else could claim any address).
 //!
 //! A refusal comes before the body is read or a key reserved, so it creates
-//! nothing and charges nothing (`charge: "none"`). Every answer to a limited
+//! nothing and charges nothing (`charge: "none"`; `"unknown"` when the
+//! request has an Idempotency-Key, whose earlier requests it did not look
+//! up: see `error::limits`). Every answer to a limited
 //! client carries the IETF `RateLimit-Policy` and `RateLimit` headers, and a
 //! 429 `Retry-After`. The buckets are this replica's: behind a balancer,
 //! each replica lets a client in at its rate (docs/operations.md).
@@ -30,12 +32,13 @@ use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 use actors::clock::SharedClock;
 use clap::Args;
+use common::headers::IDEMPOTENCY_KEY;
 use dashmap::DashMap;
 use prometheus::IntCounterVec;
 
 use self::bucket::{Bucket, Decision, Rate};
 use self::clients::ClientKeys;
-use crate::error::{LimitError, whole_seconds};
+use crate::error::{LimitError, Refused, whole_seconds};
 
 /// Addresses tracked at once; past it, new addresses share one bucket
 /// until idle ones are forgotten (at most once a second).
@@ -259,13 +262,15 @@ pub async fn admit<B: MessageBody>(
     let Some(limits) = limits.filter(|_| req.method() == Method::POST) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
+    let keyed = req.headers().contains_key(IDEMPOTENCY_KEY);
+    let refuse = |req: ServiceRequest, refusal| {
+        let response = Refused { refusal, keyed }.error_response();
+        req.into_response(response).map_into_right_body()
+    };
     let verdict = match limits.decide(&req) {
         Ok(None) => return Ok(next.call(req).await?.map_into_left_body()),
         Ok(Some(verdict)) => verdict,
-        Err(refused) => {
-            let response = refused.error_response();
-            return Ok(req.into_response(response).map_into_right_body());
-        }
+        Err(refusal) => return Ok(refuse(req, refusal)),
     };
     let headers = verdict.headers();
     let mut response = match verdict.decision {
@@ -283,13 +288,12 @@ pub async fn admit<B: MessageBody>(
                 "per-address" => "this address".to_owned(),
                 name => format!("client {name}"),
             };
-            let refused = LimitError::Limited {
+            let refusal = LimitError::Limited {
                 who,
                 limit,
                 retry_after,
             };
-            req.into_response(refused.error_response())
-                .map_into_right_body()
+            refuse(req, refusal)
         }
     };
     for (name, value) in headers {

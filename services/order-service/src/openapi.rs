@@ -8,7 +8,8 @@ use actix_web::HttpResponse;
 use common::domain::IdempotencyKey;
 use common::openapi::{AdminOff, BodyTimeout, SecuritySchemes, TooLarge, Unauthorized};
 use common::problem::Problem;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::routes::{admin, dashboard, health, metrics, orders};
 
@@ -41,9 +42,26 @@ use crate::routes::{admin, dashboard, health, metrics, orders};
         schemas(IdempotencyKey, Problem),
         responses(AdminOff, BodyTimeout, TooLarge, Unauthorized),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ClientKeyScheme),
 )]
 pub struct ApiDoc;
+
+/// The clients' keys (`security(("client_key" = []))` on `POST /orders`).
+struct ClientKeyScheme;
+
+impl Modify for ClientKeyScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A client's key from CLIENT_KEYS; needed only while CLIENT_KEYS is set".to_owned(),
+            ))
+            .build();
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("client_key", SecurityScheme::Http(scheme));
+    }
+}
 
 /// This document.
 #[utoipa::path(

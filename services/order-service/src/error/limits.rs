@@ -1,13 +1,28 @@
 //! The edge's refusals of `POST /orders` — no client key, a client over
 //! its limit — mapped to HTTP beside the order errors. Both come before
-//! the body is read or a key reserved: nothing was created, nothing
-//! charged.
+//! the body is read or a key reserved: this request created nothing and
+//! charged nothing. Without an Idempotency-Key that is the whole truth
+//! (`charge: none`); with one, an earlier request under the same key may
+//! have charged its order, which this refusal did not look up, so the
+//! answer says `unknown`: retry with the same key, never a new one.
 
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use common::problem::{ChargeOutcome, Problem};
+
+/// A refusal, and whether the request carried an Idempotency-Key.
+#[derive(Debug, thiserror::Error)]
+#[error("{refusal}{}", if *.keyed { KEYED } else { "" })]
+pub struct Refused {
+    pub refusal: LimitError,
+    pub keyed: bool,
+}
+
+const KEYED: &str = "; this request was refused before its Idempotency-Key was read, and an \
+                     earlier request with the key may have charged its order: retry with the \
+                     same key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
@@ -28,29 +43,33 @@ pub fn whole_seconds(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
-impl LimitError {
+impl Refused {
     fn problem(&self) -> Problem {
-        let problem = match self {
-            Self::NoClientKey => Problem::new(
+        let detail = self.to_string();
+        let problem = match &self.refusal {
+            LimitError::NoClientKey => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "client-key-required",
                 "Unauthorized",
-                self.to_string(),
+                detail,
             )
             .with_bearer_challenge(),
-            Self::Limited { retry_after, .. } => Problem::new(
+            LimitError::Limited { retry_after, .. } => Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many requests",
-                self.to_string(),
+                detail,
             )
             .with_retry_after(whole_seconds(*retry_after)),
         };
-        problem.with_charge(ChargeOutcome::None)
+        problem.with_charge(match self.keyed {
+            true => ChargeOutcome::Unknown,
+            false => ChargeOutcome::None,
+        })
     }
 }
 
-impl ResponseError for LimitError {
+impl ResponseError for Refused {
     fn status_code(&self) -> StatusCode {
         self.problem().status_code()
     }

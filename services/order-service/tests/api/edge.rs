@@ -244,7 +244,8 @@ async fn both_services_describe_every_route_in_openapi_3_1() {
     let create = &paths["/orders"]["post"];
     let created = &create["responses"]["201"]["headers"];
     assert!(created["Location"].is_object() && created["Idempotent-Replayed"].is_object());
-    for status in ["409", "503"] {
+    assert_eq!(create["security"][1]["client_key"], serde_json::json!([]));
+    for status in ["409", "429", "503"] {
         assert!(
             create["responses"][status]["headers"]["Retry-After"].is_object(),
             "{status}"

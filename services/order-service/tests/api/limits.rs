@@ -3,7 +3,9 @@
 //! gets 429 with `Retry-After` and the RateLimit headers while the others
 //! go on; without keys, RATE_LIMIT_PER_IP limits each address, believing
 //! `X-Forwarded-For` only from a trusted proxy. A refusal creates and
-//! charges nothing. The clock is a [`ManualClock`]: no bucket refills
+//! charges nothing, and says `charge: none` unless the request has an
+//! Idempotency-Key (an earlier request with it may have charged: the
+//! answer is `unknown`, retry with the same key). The clock is a [`ManualClock`]: no bucket refills
 //! unless the test moves time.
 
 use std::sync::Arc;
@@ -93,11 +95,14 @@ async fn with_client_keys_an_order_without_a_known_key_is_refused_and_creates_no
         Some(&format!("Bearer {FLOOD_KEY}x") as &str),
     ];
     for authorization in wrong {
-        let reply = order_as(&app, authorization, Some("refused-key")).await;
+        let reply = order_as(&app, authorization, None).await;
         reply.assert_problem(401);
         assert_eq!(reply.body["charge"], "none");
         assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
-        assert!(reply.body["order_id"].is_null());
+        let keyed = order_as(&app, authorization, Some("refused-key")).await;
+        keyed.assert_problem(401);
+        assert_eq!(keyed.body["charge"], "unknown", "{}", keyed.body);
+        assert!(keyed.body["order_id"].is_null());
     }
     assert_eq!(app.payment_requests().await, 0);
     assert_eq!(app.keys_held().await, 0);
@@ -111,7 +116,7 @@ async fn with_client_keys_an_order_without_a_known_key_is_refused_and_creates_no
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(app.charges().await, 1);
     let refused = r#"order_admissions_total{client="unknown",decision="unauthenticated"}"#;
-    assert_eq!(metric(&app, refused).await, 4.0);
+    assert_eq!(metric(&app, refused).await, 8.0);
 }
 
 #[actix_web::test]
@@ -143,7 +148,8 @@ async fn a_flooding_client_gets_429_with_ratelimit_headers_while_another_is_unaf
     );
     for refused in &flood_answers[5..] {
         refused.assert_problem(429);
-        assert_eq!(refused.body["charge"], "none");
+        // Keyed: an earlier request with the key may have charged.
+        assert_eq!(refused.body["charge"], "unknown");
         assert_eq!(
             refused.body["type"],
             "urn:reliable-orders:problem:rate-limited"
@@ -155,6 +161,9 @@ async fn a_flooding_client_gets_429_with_ratelimit_headers_while_another_is_unaf
             Some("\"orders\";q=5;w=1")
         );
     }
+    let unkeyed = order_as(&app, Some(&flood), None).await;
+    unkeyed.assert_problem(429);
+    assert_eq!(unkeyed.body["charge"], "none");
     // 5 + 20 charges: none for a refusal.
     assert_eq!(app.charges().await, 25);
     // The five keyed orders let in hold their keys; no refusal holds one.
@@ -167,7 +176,7 @@ async fn a_flooding_client_gets_429_with_ratelimit_headers_while_another_is_unaf
     assert!(retried.header("idempotent-replayed").is_none());
     assert_eq!(app.charges().await, 26);
     let limited = r#"order_admissions_total{client="flood",decision="limited"}"#;
-    assert_eq!(metric(&app, limited).await, 15.0);
+    assert_eq!(metric(&app, limited).await, 16.0);
     let admitted = r#"order_admissions_total{client="calm",decision="admitted"}"#;
     assert_eq!(metric(&app, admitted).await, 20.0);
     // Keys never appear in metrics.

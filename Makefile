@@ -7,8 +7,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-ORDER_URL ?= http://localhost:8080
-PAYMENT_URL ?= http://localhost:8081
+# https while the services run with TLS (make run-tls marks it in run/),
+# and curl then trusts the local CA and presents the operator's certificate.
+SCHEME = $(if $(wildcard run/tls.on),https,http)
+CURL_TLS = $(if $(wildcard run/tls.on),-K run/tls/curlrc)
+ORDER_URL ?= $(SCHEME)://localhost:8080
+PAYMENT_URL ?= $(SCHEME)://localhost:8081
 # The admin token: ADMIN_TOKEN if set, else the one `make run` (or `make
 # up`) generated into run/admin-token. Read when a recipe runs, not before.
 TOKEN = $${ADMIN_TOKEN:-$$(cat run/admin-token 2>/dev/null)}
@@ -16,7 +20,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-replicas stop status smoke dashboard dashboard-shot test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
+        build-native run run-tls run-replicas stop status smoke dashboard dashboard-shot test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store bench-overload bench-pg-statements
@@ -81,7 +85,11 @@ build-native: ## Build the release binaries
 run: build-native ## Start both services natively in the background (8080, 8081; logs in logs/)
 	@scripts/services.sh start
 
-run-replicas: build-native ## payment, 3 order-service replicas on PostgreSQL, nginx on 8080 in front
+run-tls: build-native ## As run, on HTTPS with a local CA (run/tls), order → payment over mutual TLS
+	@TLS=1 scripts/services.sh start
+	@echo "curl --cacert run/tls/ca.pem https://localhost:8080/health (make targets use TLS while it runs)"
+
+run-replicas: build-native ## payment, 3 order-service replicas on PostgreSQL, nginx on 8080 in front (TLS=1: on HTTPS)
 	@scripts/test-deps.sh nginx
 	@scripts/services.sh start-replicas
 
@@ -92,7 +100,7 @@ status: ## Tell whether the services of `make run` (or `run-replicas`) are runni
 	@scripts/services.sh status
 
 smoke: ## Send one order to a running order-service and pretty-print the answer
-	@curl -sS -i -X POST $(ORDER_URL)/orders \
+	@curl -sS -i $(CURL_TLS) -X POST $(ORDER_URL)/orders \
 	  -H "Content-Type: application/json" \
 	  -d '{"merchant_id": "merchant_123", "amount": 99.99, "currency": "USD"}' \
 	  | sed -n '1p;/^\r\?$$/,$$p' | { read -r status; echo "$$status"; python3 -m json.tool 2>/dev/null || cat; }

@@ -5,8 +5,11 @@
 #
 # Usage: scripts/admin-call.sh GET|PUT URL [JSON]
 set -uo pipefail
+cd "$(dirname "$0")/.."
 method=$1 url=$2 data=${3:-}
 args=(-sS -X "$method" "$url" -H "Authorization: Bearer ${ADMIN_TOKEN:-}" -w '\n%{http_code}')
+# make run-tls: trust its CA, present the operator's certificate.
+[[ -f run/tls.on ]] && args+=(-K run/tls/curlrc)
 [[ -n "$data" ]] && args+=(-H "Content-Type: application/json" -d "$data")
 answer=$(curl "${args[@]}" 2>/dev/null)
 status=$?

@@ -8,6 +8,12 @@
 # (DATABASE_URL; else the machine's server at 127.0.0.1:5432; else one
 # started here from the installed server binaries, in run/postgres) and
 # nginx on ORDER_PORT in front of them, so the same curl examples work.
+#
+# TLS=1 (`make run-tls`, `make run-replicas TLS=1`): every listener on
+# HTTPS and order → payment over mutual TLS, with a local CA and
+# certificates made into run/tls by scripts/tls-certs.sh; run/tls.on marks
+# the mode for the other targets (curl reads run/tls/curlrc) and for a
+# restart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,11 +29,23 @@ REPLICA_BASE_PORT=${REPLICA_BASE_PORT:-8090}
 PRIVATE_PG_PORT=${PRIVATE_PG_PORT:-5433}
 DATABASE_NAME=${DATABASE_NAME:-reliable_orders}
 
+TLS_DIR=$RUN_DIR/tls
+if [[ -z "${TLS:-}" && -f "$RUN_DIR/tls.on" ]] && [[ "${1:-}" == restart-running ]]; then TLS=1; fi
+if [[ "${TLS:-}" == 1 ]]; then
+  SCHEME=https CURL_TLS=(-K "$TLS_DIR/curlrc")
+  PAYMENT_TLS_ENV=(TLS_CERT="$TLS_DIR/payment.pem" TLS_KEY="$TLS_DIR/payment-key.pem" CLIENT_CA="$TLS_DIR/ca.pem")
+  ORDER_TO_PAYMENT_ENV=(PAYMENT_CA="$TLS_DIR/ca.pem" PAYMENT_CLIENT_CERT="$TLS_DIR/order-client.pem"
+    PAYMENT_CLIENT_KEY="$TLS_DIR/order-client-key.pem")
+  ORDER_TLS_ENV=(TLS_CERT="$TLS_DIR/order.pem" TLS_KEY="$TLS_DIR/order-key.pem")
+else
+  SCHEME=http CURL_TLS=() PAYMENT_TLS_ENV=() ORDER_TO_PAYMENT_ENV=() ORDER_TLS_ENV=()
+fi
+
 running() { [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
 
 wait_healthy() { # name url
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$2/health" 2>/dev/null; then return 0; fi
+    if curl -fsS "${CURL_TLS[@]}" -o /dev/null "$2/health" 2>/dev/null; then return 0; fi
     if ! running "$1"; then
       echo "$1 exited during start-up; last log lines:" >&2
       tail -n 20 "$LOG_DIR/$1.log" >&2
@@ -44,8 +62,8 @@ start_one() { # name port env...
   if running "$name"; then echo "$name already running (pid $(cat "$RUN_DIR/$name.pid"))"; return; fi
   env PORT="$port" "$@" nohup "$BIN/$name" >>"$LOG_DIR/$name.log" 2>&1 &
   echo $! >"$RUN_DIR/$name.pid"
-  wait_healthy "$name" "http://127.0.0.1:$port"
-  echo "$name listening on http://localhost:$port (pid $(cat "$RUN_DIR/$name.pid"), log $LOG_DIR/$name.log)"
+  wait_healthy "$name" "$SCHEME://127.0.0.1:$port"
+  echo "$name listening on $SCHEME://localhost:$port (pid $(cat "$RUN_DIR/$name.pid"), log $LOG_DIR/$name.log)"
 }
 
 # Stops `name` if this script started it; says nothing of what it never
@@ -109,15 +127,20 @@ start_nginx() {
     upstreams+="        server 127.0.0.1:$((REPLICA_BASE_PORT + i)) max_fails=1 fail_timeout=1s;"$'\n'
   done
   [[ $(id -u) -eq 0 ]] && user="user root;"
-  sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$ORDER_PORT|g" -e "s|@USER@|$user|" \
+  local ssl="" tls=""
+  if [[ "${TLS:-}" == 1 ]]; then
+    ssl=" ssl"
+    tls="ssl_certificate $RUN_PATH/tls/nginx.pem; ssl_certificate_key $RUN_PATH/tls/nginx-key.pem; ssl_protocols TLSv1.2 TLSv1.3;"
+  fi
+  sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$ORDER_PORT|g" -e "s|@USER@|$user|" -e "s|@SSL@|$ssl|" -e "s|@TLS@|$tls|" \
     deploy/nginx/replicas.conf.in | awk -v ups="${upstreams%$'\n'}" '{ if ($0 == "@UPSTREAMS@") print ups; else print }' \
     >"$prefix/nginx.conf"
   local nginx; nginx=$(command -v nginx || echo /usr/sbin/nginx)
   "$nginx" -p "$prefix" -c "$prefix/nginx.conf" -t -q
   "$nginx" -p "$prefix" -c "$prefix/nginx.conf"
   cp "$prefix/nginx.pid" "$RUN_DIR/nginx.pid"
-  wait_healthy nginx "http://127.0.0.1:$ORDER_PORT"
-  echo "nginx listening on http://localhost:$ORDER_PORT in front of $REPLICAS replicas"
+  wait_healthy nginx "$SCHEME://127.0.0.1:$ORDER_PORT"
+  echo "nginx listening on $SCHEME://localhost:$ORDER_PORT in front of $REPLICAS replicas"
 }
 
 stop_private_pg() {
@@ -155,6 +178,18 @@ secrets() {
   secret PAYMENT_API_KEY payment-api-key
 }
 
+# TLS=1: the certificates (made or renewed), and the mark other targets read.
+tls_mode() {
+  if [[ "${TLS:-}" == 1 ]]; then
+    if any_running && [[ ! -f "$RUN_DIR/tls.on" ]]; then echo "services run without TLS: make stop first" >&2; exit 1; fi
+    scripts/tls-certs.sh "$TLS_DIR"
+    touch "$RUN_DIR/tls.on"
+  else
+    if any_running && [[ -f "$RUN_DIR/tls.on" ]]; then echo "services run with TLS (make run-tls): make stop first" >&2; exit 1; fi
+    rm -f "$RUN_DIR/tls.on"
+  fi
+}
+
 # While `make observe` runs the collector, every start exports to it.
 if [[ -f "$RUN_DIR/observe.env" ]]; then
   set -a
@@ -172,26 +207,29 @@ case "${1:-}" in
     # make observe / observe-down: the services that run pick up the change.
     if running order-service; then
       "$0" stop >/dev/null
-      "$0" start
+      TLS=${TLS:-} "$0" start
     elif running nginx; then
       "$0" stop >/dev/null
-      "$0" start-replicas
+      TLS=${TLS:-} "$0" start-replicas
     fi
     ;;
   start-replicas)
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     if running order-service; then echo "order-service (make run) is on port $ORDER_PORT: make stop first" >&2; exit 1; fi
     secrets
+    tls_mode
     url=$(database_url)
     start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}" \
-      OTEL_SERVICE_NAME=payment-service
+      OTEL_SERVICE_NAME=payment-service "${PAYMENT_TLS_ENV[@]}"
     for i in $(seq 1 "$REPLICAS"); do
       # The binary is order-service; the pid file and log are the replica's.
       name=order-service-$i
       if running "$name"; then echo "$name already running"; continue; fi
+      # nginx terminates TLS; it and the replicas talk plain HTTP on
+      # loopback, and the replicas believe its X-Forwarded-For.
       env PORT=$((REPLICA_BASE_PORT + i)) DATABASE_URL="$url" OTEL_SERVICE_NAME=order-service \
-        PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}" \
-        PAYMENT_ADMIN_TOKEN="$ADMIN_TOKEN" \
+        PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-$SCHEME://127.0.0.1:$PAYMENT_PORT}" \
+        PAYMENT_ADMIN_TOKEN="$ADMIN_TOKEN" TRUSTED_PROXIES=127.0.0.1 "${ORDER_TO_PAYMENT_ENV[@]}" \
         nohup "$BIN/order-service" >>"$LOG_DIR/$name.log" 2>&1 &
       echo $! >"$RUN_DIR/$name.pid"
       wait_healthy "$name" "http://127.0.0.1:$((REPLICA_BASE_PORT + i))"
@@ -205,12 +243,13 @@ case "${1:-}" in
     if running nginx; then echo "the replicas (make run-replicas) are on port $ORDER_PORT: make stop first" >&2; exit 1; fi
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     secrets
+    tls_mode
     start_one payment-service "$PAYMENT_PORT" PAYMENT_LEDGER_PATH="${PAYMENT_LEDGER_PATH:-$RUN_DIR/payment-ledger.jsonl}" \
-      OTEL_SERVICE_NAME=payment-service
+      OTEL_SERVICE_NAME=payment-service "${PAYMENT_TLS_ENV[@]}"
     # The dashboard's fault controls: both services share make run's token.
-    start_one order-service "$ORDER_PORT" PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-http://127.0.0.1:$PAYMENT_PORT}" \
+    start_one order-service "$ORDER_PORT" PAYMENT_SERVICE_URL="${PAYMENT_SERVICE_URL:-$SCHEME://127.0.0.1:$PAYMENT_PORT}" \
       PAYMENT_ADMIN_TOKEN="$ADMIN_TOKEN" \
-      OTEL_SERVICE_NAME=order-service
+      OTEL_SERVICE_NAME=order-service "${ORDER_TLS_ENV[@]}" "${ORDER_TO_PAYMENT_ENV[@]}"
     echo "admin token in $RUN_DIR/admin-token (make targets read it)"
     ;;
   stop)
@@ -220,6 +259,7 @@ case "${1:-}" in
       stop_one payment-service
       stop_private_pg
     )
+    rm -f "$RUN_DIR/tls.on"
     echo "${said:-nothing to stop: make run (or make run-replicas) starts the services}"
     ;;
   status)

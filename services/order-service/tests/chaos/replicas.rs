@@ -198,6 +198,8 @@ impl Balancer {
             .replace("@PREFIX@", &dir.path().display().to_string())
             .replace("@PORT@", &port.to_string())
             .replace("@UPSTREAMS@", servers.trim_end())
+            .replace("@SSL@", "")
+            .replace("@TLS@", "")
             .replace("@USER@", if running_as_root() { "user root;" } else { "" });
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, config).unwrap();

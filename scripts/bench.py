@@ -62,9 +62,15 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+# The client side of https URLs (bench_tls): trusts the run's CA and
+# presents the operator's certificate, as `make run-tls`'s curl does.
+TLS_CONTEXT = None
+
+
 def get(url, headers=None, method="GET", body=None):
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=5) as res:
+    context = TLS_CONTEXT if url.startswith("https:") else None
+    with urllib.request.urlopen(req, timeout=5, context=context) as res:
         return res.read().decode()
 
 
@@ -139,7 +145,10 @@ class Sink:
 class Pair:
     """payment-service and order-service, on ports of their own."""
 
-    def __init__(self, env, order_env=None, binary=RELEASE / "order-service", payment_env=None):
+    def __init__(self, env, order_env=None, binary=RELEASE / "order-service", payment_env=None, tls=None):
+        """`tls`: a directory of scripts/tls-certs.sh's certificates: both
+        services on HTTPS, order → payment over mutual TLS."""
+        scheme = "https" if tls else "http"
         common = {
             **os.environ,
             "BIND_ADDR": "127.0.0.1",
@@ -149,6 +158,16 @@ class Pair:
             **env,
         }
         self.pay_port, self.ord_port = free_port(), free_port()
+        payment_tls, order_tls = {}, {}
+        if tls:
+            payment_tls = {"TLS_CERT": f"{tls}/payment.pem", "TLS_KEY": f"{tls}/payment-key.pem", "CLIENT_CA": f"{tls}/ca.pem"}
+            order_tls = {
+                "TLS_CERT": f"{tls}/order.pem",
+                "TLS_KEY": f"{tls}/order-key.pem",
+                "PAYMENT_CA": f"{tls}/ca.pem",
+                "PAYMENT_CLIENT_CERT": f"{tls}/order-client.pem",
+                "PAYMENT_CLIENT_KEY": f"{tls}/order-client-key.pem",
+            }
         self.payment = subprocess.Popen(
             [RELEASE / "payment-service"],
             env={
@@ -156,6 +175,7 @@ class Pair:
                 "PORT": str(self.pay_port),
                 "PAYMENT_VALIDATE_MS": "0",
                 "PAYMENT_GATEWAY_MS": "0",
+                **payment_tls,
                 **(payment_env or {}),
             },
             stdout=subprocess.DEVNULL,
@@ -167,14 +187,15 @@ class Pair:
                 **common,
                 "PORT": str(self.ord_port),
                 "BULKHEAD_MAX": "64",
-                "PAYMENT_SERVICE_URL": f"http://127.0.0.1:{self.pay_port}",
+                "PAYMENT_SERVICE_URL": f"{scheme}://127.0.0.1:{self.pay_port}",
+                **order_tls,
                 **(order_env or {}),
             },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.order_url = f"http://127.0.0.1:{self.ord_port}"
-        self.payment_url = f"http://127.0.0.1:{self.pay_port}"
+        self.order_url = f"{scheme}://127.0.0.1:{self.ord_port}"
+        self.payment_url = f"{scheme}://127.0.0.1:{self.pay_port}"
         wait_ready(f"{self.payment_url}/health")
         wait_ready(f"{self.order_url}/ready")
 
@@ -214,9 +235,9 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def orders_run(label, env, sink=None, spans_per_order=0):
+def orders_run(label, env, sink=None, spans_per_order=0, tls=None):
     """One wrk run of POST /orders against a fresh pair."""
-    pair = Pair(env)
+    pair = Pair(env, tls=tls)
     try:
         before = pair.cpu()
         start_spans = sink.count if sink else 0
@@ -271,6 +292,7 @@ def build_examples():
 def main():
     import bench_overload
     import bench_store
+    import bench_tls
 
     ensure_wrk()
     sh("cargo", "build", "--release", "-q", "--bins")
@@ -309,8 +331,9 @@ def main():
     actors = pipeline()
     loadgen = loadgen_vs_wrk()
     overload = bench_overload.figures()
+    tls = bench_tls.figures()
     stores = (stores, bench_store.table(stores, production), production)
-    write(runs, charges, p5, ledger, stores, actors, loadgen, overload)
+    write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls)
 
 
 LEDGER_KINDS = {
@@ -407,8 +430,9 @@ def loadgen_vs_wrk():
     return {(target, int(c)): float(r) for r, target, c in ratios}, out.strip()
 
 
-def write(runs, charges, p5, ledger, stores, actors, loadgen, overload):
+def write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls):
     import bench_overload
+    import bench_tls
 
     off, grpc, http, tenth = (runs[k] for k in ("off", "grpc", "http", "tenth"))
     m = {k: {f: median(v, f) for f in ("rps", "order_us", "payment_us")} for k, v in runs.items()}
@@ -552,6 +576,7 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen, overload):
         "",
         *bench_overload.table(overload),
         "",
+        *bench_tls.table(tls),
         "## The actors' cost per order (`cargo bench -p order-service --bench pipeline`)",
         "",
         "Latency of one order at a time, not CPU: each awaited message is a round trip to the",

@@ -104,6 +104,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub marks: Option<std::path::PathBuf>,
 
+    /// A client key of order-service's CLIENT_KEYS, sent with every request
+    /// as `Authorization: Bearer <key>`.
+    #[arg(long, env = "CLIENT_KEY", hide_env_values = true)]
+    pub client_key: Option<String>,
+
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,

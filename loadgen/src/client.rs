@@ -97,6 +97,8 @@ pub struct Spec {
     pub method: Method,
     pub body: Option<Bytes>,
     pub want_order_id: bool,
+    /// A client key (order-service's CLIENT_KEYS), sent as `Authorization: Bearer`.
+    pub bearer: Option<String>,
 }
 
 #[derive(Default)]
@@ -119,7 +121,7 @@ impl Connection {
             path: &target.path,
             authority: &target.authority,
             idempotency_key: key,
-            bearer: None,
+            bearer: spec.bearer.as_deref(),
             json_body: spec.body.as_deref(),
         };
         let (Answer { status, is_problem }, body) =

@@ -74,6 +74,7 @@ impl Plan {
                 method,
                 body,
                 want_order_id: args.audit.is_some() || args.replay_pct > 0.0,
+                bearer: args.client_key.clone(),
             },
             idempotent: args.idempotent || args.replay_pct > 0.0,
             concurrency: args.concurrency,

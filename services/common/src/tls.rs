@@ -20,6 +20,14 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub use rustls;
 
+/// How long a TLS handshake may take, and how many may be under way per
+/// worker: actix's defaults (3 s, 256) let ~600 silent connections stall
+/// both workers' handshakes (the attack on issue 30). A silent client is
+/// dropped sooner, and more handshakes fit; connection floods beyond this
+/// are a front proxy's to limit, per address.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+pub const HANDSHAKES_PER_WORKER: usize = 4096;
+
 /// A listener's certificate, flattened into both services' settings.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsArgs {

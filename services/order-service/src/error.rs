@@ -91,6 +91,27 @@ pub enum OrderError {
     /// Nothing was written: the service cannot take orders now.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
+    /// A refusal of a keyed request before its key was read (its body,
+    /// say): this request created nothing, but an earlier one with the
+    /// key may have charged its order, so the answer cannot say "none".
+    #[error("{0}")]
+    KeyUnread(Box<OrderError>),
+}
+
+/// Said after the detail of a refusal that never read the request's key.
+pub const KEY_UNREAD: &str = "; this request was refused before its Idempotency-Key was read, and \
+                              an earlier request with the key may have charged its order: retry \
+                              with the same key";
+
+impl OrderError {
+    /// `self`, for a request that carried an Idempotency-Key, when the
+    /// refusal came before the key was read.
+    pub fn before_key(self, keyed: bool) -> Self {
+        match keyed {
+            true => Self::KeyUnread(Box::new(self)),
+            false => self,
+        }
+    }
 }
 
 impl OrderError {
@@ -121,6 +142,7 @@ impl OrderError {
             | Self::KeyInFlight { .. }
             | Self::KeyUnknown
             | Self::KeyNoRoom
+            | Self::KeyUnread(_)
             | Self::IdempotencyFull => Some(ChargeOutcome::Unknown),
             _ => Some(ChargeOutcome::None),
         }
@@ -143,6 +165,11 @@ impl OrderError {
 
     fn kind_problem(&self) -> Problem {
         match self {
+            Self::KeyUnread(refusal) => {
+                let mut problem = refusal.kind_problem();
+                problem.detail.push_str(KEY_UNREAD);
+                problem
+            }
             Self::Body(problem) => problem.clone(),
             Self::BadHeader(e) => Problem::bad_request(e.to_string()),
             Self::Validation(errors) => Problem::validation(errors.clone()),

@@ -4,9 +4,10 @@
 //! examples work as they are:
 //! - with CLIENT_KEYS ([`clients`]), `POST /orders` needs a client's key as
 //!   `Authorization: Bearer`, and each client has a token bucket of its own;
-//! - without it, RATE_LIMIT_PER_IP gives each client address a bucket, the
-//!   address read from `X-Forwarded-For` only when the peer is one of
-//!   TRUSTED_PROXIES (anyone else could claim any address).
+//! - without it, RATE_LIMIT_PER_IP gives each client address a bucket (an
+//!   IPv6 client its /64), the address read from `X-Forwarded-For` only
+//!   when the peer is one of TRUSTED_PROXIES (anyone else could claim any
+//!   address).
 //!
 //! A refusal comes before the body is read or a key reserved, so it creates
 //! nothing and charges nothing (`charge: "none"`; `"unknown"` when the
@@ -40,8 +41,9 @@ use self::bucket::{Bucket, Decision, Rate};
 use self::clients::ClientKeys;
 use crate::error::{LimitError, Refused, whole_seconds};
 
-/// Addresses tracked at once; past it, new addresses share one bucket
-/// until idle ones are forgotten (at most once a second).
+/// Addresses tracked at once; past it, a new address is let in without a
+/// bucket until idle ones are forgotten (at most once a second): a sender
+/// of that many addresses had that many buckets' worth anyway.
 const MAX_ADDRESSES: usize = 100_000;
 
 #[derive(Debug, Clone, Default, Args)]
@@ -72,7 +74,6 @@ enum Gate {
     PerAddress {
         rate: Rate,
         buckets: DashMap<IpAddr, Bucket>,
-        overflow: Bucket,
         last_sweep: AtomicU64,
     },
 }
@@ -101,7 +102,6 @@ impl Limits {
             (None, Some(rate)) => Gate::PerAddress {
                 rate,
                 buckets: DashMap::new(),
-                overflow: Bucket::default(),
                 last_sweep: AtomicU64::new(0),
             },
             (None, None) => Gate::Open,
@@ -115,7 +115,11 @@ impl Limits {
         let epoch = clock.now();
         Ok(Self {
             gate,
-            trusted: args.trusted_proxies.clone(),
+            trusted: args
+                .trusted_proxies
+                .iter()
+                .map(|ip| ip.to_canonical())
+                .collect(),
             clock,
             epoch,
             admissions,
@@ -151,16 +155,21 @@ impl Limits {
             Gate::PerAddress {
                 rate,
                 buckets,
-                overflow,
                 last_sweep,
             } => {
-                let address = client_address(req, &self.trusted);
+                let address = bucket_address(client_address(req, &self.trusted));
                 let decision = match buckets.get(&address) {
                     Some(bucket) => bucket.take(rate, now),
                     None if buckets.len() < MAX_ADDRESSES || sweep(buckets, last_sweep, now) => {
                         buckets.entry(address).or_default().take(rate, now)
                     }
-                    None => overflow.take(rate, now),
+                    // No room: let it in untracked rather than share one
+                    // bucket, where one sender of many addresses would
+                    // lock every newcomer out (the attack on issue 30).
+                    None => {
+                        self.count("per-address", "untracked");
+                        return Ok(None);
+                    }
                 };
                 Ok(Some(Verdict::new("per-address", *rate, decision)))
             }
@@ -187,12 +196,34 @@ fn sweep(buckets: &DashMap<IpAddr, Bucket>, last: &AtomicU64, now: u64) -> bool 
     buckets.len() < MAX_ADDRESSES
 }
 
+/// The client's address as buckets are kept: IPv4 as it is (an IPv4
+/// peer of a dual-stack listener included), IPv6 by its /64, which one
+/// host usually holds whole.
+fn bucket_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// One `X-Forwarded-For` hop: an address, or an address and a port
+/// (`1.2.3.4:5`, `[2001:db8::1]:5`), as some balancers write them.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
 /// The client's address: the peer's, or, from a trusted proxy, the last
 /// address in `X-Forwarded-For` that is not itself a trusted proxy.
 fn client_address(req: &ServiceRequest, trusted: &[IpAddr]) -> IpAddr {
     let peer = req
         .peer_addr()
-        .map(|a| a.ip())
+        .map(|a| a.ip().to_canonical())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if !trusted.contains(&peer) {
         return peer;
@@ -202,13 +233,15 @@ fn client_address(req: &ServiceRequest, trusted: &[IpAddr]) -> IpAddr {
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
         .collect::<Vec<_>>();
     for hop in forwarded.iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => continue,
-            Ok(ip) => return ip,
-            // Anything after a hop we cannot read could be forged.
-            Err(_) => return peer,
+        match hop_address(hop) {
+            Some(ip) if trusted.contains(&ip) => continue,
+            Some(ip) => return ip,
+            // Anything before a hop we cannot read could be forged.
+            None => return peer,
         }
     }
     peer
@@ -300,4 +333,42 @@ pub async fn admit<B: MessageBody>(
         response.headers_mut().insert(name, value);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_ipv4_peer_of_a_dual_stack_listener_is_its_ipv4_address_and_ipv6_goes_by_64() {
+        assert_eq!(bucket_address(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(bucket_address(ip("10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(
+            bucket_address(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(
+            bucket_address(ip("2001:db8:1:2::1")),
+            bucket_address(ip("2001:db8:1:3::1"))
+        );
+    }
+
+    #[test]
+    fn forwarded_hops_are_read_with_or_without_a_port() {
+        for (hop, expected) in [
+            ("1.2.3.4", Some("1.2.3.4")),
+            ("1.2.3.4:1000", Some("1.2.3.4")),
+            ("[2001:db8::1]:443", Some("2001:db8::1")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("::ffff:1.2.3.4", Some("1.2.3.4")),
+            ("unknown", None),
+            ("1.2.3.4:x", None),
+        ] {
+            assert_eq!(hop_address(hop), expected.map(ip), "{hop}");
+        }
+    }
 }

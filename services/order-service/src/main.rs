@@ -11,7 +11,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::io::Result<()> {
     let config = Config::parse();
     let telemetry = observability::init("order-service");
-    let app = Application::build(config)?;
+    let app = match Application::build(config) {
+        Ok(app) => app,
+        Err(e) => {
+            // Said plainly, once, where an operator looks: not a Debug dump.
+            tracing::error!(error = %e, "order-service cannot start");
+            eprintln!("order-service: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
     tracing::info!(port = app.port(), "order-service listening");
     let served = app.run_until_stopped().await;
     // Flush the last spans off the async runtime (blocking there loses them).

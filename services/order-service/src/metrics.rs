@@ -70,7 +70,7 @@ impl Default for OrderMetrics {
             admissions: counter_vec(
                 &r,
                 names::ORDER_ADMISSIONS,
-                "POST /orders by client (its name, per-address, or unknown) and decision (admitted, limited, unauthenticated); only while limits are on.",
+                "POST /orders by client (its name, per-address, or unknown) and decision (admitted, limited, unauthenticated; untracked: a new address let in while the table of addresses is full); only while limits are on.",
                 &["client", "decision"],
             ),
             attempts: counter_vec(

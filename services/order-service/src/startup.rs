@@ -84,7 +84,10 @@ impl Application {
             server = server.workers(workers);
         }
         let server = match tls {
-            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            Some(tls) => server
+                .tls_handshake_timeout(common::tls::HANDSHAKE_TIMEOUT)
+                .max_connection_rate(common::tls::HANDSHAKES_PER_WORKER)
+                .listen_rustls_0_23(listener, tls)?,
             None => server.listen(listener)?,
         };
         let server = server.run();

@@ -12,17 +12,15 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use common::problem::{ChargeOutcome, Problem};
 
+use super::KEY_UNREAD;
+
 /// A refusal, and whether the request carried an Idempotency-Key.
 #[derive(Debug, thiserror::Error)]
-#[error("{refusal}{}", if *.keyed { KEYED } else { "" })]
+#[error("{refusal}{}", if *.keyed { KEY_UNREAD } else { "" })]
 pub struct Refused {
     pub refusal: LimitError,
     pub keyed: bool,
 }
-
-const KEYED: &str = "; this request was refused before its Idempotency-Key was read, and an \
-                     earlier request with the key may have charged its order: retry with the \
-                     same key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {

@@ -6,7 +6,8 @@
 //! k7Qm2vT9pX4rW8sZ1bN6cY3hJ5dF0gL       acme     50/s:100
 //! ```
 //!
-//! The key is the secret a client presents as `Authorization: Bearer`;
+//! `#` starts a comment anywhere, so a key holds none. The key is the
+//! secret a client presents as `Authorization: Bearer`;
 //! the name is what logs and metrics show, so a key is never written
 //! anywhere. A file that breaks a rule stops the start, naming the line.
 
@@ -19,6 +20,9 @@ use super::bucket::{Bucket, Rate};
 
 /// Shorter keys could be guessed.
 const MIN_KEY_LEN: usize = 16;
+
+/// `order_admissions_total`'s labels for requests of no client.
+const RESERVED: [&str; 2] = ["unknown", "per-address"];
 
 pub struct Client {
     pub name: String,
@@ -40,6 +44,7 @@ impl ClientKeys {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut by_key = HashMap::new();
         let mut names = std::collections::HashSet::new();
         for (number, line) in text.lines().enumerate() {
@@ -84,10 +89,13 @@ fn parse_line(line: &str) -> Result<Client, String> {
     let [key, name, rate] = fields[..] else {
         return Err("expected `<key> <name> <rate>`".into());
     };
-    if key.len() < MIN_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if key.len() < MIN_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
         return Err(format!(
-            "a key is at least {MIN_KEY_LEN} printable characters"
+            "a key is at least {MIN_KEY_LEN} printable characters, none of them '#'"
         ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(format!("{name:?} is a name the metrics use for no client"));
     }
     let name_ok = name.len() <= 64
         && name
@@ -145,6 +153,14 @@ beta-key-01234567890               beta   600/min:5
                 "line 3: a key given twice",
             ),
             ("# nobody\n", "no client"),
+            (
+                "\u{feff}alpha-key-0123456789 unknown 1/s",
+                "line 1: \"unknown\" is a name",
+            ),
+            (
+                "alpha-key-0123456789 per-address 1/s",
+                "line 1: \"per-address\"",
+            ),
         ];
         for (text, expected) in cases {
             let error = ClientKeys::parse(text).err().unwrap();

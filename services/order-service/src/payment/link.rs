@@ -40,7 +40,9 @@ impl PaymentLink {
     /// Refuses TLS settings with a plain `http` URL: they would be silently
     /// unused, and the key and orders sent in clear.
     pub fn new(url: &str, args: &PaymentTlsArgs) -> io::Result<Self> {
-        let https = url.starts_with("https://");
+        let https = url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
         let settings = args.payment_ca.is_some() || args.payment_client_cert.is_some();
         if !https {
             return match settings {

@@ -31,7 +31,7 @@ use crate::store::OrderStore;
                 ("RateLimit-Policy" = String, description = "While limits are on: `\"orders\";q=<burst>;w=<seconds to refill>`"),
                 ("RateLimit" = String, description = "While limits are on: `\"orders\";r=<requests left now>;t=<seconds until full>`"),
             )),
-        (status = 400, description = "Malformed JSON, wrong content type, unknown field, bad or repeated Idempotency-Key. `charge`: `none`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, wrong content type, unknown field, bad or repeated Idempotency-Key. `charge`: `none`; `unknown` when a readable Idempotency-Key came with a bad body (refused before the key was read: retry with the same key)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "With CLIENT_KEYS set, no client key or an unknown one (`WWW-Authenticate: Bearer`). This request created nothing. `charge`: `none`; `unknown` with an Idempotency-Key, whose earlier requests were not looked up: retry with the same key", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "Declined by payment-service (the answer is replayed for its key). `charge`: `none`", body = Problem, content_type = "application/problem+json"),
         (status = 408, response = BodyTimeout),
@@ -41,7 +41,7 @@ use crate::store::OrderStore;
                 ("Location" = String, description = "/orders/{order_id}"),
             )),
         (status = 413, response = TooLarge),
-        (status = 422, description = "A field fails validation, or the key was used with another body. `charge`: `none`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field fails validation, or the key was used with another body. `charge`: `none`; `unknown` for a field that fails validation under an Idempotency-Key (refused before the key was read)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The client (its key, or its address with RATE_LIMIT_PER_IP) is over its limit. This request created nothing and did not use its Idempotency-Key. `charge`: `none`; `unknown` with an Idempotency-Key, whose earlier requests were not looked up: retry with the same key after Retry-After", body = Problem, content_type = "application/problem+json",
             headers(
                 ("Retry-After" = u64, description = "Seconds until one more request is let in"),
@@ -64,11 +64,13 @@ pub async fn create_order(
     orders: web::Data<Orders>,
 ) -> Result<HttpResponse, OrderError> {
     let key = idempotency_key(req.headers()).map_err(OrderError::BadHeader)?;
+    // Refused before the key is read: "none" only without a key.
+    let keyed = key.is_some();
     let new: NewOrder = json_body::<NewOrderBody>(&req, payload)
         .await
-        .map_err(OrderError::Body)?
+        .map_err(|e| OrderError::Body(e).before_key(keyed))?
         .try_into()
-        .map_err(OrderError::Validation)?;
+        .map_err(|e| OrderError::Validation(e).before_key(keyed))?;
     let answer = orders.into_inner().create(new, key).await?;
     let replayed = answer.replayed;
     let mut response = to_http(answer.response);

@@ -45,6 +45,44 @@ async fn the_same_key_with_another_body_is_422() {
     assert_eq!(app.charges().await, 1);
 }
 
+/// Found by the attack on issue 30's changes: a body refused before its
+/// key is read (400, 413, 422) said "none" for a key whose order was
+/// charged; now "unknown" whenever the request carries a key.
+#[actix_web::test]
+async fn a_bad_body_under_a_charged_key_never_says_nothing_was_charged() {
+    let app = spawn_app();
+    let first = app.post_order_with_key("k-charged", &order_body()).await;
+    assert_eq!(first.status, 201);
+    let invalid = json!({"merchant_id": "merchant_123", "amount": -1, "currency": "USD"});
+    let big = format!("{{\"merchant_id\": \"{}\"}}", "m".repeat(20_000));
+    for (body, status) in [
+        ("{".to_owned(), 400),
+        (
+            json!({"merchant_id": "m", "amount": 1, "currency": "USD", "x": 1}).to_string(),
+            400,
+        ),
+        (invalid.to_string(), 422),
+        (big, 413),
+    ] {
+        let keyed = app
+            .post_orders()
+            .insert_header(("Content-Type", "application/json"))
+            .insert_header(("Idempotency-Key", "k-charged"));
+        let reply = app.send(keyed, Some(body.clone())).await;
+        reply.assert_problem(status);
+        assert_eq!(reply.body["charge"], "unknown", "{body}: {}", reply.body);
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(detail.contains("retry with the same key"), "{detail}");
+        let unkeyed = app.post_order_raw(body.clone()).await;
+        unkeyed.assert_problem(status);
+        assert_eq!(unkeyed.body["charge"], "none", "{body}");
+    }
+    // The key still replays its order.
+    let again = app.post_order_with_key("k-charged", &order_body()).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.charges().await, 1);
+}
+
 #[actix_web::test]
 async fn twenty_concurrent_requests_with_one_key_make_one_order_and_one_charge() {
     let app = spawn_app();

@@ -228,10 +228,13 @@ async fn per_address_limits_believe_forwarded_addresses_only_from_trusted_proxie
         "6.6.6.6, 10.0.0.1",
         "10.0.0.1, 127.0.0.1",
         "10.0.0.2",
+        // A port after the address, or a trailing comma, changes nobody.
+        "10.0.0.2:5000",
+        "10.0.0.2:6000,",
     ] {
         statuses.push(from(forwarded).await.status);
     }
-    assert_eq!(statuses, [201, 201, 429, 201]);
+    assert_eq!(statuses, [201, 201, 429, 201, 201, 429]);
     let body: Value = from("10.0.0.1").await.body;
     assert_eq!(body["charge"], "none");
 }

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""`make bench-clients`: one client floods, another orders at a steady rate;
+what the steady one sees, against running alone, with per-client limits
+and without them.
+
+payment-service at the Go original's latencies (validate 5 ms, gateway
+20 ms) behind 10 permits: about 380 orders/s of capacity. Two clients in
+CLIENT_KEYS: `steady`, loadgen's open model at STEADY_RATE orders/s, and
+`flood`, loadgen's closed model with FLOOD_CLIENTS connections, as fast as
+it is answered. Three scenarios, interleaved over CLIENTS_ROUNDS rounds:
+
+- alone: the steady client only;
+- limited: the flood too, limited to FLOOD_LIMIT (steady's limit is
+  above its rate);
+- unlimited: the flood too, its limit out of reach (what the limits buy).
+
+Per run, the steady client's share of 201s and its p99, and the flood's
+201s and 429s per second. Environment: CLIENTS_SECONDS (10),
+CLIENTS_ROUNDS (3), STEADY_RATE (100), FLOOD_CLIENTS (64), FLOOD_LIMIT (50/s).
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+
+import bench
+
+SECONDS = int(os.environ.get("CLIENTS_SECONDS", "10"))
+ROUNDS = int(os.environ.get("CLIENTS_ROUNDS", "3"))
+STEADY_RATE = int(os.environ.get("STEADY_RATE", "100"))
+FLOOD_CLIENTS = int(os.environ.get("FLOOD_CLIENTS", "64"))
+FLOOD_LIMIT = os.environ.get("FLOOD_LIMIT", "50/s")
+STEADY_KEY, FLOOD_KEY = "steady-client-key-0123456789", "flood-client-key-0123456789"
+PAYMENT = {"PAYMENT_VALIDATE_MS": "5", "PAYMENT_GATEWAY_MS": "20"}
+SCENARIOS = ("alone", "limited", "unlimited")
+
+
+def loadgen(url, key, *shape, seconds=SECONDS):
+    return [
+        str(bench.RELEASE / "loadgen"), "-url", f"{url}/orders", "--json", "-idempotent",
+        "-t", "5s", "--duration", f"{seconds}s", "--client-key", key, *shape,
+    ]
+
+
+def run(scenario, keys_dir):
+    flood_limit = "1000000/s:1000000" if scenario == "unlimited" else FLOOD_LIMIT
+    keys = f"{keys_dir}/{scenario}"
+    with open(keys, "w") as f:
+        f.write(f"{STEADY_KEY} steady {STEADY_RATE * 2}/s\n{FLOOD_KEY} flood {flood_limit}\n")
+    pair = bench.Pair({"OTEL_SDK_DISABLED": "true"}, {"BULKHEAD_MAX": "10", "CLIENT_KEYS": keys}, payment_env=PAYMENT)
+    flood = None
+    try:
+        if scenario != "alone":
+            # Starts first and ends last: the steady run sees it all along.
+            flood = subprocess.Popen(
+                loadgen(pair.order_url, FLOOD_KEY, "-c", str(FLOOD_CLIENTS), seconds=SECONDS + 2),
+                stdout=subprocess.PIPE, text=True,
+            )
+        steady = json.loads(bench.sh(
+            *loadgen(pair.order_url, STEADY_KEY, "--rate", str(STEADY_RATE), "-c", "200"),
+            capture_output=True,
+        ).stdout)
+        flooded = json.loads(flood.communicate()[0]) if flood else None
+    finally:
+        if flood and flood.poll() is None:
+            flood.kill()
+        pair.stop()
+    result = {
+        "scenario": scenario,
+        "steady_ok": steady["status_codes"].get("201", 0) / max(steady["total"], 1),
+        "steady_p99_ms": steady["latency"]["p99_ms"],
+        "steady_sent": steady["total"],
+    }
+    if flooded:
+        secs = flooded["duration_secs"]
+        result["flood_ok_per_s"] = flooded["status_codes"].get("201", 0) / secs
+        result["flood_429_per_s"] = flooded["status_codes"].get("429", 0) / secs
+    print(json.dumps({"clients": result}), flush=True)
+    return result
+
+
+def figures():
+    keys_dir = tempfile.mkdtemp(prefix="bench-clients-")
+    runs = {s: [] for s in SCENARIOS}
+    for _ in range(ROUNDS):
+        for scenario in SCENARIOS:
+            runs[scenario].append(run(scenario, keys_dir))
+    return runs
+
+
+def table(runs):
+    med = lambda s, k: statistics.median(r[k] for r in runs[s])  # noqa: E731
+    alone_ok, alone_p99 = med("alone", "steady_ok"), med("alone", "steady_p99_ms")
+    lines = [
+        f"Steady client at {STEADY_RATE} orders/s (open model); flood: {FLOOD_CLIENTS} closed-model "
+        f"connections; payment at the original's latencies, 10 permits; {SECONDS} s runs, "
+        f"medians of {len(runs['alone'])} interleaved rounds.",
+        "",
+        "| scenario | steady: 201s | ÷ alone | steady: p99 ms | ÷ alone | flood: 201/s | flood: 429/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s, label in zip(SCENARIOS, ("steady alone", f"with the flood, limited to {FLOOD_LIMIT}", "with the flood, unlimited")):
+        ok, p99 = med(s, "steady_ok"), med(s, "steady_p99_ms")
+        flood = (f"{med(s, 'flood_ok_per_s'):,.0f} | {med(s, 'flood_429_per_s'):,.0f}" if s != "alone" else "— | —")
+        lines.append(f"| {label} | {ok:.1%} | {ok / alone_ok:.2f} | {p99:.0f} | {p99 / alone_p99:.2f} | {flood} |")
+    return lines
+
+
+def main():
+    bench.sh("cargo", "build", "--release", "-q", "--bins")
+    print("\n".join(table(figures())))
+
+
+if __name__ == "__main__":
+    main()

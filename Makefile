@@ -20,7 +20,7 @@ comma := ,
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help build up up-tls up-metrics down logs observe observe-down jaeger clean \
-        build-native run run-tls run-replicas stop status smoke dashboard dashboard-shot test test-deps chaos chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
+        build-native run run-tls run-replicas stop status smoke dashboard dashboard-shot test test-deps chaos chaos-tls chaos-net fuzz model model-explore actionlint deny k8s-secrets k8s-check bench lint structure ci \
         fault-delay fault-errors fault-combined fault-clear faults breaker watch demo-breaker \
         demo-1 demo-2 demo-3 demo-4 demo-5 demo-6 demo-7 \
         load load-heavy load-stress bench-loadgen bench-store bench-overload bench-tls bench-clients bench-pg-statements
@@ -239,6 +239,13 @@ chaos: ## The chaos suite: every fault, payment SIGKILLed, SIGTERM under load, a
 	cargo build --release --bins
 	SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
 	  --ignored --nocapture --test-threads=1 --skip net::
+
+chaos-tls: ## The chaos suite's fault, replica and SIGTERM rows with TLS on (payment over mutual TLS, HTTPS at a lone order-service's edge)
+	@scripts/test-deps.sh nginx
+	cargo build --release --bins
+	CHAOS_TLS=1 SERVICE_BINARIES=$(CURDIR)/target/release cargo test -p order-service --test chaos -- \
+	  --ignored --nocapture --test-threads=1 the_invariant_holds_under_every_fault \
+	  the_invariant_holds_with_replicas_on_postgres sigterm_under_load
 
 # CHAOS_NET_SEED draws the moments, jitter, slices and toxicity (default 1).
 chaos-net: ## The network rows: a fault proxy on the payment and database links (blackhole, latency, resets, slices, half-open)

@@ -290,6 +290,7 @@ def build_examples():
 
 
 def main():
+    import bench_clients
     import bench_overload
     import bench_store
     import bench_tls
@@ -332,8 +333,9 @@ def main():
     loadgen = loadgen_vs_wrk()
     overload = bench_overload.figures()
     tls = bench_tls.figures()
+    clients = bench_clients.figures()
     stores = (stores, bench_store.table(stores, production), production)
-    write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls)
+    write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls, clients)
 
 
 LEDGER_KINDS = {
@@ -430,7 +432,8 @@ def loadgen_vs_wrk():
     return {(target, int(c)): float(r) for r, target, c in ratios}, out.strip()
 
 
-def write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls):
+def write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls, clients):
+    import bench_clients
     import bench_overload
     import bench_tls
 
@@ -577,6 +580,10 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls):
         *bench_overload.table(overload),
         "",
         *bench_tls.table(tls),
+        "## Per-client limits: one client floods, another orders steadily (`make bench-clients`)",
+        "",
+        *bench_clients.table(clients),
+        "",
         "## The actors' cost per order (`cargo bench -p order-service --bench pipeline`)",
         "",
         "Latency of one order at a time, not CPU: each awaited message is a round trip to the",

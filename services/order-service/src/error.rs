@@ -179,33 +179,24 @@ impl OrderError {
                 status,
                 cause,
             } => payment_problem(cause, *status).with_order_id(order_id),
-            Self::Refused { cause, order_id } => {
-                let problem = refused_problem(cause);
-                match order_id {
-                    Some(id) => problem.with_order_id(id),
-                    None => problem,
-                }
-            }
+            Self::Refused { cause, order_id } => named(refused_problem(cause), order_id),
             // What the store said is for the logs (`error_response`): a
             // driver's message tells a client nothing it can act on.
             Self::Store(_) => store_unavailable("retry shortly"),
             Self::OutcomeUnknown { order_id, .. } => outcome_unknown(order_id),
             Self::Unrecorded { order, .. } => unrecorded(&order.order_id),
             Self::KeyUnknown => key_unknown(),
-            Self::KeyInFlight { order_id } => {
-                let problem = Problem::new(
+            Self::KeyInFlight { order_id } => named(
+                Problem::new(
                     StatusCode::CONFLICT,
                     "idempotency-key-in-flight",
                     "Request in flight",
                     "a request with this Idempotency-Key is being processed and may charge its \
                      order; retry with the same key shortly",
                 )
-                .with_retry_after(1);
-                match order_id {
-                    Some(id) => problem.with_order_id(id),
-                    None => problem,
-                }
-            }
+                .with_retry_after(1),
+                order_id,
+            ),
             Self::KeyReused => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -247,6 +238,14 @@ impl OrderError {
             )
             .with_retry_after(1),
         }
+    }
+}
+
+/// `problem`, naming the order if there is one.
+fn named(problem: Problem, order_id: &Option<OrderId>) -> Problem {
+    match order_id {
+        Some(id) => problem.with_order_id(id),
+        None => problem,
     }
 }
 

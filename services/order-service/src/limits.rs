@@ -30,11 +30,13 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{HttpMessage, ResponseError, web};
 use actors::clock::SharedClock;
 use clap::Args;
+use common::body::{BodyTimeout, DEFAULT_LIMIT};
 use common::headers::IDEMPOTENCY_KEY;
 use dashmap::DashMap;
+use futures_util::StreamExt;
 use prometheus::IntCounterVec;
 
 use self::bucket::{Bucket, Decision, Rate};
@@ -286,6 +288,25 @@ fn value(text: String) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// `req` with its body read and dropped (at most 16 KiB, within
+/// BODY_TIMEOUT_MS), so that a refusal keeps the connection: an unread
+/// body would close it, and a client refused thousands of times a second
+/// would reconnect for each, filling both ends' socket tables (seen in
+/// `make bench-clients`). A longer or slower body closes it as before.
+async fn drained(mut req: ServiceRequest) -> ServiceRequest {
+    let wait = req.app_data::<BodyTimeout>().copied().unwrap_or_default().0;
+    let mut payload = req.take_payload();
+    let read = async {
+        let mut left = DEFAULT_LIMIT;
+        while let Some(Ok(chunk)) = payload.next().await {
+            left = left.checked_sub(chunk.len())?;
+        }
+        Some(())
+    };
+    let _ = actix_rt::time::timeout(wait, read).await;
+    req
+}
+
 /// Middleware for `POST /orders`: lets a request in, or answers 401/429.
 pub async fn admit<B: MessageBody>(
     req: ServiceRequest,
@@ -303,7 +324,7 @@ pub async fn admit<B: MessageBody>(
     let verdict = match limits.decide(&req) {
         Ok(None) => return Ok(next.call(req).await?.map_into_left_body()),
         Ok(Some(verdict)) => verdict,
-        Err(refusal) => return Ok(refuse(req, refusal)),
+        Err(refusal) => return Ok(refuse(drained(req).await, refusal)),
     };
     let headers = verdict.headers();
     let mut response = match verdict.decision {
@@ -326,7 +347,7 @@ pub async fn admit<B: MessageBody>(
                 limit,
                 retry_after,
             };
-            refuse(req, refusal)
+            refuse(drained(req).await, refusal)
         }
     };
     for (name, value) in headers {

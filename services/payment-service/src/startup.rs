@@ -71,44 +71,7 @@ impl Application {
                 .app_data(http_metrics.clone())
                 .wrap(from_fn(record_http))
                 .wrap(TracingLogger::<ServerSpan>::new())
-                .service(
-                    only("/charge", "POST", web::post().to(charge::charge))
-                        .wrap(from_fn(require_service_key)),
-                )
-                // A caller's fence: it never lets a key be charged.
-                .service(
-                    only("/charges/{key}/void", "POST", web::post().to(charges::void))
-                        .wrap(from_fn(require_service_key)),
-                )
-                // Every charge and order id: for operators and audits only.
-                .service(
-                    only("/charges/{key}", "GET", web::get().to(charges::get_charge))
-                        .wrap(from_fn(require_admin)),
-                )
-                .service(
-                    only("/ledger", "GET", web::get().to(ledger::audit))
-                        .wrap(from_fn(require_admin)),
-                )
-                .service(only("/health", "GET", web::get().to(health::health)))
-                .service(only(
-                    "/metrics",
-                    "GET",
-                    web::get().to(routes::metrics::metrics),
-                ))
-                .service(only(
-                    "/openapi.json",
-                    "GET",
-                    web::get().to(openapi::openapi_json),
-                ))
-                .service(
-                    web::scope("/admin").wrap(from_fn(require_admin)).service(
-                        web::resource("/faults")
-                            .route(web::get().to(admin::get_faults))
-                            .route(web::put().to(admin::put_faults))
-                            .default_service(method_not_allowed("GET, PUT")),
-                    ),
-                )
-                .default_service(web::to(unknown_route))
+                .configure(routes)
         })
         .shutdown_timeout(config.server.shutdown_timeout_secs);
         if let Some(workers) = config.server.workers {
@@ -141,4 +104,42 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Every route, in one place.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        only("/charge", "POST", web::post().to(charge::charge)).wrap(from_fn(require_service_key)),
+    )
+    // A caller's fence: it never lets a key be charged.
+    .service(
+        only("/charges/{key}/void", "POST", web::post().to(charges::void))
+            .wrap(from_fn(require_service_key)),
+    )
+    // Every charge and order id: for operators and audits only.
+    .service(
+        only("/charges/{key}", "GET", web::get().to(charges::get_charge))
+            .wrap(from_fn(require_admin)),
+    )
+    .service(only("/ledger", "GET", web::get().to(ledger::audit)).wrap(from_fn(require_admin)))
+    .service(only("/health", "GET", web::get().to(health::health)))
+    .service(only(
+        "/metrics",
+        "GET",
+        web::get().to(routes::metrics::metrics),
+    ))
+    .service(only(
+        "/openapi.json",
+        "GET",
+        web::get().to(openapi::openapi_json),
+    ))
+    .service(
+        web::scope("/admin").wrap(from_fn(require_admin)).service(
+            web::resource("/faults")
+                .route(web::get().to(admin::get_faults))
+                .route(web::put().to(admin::put_faults))
+                .default_service(method_not_allowed("GET, PUT")),
+        ),
+    )
+    .default_service(web::to(unknown_route));
 }

@@ -599,7 +599,7 @@ async fn settle_and_check(stack: &Stack, scenario: &str, attempted: usize, seen:
 
 /// A gauge of order-service's `/metrics`.
 async fn gauge(stack: &Stack, name: &str) -> Option<usize> {
-    processes::metric(&stack.order_url, name)
+    processes::metric_with(&stack.client, &stack.order_url, name)
         .await
         .map(|v| v as usize)
 }

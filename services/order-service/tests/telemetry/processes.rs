@@ -145,11 +145,12 @@ pub fn spawn_pair(otlp: &str, order_env: &[(&str, &str)], payment_env: &[(&str, 
 /// One series of a service's `/metrics` (its name with any labels, as the
 /// exposition writes it), if it is there.
 pub async fn metric(base: &str, series: &str) -> Option<f64> {
-    let mut res = awc::Client::default()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?;
+    metric_with(&awc::Client::default(), base, series).await
+}
+
+/// As [`metric`], through `client` (one that speaks TLS to an https `base`).
+pub async fn metric_with(client: &awc::Client, base: &str, series: &str) -> Option<f64> {
+    let mut res = client.get(format!("{base}/metrics")).send().await.ok()?;
     let text = String::from_utf8(res.body().limit(1 << 22).await.ok()?.to_vec()).ok()?;
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(series))

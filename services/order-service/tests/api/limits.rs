@@ -62,15 +62,20 @@ async fn order_as(app: &TestApp, authorization: Option<&str>, key: Option<&str>)
     app.send(req, Some(order_body().to_string())).await
 }
 
-async fn metric(app: &TestApp, series: &str) -> f64 {
+async fn metrics_text(app: &TestApp) -> String {
     let mut res = app
         .client
         .get(format!("{}/metrics", app.address))
         .send()
         .await
         .unwrap();
-    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
-    text.lines()
+    String::from_utf8(res.body().await.unwrap().to_vec()).unwrap()
+}
+
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    metrics_text(app)
+        .await
+        .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
@@ -180,13 +185,7 @@ async fn a_flooding_client_gets_429_with_ratelimit_headers_while_another_is_unaf
     let admitted = r#"order_admissions_total{client="calm",decision="admitted"}"#;
     assert_eq!(metric(&app, admitted).await, 20.0);
     // Keys never appear in metrics.
-    let mut res = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
-    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    let text = metrics_text(&app).await;
     assert!(!text.contains(FLOOD_KEY) && !text.contains(CALM_KEY));
 }
 

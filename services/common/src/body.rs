@@ -3,11 +3,12 @@
 //! problem (400 / 408 / 413), decided before any field is looked at, so a
 //! bad body never half-creates anything.
 
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut, Payload};
 use actix_web::{HttpMessage, HttpRequest};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
@@ -30,7 +31,7 @@ impl Default for BodyTimeout {
 /// bodies over `limit` without buffering more than `limit` bytes.
 pub async fn read_json_body(
     req: &HttpRequest,
-    mut payload: Payload,
+    payload: Payload,
     limit: usize,
 ) -> Result<Bytes, Problem> {
     let is_json = req.mime_type().ok().flatten().is_some_and(|mime| {
@@ -50,6 +51,15 @@ pub async fn read_json_body(
             format!("Content-Type must be application/json, got {found}"),
         ));
     }
+    read_body(req, payload, limit).await
+}
+
+/// Reads the whole body, whatever its type: at most `limit` bytes (413
+/// past it, declared or sent), within the body timeout (408).
+pub async fn read_body<S>(req: &HttpRequest, mut payload: S, limit: usize) -> Result<Bytes, Problem>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -33,10 +33,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 use actors::clock::SharedClock;
 use clap::Args;
-use common::body::{BodyTimeout, DEFAULT_LIMIT};
+use common::body::{DEFAULT_LIMIT, read_body};
 use common::headers::IDEMPOTENCY_KEY;
 use dashmap::DashMap;
-use futures_util::StreamExt;
 use prometheus::IntCounterVec;
 
 use self::bucket::{Bucket, Decision, Rate};
@@ -294,16 +293,8 @@ fn value(text: String) -> HeaderValue {
 /// would reconnect for each, filling both ends' socket tables (seen in
 /// `make bench-clients`). A longer or slower body closes it as before.
 async fn drained(mut req: ServiceRequest) -> ServiceRequest {
-    let wait = req.app_data::<BodyTimeout>().copied().unwrap_or_default().0;
-    let mut payload = req.take_payload();
-    let read = async {
-        let mut left = DEFAULT_LIMIT;
-        while let Some(Ok(chunk)) = payload.next().await {
-            left = left.checked_sub(chunk.len())?;
-        }
-        Some(())
-    };
-    let _ = actix_rt::time::timeout(wait, read).await;
+    let payload = req.take_payload();
+    let _ = read_body(req.request(), payload, DEFAULT_LIMIT).await;
     req
 }
 

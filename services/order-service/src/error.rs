@@ -14,7 +14,7 @@ use crate::store::{Cause, StoreError};
 mod limits;
 mod ops;
 
-pub use limits::{LimitError, Refused, whole_seconds};
+pub use limits::{LimitError, whole_seconds};
 pub use ops::OpsError;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,9 @@ pub enum OrderError {
     /// Nothing was written: the service cannot take orders now.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
+    /// Refused at the edge: no client key, or over the client's limit.
+    #[error(transparent)]
+    Edge(LimitError),
     /// A refusal of a keyed request before its key was read (its body,
     /// say): this request created nothing, but an earlier one with the
     /// key may have charged its order, so the answer cannot say "none".
@@ -171,6 +174,7 @@ impl OrderError {
                 problem
             }
             Self::Body(problem) => problem.clone(),
+            Self::Edge(refusal) => refusal.problem(),
             Self::BadHeader(e) => Problem::bad_request(e.to_string()),
             Self::Validation(errors) => Problem::validation(errors.clone()),
             Self::NotFound(id) => Problem::not_found(format!("no order {id}")),

@@ -12,7 +12,7 @@
 //! A refusal comes before the body is read or a key reserved, so it creates
 //! nothing and charges nothing (`charge: "none"`; `"unknown"` when the
 //! request has an Idempotency-Key, whose earlier requests it did not look
-//! up: see `error::limits`). Every answer to a limited
+//! up: `OrderError::before_key`). Every answer to a limited
 //! client carries the IETF `RateLimit-Policy` and `RateLimit` headers, and a
 //! 429 `Retry-After`. The buckets are this replica's: behind a balancer,
 //! each replica lets a client in at its rate (docs/operations.md).
@@ -40,7 +40,7 @@ use prometheus::IntCounterVec;
 
 use self::bucket::{Bucket, Decision, Rate};
 use self::clients::ClientKeys;
-use crate::error::{LimitError, Refused, whole_seconds};
+use crate::error::{LimitError, OrderError, whole_seconds};
 
 /// Addresses tracked at once; past it, a new address is let in without a
 /// bucket until idle ones are forgotten (at most once a second): a sender
@@ -309,7 +309,7 @@ pub async fn admit<B: MessageBody>(
     };
     let keyed = req.headers().contains_key(IDEMPOTENCY_KEY);
     let refuse = |req: ServiceRequest, refusal| {
-        let response = Refused { refusal, keyed }.error_response();
+        let response = OrderError::Edge(refusal).before_key(keyed).error_response();
         req.into_response(response).map_into_right_body()
     };
     let verdict = match limits.decide(&req) {

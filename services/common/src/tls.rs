@@ -88,10 +88,6 @@ impl TlsArgs {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Some(config))
     }
-
-    pub fn is_on(&self) -> bool {
-        self.tls_cert.is_some()
-    }
 }
 
 /// A client that trusts `ca`'s certificates (else the system's roots) and

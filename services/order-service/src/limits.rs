@@ -136,7 +136,7 @@ impl Limits {
 
     /// Whom `req` is from, and what its bucket says; `None` when no limit
     /// applies.
-    fn decide(&self, req: &ServiceRequest) -> Result<Option<Verdict>, LimitError> {
+    fn decide(&self, req: &ServiceRequest) -> Result<Option<Verdict<'_>>, LimitError> {
         let now = self.now();
         match &self.gate {
             Gate::Open => Ok(None),
@@ -249,16 +249,16 @@ fn client_address(req: &ServiceRequest, trusted: &[IpAddr]) -> IpAddr {
 }
 
 /// One request's outcome, and the headers that tell the client.
-struct Verdict {
-    who: String,
+struct Verdict<'a> {
+    who: &'a str,
     rate: Rate,
     decision: Decision,
 }
 
-impl Verdict {
-    fn new(who: &str, rate: Rate, decision: Decision) -> Self {
+impl<'a> Verdict<'a> {
+    fn new(who: &'a str, rate: Rate, decision: Decision) -> Self {
         Self {
-            who: who.to_owned(),
+            who,
             rate,
             decision,
         }
@@ -320,16 +320,16 @@ pub async fn admit<B: MessageBody>(
     let headers = verdict.headers();
     let mut response = match verdict.decision {
         Decision::Admitted { .. } => {
-            limits.count(&verdict.who, "admitted");
+            limits.count(verdict.who, "admitted");
             next.call(req).await?.map_into_left_body()
         }
         Decision::Limited { retry_after } => {
-            limits.count(&verdict.who, "limited");
+            limits.count(verdict.who, "limited");
             let limit = format!(
                 "{} requests, one more every {:?}",
                 verdict.rate.quota, verdict.rate.interval
             );
-            let who = match verdict.who.as_str() {
+            let who = match verdict.who {
                 "per-address" => "this address".to_owned(),
                 name => format!("client {name}"),
             };

@@ -154,9 +154,19 @@ pub fn spawn_payment(config: payment_service::Config) -> (String, ServerHandle) 
 pub fn spawn_order_on(
     order: order_service::Config,
     storage: Storage,
-    (payment_address, payment_handle): (String, ServerHandle),
+    payment: (String, ServerHandle),
 ) -> TestApp {
-    let app = order_service::Application::build_with(order, storage, Arc::new(SystemClock))
+    spawn_order_on_clock(order, storage, payment, Arc::new(SystemClock))
+}
+
+/// As [`spawn_order_on`], on `clock`.
+pub fn spawn_order_on_clock(
+    order: order_service::Config,
+    storage: Storage,
+    (payment_address, payment_handle): (String, ServerHandle),
+    clock: actors::clock::SharedClock,
+) -> TestApp {
+    let app = order_service::Application::build_with(order, storage, clock)
         .expect("order-service starts");
     let mut app = serve(app);
     app.payment_address = payment_address;
@@ -170,7 +180,7 @@ pub fn spawn_order_service(config: order_service::Config) -> TestApp {
     serve(order_service::Application::build(config).expect("order-service starts"))
 }
 
-pub fn serve(app: order_service::Application) -> TestApp {
+fn serve(app: order_service::Application) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handles = vec![app.handle()];
     let reliability = app.reliability().clone();

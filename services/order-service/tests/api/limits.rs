@@ -16,8 +16,8 @@ use order_service::store::Storage;
 use serde_json::Value;
 
 use crate::helpers::{
-    Reply, TestApp, memory_store, order_body, order_config, payment_config, serve, spawn_app,
-    spawn_payment,
+    Reply, TestApp, memory_store, order_body, order_config, payment_config, spawn_app,
+    spawn_order_on_clock, spawn_payment,
 };
 
 const FLOOD_KEY: &str = "flood-key-0123456789";
@@ -29,16 +29,12 @@ fn spawn_limited(
     clock: &ManualClock,
 ) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let (payment_address, payment_handle) = spawn_payment(payment_config());
+    let payment = spawn_payment(payment_config());
     let mut order = order_config();
-    order.payment_service_url = payment_address.clone();
+    order.payment_service_url = payment.0.clone();
     limits(&mut order, dir.path());
     let store = Storage::InProcess(Arc::new(memory_store(&order)));
-    let app = order_service::Application::build_with(order, store, Arc::new(clock.clone()))
-        .expect("order-service starts");
-    let mut app = serve(app);
-    app.payment_address = payment_address;
-    app.handles.insert(0, payment_handle);
+    let app = spawn_order_on_clock(order, store, payment, Arc::new(clock.clone()));
     (app, dir)
 }
 

@@ -33,7 +33,10 @@ fn spawn_limited(
     let mut order = order_config();
     order.payment_service_url = payment.0.clone();
     limits(&mut order, dir.path());
-    let store = Storage::InProcess(Arc::new(memory_store(&order)));
+    let store = match order.database.url {
+        Some(_) => Storage::open(order.storage()).expect("a store"),
+        None => Storage::InProcess(Arc::new(memory_store(&order))),
+    };
     let app = spawn_order_on_clock(order, store, payment, Arc::new(clock.clone()));
     (app, dir)
 }
@@ -247,4 +250,78 @@ fn client_keys_and_a_per_address_limit_are_one_or_the_other() {
     assert!(both.is_err());
     let bad = order_service::Config::try_parse_from(["order-service", "--rate-limit-per-ip", "5"]);
     assert!(bad.is_err());
+}
+
+/// The one await the limiter adds is the drain of a refused request's
+/// body: a client that resets its connection there (headers and part of a
+/// keyed body sent, the rest never) leaves no key, no order, no charge,
+/// and its key is free for the retry.
+#[actix_web::test]
+async fn a_client_that_hangs_up_while_its_refused_body_is_drained_leaves_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let clock = ManualClock::default();
+    let (app, _dir) = spawn_limited(with_client_keys, &clock);
+    let flood = format!("Bearer {FLOOD_KEY}");
+    for _ in 0..5 {
+        assert_eq!(order_as(&app, Some(&flood), None).await.status, 201);
+    }
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Authorization: {flood}\r\nIdempotency-Key: cut-key\r\nContent-Length: 1000\r\n\r\n\
+         {{\"merchant_id\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Refused, and now waiting for the rest of the body.
+    let limited = r#"order_admissions_total{client="flood",decision="limited"}"#;
+    crate::helpers::eventually("the request is refused", || async {
+        metric(&app, limited).await == 1.0
+    })
+    .await;
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+
+    assert_eq!(app.keys_held().await, 0);
+    assert_eq!(app.charges().await, 5);
+    clock.advance(Duration::from_millis(200));
+    let retry = order_as(&app, Some(&flood), Some("cut-key")).await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert!(retry.header("idempotent-replayed").is_none());
+    assert_eq!(app.charges().await, 6);
+}
+
+/// The edge's refusals never wait on the order store: with PostgreSQL
+/// unreachable, a missing key is 401 and a client over its limit 429, at
+/// once, saying `none` without a key and `unknown` with one; nothing
+/// reaches payment, and no statement was sent that could commit later.
+#[actix_web::test]
+async fn refusals_at_the_edge_are_answered_and_true_while_the_database_is_down() {
+    let clock = ManualClock::default();
+    let down = |order: &mut order_service::Config, dir: &std::path::Path| {
+        with_client_keys(order, dir);
+        order.database.url = Some(format!(
+            "{}/orders",
+            crate::helpers::closed_port_url().replace("http://", "postgres://postgres@")
+        ));
+        order.database.timeout_ms = 500;
+    };
+    let (app, _dir) = spawn_limited(down, &clock);
+    let no_key = order_as(&app, None, None).await;
+    no_key.assert_problem(401);
+    assert_eq!(no_key.body["charge"], "none");
+    let flood = format!("Bearer {FLOOD_KEY}");
+    // The five the bucket lets in meet the database that is down.
+    for _ in 0..5 {
+        let reply = order_as(&app, Some(&flood), None).await;
+        reply.assert_problem(503);
+        assert_eq!(reply.body["charge"], "none");
+    }
+    let limited = order_as(&app, Some(&flood), None).await;
+    limited.assert_problem(429);
+    assert_eq!(limited.body["charge"], "none");
+    let keyed = order_as(&app, Some(&flood), Some("k-down")).await;
+    keyed.assert_problem(429);
+    assert_eq!(keyed.body["charge"], "unknown");
+    assert_eq!(app.payment_requests().await, 0);
 }

@@ -205,3 +205,35 @@ fn a_certificate_without_its_key_is_refused_by_the_command_line() {
     let parsed = order_service::Config::try_parse_from(["order-service", "--tls-cert", "c.pem"]);
     assert!(parsed.is_err());
 }
+
+/// A client that gives up on an HTTP/2 stream over TLS (its request
+/// future dropped: the stream is reset) cancels the handler as a TCP reset
+/// does on plain HTTP: the order's flow still ends, and the retry with
+/// the key gets that one order, charged once.
+#[actix_web::test]
+async fn an_h2_stream_reset_over_tls_leaves_one_order_and_one_charge() {
+    let pki = Pki::new();
+    let app = spawn_tls_app(&pki);
+    app.set_faults(json!({"delay_ms": 200})).await;
+    let h2 = pki.client(Some(&pki.client), &[b"h2"]);
+    let send = h2
+        .post(format!("{}/orders", app.address))
+        .insert_header(("Idempotency-Key", "h2-cut"))
+        .timeout(std::time::Duration::from_millis(50))
+        .send_json(&order_body());
+    assert!(send.await.is_err(), "the client gave up before the answer");
+    // 409 while the first flow still runs, then its order's replay.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reply = loop {
+        let reply = app.post_order_with_key("h2-cut", &order_body()).await;
+        if reply.status == 201 {
+            break reply;
+        }
+        assert_eq!(reply.status, 409, "{}", reply.body);
+        assert!(std::time::Instant::now() < deadline, "never answered 201");
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(reply.body["status"], "completed");
+    assert_eq!(app.charges().await, 1);
+    assert_eq!(app.keys_in_flight().await, 0);
+}

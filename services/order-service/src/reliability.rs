@@ -9,16 +9,16 @@
 //! stay per replica by design (as in Envoy, resilience4j and Polly): each
 //! judges payment from its own attempts and protects its own resources.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix::{Addr, Supervisor};
+use actix::Addr;
 use actors::bulkhead::Bulkhead;
 use actors::circuit_breaker::CircuitBreaker;
 use actors::clock::SharedClock;
 use actors::idempotency::IdempotencyStore;
-use actors::reconciler::Reconciler;
+use actors::reconciler::{Reconciler, Redrive};
+use actors::supervision::mailbox;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -61,45 +61,64 @@ pub fn payments(
     )
 }
 
+/// Runs the actors of a [`Reliability`], once, on the calling thread.
+pub struct Hosting(Box<dyn FnOnce() + Send>);
+
+impl Hosting {
+    pub fn start(self) {
+        (self.0)()
+    }
+}
+
 impl Reliability {
-    /// Starts the actors on the current arbiter (call inside the actix system).
-    pub fn start(
+    /// The actors' addresses, and what runs them: [`Hosting::start`], on
+    /// the thread that is to run them (startup.rs: the first HTTP worker's,
+    /// so that its messages to them wake no other thread). Messages sent
+    /// before it starts wait in the mailboxes.
+    pub fn new(
         config: &Config,
         clock: SharedClock,
         metrics: &OrderMetrics,
         storage: &Storage,
         link: &PaymentLink,
-    ) -> Self {
-        let breaker = {
-            let (config, clock) = (config.breaker(), clock.clone());
-            let metrics = metrics.clone();
-            Supervisor::start(move |_| {
-                CircuitBreaker::new(config, clock.clone())
-                    .with_observer(metrics.transition_observer())
-            })
-        };
-        let bulkhead = {
-            let config = config.bulkhead();
-            Supervisor::start(move |_| Bulkhead::new(config))
-        };
-        let idempotency = {
-            // The backend owns the records: a restart of the actor keeps them.
-            let config = config.idempotency();
-            let keys = storage.keys(config, clock.clone());
-            Supervisor::start(move |_| IdempotencyStore::new(keys, config.sweep_every))
-        };
+    ) -> (Self, Hosting) {
+        let (breaker, breaker_box) = mailbox();
+        let (bulkhead, bulkhead_box) = mailbox();
+        let (idempotency, idempotency_box) = mailbox();
+        let (reconciler, reconciler_box) = mailbox();
         let pipeline = Pipeline {
             breaker,
             bulkhead,
             retry_budget: Arc::new(RetryBudget::new(config.retry_budget())),
             clock: clock.clone(),
         };
-        let reconciler = reconciler(config, link, pipeline.clone(), metrics, storage);
-        Self {
+        let hosting = {
+            let (config, metrics, storage) = (config.clone(), metrics.clone(), storage.clone());
+            let (link, pipeline) = (link.clone(), pipeline.clone());
+            Hosting(Box::new(move || {
+                let (breaker, observer) = (config.breaker(), metrics.transition_observer());
+                let breaker_clock = clock.clone();
+                breaker_box.supervise(move |_| {
+                    CircuitBreaker::new(breaker, breaker_clock).with_observer(observer)
+                });
+                let bulkhead = config.bulkhead();
+                bulkhead_box.supervise(move |_| Bulkhead::new(bulkhead));
+                // The backend owns the records: a restart of the actor keeps them.
+                let keys = config.idempotency();
+                let backend = storage.keys(keys, clock);
+                idempotency_box
+                    .supervise(move |_| IdempotencyStore::new(backend, keys.sweep_every));
+                let redrive = redriver(&config, &link, pipeline, &metrics, &storage);
+                let (settings, claims) = (config.reconciler(), storage.claims());
+                reconciler_box.supervise(move |_| Reconciler::new(settings, redrive, claims));
+            }))
+        };
+        let reliability = Self {
             pipeline,
             idempotency,
             reconciler,
-        }
+        };
+        (reliability, hosting)
     }
 
     /// Whether every actor's mailbox is open (`/ready`).
@@ -114,22 +133,14 @@ impl Reliability {
 /// The reconciler charges through the same pipeline (breaker, bulkhead,
 /// budget, retries) with its own HTTP client, on this thread, where the
 /// actor runs; it finds pending orders where the store says.
-fn reconciler(
+fn redriver(
     config: &Config,
     link: &PaymentLink,
     pipeline: Pipeline,
     metrics: &OrderMetrics,
     storage: &Storage,
-) -> Addr<Reconciler<PendingOrder>> {
+) -> Redrive<PendingOrder> {
     let seed = config.retry.seed.map(|seed| seed.wrapping_sub(1));
     let payments = Rc::new(payments(config, link, pipeline, seed, metrics));
-    let redrive = RefCell::new(Some(redrive(storage.orders(), payments, metrics.clone())));
-    let (config, storage) = (config.reconciler(), storage.clone());
-    Supervisor::start(move |_| {
-        let redrive = redrive
-            .borrow_mut()
-            .take()
-            .expect("the reconciler is built once");
-        Reconciler::new(config, redrive, storage.claims())
-    })
+    redrive(storage.orders(), payments, metrics.clone())
 }

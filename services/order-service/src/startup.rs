@@ -1,10 +1,18 @@
-//! Builds the application: starts the reliability actors, binds the
-//! listener (port 0 works, the real port is read back) and wires every
+//! Builds the application: makes the reliability actors' addresses, binds
+//! the listener (port 0 works, the real port is read back) and wires every
 //! route in one place.
+//!
+//! The actors run on the first HTTP worker's thread, started when it builds
+//! its app (actix-server starts the workers one after another), not on the
+//! actix system's thread: every message between threads wakes the other
+//! one, and on a thread of their own the actors cost order-service a
+//! quarter more CPU per order in memory (docs/postgres-path.md). The other
+//! workers still message them across threads; each actor's state is still
+//! changed by that actor alone, one message at a time.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -26,7 +34,7 @@ use crate::metrics::OrderMetrics;
 use crate::orders::{Flows, Orders};
 use crate::payment::PaymentLink;
 use crate::payment::admin::PaymentAdmin;
-use crate::reliability::{self, Reliability};
+use crate::reliability::{self, Hosting, Reliability};
 use crate::routes::dashboard::{self, Dashboard};
 use crate::routes::{admin, health, metrics, orders};
 use crate::store::{OrderStore, Storage};
@@ -41,7 +49,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Call inside the actix system (the actors start on its arbiter). The
+    /// Call inside the actix system (the first worker runs the actors). The
     /// store is the one `DATABASE_URL` names, or this process's memory.
     pub fn build(config: Config) -> std::io::Result<Self> {
         let storage = Storage::open(config.storage())
@@ -62,7 +70,7 @@ impl Application {
         let tls = config.server.tls.server_config(None)?;
         let link = PaymentLink::new(&config.payment_service_url, &config.payment_tls)?;
         let limits = Limits::new(&config.limits, clock.clone(), metrics.admissions.clone())?;
-        let reliability = Reliability::start(&config, clock, &metrics, &storage, &link);
+        let (reliability, hosting) = Reliability::new(&config, clock, &metrics, &storage, &link);
         let listener = TcpListener::bind(SocketAddr::new(config.server.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let (shutdown_timeout, workers) =
@@ -71,7 +79,7 @@ impl Application {
         let shared = Arc::new(Shared::new(
             config,
             &storage,
-            &reliability,
+            (&reliability, hosting),
             metrics,
             flows.clone(),
             link,
@@ -178,13 +186,15 @@ struct Shared {
     limits: web::Data<Limits>,
     /// Numbers the workers, for their jitter seeds.
     workers: AtomicU64,
+    /// The actors, until the first worker runs them.
+    hosting: Mutex<Option<Hosting>>,
 }
 
 impl Shared {
     fn new(
         config: Config,
         storage: &Storage,
-        reliability: &Reliability,
+        (reliability, hosting): (&Reliability, Hosting),
         metrics: OrderMetrics,
         flows: Arc<Flows>,
         link: PaymentLink,
@@ -200,6 +210,7 @@ impl Shared {
             metrics: web::Data::new(metrics),
             flows,
             workers: AtomicU64::new(0),
+            hosting: Mutex::new(Some(hosting)),
         }
     }
 
@@ -217,6 +228,16 @@ impl Shared {
                 Some(_) => "postgresql",
                 None => "memory",
             },
+        }
+    }
+
+    /// Runs the actors on this worker's thread if no worker does yet. A
+    /// worker whose thread dies takes them along (a request's panic ends
+    /// its own task, not the thread), and `/ready` says 503 from then on.
+    fn host_actors(&self) {
+        let hosting = self.hosting.lock().ok().and_then(|mut h| h.take());
+        if let Some(hosting) = hosting {
+            hosting.start();
         }
     }
 
@@ -253,6 +274,7 @@ fn app(
         true => IncomingTrace::Continue,
         false => IncomingTrace::Link,
     };
+    shared.host_actors();
     App::new()
         .app_data(web::Data::new(shared.orders()))
         .app_data(web::Data::from(shared.store.clone()))

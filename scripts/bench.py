@@ -587,7 +587,7 @@ def write(runs, charges, p5, ledger, stores, actors, loadgen, overload, tls, cli
         "## The actors' cost per order (`cargo bench -p order-service --bench pipeline`)",
         "",
         "Latency of one order at a time, not CPU: each awaited message is a round trip to the",
-        "actors' thread and back.",
+        "actors' thread and back, as from the service's workers other than the first (which runs them).",
         "",
         "```",
         actors,

@@ -4,7 +4,8 @@
 //! long to wait) and talks to them only by messages.
 //!
 //! Every message carries the sender's [`tracing::Span`]: an actor's handler
-//! runs on the actor's own thread, where the sender's span is not current,
+//! runs in the actor's own task (on another thread, or later on the
+//! sender's), where the sender's span is not current,
 //! so each handler opens its span inside the one carried ([`child_span`]).
 //!
 //! # Layout
@@ -18,7 +19,8 @@
 //!   it is known, with backoff and bounded concurrency.
 //! - [`clock`]: the injectable clock every time-based decision reads.
 //! - [`supervision`]: turns a panic inside a handler into a supervised
-//!   restart instead of a dead mailbox.
+//!   restart instead of a dead mailbox; gives an address before the thread
+//!   that will run its actor exists.
 
 use tracing::Span;
 

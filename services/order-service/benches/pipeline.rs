@@ -3,7 +3,8 @@
 //! payment's simulated latency at 0. `make bench` runs it.
 //!
 //! The actors run on their own arbiter (thread) and are messaged from
-//! another, as the HTTP workers message them in the service.
+//! another, as every HTTP worker but the first (which runs them) messages
+//! them in the service.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -2,13 +2,15 @@
 //! the listener (port 0 works, the real port is read back) and wires every
 //! route in one place.
 //!
-//! The actors run on the first HTTP worker's thread, started when it builds
-//! its app (actix-server starts the workers one after another), not on the
+//! The actors run on the thread of the first HTTP worker to build its app
+//! (the workers build theirs in parallel; one takes the actors), not on the
 //! actix system's thread: every message between threads wakes the other
 //! one, and on a thread of their own the actors cost order-service a
 //! quarter more CPU per order in memory (docs/postgres-path.md). The other
 //! workers still message them across threads; each actor's state is still
-//! changed by that actor alone, one message at a time.
+//! changed by that actor alone, one message at a time. They stop with their
+//! worker, which a shutdown stops only after the order flows have drained
+//! (`run_until`).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};

@@ -61,11 +61,7 @@ impl Secret {
     /// secret is configured (the gated surface is off).
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Problem> {
         let expected = self.surface()?;
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .unwrap_or("");
+        let presented = presented_token(headers).unwrap_or("");
         if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
             Ok(())
         } else {
@@ -116,9 +112,17 @@ pub fn required_service_key(key: Option<&str>) -> std::io::Result<&str> {
     })
 }
 
+/// The token of the request's `Authorization: Bearer <token>`, if any.
+pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+}
+
 /// The token of `Bearer <token>`: the scheme is case-insensitive and may be
 /// followed by several spaces (RFC 9110 §11.1, §11.4).
-pub fn bearer_token(value: &str) -> Option<&str> {
+fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 use actors::clock::SharedClock;
@@ -141,11 +141,7 @@ impl Limits {
         match &self.gate {
             Gate::Open => Ok(None),
             Gate::Clients(keys) => {
-                let presented = req
-                    .headers()
-                    .get(AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(common::auth::bearer_token);
+                let presented = common::auth::presented_token(req.headers());
                 let Some(client) = presented.and_then(|key| keys.find(key)) else {
                     self.count("unknown", "unauthenticated");
                     return Err(LimitError::NoClientKey);

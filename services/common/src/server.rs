@@ -48,3 +48,14 @@ pub struct Health {
 impl Health {
     pub const HEALTHY: Self = Self { status: "healthy" };
 }
+
+/// The built application, or, when it could not be built, the reason said
+/// plainly once where an operator looks (the log and stderr, not a `Debug`
+/// dump) and the process ended with status 1.
+pub fn built_or_exit<T>(service: &str, built: std::io::Result<T>) -> T {
+    built.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "{service} cannot start");
+        eprintln!("{service}: cannot start: {e}");
+        std::process::exit(1)
+    })
+}

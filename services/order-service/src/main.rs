@@ -11,15 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::io::Result<()> {
     let config = Config::parse();
     let telemetry = observability::init("order-service");
-    let app = match Application::build(config) {
-        Ok(app) => app,
-        Err(e) => {
-            // Said plainly, once, where an operator looks: not a Debug dump.
-            tracing::error!(error = %e, "order-service cannot start");
-            eprintln!("order-service: cannot start: {e}");
-            std::process::exit(1);
-        }
-    };
+    let app = common::server::built_or_exit("order-service", Application::build(config));
     tracing::info!(port = app.port(), "order-service listening");
     let served = app.run_until_stopped().await;
     // Flush the last spans off the async runtime (blocking there loses them).

@@ -80,7 +80,7 @@ pub struct Bucket {
 impl Bucket {
     pub fn take(&self, rate: &Rate, now: u64) -> Decision {
         let interval = rate.interval.as_nanos() as u64;
-        let tolerance = interval.saturating_mul(rate.quota);
+        let tolerance = rate.window().as_nanos() as u64;
         let mut full_at = self.full_at.load(Ordering::Relaxed);
         loop {
             let start = full_at.max(now);

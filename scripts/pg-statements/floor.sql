@@ -1,8 +1,9 @@
 -- The floor of any durable order: eight new orders inserted and the eight
--- of this client's previous transaction completed, one commit for all
--- (about what one of order-service's shared transactions holds), into a
--- table of two columns and one index. n counts this client's
--- transactions (pgbench -D n=0).
+-- of the previous transaction of this client completed, one commit for
+-- all (about what one shared transaction of order-service holds), into a
+-- table of two columns and one index. n counts the transactions of this
+-- client (pgbench -D n=0). (No quotes in these comments: pgbench would
+-- misread the script.)
 \set n :n + 1
 \set new (:client_id * 1000000000 + :n) * 8
 \set old (:client_id * 1000000000 + :n - 1) * 8

@@ -1,6 +1,7 @@
--- As floor.sql, with the order's whole row: its columns, its primary key.
--- The completion compares the status through an expression (as the
--- service's does) so that the plan keeps to the primary key.
+-- As floor.sql, with the whole row of each order: the columns of the
+-- migration, its primary key. The completion compares the status through
+-- an expression so that the plan keeps to the primary key (the service
+-- compares it with an input column, to the same end).
 \set n :n + 1
 \set new (:client_id * 1000000000 + :n) * 8
 \set old (:client_id * 1000000000 + :n - 1) * 8

@@ -1,6 +1,8 @@
 -- As order-row.sql, with the idempotency key of each order: the key
 -- inserted with its order, its answer stored with the outcome. Run on
--- the migration as it is (with the due index) and without the due index.
+-- the migration as it is (with the due index), without the due index, and
+-- less its last UPDATE (the answer of the key not stored: what an answer
+-- derived from the order row would save the database).
 \set n :n + 1
 \set new (:client_id * 1000000000 + :n) * 8
 \set old (:client_id * 1000000000 + :n - 1) * 8

@@ -134,13 +134,27 @@ impl PgStore {
         // must not keep dead connections in the pool for the kernel's
         // quarter of an hour; and a statement given up on here must not
         // commit much later there.
+        //
+        // The other way round, a transaction this side gave up on between
+        // two statements (its link went half-open) leaves a session on the
+        // server waiting for the rest, holding its locks — a migration's
+        // advisory lock keeps every replica unready — until the server
+        // hears the connection end: never, behind a peer that still
+        // acknowledges, or hours later. The server ends it instead. The
+        // gap it sees between two statements of a live transaction spans
+        // the end of one round trip and the start of the next, each
+        // bounded here by the timeout: twice the timeout leaves it that.
         let timeout = settings.statement_timeout;
         config
             .connect_timeout(timeout)
             .tcp_user_timeout(timeout.max(Duration::from_secs(1)))
             .keepalives_idle(Duration::from_secs(5))
             .keepalives_interval(Duration::from_secs(1))
-            .options(format!("-c statement_timeout={}", timeout.as_millis()));
+            .options(format!(
+                "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+                timeout.as_millis(),
+                2 * timeout.as_millis()
+            ));
         let manager = Manager::from_config(
             config,
             NoTls,

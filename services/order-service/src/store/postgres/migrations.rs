@@ -8,9 +8,12 @@
 //! answer to each: a connection whose peer vanished without a word (a
 //! half-open link, behind a proxy that keeps acknowledging) would
 //! otherwise be handed to every later attempt, each hanging until its
-//! caller gave up, and the replica would never be ready again. Waiting for
-//! another replica is a retry of `pg_try_advisory_xact_lock`, not a
-//! statement blocked on the lock. A migration must therefore run each
+//! caller gave up, and the replica would never be ready again. The
+//! server's side of such a link waits in the transaction, holding the
+//! lock, until it ends the session as idle in a transaction (every
+//! connection sets the timeout: `PgStore::new`). Waiting for another
+//! replica is a retry of `pg_try_advisory_xact_lock`, not a statement
+//! blocked on the lock. A migration must therefore run each
 //! statement within `DATABASE_TIMEOUT_MS`; the embedded ones take
 //! milliseconds.
 

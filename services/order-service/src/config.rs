@@ -303,13 +303,15 @@ pub struct DatabaseArgs {
     pub acquire_timeout_ms: u64,
 
     /// Longest wait for one database operation, connection included, in
-    /// milliseconds; beyond it the request gets 503.
+    /// milliseconds; beyond it the request gets 503. The server ends a
+    /// transaction left waiting for twice this (its client is gone).
     #[arg(
         id = "database_timeout_ms",
         value_name = "MS",
         long = "database-timeout-ms",
         env = "DATABASE_TIMEOUT_MS",
-        default_value_t = 1_000
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
     )]
     pub timeout_ms: u64,
 }

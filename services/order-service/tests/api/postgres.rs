@@ -766,6 +766,21 @@ async fn an_unreachable_database_is_a_503_with_retry_after_and_no_driver_text() 
     assert_eq!(app.get("/health").await.status, 200);
 }
 
+/// Zero would be no deadline at all on the server, and the server ends
+/// a session idle in a transaction at twice the timeout, an `int` of
+/// milliseconds there: a timeout outside what both can take is refused
+/// at start, not met on each connection.
+#[test]
+fn a_database_timeout_the_server_cannot_take_is_refused_at_start() {
+    use clap::Parser;
+    let with = |ms: &str| {
+        order_service::Config::try_parse_from(["order-service", "--database-timeout-ms", ms])
+    };
+    assert!(with("0").is_err());
+    assert!(with("600001").is_err());
+    assert_eq!(with("600000").unwrap().database.timeout_ms, 600_000);
+}
+
 #[actix_web::test]
 async fn ready_answers_200_when_the_database_does() {
     let db = TestDb::create().await;

@@ -68,6 +68,8 @@ struct Inner {
     redrives: Redrives,
     migrated: AtomicBool,
     migrating: tokio::sync::Mutex<()>,
+    /// The end of the latest migration attempt started for a caller.
+    attempt: std::sync::Mutex<Option<migrations::Attempt>>,
     /// This process, as `claimed_by` (for people reading the table).
     replica: Uuid,
     batcher: batch::Batcher,
@@ -180,6 +182,7 @@ impl PgStore {
                 redrives,
                 migrated: AtomicBool::new(false),
                 migrating: tokio::sync::Mutex::new(()),
+                attempt: std::sync::Mutex::new(None),
                 replica: Uuid::new_v4(),
             }),
         })
@@ -208,11 +211,7 @@ impl PgStore {
     /// A pooled connection by `deadline`, the schema migrated first.
     async fn connect(&self, deadline: tokio::time::Instant) -> Result<Client, StoreError> {
         let connect = async {
-            // Within the timeout: while the database is down, requests
-            // must not queue behind one another's migration attempts.
-            if !self.inner.migrated.load(Ordering::Acquire) {
-                self.migrate().await?;
-            }
+            self.migrated_by(deadline).await?;
             self.inner.pool.get().await.map_err(unavailable)
         };
         tokio::time::timeout_at(deadline, connect)

@@ -468,3 +468,47 @@ async fn half_open_while_migrating(i: u64, vanish_at: Duration) {
     }
     println!("  each reset key then bought with a 201");
 }
+
+/// A replica that found the database down at its start migrates on first
+/// use; over a link this slow the migration's round trips (150 ms each)
+/// take longer together than one request waits (500 ms). Each request's
+/// attempt was given up on with it, and the replica was never ready; an
+/// attempt now outlives the requests that wait for it.
+#[actix_web::test]
+#[ignore = "network chaos: run with `make chaos-net`"]
+async fn a_schema_migrated_over_a_link_slower_than_a_request_waits_gets_ready() {
+    let pg = PrivatePg::start();
+    pg.create_database("net_slow_migration").await;
+    let url = pg.url("net_slow_migration");
+    let db = Proxy::start(&format!("127.0.0.1:{}", pg.port), seed(8)).await;
+    // Down at the start: every connection reset at once.
+    db.add_both("down", Toxic::ResetPeer { timeout: ms(0) });
+    let stack = Stack::start_wired(&PAYMENT, &on_database(&url), 0, &|_, env| {
+        through(&db, env, "DATABASE_URL");
+    });
+    print_header();
+    row(
+        &stack,
+        "database down at start, then slow",
+        "net-slow-migration",
+        async |_| {
+            until_ready_is(&stack, &stack.order_url, 503).await;
+            sleep(ms(500)).await;
+            let latency = Toxic::Latency {
+                latency: ms(150),
+                jitter: ms(0),
+            };
+            db.add("slow", Stream::Downstream, 1.0, latency);
+            db.remove("down");
+            let ready = until_ready_is(&stack, &stack.order_url, 200).await;
+            sleep(ms(2000)).await;
+            db.remove("slow");
+            format!(
+                "{} connection(s) reset while down; then 150 ms a round trip: ready {:.2} s later",
+                db.kills().0,
+                ready.as_secs_f64()
+            )
+        },
+    )
+    .await;
+}

@@ -15,12 +15,17 @@
 //! replica is a retry of `pg_try_advisory_xact_lock`, not a statement
 //! blocked on the lock. A migration must therefore run each
 //! statement within `DATABASE_TIMEOUT_MS`; the embedded ones take
-//! milliseconds.
+//! milliseconds. The whole of it may take longer than one request waits
+//! (eight round trips over a slow link), so an attempt is a task of its
+//! own that requests wait for: were it given up on with each request
+//! that stops waiting, such a replica would never be ready.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use deadpool_postgres::Client;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{LATE, PgStore, unavailable};
@@ -74,7 +79,58 @@ async fn within<T, E: Into<Cause>>(
     }
 }
 
+/// A migration attempt's end: `None` while it runs, then its outcome (a
+/// failure as its cause's text, shared by everyone who waited).
+pub(super) type Attempt = watch::Receiver<Option<Result<(), Arc<str>>>>;
+
 impl PgStore {
+    /// The schema migrated, by `deadline`: if it is not yet, the caller
+    /// waits for the attempt under way, or starts one. An attempt is a task
+    /// of its own, bounded per round trip but not by its callers: one that
+    /// needs longer than a caller's deadline (a slow link, a lock held a
+    /// while) still ends, and a later caller finds the schema migrated;
+    /// and while the database is down, one attempt at a time is made,
+    /// however many requests wait.
+    pub(super) async fn migrated_by(&self, deadline: Instant) -> Result<(), StoreError> {
+        if self.inner.migrated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut attempt = self.attempt();
+        let ended = tokio::time::timeout_at(deadline, attempt.wait_for(Option::is_some))
+            .await
+            .map_err(|_| unavailable(LATE))?
+            .map_err(|_| unavailable("the migration's task ended without an outcome"))?;
+        match ended.as_ref().expect("waited for an outcome") {
+            Ok(()) => Ok(()),
+            Err(cause) => Err(unavailable(cause.to_string())),
+        }
+    }
+
+    /// The attempt under way, or a new one.
+    fn attempt(&self) -> Attempt {
+        let mut latest = self
+            .inner
+            .attempt
+            .lock()
+            .expect("never held across a panic");
+        // (An attempt whose task is gone without an outcome is over too.)
+        let under_way = |a: &&Attempt| a.borrow().is_none() && a.has_changed().is_ok();
+        if let Some(under_way) = latest.as_ref().filter(under_way) {
+            return under_way.clone();
+        }
+        let (end, attempt) = watch::channel(None);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let outcome = store.migrate().await.map_err(|e| {
+                let cause = std::error::Error::source(&e).map_or(e.to_string(), |c| c.to_string());
+                Arc::from(cause)
+            });
+            end.send_replace(Some(outcome));
+        });
+        *latest = Some(attempt.clone());
+        attempt
+    }
+
     /// Applies the migrations this database lacks, once per process.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.inner.migrating.lock().await;

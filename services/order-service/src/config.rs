@@ -311,7 +311,7 @@ pub struct DatabaseArgs {
         long = "database-timeout-ms",
         env = "DATABASE_TIMEOUT_MS",
         default_value_t = 1_000,
-        value_parser = clap::value_parser!(u64).range(1..=600_000)
+        value_parser = clap::value_parser!(u64).range(10..=600_000)
     )]
     pub timeout_ms: u64,
 }

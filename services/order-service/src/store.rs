@@ -105,12 +105,7 @@ impl Storage {
     /// answers, else on first use.
     pub fn start(&self) {
         if let Self::Shared(pg) = self {
-            let pg = pg.clone();
-            actix_rt::spawn(async move {
-                if let Err(e) = pg.migrate().await {
-                    tracing::warn!(error = %e, "database not ready at start; migrating on first use");
-                }
-            });
+            pg.start_migrating();
         }
     }
 

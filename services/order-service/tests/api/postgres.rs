@@ -766,9 +766,10 @@ async fn an_unreachable_database_is_a_503_with_retry_after_and_no_driver_text() 
     assert_eq!(app.get("/health").await.status, 200);
 }
 
-/// Zero would be no deadline at all on the server, and the server ends
-/// a session idle in a transaction at twice the timeout, an `int` of
-/// milliseconds there: a timeout outside what both can take is refused
+/// The server ends a session idle in a transaction at twice the timeout,
+/// an `int` of milliseconds there, and below 10 ms a statement on a new
+/// connection does not finish even on loopback (zero would be no deadline
+/// on the server at all): a timeout no replica could work with is refused
 /// at start, not met on each connection.
 #[test]
 fn a_database_timeout_the_server_cannot_take_is_refused_at_start() {
@@ -776,9 +777,39 @@ fn a_database_timeout_the_server_cannot_take_is_refused_at_start() {
     let with = |ms: &str| {
         order_service::Config::try_parse_from(["order-service", "--database-timeout-ms", ms])
     };
-    assert!(with("0").is_err());
-    assert!(with("600001").is_err());
+    for refused in ["0", "9", "600001"] {
+        assert!(with(refused).is_err(), "{refused} ms taken");
+    }
+    assert_eq!(with("10").unwrap().database.timeout_ms, 10);
     assert_eq!(with("600000").unwrap().database.timeout_ms, 600_000);
+}
+
+/// A `schema_migrations` table of another tool (golang-migrate's layout)
+/// is not this service's: migrating fails with a cause that names it,
+/// never a panic, and leaves the table as it was.
+#[actix_web::test]
+async fn another_tools_schema_migrations_fails_the_migration_with_its_name() {
+    let db = TestDb::create().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (20240101, false)",
+        )
+        .await
+        .unwrap();
+    let failed = db.store(&order_config()).migrate().await.unwrap_err();
+    assert!(
+        failed
+            .to_string()
+            .contains("schema_migrations is another tool's table"),
+        "{failed}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await, 1);
+    let orders = "SELECT count(*) FROM pg_tables WHERE tablename = 'orders'";
+    assert_eq!(db.count(orders).await, 0);
+    let app = db.spawn_app();
+    assert_eq!(app.get("/ready").await.status, 503);
 }
 
 #[actix_web::test]

@@ -3,8 +3,9 @@
 //! do not race, and a replica that finds the lock taken tries again until
 //! the other is done.
 //!
-//! Every round trip of a migration is bounded by the statement timeout,
-//! and its connection goes back to the pool only if the migration got an
+//! Every step of a migration (a statement: one round trip, or two where
+//! it is prepared first) is bounded by the statement timeout, and its
+//! connection goes back to the pool only if the migration got an
 //! answer to each: a connection whose peer vanished without a word (a
 //! half-open link, behind a proxy that keeps acknowledging) would
 //! otherwise be handed to every later attempt, each hanging until its
@@ -16,7 +17,7 @@
 //! blocked on the lock. A migration must therefore run each
 //! statement within `DATABASE_TIMEOUT_MS`; the embedded ones take
 //! milliseconds. The whole of it may take longer than one request waits
-//! (eight round trips over a slow link), so an attempt is a task of its
+//! (eight statements over a slow link), so an attempt is a task of its
 //! own that requests wait for: were it given up on with each request
 //! that stops waiting, such a replica would never be ready.
 
@@ -68,6 +69,20 @@ impl Drop for Checked {
     }
 }
 
+/// `e` with each of its sources: the driver's "db error" says nothing
+/// without the server's message under it.
+fn described(e: &StoreError) -> String {
+    let Some(mut cause) = std::error::Error::source(e) else {
+        return e.to_string();
+    };
+    let mut text = cause.to_string();
+    while let Some(under) = cause.source() {
+        text = format!("{text}: {under}");
+        cause = under;
+    }
+    text
+}
+
 /// `work` within `limit`: its failure, or [`LATE`], as unavailable.
 async fn within<T, E: Into<Cause>>(
     limit: Duration,
@@ -86,7 +101,7 @@ pub(super) type Attempt = watch::Receiver<Option<Result<(), Arc<str>>>>;
 impl PgStore {
     /// The schema migrated, by `deadline`: if it is not yet, the caller
     /// waits for the attempt under way, or starts one. An attempt is a task
-    /// of its own, bounded per round trip but not by its callers: one that
+    /// of its own, bounded per statement but not by its callers: one that
     /// needs longer than a caller's deadline (a slow link, a lock held a
     /// while) still ends, and a later caller finds the schema migrated;
     /// and while the database is down, one attempt at a time is made,
@@ -106,6 +121,13 @@ impl PgStore {
         }
     }
 
+    /// Starts an attempt now, unless one is under way: at start, where
+    /// nobody waits for it (its failure is logged, and the next request
+    /// tries again).
+    pub fn start_migrating(&self) {
+        drop(self.attempt());
+    }
+
     /// The attempt under way, or a new one.
     fn attempt(&self) -> Attempt {
         let mut latest = self
@@ -121,10 +143,14 @@ impl PgStore {
         let (end, attempt) = watch::channel(None);
         let store = self.clone();
         tokio::spawn(async move {
-            let outcome = store.migrate().await.map_err(|e| {
-                let cause = std::error::Error::source(&e).map_or(e.to_string(), |c| c.to_string());
-                Arc::from(cause)
-            });
+            let outcome = store.migrate().await.map_err(|e| Arc::from(described(&e)));
+            // Told to whoever waits; said here when nobody does any more
+            // (the attempt outlived them all), or else it goes unseen.
+            if let Err(cause) = &outcome
+                && end.receiver_count() <= 1
+            {
+                tracing::warn!(error = %cause, "migrating the schema failed; the next request tries again");
+            }
             end.send_replace(Some(outcome));
         });
         *latest = Some(attempt.clone());
@@ -176,12 +202,12 @@ impl PgStore {
             ),
         )
         .await?;
-        let applied: Vec<i32> =
-            within(step, tx.query("SELECT version FROM schema_migrations", &[]))
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
+        let applied = within(step, tx.query("SELECT version FROM schema_migrations", &[]))
+            .await?
+            .iter()
+            .map(|row| row.try_get::<_, i32>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unavailable(format!("schema_migrations is another tool's table: {e}")))?;
         for (version, name, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;

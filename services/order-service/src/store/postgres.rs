@@ -68,7 +68,7 @@ struct Inner {
     redrives: Redrives,
     migrated: AtomicBool,
     migrating: tokio::sync::Mutex<()>,
-    /// The end of the latest migration attempt started for a caller.
+    /// The end of the latest migration attempt (at start, or for a caller).
     attempt: std::sync::Mutex<Option<migrations::Attempt>>,
     /// This process, as `claimed_by` (for people reading the table).
     replica: Uuid,

@@ -67,7 +67,6 @@ struct Inner {
     settings: PgSettings,
     redrives: Redrives,
     migrated: AtomicBool,
-    migrating: tokio::sync::Mutex<()>,
     /// The end of the latest migration attempt (at start, or for a caller).
     attempt: std::sync::Mutex<Option<migrations::Attempt>>,
     /// This process, as `claimed_by` (for people reading the table).
@@ -181,7 +180,6 @@ impl PgStore {
                 settings,
                 redrives,
                 migrated: AtomicBool::new(false),
-                migrating: tokio::sync::Mutex::new(()),
                 attempt: std::sync::Mutex::new(None),
                 replica: Uuid::new_v4(),
             }),
@@ -211,7 +209,9 @@ impl PgStore {
     /// A pooled connection by `deadline`, the schema migrated first.
     async fn connect(&self, deadline: tokio::time::Instant) -> Result<Client, StoreError> {
         let connect = async {
-            self.migrated_by(deadline).await?;
+            // At the deadline only the wait for a migration ends; the
+            // migration goes on, a task of its own.
+            self.migrate().await?;
             self.inner.pool.get().await.map_err(unavailable)
         };
         tokio::time::timeout_at(deadline, connect)

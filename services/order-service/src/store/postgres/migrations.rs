@@ -99,21 +99,21 @@ async fn within<T, E: Into<Cause>>(
 pub(super) type Attempt = watch::Receiver<Option<Result<(), Arc<str>>>>;
 
 impl PgStore {
-    /// The schema migrated, by `deadline`: if it is not yet, the caller
-    /// waits for the attempt under way, or starts one. An attempt is a task
-    /// of its own, bounded per statement but not by its callers: one that
-    /// needs longer than a caller's deadline (a slow link, a lock held a
-    /// while) still ends, and a later caller finds the schema migrated;
-    /// and while the database is down, one attempt at a time is made,
-    /// however many requests wait.
-    pub(super) async fn migrated_by(&self, deadline: Instant) -> Result<(), StoreError> {
+    /// The schema migrated: if it is not yet, the caller waits for the
+    /// attempt under way, or starts one. An attempt is a task of its own,
+    /// bounded per statement but not by its callers (a request waits up to
+    /// its deadline, then drops this future): one that needs longer than a
+    /// caller waits (a slow link, a lock held a while) still ends, and a
+    /// later caller finds the schema migrated; and while the database is
+    /// down, one attempt at a time is made, however many requests wait.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
         if self.inner.migrated.load(Ordering::Acquire) {
             return Ok(());
         }
         let mut attempt = self.attempt();
-        let ended = tokio::time::timeout_at(deadline, attempt.wait_for(Option::is_some))
+        let ended = attempt
+            .wait_for(Option::is_some)
             .await
-            .map_err(|_| unavailable(LATE))?
             .map_err(|_| unavailable("the migration's task ended without an outcome"))?;
         match ended.as_ref().expect("waited for an outcome") {
             Ok(()) => Ok(()),
@@ -128,7 +128,8 @@ impl PgStore {
         drop(self.attempt());
     }
 
-    /// The attempt under way, or a new one.
+    /// The attempt under way, or a new one: the one place an attempt
+    /// starts, so that no two of this process run at once.
     fn attempt(&self) -> Attempt {
         let mut latest = self
             .inner
@@ -143,7 +144,7 @@ impl PgStore {
         let (end, attempt) = watch::channel(None);
         let store = self.clone();
         tokio::spawn(async move {
-            let outcome = store.migrate().await.map_err(|e| Arc::from(described(&e)));
+            let outcome = store.apply().await.map_err(|e| Arc::from(described(&e)));
             // Told to whoever waits; said here when nobody does any more
             // (the attempt outlived them all), or else it goes unseen.
             if let Err(cause) = &outcome
@@ -157,9 +158,9 @@ impl PgStore {
         attempt
     }
 
-    /// Applies the migrations this database lacks, once per process.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        let _one_at_a_time = self.inner.migrating.lock().await;
+    /// Applies the migrations this database lacks, waiting for another
+    /// replica's migration up to [`WAIT_FOR_OTHERS`].
+    async fn apply(&self) -> Result<(), StoreError> {
         if self.inner.migrated.load(Ordering::Acquire) {
             return Ok(());
         }

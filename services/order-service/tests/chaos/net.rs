@@ -390,6 +390,15 @@ async fn retry_with_key(stack: &Stack, key: &str) -> (u16, String) {
     }
 }
 
+/// The database's answers 150 ms late: a migration of eight statements
+/// takes longer than a request waits (`DATABASE_TIMEOUT_MS`).
+fn slow_answers() -> Toxic {
+    Toxic::Latency {
+        latency: ms(150),
+        jitter: ms(0),
+    }
+}
+
 /// The attack that found it: a replica whose connection went half-open
 /// during its first migration handed that connection to every later
 /// attempt, and stayed unready for good. The moments span the migration
@@ -416,11 +425,7 @@ async fn half_open_while_migrating(i: u64, vanish_at: Duration) {
     let url = pg.url("net_migration");
     let db = Proxy::start(&format!("127.0.0.1:{}", pg.port), seed).await;
     // Slow answers: the migration's round trips are under way a while.
-    let latency = Toxic::Latency {
-        latency: ms(150),
-        jitter: ms(0),
-    };
-    db.add("slow", Stream::Downstream, 1.0, latency);
+    db.add("slow", Stream::Downstream, 1.0, slow_answers());
     let stack = Stack::start_wired(&PAYMENT, &on_database(&url), 0, &|_, env| {
         through(&db, env, "DATABASE_URL");
     });
@@ -494,11 +499,7 @@ async fn a_schema_migrated_over_a_link_slower_than_a_request_waits_gets_ready() 
         async |_| {
             until_ready_is(&stack, &stack.order_url, 503).await;
             sleep(ms(500)).await;
-            let latency = Toxic::Latency {
-                latency: ms(150),
-                jitter: ms(0),
-            };
-            db.add("slow", Stream::Downstream, 1.0, latency);
+            db.add("slow", Stream::Downstream, 1.0, slow_answers());
             db.remove("down");
             let ready = until_ready_is(&stack, &stack.order_url, 200).await;
             sleep(ms(2000)).await;
